@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make check` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: check test bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+check: $(STAMP)
+	$(BIN)/envaudit check --golden golden/reference
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check envaudit tests tools
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""envaudit: did the environment change the numbers your detection model produces?
+
+The public API is four functions that return plain, typed data:
+
+- ``capture()`` -> ``Fingerprint`` of this environment (never imports TensorFlow);
+- ``diff(a, b)`` -> the ``Change``s between two fingerprints, numerics-relevant first;
+- ``run_workload()`` -> ``WorkloadResult`` of the golden detection workload (imports TensorFlow);
+- ``check(golden=...)`` -> ``CheckResult`` against a golden bundle.
+
+Imports are lazy so that ``import envaudit`` stays cheap and TensorFlow is loaded only by the
+functions that run it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from envaudit.check import CheckResult
+    from envaudit.fingerprint import Change, Fingerprint
+    from envaudit.workload.types import WorkloadResult
+
+
+def capture() -> Fingerprint:
+    """Fingerprint the current environment."""
+    from envaudit.fingerprint import capture as _capture
+
+    return _capture()
+
+
+def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
+    """Changes from fingerprint ``a`` (golden) to ``b`` (current), numerics-relevant first."""
+    from envaudit.fingerprint import diff as _diff
+
+    return _diff(a, b)
+
+
+def run_workload(**kwargs: Any) -> WorkloadResult:
+    """Run the golden detection workload once in this process (imports TensorFlow)."""
+    from envaudit.workload import run_workload as _run
+
+    return _run(**kwargs)
+
+
+def check(golden: str | None = None, **kwargs: Any) -> CheckResult:
+    """Run the workload here and compare it with a golden bundle."""
+    from envaudit.check import check as _check
+
+    return _check(golden=golden, **kwargs)
+
+
+__all__ = ["__version__", "capture", "diff", "run_workload", "check"]

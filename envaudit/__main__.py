@@ -1,0 +1,5 @@
+"""`python -m envaudit` runs the CLI."""
+
+from envaudit.cli import main
+
+raise SystemExit(main())

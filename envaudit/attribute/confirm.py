@@ -1,0 +1,192 @@
+"""Confirmation: re-run the workload with one change put back; "confirmed" only if that restores
+the golden bits exactly.
+
+Each re-run is a fresh ``python -m envaudit.workload`` process, because the settings that matter
+(oneDNN switches, instruction-set caps, thread counts) are read once when TensorFlow loads. Re-runs
+go in parallel up to the number of cores this process may use. Hardware cannot be put back, but an
+instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
+reported either way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from envaudit.attribute.model import Cause
+from envaudit.fingerprint.model import Change, Fingerprint
+
+RERUN_TIMEOUT_S = 300
+
+# oneDNN ISA caps, most capable first, with the CPU flags each needs.
+ISA_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AVX512_CORE_AMX", ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16")),
+    ("AVX512_CORE_BF16", ("avx512_bf16", "avx512_vnni")),
+    ("AVX512_CORE_VNNI", ("avx512_vnni", "avx512f", "avx512bw", "avx512vl")),
+    ("AVX512_CORE", ("avx512f", "avx512bw", "avx512vl")),
+    ("AVX2_VNNI", ("avx_vnni", "avx2")),
+    ("AVX2", ("avx2", "fma")),
+    ("AVX", ("avx",)),
+    ("SSE41", ("sse4_1",)),
+)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One re-run: which settings it puts back, and for which cause (fingerprint path)."""
+
+    label: str  # "TF_ENABLE_ONEDNN_OPTS restored to unset"
+    env: Mapping[str, str | None]  # None: remove the variable
+    cause_paths: tuple[str, ...]
+    cores: int | None = None  # pin the re-run to this many cores
+
+
+@dataclass(frozen=True)
+class Outcome:
+    experiment: Experiment
+    identical: bool
+    differing: tuple[str, ...]  # arrays that still differ from golden
+    error: str | None = None
+
+
+def max_isa(flags: Sequence[str]) -> str | None:
+    have = set(flags)
+    for level, needed in ISA_LEVELS:
+        if all(flag in have for flag in needed):
+            return level
+    return None
+
+
+def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -> list[Experiment]:
+    """The re-runs that can put a change back from inside this process's environment."""
+    experiments: list[Experiment] = []
+    env_changes = [c for c in changes if c.path.startswith("env.") and c.numerics]
+    for change in env_changes:
+        name = change.path[4:]
+        shown = "unset" if change.golden is None else repr(change.golden)
+        experiments.append(Experiment(f"{name} restored to {shown}",
+                                      {name: change.golden}, (change.path,)))
+    if len(env_changes) > 1:
+        experiments.append(Experiment(
+            "all numerics variables restored together",
+            {c.path[4:]: c.golden for c in env_changes}, tuple(c.path for c in env_changes)))
+    cores_change = next((c for c in changes if c.path == "cpu.usable_cores"), None)
+    if cores_change and isinstance(cores_change.golden, int) and isinstance(
+            cores_change.current, int) and cores_change.golden < cores_change.current:
+        experiments.append(Experiment(f"pinned to {cores_change.golden} cores as on the golden"
+                                      " machine", {}, (cores_change.path,), cores_change.golden))
+    golden_isa = max_isa(golden.get("cpu.flags") or [])
+    current_isa = max_isa(current.get("cpu.flags") or [])
+    if golden_isa and current_isa and golden_isa != current_isa:
+        levels = [level for level, _ in ISA_LEVELS]
+        if levels.index(golden_isa) > levels.index(current_isa):  # golden is the lesser CPU
+            cpu_paths = [c.path for c in changes if c.path.startswith("cpu.")]
+            flag_paths = [p for p in cpu_paths if p.startswith("cpu.flags")]
+            paths = ((flag_paths or cpu_paths or ["cpu.flags"])[0],)
+            experiments.append(Experiment(
+                f"golden instruction set emulated with ONEDNN_MAX_CPU_ISA={golden_isa}",
+                {"ONEDNN_MAX_CPU_ISA": golden_isa}, paths))
+    return experiments
+
+
+def _rerun(experiment: Experiment, workdir: Path) -> Mapping[str, np.ndarray] | str:
+    env = dict(os.environ)
+    for name, value in experiment.env.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = workdir / f"{abs(hash(experiment.label))}.npz"
+    command = [sys.executable, "-m", "envaudit.workload", str(out)]
+    if experiment.cores:
+        cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
+        command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=RERUN_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"re-run could not complete: {exc}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"re-run failed (exit {proc.returncode}): {last}"
+    with np.load(out) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def run_experiments(
+    experiments: Sequence[Experiment],
+    golden_arrays: Mapping[str, np.ndarray],
+    progress: Callable[[str], None] = lambda _m: None,
+) -> list[Outcome]:
+    """Run every experiment (in parallel) and compare each with the golden arrays bit for bit."""
+    if not experiments:
+        return []
+    workers = max(1, min(len(experiments), len(os.sched_getaffinity(0))))
+    progress(f"confirming: {len(experiments)} re-run(s)")
+    with tempfile.TemporaryDirectory(prefix="envaudit-confirm-") as tmp, \
+            ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda e: _rerun(e, Path(tmp)), experiments))
+    outcomes = []
+    for experiment, arrays in zip(experiments, results):
+        if isinstance(arrays, str):
+            outcomes.append(Outcome(experiment, False, (), arrays))
+            continue
+        differing = tuple(
+            name for name, golden in golden_arrays.items()
+            if name not in arrays or arrays[name].dtype != golden.dtype
+            or arrays[name].shape != golden.shape or arrays[name].tobytes() != golden.tobytes())
+        outcomes.append(Outcome(experiment, not differing, differing))
+    return outcomes
+
+
+def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
+                   differing_now: int) -> list[Cause]:
+    """Causes updated with what the re-runs showed; confirmed causes first.
+
+    A cause is confirmed only by a re-run that put back that change alone (or the emulation made
+    for it) and reproduced the golden bits. When only the re-run that restored several variables
+    together did, that set is added as one confirmed cause and its members keep their confidence.
+    """
+    updated: list[Cause] = []
+    for cause in causes:
+        confidence, evidence = cause.confidence, list(cause.evidence)
+        for outcome in outcomes:
+            if cause.path not in outcome.experiment.cause_paths:
+                continue
+            label = outcome.experiment.label
+            alone = len(outcome.experiment.cause_paths) == 1
+            if outcome.error:
+                evidence.append(f"confirmation with {label}: {outcome.error}")
+            elif outcome.identical:
+                evidence.append(f"re-running with {label} reproduced the golden bits exactly")
+                if alone:
+                    confidence = "confirmed"
+            else:
+                evidence.append(f"with {label}, {_still(outcome)}")
+                if alone and len(outcome.differing) >= differing_now and confidence == "likely":
+                    confidence = "possible"  # putting it back alone changed nothing
+        updated.append(replace(cause, confidence=confidence, evidence=tuple(evidence)))
+    confirmed_paths = {c.path for c in updated if c.confidence == "confirmed"}
+    for outcome in outcomes:
+        paths = outcome.experiment.cause_paths
+        if len(paths) > 1 and outcome.identical and not confirmed_paths & set(paths):
+            updated.append(Cause(
+                change=" + ".join(paths), confidence="confirmed", path=None,
+                evidence=(f"re-running with {outcome.experiment.label} reproduced the golden bits"
+                          " exactly; no single one of them did",)))
+    order = {"confirmed": 0, "likely": 1, "possible": 2}
+    return sorted(updated, key=lambda c: order[c.confidence])
+
+
+def _still(outcome: Outcome) -> str:
+    names = ", ".join(outcome.differing[:6]) + ("..." if len(outcome.differing) > 6 else "")
+    return f"{len(outcome.differing)} array(s) still differ from golden ({names}): not confirmed"

@@ -1,0 +1,26 @@
+"""A ranked explanation of a difference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CONFIDENCES = ("confirmed", "likely", "possible")
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A candidate cause; ``confirmed`` only after a re-run with it put back gave golden bits."""
+
+    change: str  # what changed, e.g. "env.TF_ENABLE_ONEDNN_OPTS: unset -> '0'"
+    confidence: str  # one of CONFIDENCES
+    evidence: tuple[str, ...]  # sentences a person can check
+    path: str | None = None  # the fingerprint path it concerns, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "change": self.change,
+            "confidence": self.confidence,
+            "evidence": list(self.evidence),
+            "path": self.path,
+        }

@@ -1,0 +1,124 @@
+"""Rank candidate causes from the evidence, without re-running anything.
+
+Evidence: the fingerprint changes (what changed and whether it can move numerics), the first
+divergent stage, which stages changed by themselves (replay), and which probe families changed.
+The result is at most "likely": only a confirmation re-run (``confirm.py``) may say "confirmed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from envaudit.attribute.model import Cause
+from envaudit.fingerprint.model import Change
+
+# Which kernel families each kind of change is known to move. A change whose families overlap the
+# families that actually changed is "likely"; one that cannot explain them is only "possible".
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KMP_")
+KERNEL_FAMILIES = {"conv", "matmul", "reduction", "softmax"}
+ENV_FAMILIES: tuple[tuple[str, set[str], str], ...] = (
+    ("TF_ENABLE_ONEDNN_OPTS", KERNEL_FAMILIES,
+     "switches TensorFlow between oneDNN and Eigen kernels for convolutions, matmuls, softmax"),
+    ("ONEDNN_MAX_CPU_ISA", KERNEL_FAMILIES, "caps the instruction set oneDNN kernels may use"),
+    ("DNNL_MAX_CPU_ISA", KERNEL_FAMILIES, "caps the instruction set oneDNN kernels may use"),
+    ("ONEDNN_DEFAULT_FPMATH_MODE", KERNEL_FAMILIES | {"precision"},
+     "lets oneDNN compute fp32 ops in reduced precision (bf16/tf32)"),
+    ("TF_SET_ONEDNN_FPMATH_MODE", KERNEL_FAMILIES | {"precision"},
+     "lets oneDNN compute fp32 ops in reduced precision"),
+    ("NVIDIA_TF32_OVERRIDE", KERNEL_FAMILIES | {"precision"}, "enables TF32 math on NVIDIA GPUs"),
+    ("TF_ENABLE_TF32", KERNEL_FAMILIES | {"precision"}, "enables TF32 math"),
+    ("XLA_FLAGS", KERNEL_FAMILIES | {"transcendental"}, "changes how XLA compiles and fuses ops"),
+    ("TF_XLA_FLAGS", KERNEL_FAMILIES | {"transcendental"}, "turns XLA auto-clustering on or off"),
+    ("TF_DETERMINISTIC_OPS", {"reduction", "conv", "matmul"}, "forces deterministic kernels"),
+    ("TF_CUDNN", {"conv"}, "selects cuDNN convolution algorithms"),
+    ("CUDA_VISIBLE_DEVICES", KERNEL_FAMILIES | {"transcendental"},
+     "changes which device (GPU or CPU) runs the ops"),
+    ("LD_PRELOAD", KERNEL_FAMILIES | {"transcendental", "decode"},
+     "loads other library code into the process"),
+    ("LD_LIBRARY_PATH", KERNEL_FAMILIES | {"transcendental", "decode"},
+     "can load other CUDA/cuDNN/BLAS libraries"),
+)
+CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
+    "tensorflow": (KERNEL_FAMILIES | {"transcendental", "resize", "decode", "nms"},
+                   "a TensorFlow release changes kernels, math functions and the image codec"),
+    "cpu": (KERNEL_FAMILIES | {"transcendental"},
+            "another CPU or instruction set picks other vectorised kernels"),
+    "gpu": (KERNEL_FAMILIES | {"transcendental"}, "another GPU runs other kernels"),
+    "driver": (KERNEL_FAMILIES, "a driver change can change which GPU kernels run"),
+    "cuda": (KERNEL_FAMILIES | {"transcendental"}, "CUDA libraries provide the GPU kernels"),
+    "cudnn": ({"conv"}, "cuDNN provides the GPU convolutions"),
+    "numerics-env": (KERNEL_FAMILIES, "a numerics-relevant variable changed"),
+    "packages": (KERNEL_FAMILIES | {"decode"}, "a numerics library changed version"),
+    "os": ({"transcendental", "decode"}, "system libraries (libm, codecs) changed"),
+    "python": (set(), "the Python interpreter does not run the kernels"),
+}
+
+
+def _env_rule(name: str) -> tuple[set[str], str]:
+    if name.startswith(THREAD_VARS):
+        return {"reduction", "matmul", "conv"}, "changes the thread count, so the summation order"
+    for prefix, families, why in ENV_FAMILIES:
+        if name.startswith(prefix):
+            return families, why
+    return set(CATEGORY_FAMILIES["numerics-env"][0]), CATEGORY_FAMILIES["numerics-env"][1]
+
+
+def describe(change: Change) -> str:
+    def show(value: object) -> str:
+        return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+    return f"{change.path}: {show(change.golden)} -> {show(change.current)}"
+
+
+def rank_causes(
+    changes: Sequence[Change],
+    changed_families: Sequence[str],
+    first_stage: str | None,
+    changed_stages: Sequence[str],
+    precision_lost: bool,
+) -> list[Cause]:
+    """Candidate causes, most plausible first; confidences are "likely" or "possible"."""
+    observed = set(changed_families) | ({"precision"} if precision_lost else set())
+    where = (f"the first divergent stage is {first_stage}"
+             + (f"; stages that changed by themselves: {', '.join(changed_stages)}"
+                if changed_stages else "")) if first_stage else "no stage diverged"
+    pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
+               if changed_families else "no op probe changed")
+    scored: list[tuple[int, Cause]] = []
+    for change in changes:
+        if not change.numerics:
+            continue
+        if change.path.startswith("env."):
+            families, why = _env_rule(change.path[4:])
+        else:
+            families, why = CATEGORY_FAMILIES.get(change.category, (set(), "changed"))
+        overlap = families & observed
+        likely = bool(overlap) and (not precision_lost or "precision" in families
+                                    or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
+        evidence = [f"{describe(change)}; it {why}", where, pattern]
+        if overlap:
+            evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
+        else:
+            evidence.append("it is not known to move the families that changed")
+        score = 2 * len(overlap) + (3 if change.path.startswith("env.") else 0) + likely * 10
+        cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
+                      evidence=tuple(evidence), path=change.path)
+        scored.append((score, cause))
+    scored.sort(key=lambda item: -item[0])
+    causes = [cause for _score, cause in scored]
+    if precision_lost and not any("precision" in c.evidence[0] for c in causes):
+        causes.append(Cause(
+            change="reduced-precision math (TF32, bf16 or a fast-math mode) not visible in the"
+                   " fingerprint",
+            confidence="possible",
+            evidence=("the error against the float64 twin grew far beyond fp32 rounding", where,
+                      pattern)))
+    if not causes:
+        causes.append(Cause(
+            change="a change the fingerprint does not record (hardware, microcode, a library"
+                   " loaded at run time) or nondeterminism",
+            confidence="possible",
+            evidence=("no numerics-relevant fingerprint field differs from the golden one", where,
+                      pattern, "run 'envaudit check --repeat 3' to measure nondeterminism")))
+    return causes

@@ -1,0 +1,202 @@
+"""The one place a check is composed: workload + golden store + comparison + attribution.
+
+``check()`` runs the workload here, captures this environment's fingerprint, compares both with a
+golden bundle and explains the difference. It returns a ``CheckResult``; it prints nothing. The
+golden bundle and the workload assets are verified before TensorFlow is imported, so a bad bundle
+fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from envaudit.attribute.confirm import apply_outcomes, plan, run_experiments
+from envaudit.attribute.model import Cause
+from envaudit.attribute.rank import rank_causes
+from envaudit.compare.detections import decision_noise, match_detections
+from envaudit.compare.model import TensorComparison
+from envaudit.compare.tensors import compare_tensor
+from envaudit.compare.verdict import classify, exit_code, headline
+from envaudit.errors import EnvauditError
+from envaudit.result import CheckResult, FirstDivergence, Nondeterminism, StageReplay
+from envaudit.store import GoldenBundle, load_bundle, resolve_golden
+from envaudit.workload.architecture import PROBE_FAMILIES, STAGES, WORKLOAD_ID, WORKLOAD_VERSION
+from envaudit.workload.assets import Assets, load_assets, used_checksums
+from envaudit.workload.types import Candidates, Detections, WorkloadResult
+
+__all__ = ["check", "CheckResult"]
+
+
+def check(
+    golden: str | None = None,
+    *,
+    repeat: int = 1,
+    confirm: bool = True,
+    strict: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> CheckResult:
+    """Check this environment against a golden bundle (``golden``, else the user's bundle, else
+    the shipped reference)."""
+    if repeat < 1:
+        raise EnvauditError("--repeat must be 1 or more")
+    started = time.perf_counter()
+    path = resolve_golden(golden)
+    progress("verifying the golden bundle")
+    bundle = load_bundle(path)
+    assets = load_assets()
+    _require_same_workload(bundle, assets)
+
+    from envaudit.fingerprint import capture, diff
+    from envaudit.workload import replay_stages, run_workload
+
+    runs: list[WorkloadResult] = []
+    for i in range(repeat):
+        progress(f"running the workload ({i + 1}/{repeat})")
+        runs.append(run_workload(assets))
+    current = runs[0]
+    workload_done = time.perf_counter()
+    fingerprint = capture()
+    changes = diff(bundle.fingerprint, fingerprint)
+
+    progress("comparing")
+    nondeterminism = _nondeterminism(runs) if repeat > 1 else None
+    spread = nondeterminism.max_spread if nondeterminism else 0.0
+    twin = _current_twin(bundle, assets, current)
+    stages = tuple(
+        compare_tensor(name, "stage", name, bundle.stages[name], current.stages[name],
+                       reference=twin.get(name), golden_reference=bundle.twin.get(name))
+        for name in STAGES)
+    probes = tuple(
+        compare_tensor(name, "probe", PROBE_FAMILIES[name], bundle.probes[name],
+                       current.probes[name])
+        for name in bundle.probes)
+    golden_candidates = Candidates(boxes=bundle.stages["boxes"], scores=bundle.stages["scores"])
+    noise = max(decision_noise(golden_candidates, current.candidates), spread)
+    detections = match_detections(_golden_detections(bundle), current.detections, noise=noise,
+                                  golden_candidates=golden_candidates)
+    first = _first_divergence(stages, bundle, assets, replay_stages)
+    families = tuple(sorted({p.family for p in probes if not p.identical}))
+    verdict = classify(stages, probes, detections, spread)
+    compared = time.perf_counter()
+
+    causes: list[Cause] = []
+    confirmation_ran = False
+    if verdict != "identical":
+        causes = rank_causes(changes, families, first.stage if first else None,
+                             first.changed_stages if first else (), verdict == "precision_loss")
+        if confirm:
+            experiments = plan(changes, bundle.fingerprint, fingerprint)
+            if experiments:
+                golden_arrays = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
+                                 **{f"probe/{k}": v for k, v in bundle.probes.items()}}
+                differing_now = sum(not a.identical for a in (*stages, *probes))
+                outcomes = run_experiments(experiments, golden_arrays, progress)
+                causes = apply_outcomes(causes, outcomes, differing_now)
+                confirmation_ran = True
+    top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
+    finished = time.perf_counter()
+    return CheckResult(
+        verdict=verdict,
+        exit_code=exit_code(verdict, strict),
+        headline=headline(verdict, stages, probes, detections,
+                          first_divergence=first.stage if first else None, top_cause=top,
+                          nondeterminism_spread=spread),
+        golden_path=str(path),
+        golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
+        current_fingerprint_id=fingerprint.fingerprint_id,
+        fingerprint_changes=tuple(changes),
+        stages=stages,
+        probes=probes,
+        changed_probe_families=families,
+        first_divergence=first,
+        detections=detections,
+        causes=tuple(causes),
+        nondeterminism=nondeterminism,
+        confirmation_ran=confirmation_ran,
+        strict=strict,
+        timings={
+            "workload": workload_done - started,
+            "compare": compared - workload_done,
+            "confirm": finished - compared,
+            "total": finished - started,
+        },
+    )
+
+
+def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:
+    """A bundle of another workload or other assets cannot be compared bit for bit."""
+    recorded: Mapping[str, Any] = bundle.manifest.get("workload", {})
+    if (recorded.get("id"), recorded.get("version")) != (WORKLOAD_ID, WORKLOAD_VERSION):
+        raise EnvauditError(
+            f"golden bundle {bundle.path} was recorded with workload {recorded.get('id')}"
+            f" v{recorded.get('version')}, this envaudit runs {WORKLOAD_ID} v{WORKLOAD_VERSION};"
+            " re-record it with 'envaudit record --golden PATH --force'")
+    now = used_checksums(assets)
+    for name, digest in recorded.get("assets", {}).items():
+        if now.get(name) != digest:
+            raise EnvauditError(
+                f"golden bundle {bundle.path} was recorded with other workload assets ({name}"
+                f" sha256 {digest[:16]}..., now {str(now.get(name))[:16]}...); re-record it with"
+                " 'envaudit record --golden PATH --force'")
+
+
+def _golden_detections(bundle: GoldenBundle) -> Detections:
+    d = bundle.detections
+    return Detections(image=d["image"], boxes=d["boxes"], classes=d["classes"], scores=d["scores"])
+
+
+def _current_twin(bundle: GoldenBundle, assets: Assets,
+                  current: WorkloadResult) -> Mapping[str, np.ndarray]:
+    """The float64 reference for this run's input: the golden twin unless decoding changed."""
+    if np.array_equal(bundle.stages["decode"], current.stages["decode"]):
+        return bundle.twin
+    from envaudit.workload.twin import Twin
+
+    return Twin(assets.weights).run(current.stages["decode"])
+
+
+def _first_divergence(stages: Sequence[TensorComparison], bundle: GoldenBundle, assets: Assets,
+                      replay: Callable[..., dict[str, np.ndarray]]) -> FirstDivergence | None:
+    """The first non-identical stage, and which later stages changed by themselves (replay)."""
+    differing = [s for s in stages if not s.identical]
+    if not differing:
+        return None
+    replayed = replay(assets, bundle.stages, [s.name for s in differing])
+    replays = []
+    for s in differing:
+        golden = bundle.stages[s.name]
+        out = replayed[s.name]
+        same = out.dtype == golden.dtype and out.shape == golden.shape and \
+            out.tobytes() == golden.tobytes()
+        delta = 0.0 if same or out.shape != golden.shape else float(
+            np.max(np.abs(out.astype(np.float64) - golden.astype(np.float64))))
+        replays.append(StageReplay(stage=s.name, identical=same, max_abs=delta))
+    return FirstDivergence(
+        stage=differing[0].name,
+        index=STAGES.index(differing[0].name),
+        replay=tuple(replays),
+        changed_stages=tuple(r.stage for r in replays if not r.identical),
+    )
+
+
+def _nondeterminism(runs: Sequence[WorkloadResult]) -> Nondeterminism:
+    """Do repeated runs in this one environment differ among themselves, and by how much?"""
+    first = runs[0]
+    differing: list[str] = []
+    spread = 0.0
+    for kind, get in (("stage", lambda r: r.stages), ("probe", lambda r: r.probes)):
+        for name, base in get(first).items():
+            for other in runs[1:]:
+                value = get(other)[name]
+                if value.tobytes() != base.tobytes():
+                    label = f"{kind}/{name}"
+                    if label not in differing:
+                        differing.append(label)
+                    spread = max(spread, float(np.max(np.abs(
+                        value.astype(np.float64) - base.astype(np.float64)))))
+    return Nondeterminism(runs=len(runs), deterministic=not differing,
+                          differing_arrays=tuple(differing), max_spread=spread)

@@ -1,0 +1,244 @@
+"""Command line: argument parsing, output and exit codes, nothing else.
+
+Exit codes (DESIGN.md): 0 identical/equivalent or nothing numerics-relevant changed; 1 a finding
+(drift, precision loss, a numerics-relevant change); 2 envaudit could not do its job. A user error
+is an ``EnvauditError``: one line on stderr, exit 2, never a traceback.
+
+Heavy modules (TensorFlow above all) are imported inside the handlers that need them, so
+``envaudit fingerprint`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from envaudit import __version__
+from envaudit.errors import EnvauditError
+
+EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+
+
+def _console(file: Any = None, *, plain: bool = False):
+    from rich.console import Console
+
+    no_color = plain or bool(os.environ.get("NO_COLOR"))
+    if file is None:
+        # Piped or redirected output gets a fixed, readable width instead of rich's 80 columns.
+        width = None if sys.stdout.isatty() else 120
+        return Console(no_color=no_color, soft_wrap=False, highlight=False, width=width)
+    return Console(file=file, no_color=True, force_terminal=False, width=120, highlight=False)
+
+
+def _emit(output: Any, out_path: str | None) -> None:
+    """Print a str or rich renderable to stdout, or write it to ``out_path`` as plain text."""
+    if isinstance(output, str):
+        if out_path:
+            _write_text(out_path, output)
+        else:
+            sys.stdout.write(output if output.endswith("\n") else output + "\n")
+        return
+    if out_path:
+        import io
+
+        buffer = io.StringIO()
+        _console(buffer).print(output)
+        _write_text(out_path, buffer.getvalue())
+    else:
+        _console().print(output)
+
+
+def _write_text(path: str, text: str) -> None:
+    target = Path(path)
+    if target.is_dir():
+        raise EnvauditError(f"-o {path} is a directory; give a file name")
+    try:
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise EnvauditError(f"cannot write {path}: {exc.strerror}; choose a writable path") \
+            from None
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from envaudit.fingerprint import capture
+
+    fp = capture()
+    if args.format == "json":
+        _emit(fp.to_json(), args.output)
+    elif args.format == "md":
+        from envaudit.render import fingerprint_md
+
+        _emit(fingerprint_md.render(fp), args.output)
+    else:
+        from envaudit.render import fingerprint_text
+
+        _emit(fingerprint_text.render(fp), args.output)
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from envaudit.fingerprint import diff, load_fingerprint
+
+    a = load_fingerprint(args.a)
+    b = load_fingerprint(args.b)
+    changes = diff(a, b)
+    if args.format == "json":
+        from envaudit.render import diff_json
+
+        _emit(diff_json.render(a, b, changes), args.output)
+    else:
+        from envaudit.render import diff_text
+
+        _emit(diff_text.render(a, b, changes), args.output)
+    return EXIT_FINDING if any(c.numerics for c in changes) else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from envaudit.fingerprint import capture
+    from envaudit.render import fingerprint_md
+
+    fp = capture()
+    _emit(fingerprint_md.render(fp, redact=not args.no_redact), args.output)
+    return EXIT_OK
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from envaudit.record import record
+    from envaudit.store import default_bundle_path
+
+    path = Path(args.golden) if args.golden else default_bundle_path(args.name)
+    with _progress("recording golden workload") as progress:
+        bundle = record(path, force=args.force, progress=progress)
+    sys.stderr.write(f"recorded golden bundle {bundle.path} ({bundle.array_count} arrays)\n")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from envaudit.check import check
+
+    with _progress("checking") as progress:
+        result = check(
+            golden=args.golden,
+            repeat=args.repeat,
+            confirm=not args.no_confirm,
+            strict=args.strict,
+            progress=progress,
+        )
+    fmt = args.format
+    if fmt == "json":
+        from envaudit.render import check_json as renderer
+    elif fmt == "md":
+        from envaudit.render import check_md as renderer
+    elif fmt == "junit":
+        from envaudit.render import check_junit as renderer
+    else:
+        from envaudit.render import check_text as renderer
+    _emit(renderer.render(result), args.output)
+    return result.exit_code
+
+
+class _progress:
+    """A rich status line on stderr while something takes seconds; silent off a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._status = None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(self.label)
+            self._status.__enter__()
+        return self
+
+    def __call__(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(f"{self.label}: {message}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envaudit",
+        description="Did your environment change the numbers your detection model produces?",
+    )
+    parser.add_argument("--version", action="version", version=f"envaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("fingerprint", help="capture this environment's fingerprint")
+    p.add_argument("--format", choices=("text", "json", "md"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(handler=_cmd_fingerprint)
+
+    p = sub.add_parser("diff", help="compare two fingerprints (JSON files or golden bundles)")
+    p.add_argument("a", metavar="A", help="fingerprint JSON file or golden bundle folder")
+    p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(handler=_cmd_diff)
+
+    p = sub.add_parser("report", help="a redacted Markdown fingerprint to paste into a bug report")
+    p.add_argument("--no-redact", action="store_true", help="keep hostname, user and paths")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser("record", help="run the golden workload and store a golden bundle")
+    p.add_argument("--golden", metavar="PATH", help="bundle folder to write")
+    p.add_argument("--name", default="default", help="bundle name under the user data folder")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.set_defaults(handler=_cmd_record)
+
+    p = sub.add_parser("check", help="run the workload and compare it with a golden bundle")
+    p.add_argument("--golden", metavar="PATH", help="golden bundle folder")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                   help="run the workload N times to measure nondeterminism")
+    p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
+    p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(handler=_cmd_check)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return args.handler(args)
+    except EnvauditError as exc:
+        sys.stderr.write(f"envaudit: error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("envaudit: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,197 @@
+"""Tensor metrics: how far one array moved from its golden value, and from the float64 twin.
+
+Definitions follow DESIGN.md "Numerics". Every metric is computed in float64 so that integer arrays
+(uint8 decoded pixels, int class ids) and float arrays go through the same code without overflow.
+
+Constraints for the next editor:
+- ``identical`` is byte equality of same-dtype, same-shape arrays; nothing here may loosen it.
+- Relative errors are measured against the tensor's *scale* (max |golden|), never elementwise:
+  elementwise relative error and raw ULP counts explode near zero and make every ReLU output look
+  broken.
+- A shape or dtype mismatch is a finding about the environment (e.g. a decoder that returns another
+  size), not a crash: the comparison is not identical, ``max_abs``/``max_rel``/``ulp_at_scale`` are
+  ``inf``, ``mismatch_fraction`` is 1.0 and ``cosine`` is NaN (undefined). The twin errors are still
+  computed for each side whose shape matches its reference (``inf`` for a side that does not).
+- Pure NumPy: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from envaudit.compare.model import TensorComparison
+
+INF = float("inf")
+
+
+def compare_tensor(
+    name: str,
+    kind: str,
+    family: str,
+    golden: np.ndarray,
+    current: np.ndarray,
+    reference: np.ndarray | None = None,
+    golden_reference: np.ndarray | None = None,
+) -> TensorComparison:
+    """Compare ``current`` with ``golden``; errors against the float64 twin when one is given.
+
+    ``reference`` is the twin's output for the current run's input; ``golden_reference`` the twin's
+    output for the golden run's input (defaults to ``reference``: usually the same input).
+    """
+    golden = np.asarray(golden)
+    current = np.asarray(current)
+    if golden_reference is None:
+        golden_reference = reference
+    golden_error = _error_or_none(golden, golden_reference)
+    current_error = _error_or_none(current, reference)
+    common = dict(
+        name=name, kind=kind, family=family, shape=tuple(int(n) for n in golden.shape),
+        dtype=str(golden.dtype), golden_error=golden_error, current_error=current_error,
+    )
+    if golden.shape != current.shape or golden.dtype != current.dtype:
+        return TensorComparison(
+            identical=False, max_abs=INF, max_rel=INF, mismatch_fraction=1.0, ulp_at_scale=INF,
+            cosine=float("nan"), **common,
+        )
+
+    mismatched = _bit_mismatch(golden, current)
+    if not mismatched.any():
+        return TensorComparison(
+            identical=True, max_abs=0.0, max_rel=0.0, mismatch_fraction=0.0, ulp_at_scale=0.0,
+            cosine=1.0, **common,
+        )
+    g = golden.astype(np.float64).ravel()
+    c = current.astype(np.float64).ravel()
+    diff = _abs_diff(g, c)
+    max_abs = float(diff.max())
+    scale = tensor_scale(golden)
+    if scale == 0.0:
+        # An all-zero golden has no scale of its own; measure against what appeared instead.
+        scale = tensor_scale(current)
+    max_rel = _ratio(max_abs, scale)
+    return TensorComparison(
+        identical=False,
+        max_abs=max_abs,
+        max_rel=max_rel,
+        mismatch_fraction=float(mismatched.mean()),
+        ulp_at_scale=_ratio(max_abs, ulp(golden.dtype, scale)),
+        cosine=cosine_similarity(g, c),
+        **common,
+    )
+
+
+def relative_rms_error(x: np.ndarray, ref: np.ndarray) -> float:
+    """RMS(x - ref) / RMS(ref), in float64: the error of a run against the float64 twin.
+
+    0.0 when both are exactly zero; ``inf`` when ``ref`` is zero and ``x`` is not, or when a value
+    is non-finite. Raises ``ValueError`` when the shapes differ.
+    """
+    x = np.asarray(x)
+    ref = np.asarray(ref)
+    if x.shape != ref.shape:
+        raise ValueError(f"shape {x.shape} cannot be compared with reference shape {ref.shape}")
+    if x.size == 0:
+        return 0.0
+    xf = x.astype(np.float64)
+    rf = ref.astype(np.float64)
+    if not (np.isfinite(xf).all() and np.isfinite(rf).all()):
+        return INF
+    err = float(np.sqrt(np.mean(np.square(xf - rf))))
+    base = float(np.sqrt(np.mean(np.square(rf))))
+    return _ratio(err, base)
+
+
+def tensor_scale(x: np.ndarray) -> float:
+    """max |x| over the finite elements (0.0 for an empty or all-non-finite array)."""
+    xf = np.asarray(x).astype(np.float64)
+    finite = np.abs(xf[np.isfinite(xf)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def ulp(dtype: np.dtype | type, scale: float) -> float:
+    """The unit in the last place of ``dtype`` at magnitude ``scale`` (1 for integer dtypes)."""
+    dt = np.dtype(dtype)
+    if dt.kind in "biu":
+        return 1.0
+    if dt.kind == "f":
+        return float(np.spacing(dt.type(abs(scale))))
+    # Extension floats (bfloat16 from ml_dtypes) and anything else: measure in float32 units.
+    return float(np.spacing(np.float32(abs(scale))))
+
+
+def unit_roundoff(dtype: np.dtype | type) -> float:
+    """Largest relative error of one rounding to ``dtype`` (eps/2); 0.0 for exact integer dtypes.
+
+    The fp32 value, 2**-24 ~ 6e-8, is the noise floor every verdict threshold is a multiple of.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in "biu":
+        return 0.0
+    if dt.kind == "f":
+        return float(np.finfo(dt).eps) / 2.0
+    return float(np.finfo(np.float32).eps) / 2.0
+
+
+def is_float(dtype: str | np.dtype) -> bool:
+    """Whether rounding noise applies to this dtype (not to integers, bools or strings)."""
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two flattened arrays.
+
+    1.0 for two zero vectors (they are equal), 0.0 for one zero vector, NaN with non-finite values.
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    na = float(np.linalg.norm(a))
+    nb = float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
+
+
+def _bit_mismatch(golden: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Per element: do the bytes differ? (NaN payloads and -0.0 vs 0.0 count as differences.)"""
+    n = golden.size
+    width = golden.dtype.itemsize
+    gb = np.ascontiguousarray(golden).reshape(-1).view(np.uint8).reshape(n, width)
+    cb = np.ascontiguousarray(current).reshape(-1).view(np.uint8).reshape(n, width)
+    return (gb != cb).any(axis=1)
+
+
+def _abs_diff(g: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """|c - g| where equal values (including equal infinities and NaN vs NaN) give 0, NaN vs a
+    number gives inf."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(c - g)
+    diff[g == c] = 0.0
+    diff[np.isnan(g) & np.isnan(c)] = 0.0
+    diff[np.isnan(diff)] = INF
+    return diff
+
+
+def _ratio(num: float, den: float) -> float:
+    if num == 0.0:
+        return 0.0
+    if den == 0.0 or not math.isfinite(den):
+        return INF
+    return num / den
+
+
+def _error_or_none(x: np.ndarray, ref: np.ndarray | None) -> float | None:
+    if ref is None:
+        return None
+    ref = np.asarray(ref)
+    if x.shape != ref.shape:
+        return INF
+    return relative_rms_error(x, ref)

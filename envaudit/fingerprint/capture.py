@@ -1,0 +1,49 @@
+"""``capture()``: run every probe, guarded, and assemble the fingerprint tree.
+
+Constraints the next editor must keep: never import TensorFlow (``envaudit fingerprint`` must stay
+well under half a second and must not load CUDA); never start a subprocess; a probe that raises
+becomes ``{"available": false, "reason": ...}`` and the capture goes on; key order is fixed here
+and in each probe, so one machine always writes the same JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from envaudit import __version__
+from envaudit.fingerprint import (
+    cpu,
+    env_vars,
+    gpu,
+    memory,
+    numerics_libs,
+    os_env,
+    packages,
+    python_env,
+    tensorflow_build,
+)
+from envaudit.fingerprint.guard import guarded
+from envaudit.fingerprint.identity import fingerprint_id
+from envaudit.fingerprint.model import SCHEMA, Fingerprint
+
+
+def capture() -> Fingerprint:
+    installed = guarded(packages.probe)
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "fingerprint_id": "",
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "envaudit_version": __version__,
+        "python": guarded(python_env.probe),
+        "os": guarded(os_env.probe),
+        "cpu": guarded(cpu.probe),
+        "memory": guarded(memory.probe),
+        "gpu": guarded(gpu.probe),
+        "tensorflow": guarded(tensorflow_build.probe, installed),
+        "numerics_libs": guarded(numerics_libs.probe),
+        "env": guarded(env_vars.probe),
+        "packages": installed,
+    }
+    data["fingerprint_id"] = fingerprint_id(data)
+    return Fingerprint(data=data)

@@ -1,0 +1,119 @@
+"""Probe: NVIDIA GPUs through NVML (the ``pynvml`` module of nvidia-ml-py).
+
+``probe(nvml)`` takes the NVML module as an argument so tests can drive every branch with a fake
+that replays recorded NVML answers (tests/data/nvml/). Each NVML call is guarded on its own: a
+board that answers ``NVMLError_NotSupported`` for its serial or ECC mode still reports everything
+else, and the field records the reason. With no driver the section is
+``{"available": false, "reason": "NVML: <NVML's error text>"}``. NVML is shut down after reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from envaudit.fingerprint.guard import is_unavailable, unavailable
+
+_ENABLED = {0: "disabled", 1: "enabled"}
+
+
+def probe(nvml: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return unavailable("nvidia-ml-py is not installed; pip install nvidia-ml-py")
+    environ = os.environ if environ is None else environ
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        return unavailable(f"NVML: {exc}")
+    try:
+        return _read(nvml, environ)
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass
+
+
+def _call(nvml: Any, name: str, *args: Any) -> Any:
+    """One NVML call; its error becomes an unavailable value naming the call."""
+    function = getattr(nvml, name, None)
+    if function is None:
+        return unavailable(f"{name} is missing from this nvidia-ml-py; upgrade nvidia-ml-py")
+    try:
+        value = function(*args)
+    except nvml.NVMLError as exc:
+        return unavailable(f"{name}: {exc}")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _then(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """``convert(value)`` unless the call that produced it failed."""
+    return value if is_unavailable(value) else convert(value)
+
+
+def _read(nvml: Any, environ: Mapping[str, str]) -> dict[str, Any]:
+    count = _call(nvml, "nvmlDeviceGetCount")
+    devices = [] if is_unavailable(count) else [_device(nvml, i) for i in range(count)]
+    return {
+        "available": True,
+        "driver_version": _call(nvml, "nvmlSystemGetDriverVersion"),
+        "cuda_driver_version": _then(_call(nvml, "nvmlSystemGetCudaDriverVersion"), _cuda_version),
+        "nvml_version": _call(nvml, "nvmlSystemGetNVMLVersion"),
+        "cuda_visible_devices": environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_device_order": environ.get("CUDA_DEVICE_ORDER"),
+        "device_count": count,
+        "devices": devices,
+    }
+
+
+def _cuda_version(value: int) -> str:
+    """NVML's 12040 -> ``"12.4"``."""
+    return f"{value // 1000}.{value % 1000 // 10}"
+
+
+def _device(nvml: Any, index: int) -> dict[str, Any]:
+    handle = _call(nvml, "nvmlDeviceGetHandleByIndex", index)
+    if is_unavailable(handle):
+        return {"index": index, "handle": handle}
+
+    def call(name: str, *args: Any) -> Any:
+        return _call(nvml, name, handle, *args)
+
+    def clock(kind: str) -> Any:
+        return call("nvmlDeviceGetMaxClockInfo", getattr(nvml, kind))
+
+    return {
+        "index": index,
+        "name": call("nvmlDeviceGetName"),
+        "uuid": call("nvmlDeviceGetUUID"),
+        "serial": call("nvmlDeviceGetSerial"),
+        "compute_capability": _then(
+            call("nvmlDeviceGetCudaComputeCapability"), lambda cc: f"{cc[0]}.{cc[1]}"
+        ),
+        "memory_total_bytes": _then(call("nvmlDeviceGetMemoryInfo"), lambda m: int(m.total)),
+        "ecc_mode": _then(call("nvmlDeviceGetEccMode"), _current_pending),
+        "persistence_mode": _then(call("nvmlDeviceGetPersistenceMode"), _ENABLED.get),
+        "mig_mode": _then(call("nvmlDeviceGetMigMode"), _current_pending),
+        "power_limit_watts": _then(
+            call("nvmlDeviceGetPowerManagementLimit"), lambda mw: round(mw / 1000, 3)
+        ),
+        "max_clocks_mhz": {
+            "graphics": clock("NVML_CLOCK_GRAPHICS"),
+            "sm": clock("NVML_CLOCK_SM"),
+            "memory": clock("NVML_CLOCK_MEM"),
+        },
+        "pcie": {
+            "max_generation": call("nvmlDeviceGetMaxPcieLinkGeneration"),
+            "max_width": call("nvmlDeviceGetMaxPcieLinkWidth"),
+        },
+        "vbios_version": call("nvmlDeviceGetVbiosVersion"),
+    }
+
+
+def _current_pending(pair: Any) -> dict[str, Any]:
+    current, pending = pair
+    return {"current": _ENABLED.get(current, current), "pending": _ENABLED.get(pending, pending)}

@@ -1,0 +1,49 @@
+"""``load_fingerprint(path)``: a fingerprint JSON file, or the recording fingerprint of a golden
+bundle folder (the ``"fingerprint"`` key of its ``manifest.json``; checksums are the store's job).
+
+Every way the input can be wrong raises ``EnvauditError`` with one line saying what and how to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envaudit.errors import EnvauditError
+from envaudit.fingerprint.model import Fingerprint
+
+_HOW = (
+    "pass a file written by 'envaudit fingerprint --format json -o FILE' or a golden bundle folder"
+)
+
+
+def load_fingerprint(path: str) -> Fingerprint:
+    target = Path(path)
+    if target.is_dir():
+        manifest = target / "manifest.json"
+        if not manifest.is_file():
+            raise EnvauditError(f"{path} is a folder without manifest.json; {_HOW}")
+        data = _read_json(manifest)
+        if not isinstance(data, dict) or "fingerprint" not in data:
+            raise EnvauditError(
+                f"{manifest} has no 'fingerprint'; re-record the bundle with 'envaudit record'"
+            )
+        return Fingerprint.from_dict(data["fingerprint"], f"{manifest} ('fingerprint')")
+    if not target.exists():
+        raise EnvauditError(f"{path} does not exist; {_HOW}")
+    return Fingerprint.from_dict(_read_json(target), path)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise EnvauditError(f"{path} is not a text file; {_HOW}") from None
+    except OSError as exc:
+        raise EnvauditError(f"cannot read {path}: {exc.strerror}; {_HOW}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EnvauditError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {_HOW}"
+        ) from None

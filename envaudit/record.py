@@ -1,0 +1,42 @@
+"""``envaudit record``: run the golden workload here and store it as a golden bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
+
+
+def record(path: Path, *, force: bool = False,
+           progress: Callable[[str], None] = lambda _m: None) -> GoldenBundle:
+    """Record a bundle at ``path``; refuses an existing one unless ``force``."""
+    path = Path(path)
+    check_writable(path, force)  # before the seconds of work, not after
+    from envaudit.fingerprint import capture
+    from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
+    from envaudit.workload.assets import load_assets, used_checksums
+    from envaudit.workload.twin import Twin
+
+    progress("running the workload")
+    assets = load_assets()
+    result = run_workload(assets)
+    progress("computing the float64 twin")
+    twin = Twin(assets.weights).run(result.stages["decode"])
+    progress("capturing the fingerprint")
+    fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
+    progress("writing the bundle")
+    d = result.detections
+    write_bundle(
+        path,
+        fingerprint=fingerprint,
+        workload={"id": WORKLOAD_ID, "version": WORKLOAD_VERSION,
+                  "assets": used_checksums(assets), "timings": dict(result.timings)},
+        images=result.images,
+        stages=result.stages,
+        probes=result.probes,
+        twin=twin,
+        detections={"image": d.image, "boxes": d.boxes, "classes": d.classes, "scores": d.scores},
+        force=force,
+    )
+    return load_bundle(path)

@@ -1,0 +1,165 @@
+"""``envaudit check --format junit``: JUnit XML for CI dashboards (Jenkins, GitLab, GitHub).
+
+One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
+``envaudit.stages``, pipeline order), one for the detections and one for the probes. Failures
+mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point at what
+is wrong rather than at everything that is not bit-identical:
+- a stage (or the probes) fails when it differs beyond rounding noise (``verdict.at_noise_floor``)
+  or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
+  noise floor passes, with a ``<system-out>`` saying it is not bit-identical. So a drift verdict
+  that comes only from changed detections fails the detections case, not the stages that merely
+  rounded differently; every drift or precision_loss verdict has at least one failure, because
+  ``classify`` calls drift only when an array is beyond noise or the detections changed;
+- the detections fail when a box was added, removed or changed class, or, with ``--strict``, when
+  any score or box moved.
+The verdict, exit code and fingerprint ids are ``<properties>`` of the suite. Built with
+``xml.etree`` so the output is always well-formed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+
+from envaudit.compare.model import DetectionChange, TensorComparison
+from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.result import CheckResult
+from envaudit.workload.types import CLASS_NAMES
+
+# Characters XML 1.0 cannot carry even escaped (control characters from a path or an env value).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def render(result: CheckResult) -> str:
+    """The check result as a JUnit XML document (UTF-8 declaration, ends in a newline)."""
+    suite = ET.Element("testsuite", name="envaudit")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("verdict", result.verdict), ("exit_code", str(result.exit_code)),
+                        ("strict", str(result.strict).lower()), ("headline", result.headline),
+                        ("golden", result.golden_path),
+                        ("golden_fingerprint_id", result.golden_fingerprint_id),
+                        ("current_fingerprint_id", result.current_fingerprint_id)):
+        ET.SubElement(props, "property", name=name, value=value)
+    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
+    for stage in result.stages:
+        _stage_case(suite, stage, result.strict, spread)
+    _detections_case(suite, result)
+    _probes_case(suite, result, spread)
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", "0")
+    suite.set("skipped", "0")
+    suite.set("time", _seconds(result.timings.get("total", 0.0)))
+    ET.indent(suite)
+    body = _NOT_XML.sub("\ufffd", ET.tostring(suite, encoding="unicode"))
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, spread: float) -> None:
+    case = ET.SubElement(suite, "testcase", classname="envaudit.stages", name=s.name, time="0")
+    if s.identical:
+        return
+    detail = _describe(s)
+    if lost_precision(s):
+        ET.SubElement(case, "failure", message=f"stage '{s.name}' lost precision: {detail}",
+                      type="precision_loss").text = detail
+    elif not at_noise_floor(s, spread):
+        ET.SubElement(case, "failure", message=f"stage '{s.name}' drifted: {detail}",
+                      type="drift").text = detail
+    elif strict:
+        ET.SubElement(case, "failure", message=f"stage '{s.name}' is not bit-identical (--strict)"
+                      f": {detail}", type="not_identical").text = detail
+    else:
+        ET.SubElement(case, "system-out").text = (
+            f"not bit-identical, at the rounding-noise floor: {detail}"
+        )
+
+
+def _detections_case(suite: ET.Element, result: CheckResult) -> None:
+    d = result.detections
+    case = ET.SubElement(suite, "testcase", classname="envaudit.detections", name="detections",
+                         time="0")
+    summary = (f"golden {d.golden}, current {d.current}, matched {d.matched}, added {d.added}, "
+               f"removed {d.removed}, class changed {d.class_changed}, max score delta "
+               f"{_num(d.max_score_delta)}, min IoU {_num(d.min_iou)}")
+    lines = [summary] + [_change_line(c) for c in d.changes if c.kind != "matched"]
+    if not d.same:
+        fragile = sum(1 for c in d.changes if c.expected_fragility)
+        message = (f"detections changed: {d.added} added, {d.removed} removed, "
+                   f"{d.class_changed} changed class ({fragile} expected fragility)")
+        ET.SubElement(case, "failure", message=message, type="detections").text = "\n".join(lines)
+    elif d.changes and result.strict:
+        ET.SubElement(case, "failure", message="detections moved (--strict): " + summary,
+                      type="detections").text = summary
+    else:
+        ET.SubElement(case, "system-out").text = "\n".join(lines)
+
+
+def _probes_case(suite: ET.Element, result: CheckResult, spread: float) -> None:
+    case = ET.SubElement(suite, "testcase", classname="envaudit.probes", name="probes", time="0")
+    changed = [p for p in result.probes if not p.identical]
+    if not changed:
+        ET.SubElement(case, "system-out").text = (
+            f"all {len(result.probes)} probes bit-identical" if result.probes
+            else "no probes recorded"
+        )
+        return
+    families = ", ".join(result.changed_probe_families) or ", ".join(
+        sorted({p.family for p in changed}))
+    detail = "\n".join(f"{p.name} ({p.family}): {_describe(p)}" for p in changed)
+    message = f"{len(changed)} of {len(result.probes)} probes differ; families: {families}"
+    if any(lost_precision(p) for p in changed):
+        ET.SubElement(case, "failure", message=message, type="precision_loss").text = detail
+    elif not all(at_noise_floor(p, spread) for p in changed):
+        ET.SubElement(case, "failure", message=message, type="drift").text = detail
+    elif result.strict:
+        ET.SubElement(case, "failure", message=message + " (--strict)",
+                      type="not_identical").text = detail
+    else:
+        ET.SubElement(case, "system-out").text = (
+            f"{message}; all at the rounding-noise floor\n{detail}"
+        )
+
+
+def _change_line(c: DetectionChange) -> str:
+    if c.kind == "class_changed":
+        what = f"{_class(c.golden_class)} -> {_class(c.current_class)}"
+    else:
+        what = _class(c.golden_class if c.golden_class is not None else c.current_class)
+    score = c.golden_score if c.golden_score is not None else c.current_score
+    fragile = ", expected fragility" if c.expected_fragility else ""
+    return (f"{c.kind.replace('_', ' ')}: image {c.image}, {what}, score {score:.4f} "
+            f"(margin {_num(c.margin)}{fragile})")
+
+
+def _class(index: int | None) -> str:
+    if index is None:
+        return "?"
+    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else f"class {index}"
+
+
+def _describe(c: TensorComparison) -> str:
+    text = (f"max_abs {_num(c.max_abs)}, max_rel {_num(c.max_rel)} of scale, "
+            f"{c.mismatch_fraction * 100:.1f}% of elements differ")
+    if c.golden_error is not None or c.current_error is not None:
+        text += (f", error vs float64 {_num(c.golden_error)} -> {_num(c.current_error)}")
+        growth = error_growth(c)
+        if growth is not None and math.isfinite(growth):
+            text += f" ({growth:.1f}x)"
+    return text
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "0"

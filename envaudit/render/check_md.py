@@ -1,0 +1,203 @@
+"""``envaudit check --format md``: a Markdown report to paste into a pull request or a bug report.
+
+GitHub-flavored Markdown: a verdict heading and the headline first, then pipe tables (environment
+changes, stages, probes by family, changed detections) and the causes with their evidence. Every
+value that goes into a table cell is escaped (pipes, newlines), so a strange path cannot break the
+table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from envaudit.compare.model import TensorComparison
+from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.result import CheckResult
+from envaudit.workload.types import CLASS_NAMES
+
+TITLES = {
+    "identical": "✅ identical",
+    "equivalent": "🟰 equivalent",
+    "drift": "⚠️ drift",
+    "precision_loss": "❌ precision loss",
+}
+
+
+def render(result: CheckResult) -> str:
+    """The check result as a Markdown document ending in a newline."""
+    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
+    lines = [
+        f"## envaudit check: {TITLES.get(result.verdict, result.verdict)}",
+        "",
+        result.headline,
+        "",
+        f"- golden: `{result.golden_path}` (fingerprint `{result.golden_fingerprint_id[:12]}`)",
+        f"- current fingerprint: `{result.current_fingerprint_id[:12]}`",
+        f"- exit code: {result.exit_code}{' (--strict)' if result.strict else ''}",
+        "",
+    ]
+    lines += _fingerprint(result)
+    lines += _stages(result, spread)
+    lines += _probes(result, spread)
+    lines += _detections(result)
+    lines += _causes(result)
+    lines += _nondeterminism(result)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _fingerprint(result: CheckResult) -> list[str]:
+    changes = sorted(result.fingerprint_changes, key=lambda c: not c.numerics)
+    if not changes:
+        return ["### Environment", "", "No fingerprint changes.", ""]
+    rows = [[c.path, _value(c.golden), _value(c.current), c.category,
+             "yes" if c.numerics else "no"] for c in changes]
+    return ["### Environment changes", "",
+            *_table(["path", "golden", "current", "category", "numerics"], rows), ""]
+
+
+def _stages(result: CheckResult, spread: float) -> list[str]:
+    if not result.stages:
+        return []
+    rows = [[str(i), f"`{s.name}`", _status(s, spread), _num(s.max_rel), _num(s.max_abs),
+             f"{s.mismatch_fraction * 100:.1f}%", _num(s.ulp_at_scale),
+             f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
+            for i, s in enumerate(result.stages)]
+    lines = ["### Stages", "",
+             *_table(["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
+                      "error vs float64 (golden → current)"], rows), ""]
+    fd = result.first_divergence
+    if fd is not None:
+        lines.append(f"First divergence: **`{fd.stage}`** (#{fd.index} in pipeline order).")
+        own = ", ".join(f"`{s}`" for s in fd.changed_stages) or "none"
+        carried = ", ".join(f"`{r.stage}`" for r in fd.replay if r.identical) or "none"
+        if fd.replay:
+            lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
+                         f"only carry an earlier change: {carried}.")
+        lines.append("")
+    return lines
+
+
+def _probes(result: CheckResult, spread: float) -> list[str]:
+    if not result.probes:
+        return []
+    rows = []
+    for family in dict.fromkeys(p.family for p in result.probes):
+        members = [p for p in result.probes if p.family == family]
+        differ = [p for p in members if not p.identical]
+        worst = max(differ, key=lambda p: p.max_rel, default=None)
+        rows.append([family, str(len(members)), str(len(differ)),
+                     _num(worst.max_rel) if worst else "0",
+                     _status(worst, spread) if worst else "identical"])
+    return ["### Probes", "", *_table(["family", "probes", "differ", "max rel", "result"], rows),
+            ""]
+
+
+def _detections(result: CheckResult) -> list[str]:
+    d = result.detections
+    lines = ["### Detections", "",
+             *_table(["golden", "current", "matched", "added", "removed", "class changed",
+                      "max score Δ", "min IoU", "max box Δ"],
+                     [[str(d.golden), str(d.current), str(d.matched), str(d.added),
+                       str(d.removed), str(d.class_changed), _num(d.max_score_delta),
+                       "—" if d.min_iou is None else f"{d.min_iou:.4f}",
+                       _num(d.max_box_delta)]]), ""]
+    decided = [c for c in d.changes if c.kind != "matched"]
+    if decided:
+        rows = [[c.kind.replace("_", " "), str(c.image), _classes(c.golden_class, c.current_class),
+                 _score(c.golden_score), _score(c.current_score), _num(c.margin),
+                 "expected fragility" if c.expected_fragility else ""] for c in decided]
+        lines += _table(["change", "image", "class", "golden score", "current score", "margin",
+                         "fragility"], rows)
+        lines += ["", f"Measured noise: {_num(d.noise)}. A change whose decision margin is below "
+                  "it is expected fragility (a near-tie flipped), not a model bug.", ""]
+    return lines
+
+
+def _causes(result: CheckResult) -> list[str]:
+    if not result.causes:
+        return [] if result.verdict == "identical" else ["### Causes", "", "None identified.", ""]
+    lines = ["### Causes", ""]
+    for i, cause in enumerate(result.causes, 1):
+        lines.append(f"{i}. **{cause.confidence}**: {_inline(cause.change)}")
+        lines += [f"   - {_inline(e)}" for e in cause.evidence]
+    if not result.confirmation_ran:
+        lines += ["", "_Confirmation re-runs were skipped: nothing is confirmed._"]
+    return [*lines, ""]
+
+
+def _nondeterminism(result: CheckResult) -> list[str]:
+    nd = result.nondeterminism
+    if nd is None or nd.runs <= 1:
+        text = "not measured (use `--repeat N`)."
+    elif nd.deterministic:
+        text = f"none; {nd.runs} runs were bit-identical to each other."
+    else:
+        arrays = ", ".join(f"`{a}`" for a in nd.differing_arrays)
+        text = f"{nd.runs} runs differ in {arrays} (spread up to {_num(nd.max_spread)})."
+    return [f"**Nondeterminism:** {text}", ""]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _inline(text: str) -> str:
+    return text.replace("\n", " ")
+
+
+def _status(c: TensorComparison, spread: float) -> str:
+    if c.identical:
+        return "identical"
+    if lost_precision(c):
+        return "**precision loss**"
+    return "rounding noise" if at_noise_floor(c, spread) else "**changed**"
+
+
+def _growth(c: TensorComparison) -> str:
+    g = error_growth(c)
+    if g is None or g == 1.0 or c.identical:
+        return ""
+    return " (from 0)" if math.isinf(g) else f" ({g:.1f}×)"
+
+
+def _classes(golden: int | None, current: int | None) -> str:
+    names = [_class(golden), _class(current)]
+    if golden is None or current is None:
+        return names[0] if current is None else names[1]
+    return names[0] if golden == current else f"{names[0]} → {names[1]}"
+
+
+def _class(index: int | None) -> str:
+    if index is None:
+        return "—"
+    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else str(index)
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    return f"{value:.2e}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _value(value: Any, limit: int = 60) -> str:
+    text = "—" if value is None else str(value)
+    return "`" + (text if len(text) <= limit else text[: limit - 1] + "…").replace("`", "'") + "`"

@@ -1,0 +1,300 @@
+"""``envaudit check`` in the terminal: a rich renderable, read top to bottom.
+
+Order: the headline verdict (colored by verdict), the environment changes (numerics-relevant
+first), the stages with a log-scale bar of each stage's max_rel, the first divergence and its
+replay, the probes, the detections and every decision that changed (with "expected fragility"
+marks), the causes with their evidence, nondeterminism. Everything must still read well without
+color (NO_COLOR, a file, a CI log): colors only repeat what the words already say, and every dynamic
+string goes in as ``Text`` so that a path with brackets is never read as rich markup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from envaudit.compare.model import DetectionChange, TensorComparison
+from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.result import CheckResult
+from envaudit.workload.types import CLASS_NAMES
+
+VERDICT_STYLE = {
+    "identical": ("✔", "bold green"),
+    "equivalent": ("≈", "bold cyan"),
+    "drift": ("▲", "bold yellow"),
+    "precision_loss": ("✖", "bold red"),
+}
+CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim"}
+# The bar spans 1e-8 (about one fp32 ulp of scale) to 1 (the whole scale), one cell per decade.
+BAR_DECADES = (-8, 0)
+BAR_WIDTH = 8
+
+
+def render(result: CheckResult) -> Group:
+    """The whole report as one rich renderable."""
+    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
+    parts: list[Any] = [_headline(result), _where(result), Text()]
+    parts += _fingerprint(result)
+    parts += _stages(result.stages, result, spread)
+    parts += _probes(result.probes, result.changed_probe_families, spread)
+    parts += _detections(result)
+    parts += _causes(result)
+    parts.append(_nondeterminism(result))
+    return Group(*parts)
+
+
+def bar(max_rel: float, identical: bool) -> str:
+    """A log-scale bar of a stage's max_rel: empty when identical, full at the tensor's scale."""
+    if identical:
+        return "·"
+    if not math.isfinite(max_rel) or max_rel >= 10.0 ** BAR_DECADES[1]:
+        return "█" * BAR_WIDTH
+    low, high = BAR_DECADES
+    level = (math.log10(max(max_rel, 10.0 ** low)) - low) / (high - low)
+    return "█" * max(1, round(level * BAR_WIDTH))
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _headline(result: CheckResult) -> Text:
+    mark, style = VERDICT_STYLE.get(result.verdict, ("?", "bold"))
+    return Text(f"{mark} {result.headline}", style=style)
+
+
+def _where(result: CheckResult) -> Text:
+    strict = " (--strict)" if result.strict else ""
+    text = (f"golden {result.golden_path} (fingerprint {result.golden_fingerprint_id[:12]}), "
+            f"current fingerprint {result.current_fingerprint_id[:12]}; exit {result.exit_code}"
+            f"{strict}")
+    return Text(text, style="dim")
+
+
+def _fingerprint(result: CheckResult) -> list[Any]:
+    changes = sorted(result.fingerprint_changes, key=lambda c: not c.numerics)
+    if not changes:
+        return [Text("Environment: no fingerprint changes."), Text()]
+    table = _table(f"Environment changes ({len(changes)})", "", "path", "golden", "current",
+                   "category")
+    for c in changes:
+        table.add_row(_t("numerics" if c.numerics else "", "bold" if c.numerics else None),
+                      _t(c.path), _t(_value(c.golden)), _t(_value(c.current)), _t(c.category))
+    return [table, Text()]
+
+
+def _stages(stages: Sequence[TensorComparison], result: CheckResult, spread: float) -> list[Any]:
+    if not stages:
+        return [Text("Stages: none recorded."), Text()]
+    origin = _origins(result)
+    table = _table("Stages (pipeline order)", "#", "stage", "result", "max rel", "log scale",
+                   "mismatch", "error vs f64 (growth)", "replay")
+    for i, s in enumerate(stages):
+        status, style = _status(s, spread)
+        table.add_row(_t(str(i)), _t(s.name), _t(status, style), _t(_num(s.max_rel)),
+                      _t(bar(s.max_rel, s.identical), style), _t(_pct(s.mismatch_fraction)),
+                      _t(_errors(s)), _t(origin.get(s.name, "")))
+    parts: list[Any] = [table]
+    fd = result.first_divergence
+    if fd is not None:
+        parts.append(Text(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline order)."))
+        own = list(fd.changed_stages)
+        carried = [r.stage for r in fd.replay if r.identical]
+        if fd.replay:
+            line = "Replayed alone on golden inputs: "
+            line += (f"{', '.join(own)} changed by {'itself' if len(own) == 1 else 'themselves'}"
+                     if own else "no stage changed by itself")
+            if carried:
+                line += f"; {', '.join(carried)} only carry the earlier change"
+            parts.append(Text(line + "."))
+    parts.append(Text())
+    return parts
+
+
+def _probes(probes: Sequence[TensorComparison], families: Sequence[str],
+            spread: float) -> list[Any]:
+    if not probes:
+        return []
+    changed = [p for p in probes if not p.identical]
+    if not changed:
+        return [Text(f"Probes: all {len(probes)} bit-identical."), Text()]
+    head = Text(f"Probes: {len(changed)} of {len(probes)} differ; changed families: "
+                f"{', '.join(families) or ', '.join(sorted({p.family for p in changed}))}.")
+    table = _table(None, "family", "probes", "differ", "max rel", "error growth", "result")
+    for family in dict.fromkeys(p.family for p in probes):
+        members = [p for p in probes if p.family == family]
+        differ = [p for p in members if not p.identical]
+        growths = [g for g in (error_growth(p) for p in differ) if g is not None]
+        status, style = _worst_status(differ, spread)
+        table.add_row(_t(family), _t(str(len(members))), _t(str(len(differ))),
+                      _t(_num(max((p.max_rel for p in differ), default=0.0))),
+                      _t(_growth(max(growths)) if growths else "—"), _t(status, style))
+    return [head, table, Text()]
+
+
+def _detections(result: CheckResult) -> list[Any]:
+    d = result.detections
+    moved = sum(1 for c in d.changes if c.kind == "matched")
+    summary = (f"Detections: golden {d.golden}, current {d.current}; {d.matched} matched"
+               f"{f' ({moved} with moved score or box)' if moved else ''}, {d.removed} removed, "
+               f"{d.added} added, {d.class_changed} changed class; max score Δ "
+               f"{_num(d.max_score_delta)}, min IoU {_iou(d.min_iou)}, max box Δ "
+               f"{_num(d.max_box_delta)}; noise {_num(d.noise)}.")
+    parts: list[Any] = [Text(summary, style=None if d.same else "yellow")]
+    decided = [c for c in d.changes if c.kind != "matched"]
+    if decided:
+        table = _table(None, "change", "image", "class", "score", "box", "IoU", "margin", "")
+        for c in decided:
+            table.add_row(_t(c.kind.replace("_", " ")), _t(str(c.image)), _t(_classes(c)),
+                          _t(_pair(c.golden_score, c.current_score)),
+                          _t(_box(c.golden_box if c.golden_box is not None else c.current_box)),
+                          _t(_iou(c.iou)), _t(_num(c.margin)),
+                          _t("expected fragility" if c.expected_fragility else "",
+                             "cyan" if c.expected_fragility else None))
+        parts.append(table)
+        if any(c.expected_fragility for c in decided):
+            parts.append(Text("Expected fragility: the decision sat closer to its threshold than "
+                              "the measured noise, so a rounding change may flip it; not a model "
+                              "bug.", style="dim"))
+    parts.append(Text())
+    return parts
+
+
+def _causes(result: CheckResult) -> list[Any]:
+    if not result.causes:
+        if result.verdict == "identical":
+            return []
+        return [Text("Causes: none identified from the evidence."), Text()]
+    parts: list[Any] = [Text("Causes (most likely first):", style="bold")]
+    for i, cause in enumerate(result.causes, 1):
+        line = Text(f"{i}. ")
+        line.append(f"[{cause.confidence}]", style=CONFIDENCE_STYLE.get(cause.confidence))
+        line.append(f" {cause.change}")
+        parts.append(line)
+        parts.extend(Text(f"   • {e}") for e in cause.evidence)
+    if not result.confirmation_ran and result.verdict != "identical":
+        parts.append(Text("Confirmation re-runs were skipped (--no-confirm): nothing is "
+                          "confirmed.", style="dim"))
+    parts.append(Text())
+    return parts
+
+
+def _nondeterminism(result: CheckResult) -> Text:
+    nd = result.nondeterminism
+    if nd is None or nd.runs <= 1:
+        return Text("Nondeterminism: not measured (use --repeat N).", style="dim")
+    if nd.deterministic:
+        return Text(f"Nondeterminism: none; {nd.runs} runs were bit-identical to each other.")
+    return Text(f"Nondeterminism: {nd.runs} runs differ among themselves in "
+                f"{', '.join(nd.differing_arrays)} (spread up to {_num(nd.max_spread)}); "
+                f"differences within that spread count as noise.", style="yellow")
+
+
+# --- cells ----------------------------------------------------------------------------------
+
+
+def _table(title: str | None, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, padding=(0, 1, 0, 0))
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _t(value: str, style: str | None = None) -> Text:
+    return Text(value, style=style or "")
+
+
+def _status(c: TensorComparison, spread: float) -> tuple[str, str | None]:
+    if c.identical:
+        return "identical", "green"
+    if lost_precision(c):
+        return "precision loss", "red"
+    if at_noise_floor(c, spread):
+        return "rounding noise", "cyan"
+    return "changed", "yellow"
+
+
+def _worst_status(items: Iterable[TensorComparison], spread: float) -> tuple[str, str | None]:
+    order = ["identical", "rounding noise", "changed", "precision loss"]
+    statuses = [_status(c, spread) for c in items] or [("identical", "green")]
+    return max(statuses, key=lambda s: order.index(s[0]))
+
+
+def _origins(result: CheckResult) -> dict[str, str]:
+    """Per stage: first divergence, and whether its replay changed by itself or only carries."""
+    fd = result.first_divergence
+    if fd is None:
+        return {}
+    notes = {r.stage: ["carried" if r.identical else "changed here"] for r in fd.replay}
+    notes.setdefault(fd.stage, []).insert(0, "first")
+    return {stage: ", ".join(n) for stage, n in notes.items()}
+
+
+def _errors(c: TensorComparison) -> str:
+    """The current run's error against the float64 twin, and how much it grew from golden's."""
+    if c.current_error is None:
+        return "—"
+    growth = error_growth(c)
+    if growth is None or c.identical:
+        return _num(c.current_error)
+    return f"{_num(c.current_error)} ({_growth(growth)})"
+
+
+def _classes(c: DetectionChange) -> str:
+    if c.kind == "class_changed":
+        return f"{_class(c.golden_class)} → {_class(c.current_class)}"
+    return _class(c.golden_class if c.golden_class is not None else c.current_class)
+
+
+def _class(index: int | None) -> str:
+    if index is None:
+        return "—"
+    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else str(index)
+
+
+def _pair(golden: float | None, current: float | None) -> str:
+    g = "—" if golden is None else f"{golden:.4f}"
+    c = "—" if current is None else f"{current:.4f}"
+    return f"{g} → {c}"
+
+
+def _box(b: Sequence[float] | None) -> str:
+    return "—" if b is None else "(" + ", ".join(f"{v:.3f}" for v in b) + ")"
+
+
+def _iou(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _num(value: float | None) -> str:
+    """Small and large values in scientific notation, everyday ones as they read."""
+    if value is None:
+        return "—"
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    return f"{value:.1e}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _pct(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%" if fraction else "0%"
+
+
+def _growth(value: float) -> str:
+    if math.isinf(value):
+        return "from 0"
+    return f"{value:,.0f}×" if value >= 10 else f"{value:.1f}×"
+
+
+def _value(value: Any, limit: int = 48) -> str:
+    text = "—" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

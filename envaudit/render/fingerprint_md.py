@@ -1,0 +1,111 @@
+"""``envaudit report`` and ``envaudit fingerprint --format md``: the fingerprint as Markdown.
+
+Meant to be pasted into a bug report: a short header (fingerprint id, capture time), then one
+pipe table per section, the package list folded in a ``<details>`` block. With ``redact=True`` the
+tree is redacted first (``envaudit.fingerprint.redact``: hostname, user, home paths, GPU UUIDs and
+serials) and the document ends with a line saying what was redacted. Every cell is escaped, so a
+strange value cannot break a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from envaudit.fingerprint.fields import leaves
+from envaudit.fingerprint.guard import is_unavailable
+from envaudit.fingerprint.model import Fingerprint
+
+SECTION_TITLES = {
+    "python": "Python",
+    "os": "Operating system",
+    "cpu": "CPU",
+    "memory": "Memory",
+    "gpu": "GPU (NVML)",
+    "tensorflow": "TensorFlow",
+    "numerics_libs": "Numerics libraries",
+    "env": "Numerics-relevant environment variables",
+    "packages": "Installed packages",
+}
+
+
+def render(fp: Fingerprint, redact: bool = False) -> str:
+    """The fingerprint as a Markdown document ending in a newline."""
+    data: Mapping[str, Any] = fp.data
+    if redact:
+        from envaudit.fingerprint.redact import REDACTED_FIELDS
+        from envaudit.fingerprint.redact import redact as redact_tree
+
+        data = redact_tree(data)
+    lines = [
+        f"## Environment fingerprint `{data.get('fingerprint_id')}`",
+        "",
+        f"- captured: {data.get('captured_at')}",
+        f"- envaudit: {data.get('envaudit_version')} (schema `{data.get('schema')}`)",
+        "",
+    ]
+    for key, title in SECTION_TITLES.items():
+        if key in data:
+            lines += _section(key, title, data[key])
+    if redact:
+        lines.append(f"redacted: {REDACTED_FIELDS}")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def plain_value(value: Any) -> str:
+    """One field value as plain text (shared by the text renderers)."""
+    if value is None:
+        return "-"
+    if is_unavailable(value):
+        return f"unavailable: {value['reason']}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(plain_value(item) for item in value) if value else "(none)"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={plain_value(v)}" for k, v in value.items()) or "(none)"
+    return str(value)
+
+
+def _section(key: str, title: str, section: Any) -> list[str]:
+    lines = [f"### {title}", ""]
+    if is_unavailable(section):
+        return lines + [f"_unavailable: {_cell(section['reason'])}_", ""]
+    if key == "packages" and isinstance(section, Mapping):
+        rows = [[name, plain_value(info.get("version")), _provenance(info)]
+                for name, info in section.items() if isinstance(info, Mapping)]
+        return lines + [
+            "<details><summary>"
+            f"{len(rows)} installed distributions</summary>",
+            "",
+            *_table(["distribution", "version", "provenance"], rows),
+            "",
+            "</details>",
+            "",
+        ]
+    if key == "env" and isinstance(section, Mapping) and not section:
+        return lines + ["_none set_", ""]
+    rows = [[path, plain_value(value)] for path, value in leaves(section)]
+    return lines + _table(["field" if key != "env" else "variable", "value"], rows) + [""]
+
+
+def _provenance(info: Mapping[str, Any]) -> str:
+    direct = info.get("direct_url")
+    if not isinstance(direct, Mapping) or is_unavailable(direct):
+        return "" if direct is None else plain_value(direct)
+    parts = [str(direct.get("url", ""))]
+    if direct.get("editable"):
+        parts.append("editable")
+    if direct.get("vcs"):
+        parts.append(f"{direct['vcs']} {direct.get('commit_id') or ''}".strip())
+    return " ".join(parts)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")

@@ -1,0 +1,65 @@
+"""``envaudit fingerprint`` in the terminal: one rich table per section.
+
+Dynamic strings go in as ``Text`` so a value with brackets is never read as rich markup; colors
+only repeat what the words say (unavailable fields are dimmed and still say "unavailable").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from envaudit.fingerprint.fields import leaves
+from envaudit.fingerprint.guard import is_unavailable
+from envaudit.fingerprint.model import Fingerprint
+from envaudit.render.fingerprint_md import SECTION_TITLES, plain_value
+
+
+def render(fp: Fingerprint) -> Group:
+    data = fp.data
+    header = Text.assemble(
+        ("fingerprint ", "bold"),
+        (str(data.get("fingerprint_id")), "bold cyan"),
+        f"  captured {data.get('captured_at')}  envaudit {data.get('envaudit_version')}",
+    )
+    parts: list[Any] = [header]
+    for key, title in SECTION_TITLES.items():
+        if key in data:
+            parts.append(_section(key, title, data[key]))
+    return Group(*parts)
+
+
+def _section(key: str, title: str, section: Any) -> Table:
+    if key == "packages" and isinstance(section, Mapping) and not is_unavailable(section):
+        table = _table(f"{title} ({len(section)})", "distribution", "version", "provenance")
+        for name, info in section.items():
+            info = info if isinstance(info, Mapping) else {}
+            direct = info.get("direct_url")
+            table.add_row(Text(name), _value(info.get("version")),
+                          _value(direct) if direct is not None else Text(""))
+        return table
+    table = _table(title, "variable" if key == "env" else "field", "value")
+    if is_unavailable(section):
+        table.add_row(Text("(section)"), _value(section))
+    elif isinstance(section, Mapping) and not section:
+        table.add_row(Text("(none set)" if key == "env" else "(empty)"), Text(""))
+    else:
+        for path, value in leaves(section):
+            table.add_row(Text(path), _value(value))
+    return table
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _value(value: Any) -> Text:
+    return Text(plain_value(value), style="dim" if is_unavailable(value) else "")

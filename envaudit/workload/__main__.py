@@ -1,0 +1,36 @@
+"""``python -m envaudit.workload OUT.npz``: run the workload once and save its arrays.
+
+This is the child process of a confirmation re-run: the parent starts it with one environment
+setting put back (a variable restored, an instruction set capped) and compares what it wrote with
+the golden bundle. It must run in a fresh process because most such settings are read once, when
+TensorFlow and its kernel libraries load.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from envaudit.errors import EnvauditError
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m envaudit.workload OUT.npz\n")
+        return 2
+    from envaudit.workload import run_workload
+
+    try:
+        result = run_workload()
+    except EnvauditError as exc:
+        sys.stderr.write(f"envaudit: error: {exc}\n")
+        return 2
+    arrays = {f"stage/{k}": v for k, v in result.stages.items()}
+    arrays.update({f"probe/{k}": v for k, v in result.probes.items()})
+    np.savez(argv[0], **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""Importing TensorFlow quietly.
+
+TensorFlow's C++ start-up chatter (oneDNN notices, "could not find cuda drivers", cuInit errors on
+machines without a GPU) goes straight to file descriptor 2, where it would bury envaudit's one-line
+messages. Setting TF_CPP_MIN_LOG_LEVEL from inside Python does not reach that logger, and setting
+it for the user would change their environment, so the import and device start-up run with fd 2
+pointed at a temporary file instead. If the import fails, what TensorFlow said is replayed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def quiet() -> None:
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # device start-up logs too
+            tf.get_logger().setLevel("ERROR")
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -1,0 +1,105 @@
+"""``make bench``: envaudit's speed budgets, measured as medians of cold runs and printed.
+
+Budgets (from the issues), on a 2-core machine:
+- ``envaudit fingerprint --format json``: <= 0.5 s cold, and TensorFlow never imported;
+- the workload's compute after TensorFlow's import: <= 1 s;
+- ``envaudit check --no-confirm``: <= 1.3 x the floor, where the floor is the median of
+  ``python -c "import tensorflow"`` plus the workload's compute.
+Also reported: ``envaudit record``, a check that confirms one cause, and the peak memory of both.
+Nothing here asserts: timings are printed as ratios against their floor, never used as tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+PY = sys.executable
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall time, exit code and stdout of one cold subprocess."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env or ENV, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, proc.returncode, proc.stdout
+
+
+def median_of(command: list[str], runs: int, env: dict[str, str] | None = None) -> float:
+    return statistics.median(timed(command, env)[0] for _ in range(runs))
+
+
+def peak_child_rss_mib(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Peak resident memory of a command and its children (run in a fresh helper process)."""
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=False,"
+             " capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([PY, "-c", probe, *command], env=env or ENV, capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.strip()) / 1024
+
+
+def workload_compute() -> dict[str, float]:
+    code = (
+        "import time, json; import envaudit.workload.tf_runtime as r; r.quiet();"
+        "from envaudit.workload import run_workload; t=time.perf_counter(); run_workload();"
+        "first=time.perf_counter()-t; ts=[]\n"
+        "for _ in range(5):\n"
+        " t=time.perf_counter(); run_workload(); ts.append(time.perf_counter()-t)\n"
+        "ts.sort(); print(json.dumps({'first': first, 'warm': ts[2]}))"
+    )
+    out = subprocess.run([PY, "-c", code], env=ENV, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def line(label: str, value: float, unit: str = "s", budget: str = "") -> None:
+    print(f"  {label:<52} {value:8.3f} {unit:<4} {budget}")
+
+
+def main() -> int:
+    from bench_fingerprint import bench_fingerprint
+
+    runs = int(os.environ.get("BENCH_RUNS", "5"))
+    print(f"envaudit bench ({os.cpu_count()} cores, median of {runs} cold runs)")
+    fp = bench_fingerprint(runs=max(runs, 5))
+    line("envaudit fingerprint --format json", fp["median_s"], "s",
+         f"budget 0.5 s  ({fp['median_s'] / 0.5:.2f} x budget); tensorflow imported:"
+         f" {fp['tensorflow_imported']}")
+
+    compute = workload_compute()
+    line("workload compute after import (first run)", compute["first"], "s",
+         f"budget 1.0 s  ({compute['first']:.2f} x budget)")
+    line("workload compute after import (warm)", compute["warm"], "s")
+
+    import_tf = median_of([PY, "-c", "import tensorflow"], runs)
+    floor = import_tf + compute["first"]
+    line("python -c 'import tensorflow'", import_tf)
+    line("floor = import tensorflow + workload compute", floor)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bench-bundle"
+        record = [PY, "-m", "envaudit", "record", "--golden", str(bundle), "--force"]
+        line("envaudit record", median_of(record, max(3, runs // 2)))
+        check = [PY, "-m", "envaudit", "check", "--golden", str(bundle), "--no-confirm"]
+        check_s = median_of(check, runs)
+        line("envaudit check --no-confirm", check_s, "s",
+             f"budget 1.30 x floor  ({check_s / floor:.2f} x floor)")
+        line("  peak memory", peak_child_rss_mib(check), "MiB")
+        env_off = {**ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}
+        confirm = [PY, "-m", "envaudit", "check", "--golden", str(bundle)]
+        confirm_s, code, _ = timed(confirm, env_off)
+        line(f"envaudit check, confirming one cause (exit {code})", confirm_s, "s",
+             f"({confirm_s / floor:.2f} x floor)")
+        line("  peak memory (with its re-run)", peak_child_rss_mib(confirm, env_off), "MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
