@@ -29,6 +29,7 @@ from envaudit.workload.detector import (
     context_gate,
     head,
 )
+from envaudit.workload.evaluation import recall_precision
 from envaudit.workload.scenes import render_scene
 
 PRIOR = 0.01  # initial foreground probability of the class head (focal-loss practice)
@@ -166,25 +167,8 @@ def train(steps: int, batch: int, seed: int, count: int = 6000) -> dict[str, np.
 
 
 def evaluate(detector: Detector, scenes, encoded: list[bytes]) -> dict[str, float]:
-    """Recall and precision at IoU 0.5 (class must match) of the final detections."""
     nms = detector.run(encoded)["nms"]
-    found = total = predicted = 0
-    for scene, rows in zip(scenes, nms):
-        rows = rows[rows[:, 4] > 0]
-        predicted += len(rows)
-        total += len(scene.boxes)
-        free = np.ones(len(rows), bool)
-        for box, cls in zip(scene.boxes, scene.classes):
-            if not len(rows):
-                continue
-            iou = arch.pairwise_iou(box[None].astype(np.float64), rows[:, :4].astype(np.float64))[0]
-            iou[(rows[:, 5] != cls) | ~free] = 0.0
-            j = int(iou.argmax())
-            if iou[j] >= 0.5:
-                free[j] = False
-                found += 1
-    return {"recall": found / max(total, 1), "precision": found / max(predicted, 1),
-            "objects": total, "detections": predicted}
+    return recall_precision(nms, [s.boxes for s in scenes], [s.classes for s in scenes])
 
 
 def encode(scene_images: list[np.ndarray], fmt: str) -> list[bytes]:

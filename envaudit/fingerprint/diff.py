@@ -16,12 +16,17 @@ from envaudit.fingerprint.fields import classify_leaf, is_process_dependent, lea
 from envaudit.fingerprint.guard import is_unavailable
 from envaudit.fingerprint.model import CATEGORIES, Change, Fingerprint
 
+# Fields computed from the others: their change says nothing the other changes do not.
+DERIVED = frozenset({"fingerprint_id"})
+
 
 def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
     golden = dict(leaves(a.data))
     current = dict(leaves(b.data))
     changes: list[Change] = []
     for path in list(golden) + [p for p in current if p not in golden]:
+        if path in DERIVED:
+            continue
         old, new = golden.get(path), current.get(path)
         if old == new and (old is None or (path in golden and path in current)):
             continue  # equal, or null on one side and absent on the other

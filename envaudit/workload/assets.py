@@ -104,3 +104,19 @@ def load_assets(folder: Path | None = None) -> Assets:
 def used_checksums(assets: Assets) -> dict[str, str]:
     """SHA-256 of the assets the workload used, for the bundle manifest."""
     return {name: assets.checksums[name] for name in (WEIGHTS, *assets.image_names)}
+
+
+def ground_truth(assets: Assets) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The rendered objects of every golden image, in batch order: (boxes, classes) lists."""
+    boxes, classes = [], []
+    for image in assets.image_names:
+        name = image.rsplit(".", 1)[0] + ".labels.npz"
+        path = assets.folder / name
+        expected = assets.checksums.get(name)
+        if expected is None or not path.is_file() or sha256_file(path) != expected:
+            raise EnvauditError(f"workload asset {path} is missing or modified (expected sha256"
+                                f" {expected}); restore it from the envaudit repository")
+        with np.load(path) as labels:
+            boxes.append(labels["boxes"])
+            classes.append(labels["classes"])
+    return boxes, classes

@@ -1,0 +1,166 @@
+"""`envaudit check` end to end with real TensorFlow: identical, a confirmed cause, reports."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from conftest import cli_env, run_cli
+
+import envaudit
+from envaudit.compare.tensors import compare_tensor
+from envaudit.compare.verdict import classify, exit_code
+from envaudit.render import check_junit, check_md, check_text
+from envaudit.store import load_bundle
+
+CHECK_KEYS = {"schema", "verdict", "exit_code", "fingerprint_changes", "stages",
+              "first_divergence", "detections", "causes", "nondeterminism"}
+STAGE_KEYS = {"name", "identical", "max_abs", "max_rel", "mismatch_fraction", "golden_error",
+              "current_error"}
+DETECTION_KEYS = {"golden", "current", "matched", "added", "removed", "class_changed",
+                  "max_score_delta", "min_iou"}
+
+
+def test_same_environment_is_identical_every_time(check_same):
+    for code, report in check_same:
+        assert code == 0
+        assert report["verdict"] == "identical"
+        assert report["exit_code"] == 0
+        assert report["first_divergence"] is None
+        assert report["causes"] == []
+        assert all(stage["identical"] for stage in report["stages"])
+        assert report["detections"]["golden"] == report["detections"]["matched"] > 0
+        numerics = [c for c in report["fingerprint_changes"] if c["numerics"]]
+        assert numerics == []
+
+
+def test_json_carries_the_design_contract(check_same, check_onednn_off):
+    for report in (check_same[0][1], check_onednn_off[1]):
+        assert CHECK_KEYS <= set(report)
+        assert report["schema"] == "envaudit.check/1"
+        assert [s["name"] for s in report["stages"]][:3] == ["decode", "resize", "normalize"]
+        for stage in report["stages"]:
+            assert STAGE_KEYS <= set(stage)
+        assert DETECTION_KEYS <= set(report["detections"])
+        for cause in report["causes"]:
+            assert cause["confidence"] in ("confirmed", "likely", "possible")
+
+
+def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
+    code, report = check_onednn_off
+    assert report["verdict"] != "identical"
+    change = next(c for c in report["fingerprint_changes"]
+                  if c["path"] == "env.TF_ENABLE_ONEDNN_OPTS")
+    assert (change["golden"], change["current"], change["category"]) == (None, "0",
+                                                                        "numerics-env")
+    first = report["first_divergence"]
+    differing = [s["name"] for s in report["stages"] if not s["identical"]]
+    assert first["stage"] == differing[0]
+    # decoding and resizing do not go through oneDNN; the convolutions do
+    assert first["stage"] not in ("decode", "resize", "normalize")
+    assert first["changed_stages"], "stage replay found no stage that changed by itself"
+    top = report["causes"][0]
+    assert top["path"] == "env.TF_ENABLE_ONEDNN_OPTS"
+    assert top["confidence"] == "confirmed"
+    assert any("reproduced the golden bits" in line for line in top["evidence"])
+    assert {"conv", "matmul"} & set(report["changed_probe_families"])
+    # at fp32 rounding, same detections: equivalent, and the pipeline gate stays green
+    assert report["verdict"] == "equivalent"
+    assert code == 0
+
+
+def test_strict_fails_a_result_that_is_only_equivalent(golden_bundle):
+    proc = run_cli("check", "--golden", str(golden_bundle), "--strict", "--no-confirm",
+                   env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
+    assert proc.returncode == 1, proc.stderr
+    assert "Equivalent" in proc.stdout
+
+
+def test_no_confirm_never_claims_confirmed(golden_bundle):
+    proc = run_cli("check", "--golden", str(golden_bundle), "--no-confirm", "--format", "json",
+                   env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
+    report = json.loads(proc.stdout)
+    assert report["confirmation_ran"] is False
+    assert report["causes"][0]["path"] == "env.TF_ENABLE_ONEDNN_OPTS"
+    assert report["causes"][0]["confidence"] == "likely"
+
+
+@pytest.fixture(scope="module")
+def in_process_check(golden_bundle, workload_result):
+    """The Python API in this process (TensorFlow is already loaded by ``workload_result``)."""
+    return envaudit.check(golden=str(golden_bundle), repeat=2)
+
+
+def test_python_api_and_repeat(in_process_check):
+    result = in_process_check
+    assert result.verdict == "identical" and result.exit_code == 0
+    assert result.nondeterminism is not None
+    assert result.nondeterminism.runs == 2
+    assert result.nondeterminism.deterministic
+    json.dumps(result.to_dict())  # plain data a user can serialize
+
+
+def test_junit_parses_with_a_case_per_stage(in_process_check):
+    root = ET.fromstring(check_junit.render(in_process_check))
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    cases = suite.findall("testcase")
+    names = [c.get("name") for c in cases]
+    assert len(cases) >= len(in_process_check.stages) + 1
+    assert any("detections" in n for n in names)
+    assert int(suite.get("failures")) == 0
+    assert int(suite.get("tests")) == len(cases)
+
+
+def test_markdown_and_text_reports(in_process_check):
+    md = check_md.render(in_process_check)
+    assert "identical" in md.lower() and "|" in md
+    from rich.console import Console
+
+    console = Console(record=True, width=120, no_color=True)
+    console.print(check_text.render(in_process_check))
+    text = console.export_text()
+    assert text.startswith("✔ Identical") or "Identical" in text.splitlines()[0]
+
+
+def test_precision_loss_classified_on_real_pipeline_arrays(golden_bundle):
+    """Real stage outputs of the detector, rounded through bf16 as reduced-precision kernels
+    would store them: precision_loss and exit 1, even though nothing else changed."""
+    bundle = load_bundle(golden_bundle)
+
+    def bf16(x: np.ndarray) -> np.ndarray:
+        bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+        return rounded.astype(np.uint32).view(np.float32)
+
+    stages = []
+    for name, golden in bundle.stages.items():
+        current = golden if golden.dtype != np.float32 or name in ("resize", "normalize", "nms") \
+            else bf16(golden)
+        stages.append(compare_tensor(name, "stage", name, golden, current,
+                                     reference=bundle.twin.get(name),
+                                     golden_reference=bundle.twin.get(name)))
+    from envaudit.compare.detections import match_detections
+    from envaudit.workload.types import Detections
+
+    d = bundle.detections
+    same = Detections(d["image"], d["boxes"], d["classes"], d["scores"])
+    verdict = classify(stages, [], match_detections(same, same))
+    assert verdict == "precision_loss"
+    assert exit_code(verdict, strict=False) == 1
+    grown = [s for s in stages if s.current_error and s.golden_error]
+    assert max(s.current_error / s.golden_error for s in grown) > 100
+
+
+@pytest.mark.parametrize("variant", ["missing", "not-a-bundle"])
+def test_unusable_golden_is_one_line_exit_2(tmp_path, variant):
+    target = tmp_path / "nothing-here"
+    if variant == "not-a-bundle":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    proc = run_cli("check", "--golden", str(target))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert str(target) in proc.stderr
