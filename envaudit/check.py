@@ -90,13 +90,12 @@ def check(
                              first.changed_stages if first else (), verdict == "precision_loss")
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
-            if experiments:
-                golden_arrays = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
-                                 **{f"probe/{k}": v for k, v in bundle.probes.items()}}
-                differing_now = sum(not a.identical for a in (*stages, *probes))
-                outcomes = run_experiments(experiments, golden_arrays, progress)
-                causes = apply_outcomes(causes, outcomes, differing_now)
-                confirmation_ran = True
+            golden_arrays = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
+                             **{f"probe/{k}": v for k, v in bundle.probes.items()}}
+            differing_now = sum(not a.identical for a in (*stages, *probes))
+            outcomes = run_experiments(experiments, golden_arrays, progress)
+            causes = apply_outcomes(causes, outcomes, differing_now)
+            confirmation_ran = bool(experiments)
     top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
     finished = time.perf_counter()
     return CheckResult(

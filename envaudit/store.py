@@ -158,7 +158,9 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def _is_bundle_or_empty(path: Path) -> bool:
-    if path.is_dir() and not any(path.iterdir()):
+    """Whether envaudit may replace ``path``: empty, or holding only what a bundle holds (so a
+    bundle with a corrupt manifest can still be re-recorded with --force)."""
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {MANIFEST, *ARRAY_FILES}:
         return True
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -178,16 +180,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_partials(target: Path) -> None:
-    """Remove what a killed record left beside ``target`` (its process is gone)."""
+    """Clean up after a killed record (its process is gone): partial folders are removed; a
+    previous bundle set aside during a --force swap is put back if the swap never finished."""
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(partial|old)-(\d+)-")
     for entry in target.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and entry.is_dir() and not _pid_alive(int(match.group(2))):
-            shutil.rmtree(entry, ignore_errors=True)
+        if not (match and entry.is_dir()) or _pid_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and (entry / "bundle").is_dir() and not target.exists():
+            os.rename(entry / "bundle", target)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def check_writable(target: Path, force: bool) -> None:
-    """Refuse early (before any work) a target that must not be written."""
+    """Refuse early (before any work) a target that must not be written. A killed record's
+    leftovers are cleaned up first, so a bundle it had set aside counts as existing."""
+    if target.parent.is_dir():
+        _remove_stale_partials(target)
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         if not _is_bundle_or_empty(target):
             raise EnvauditError(f"{target} exists and is not an envaudit bundle; choose another"
@@ -214,9 +223,9 @@ def write_bundle(
     check_writable(target, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(target)
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-",
                                         dir=target.parent))
+        partial.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared bundle private
     except OSError as exc:
         raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror};"
                             " choose a writable --golden path") from None
@@ -247,6 +256,12 @@ def write_bundle(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -359,3 +359,39 @@ def test_check_refuses_a_tampered_recorded_bundle(golden_bundle, tmp_path, tampe
     assert expected in lines[0]
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_bundle_with_a_corrupt_manifest_can_be_re_recorded_with_force(tmp_path, fingerprint):
+    target = write(tmp_path / "bundle", fingerprint)
+    manifest = target / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    with pytest.raises(EnvauditError, match="--force"):
+        store.load_bundle(target)
+    write(target, fingerprint, seed=3, force=True)
+    assert store.load_bundle(target).stages["alpha"].tobytes() == \
+        arrays(3)["stages"]["alpha"].tobytes()
+
+
+def test_bundles_are_readable_by_others_as_the_umask_allows(tmp_path, fingerprint):
+    old = os.umask(0o022)
+    try:
+        target = write(tmp_path / "bundle", fingerprint)
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_swap_killed_half_way_gives_the_previous_bundle_back(tmp_path, fingerprint):
+    """--force sets the old bundle aside, then renames the new one in; if the process dies in
+    between, the next write puts the old bundle back before it does anything else."""
+    target = write(tmp_path / "bundle", fingerprint, seed=1)
+    before = (target / "stages.npz").read_bytes()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is certainly gone
+    aside = tmp_path / f".bundle.old-{dead.pid}-x"
+    aside.mkdir()
+    os.rename(target, aside / "bundle")
+    with pytest.raises(EnvauditError, match="already exists"):
+        write(target, fingerprint, seed=2)  # restores first, then refuses without --force
+    assert (target / "stages.npz").read_bytes() == before
+    assert leftovers(tmp_path) == []

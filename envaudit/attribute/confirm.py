@@ -90,7 +90,7 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -
         if levels.index(golden_isa) > levels.index(current_isa):  # golden is the lesser CPU
             cpu_paths = [c.path for c in changes if c.path.startswith("cpu.")]
             flag_paths = [p for p in cpu_paths if p.startswith("cpu.flags")]
-            paths = ((flag_paths or cpu_paths or ["cpu.flags"])[0],)
+            paths = tuple(flag_paths or cpu_paths or ["cpu.flags"])
             experiments.append(Experiment(
                 f"golden instruction set emulated with ONEDNN_MAX_CPU_ISA={golden_isa}",
                 {"ONEDNN_MAX_CPU_ISA": golden_isa}, paths))
@@ -159,11 +159,15 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
     updated: list[Cause] = []
     for cause in causes:
         confidence, evidence = cause.confidence, list(cause.evidence)
+        if cause.path and not any(set(o.experiment.cause_paths) & cause.paths for o in outcomes):
+            evidence.append("no re-run can put this change back from here (it is not a setting"
+                            " of this process), so it cannot be confirmed")
         for outcome in outcomes:
-            if cause.path not in outcome.experiment.cause_paths:
+            restored = set(outcome.experiment.cause_paths)
+            if not restored & cause.paths:
                 continue
             label = outcome.experiment.label
-            alone = len(outcome.experiment.cause_paths) == 1
+            alone = restored <= cause.paths  # the re-run put back this cause and nothing else
             if outcome.error:
                 evidence.append(f"confirmation with {label}: {outcome.error}")
             elif outcome.identical:
@@ -175,7 +179,7 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
                 if alone and len(outcome.differing) >= differing_now and confidence == "likely":
                     confidence = "possible"  # putting it back alone changed nothing
         updated.append(replace(cause, confidence=confidence, evidence=tuple(evidence)))
-    confirmed_paths = {c.path for c in updated if c.confidence == "confirmed"}
+    confirmed_paths = {p for c in updated if c.confidence == "confirmed" for p in c.paths}
     for outcome in outcomes:
         paths = outcome.experiment.cause_paths
         if len(paths) > 1 and outcome.identical and not confirmed_paths & set(paths):

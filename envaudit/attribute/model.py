@@ -16,6 +16,11 @@ class Cause:
     confidence: str  # one of CONFIDENCES
     evidence: tuple[str, ...]  # sentences a person can check
     path: str | None = None  # the fingerprint path it concerns, if any
+    related: tuple[str, ...] = ()  # other changed paths of the same origin (one upgrade, one CPU)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(p for p in (self.path, *self.related) if p)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -23,4 +28,5 @@ class Cause:
             "confidence": self.confidence,
             "evidence": list(self.evidence),
             "path": self.path,
+            "related": list(self.related),
         }

@@ -64,6 +64,29 @@ def _env_rule(name: str) -> tuple[set[str], str]:
     return set(CATEGORY_FAMILIES["numerics-env"][0]), CATEGORY_FAMILIES["numerics-env"][1]
 
 
+def _groups(changes: Sequence[Change]) -> list[list[Change]]:
+    """Numerics-relevant changes grouped by origin, the most telling one first in each group.
+
+    Every variable is its own group (each can be put back and confirmed alone); other changes
+    group by category, so one TensorFlow upgrade is one cause and not five. The installed
+    ``tensorflow`` distribution joins the TensorFlow group.
+    """
+    groups: dict[str, list[Change]] = {}
+    for change in changes:
+        if not change.numerics:
+            continue
+        if change.path.startswith("env."):
+            key = change.path
+        elif change.path.startswith("packages.tensorflow"):
+            key = "tensorflow"
+        else:
+            key = change.category
+        groups.setdefault(key, []).append(change)
+    for members in groups.values():
+        members.sort(key=lambda c: (not c.path.endswith("version"), c.path.count("."), c.path))
+    return list(groups.values())
+
+
 def describe(change: Change) -> str:
     def show(value: object) -> str:
         return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
@@ -86,9 +109,8 @@ def rank_causes(
     pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
                if changed_families else "no op probe changed")
     scored: list[tuple[int, Cause]] = []
-    for change in changes:
-        if not change.numerics:
-            continue
+    for group in _groups(changes):
+        change = group[0]
         if change.path.startswith("env."):
             families, why = _env_rule(change.path[4:])
         else:
@@ -96,14 +118,19 @@ def rank_causes(
         overlap = families & observed
         likely = bool(overlap) and (not precision_lost or "precision" in families
                                     or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
-        evidence = [f"{describe(change)}; it {why}", where, pattern]
+        evidence = [f"{describe(change)} — {why}", where, pattern]
         if overlap:
             evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
         else:
             evidence.append("it is not known to move the families that changed")
+        if len(group) > 1:
+            shown = ", ".join(c.path for c in group[1:6]) + (
+                f" and {len(group) - 6} more" if len(group) > 6 else "")
+            evidence.append(f"changed with it: {shown}")
         score = 2 * len(overlap) + (3 if change.path.startswith("env.") else 0) + likely * 10
         cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
-                      evidence=tuple(evidence), path=change.path)
+                      evidence=tuple(evidence), path=change.path,
+                      related=tuple(c.path for c in group[1:]))
         scored.append((score, cause))
     scored.sort(key=lambda item: -item[0])
     causes = [cause for _score, cause in scored]

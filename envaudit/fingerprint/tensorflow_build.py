@@ -46,7 +46,11 @@ def probe(packages: Mapping[str, Any] | None = None) -> dict[str, Any]:
     )
     module = sys.modules.get("tensorflow")
     if module is not None:
-        locations = list(getattr(module, "__path__", []))
+        # The package's own folder first: once imported, TensorFlow extends ``__path__`` with
+        # Keras API folders, and the first entry is no longer where TensorFlow is installed.
+        origin = getattr(module, "__file__", None)
+        locations = [str(Path(origin).parent)] if origin else []
+        locations += [p for p in getattr(module, "__path__", []) if p not in locations]
     else:
         spec = importlib.util.find_spec("tensorflow")
         locations = list(spec.submodule_search_locations or []) if spec else []

@@ -1,0 +1,136 @@
+"""Attribution: ranking from evidence, planning re-runs, and the rule that only a re-run that
+reproduces the golden bits may say "confirmed"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envaudit.attribute.confirm import (
+    Experiment,
+    Outcome,
+    apply_outcomes,
+    max_isa,
+    plan,
+    run_experiments,
+)
+from envaudit.attribute.rank import rank_causes
+from envaudit.fingerprint.model import SCHEMA, Change, Fingerprint
+from envaudit.store import load_bundle
+
+AVX512_CPU = ["avx", "avx2", "avx512_bf16", "avx512_vnni", "avx512bw", "avx512f", "avx512vl",
+              "fma", "sse4_1", "sse4_2"]
+AVX2_CPU = ["avx", "avx2", "fma", "sse4_1", "sse4_2"]
+
+
+def fingerprint(flags: list[str], cores: int = 2) -> Fingerprint:
+    return Fingerprint({"schema": SCHEMA, "fingerprint_id": "fp-test",
+                        "cpu": {"flags": flags, "usable_cores": cores}})
+
+
+ONEDNN = Change("env.TF_ENABLE_ONEDNN_OPTS", None, "0", "numerics-env", True)
+TF_VERSION = Change("tensorflow.version", "2.20.0", "2.21.0", "tensorflow", True)
+TF_PACKAGE = Change("packages.tensorflow.version", "2.20.0", "2.21.0", "packages", True)
+TF_COMPILER = Change("tensorflow.build_info.cpu_compiler", "clang 18", "clang", "tensorflow", True)
+HOST = Change("os.hostname", "a", "b", "info", False)
+
+
+def test_a_variable_that_moves_the_changed_kernels_ranks_first():
+    causes = rank_causes([HOST, TF_COMPILER, ONEDNN], ["conv", "matmul"], "stem", ["stem"], False)
+    assert causes[0].path == "env.TF_ENABLE_ONEDNN_OPTS"
+    assert causes[0].confidence == "likely"
+    assert all(c.confidence != "confirmed" for c in causes)  # nothing was re-run
+    assert all(c.path != "os.hostname" for c in causes)  # not numerics-relevant
+
+
+def test_one_upgrade_is_one_cause_led_by_its_version():
+    causes = rank_causes([TF_COMPILER, TF_PACKAGE, TF_VERSION], ["transcendental"], None, [],
+                         False)
+    assert len(causes) == 1
+    assert causes[0].path == "tensorflow.version"
+    assert set(causes[0].related) == {TF_PACKAGE.path, TF_COMPILER.path}
+
+
+def test_a_change_that_cannot_explain_the_pattern_is_only_possible():
+    python = Change("python.version", "3.11.6", "3.11.7", "python", True)
+    causes = rank_causes([python], ["conv"], "stem", ["stem"], False)
+    assert causes[0].confidence == "possible"
+
+
+def test_no_recorded_change_still_gives_an_honest_possibility():
+    causes = rank_causes([HOST], ["conv"], "stem", ["stem"], False)
+    assert len(causes) == 1 and causes[0].confidence == "possible"
+    assert "does not record" in causes[0].change
+
+
+def test_precision_loss_without_a_visible_knob_is_named():
+    causes = rank_causes([], ["matmul"], "stem", ["stem"], True)
+    assert "reduced-precision" in causes[0].change
+
+
+def test_plan_puts_back_each_variable_and_all_together():
+    second = Change("env.OMP_NUM_THREADS", "1", None, "numerics-env", True)
+    experiments = plan([ONEDNN, second, TF_VERSION], fingerprint(AVX512_CPU),
+                       fingerprint(AVX512_CPU))
+    labels = {e.label: dict(e.env) for e in experiments}
+    assert labels["TF_ENABLE_ONEDNN_OPTS restored to unset"] == {"TF_ENABLE_ONEDNN_OPTS": None}
+    assert labels["OMP_NUM_THREADS restored to '1'"] == {"OMP_NUM_THREADS": "1"}
+    assert "all numerics variables restored together" in labels
+    assert len(experiments) == 3  # a TensorFlow version cannot be put back from here
+
+
+def test_plan_emulates_a_lesser_golden_cpu_through_the_isa_cap():
+    flags = [Change(f"cpu.flags.{f}", None, f, "cpu", True)
+             for f in sorted(set(AVX512_CPU) - set(AVX2_CPU))]
+    experiments = plan(flags, fingerprint(AVX2_CPU), fingerprint(AVX512_CPU))
+    assert [dict(e.env) for e in experiments] == [{"ONEDNN_MAX_CPU_ISA": "AVX2"}]
+    # the other way round (golden had more) cannot be emulated: no experiment
+    assert plan(flags, fingerprint(AVX512_CPU), fingerprint(AVX2_CPU)) == []
+    assert max_isa(AVX512_CPU) == "AVX512_CORE_BF16"
+
+
+def test_plan_pins_cores_when_the_golden_machine_had_fewer():
+    cores = Change("cpu.usable_cores", 1, 2, "cpu", True)
+    experiments = plan([cores], fingerprint(AVX2_CPU, 1), fingerprint(AVX2_CPU, 2))
+    assert experiments[0].cores == 1
+
+
+def test_confirmed_only_by_a_reproducing_rerun_of_that_change_alone():
+    second = Change("env.OMP_NUM_THREADS", "1", None, "numerics-env", True)
+    causes = rank_causes([ONEDNN, second], ["conv"], "stem", ["stem"], False)
+    alone_a = Experiment("a", {"TF_ENABLE_ONEDNN_OPTS": None}, (ONEDNN.path,))
+    alone_b = Experiment("b", {"OMP_NUM_THREADS": "1"}, (second.path,))
+    together = Experiment("both", {}, (ONEDNN.path, second.path))
+    # neither alone restores the bits, both together do: a combined cause is confirmed, and
+    # neither variable is called confirmed on its own
+    outcomes = [Outcome(alone_a, False, ("stage/stem",)), Outcome(alone_b, False, ("stage/stem",)),
+                Outcome(together, True, ())]
+    updated = apply_outcomes(causes, outcomes, differing_now=1)
+    assert updated[0].confidence == "confirmed" and updated[0].path is None
+    assert {c.path: c.confidence for c in updated[1:]} == {
+        ONEDNN.path: "possible", second.path: "possible"}
+    # one alone restores: that one is confirmed
+    outcomes = [Outcome(alone_a, True, ()), Outcome(alone_b, False, ("stage/stem",))]
+    updated = apply_outcomes(causes, outcomes, differing_now=1)
+    assert updated[0].path == ONEDNN.path and updated[0].confidence == "confirmed"
+    assert any("reproduced the golden bits" in e for e in updated[0].evidence)
+    # a failed re-run is reported, never counted as confirmation
+    outcomes = [Outcome(alone_a, False, (), "re-run failed (exit 2): boom")]
+    updated = apply_outcomes(causes, outcomes, differing_now=1)
+    assert all(c.confidence != "confirmed" for c in updated)
+    assert any("boom" in e for c in updated for e in c.evidence)
+
+
+def test_real_reruns_in_parallel(golden_bundle):
+    """Two real child processes: one in the recording environment reproduces the golden bits, one
+    with oneDNN capped at AVX2 does not (its matmul kernels differ on this AVX-512 machine)."""
+    bundle = load_bundle(golden_bundle)
+    golden = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
+              **{f"probe/{k}": v for k, v in bundle.probes.items()}}
+    same = Experiment("nothing changed", {}, ("env.NONE",))
+    capped = Experiment("AVX2 cap", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, ("cpu.flags",))
+    by_label = {o.experiment.label: o for o in run_experiments([same, capped], golden)}
+    assert by_label["nothing changed"].error is None
+    assert by_label["nothing changed"].identical
+    assert not by_label["AVX2 cap"].identical
+    assert any(name.startswith("probe/matmul") for name in by_label["AVX2 cap"].differing)
+    assert np.all([n in golden for n in by_label["AVX2 cap"].differing])
