@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envaudit.compare.model import DetectionChange, DetectionDiff
+from envaudit.workload.architecture import pairwise_iou
 from envaudit.workload.types import (
     IOU_THRESHOLD,
     MAX_DETECTIONS,
@@ -46,19 +47,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Corners are put in order first (as TensorFlow's NMS does); a zero-area pair has IoU 0.
     """
-    a = _corners(a)
-    b = _corners(b)
-    top = np.maximum(a[:, None, 0], b[None, :, 0])
-    left = np.maximum(a[:, None, 1], b[None, :, 1])
-    bottom = np.minimum(a[:, None, 2], b[None, :, 2])
-    right = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(bottom - top, 0.0, None) * np.clip(right - left, 0.0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0.0, inter / np.where(union > 0.0, union, 1.0), 0.0)
-    return iou
+    return pairwise_iou(_corners(a), _corners(b))
 
 
 @dataclass(frozen=True)

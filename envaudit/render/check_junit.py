@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 
 from envaudit.compare.model import DetectionChange, TensorComparison
 from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.render.numbers import number
 from envaudit.result import CheckResult
 from envaudit.workload.types import CLASS_NAMES
 
@@ -151,15 +152,9 @@ def _describe(c: TensorComparison) -> str:
     return text
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return "0" if value == 0 else f"{value:.3g}"
-
-
 def _seconds(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "0"
+
+
+def _num(value: float | None) -> str:
+    return number(value, 2, missing="n/a")

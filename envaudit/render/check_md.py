@@ -14,6 +14,7 @@ from typing import Any
 
 from envaudit.compare.model import TensorComparison
 from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.render.numbers import number
 from envaudit.result import CheckResult
 from envaudit.workload.types import CLASS_NAMES
 
@@ -186,18 +187,10 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    return f"{value:.2e}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4g}"
-
-
 def _value(value: Any, limit: int = 60) -> str:
     text = "—" if value is None else str(value)
     return "`" + (text if len(text) <= limit else text[: limit - 1] + "…").replace("`", "'") + "`"
+
+
+def _num(value: float | None) -> str:
+    return number(value, 2)

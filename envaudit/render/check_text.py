@@ -21,6 +21,7 @@ from rich.text import Text
 
 from envaudit.compare.model import DetectionChange, TensorComparison
 from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
+from envaudit.render.numbers import number
 from envaudit.result import CheckResult
 from envaudit.workload.types import CLASS_NAMES
 
@@ -272,19 +273,6 @@ def _iou(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def _num(value: float | None) -> str:
-    """Small and large values in scientific notation, everyday ones as they read."""
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    return f"{value:.1e}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4g}"
-
-
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:.1f}%" if fraction else "0%"
 
@@ -298,3 +286,7 @@ def _growth(value: float) -> str:
 def _value(value: Any, limit: int = 48) -> str:
     text = "—" if value is None else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _num(value: float | None) -> str:
+    return number(value, 1)

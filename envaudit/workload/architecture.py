@@ -92,7 +92,9 @@ def encode_boxes(boxes: np.ndarray, anchor_boxes: np.ndarray) -> np.ndarray:
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of corner boxes a [M, 4] against b [K, 4] -> [M, K]."""
+    """IoU of corner boxes a [M, 4] against b [K, 4] -> float64 [M, K]; 0 where the union is 0."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
     top = np.maximum(a[:, None, 0], b[None, :, 0])
     left = np.maximum(a[:, None, 1], b[None, :, 1])
     bottom = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -101,7 +103,8 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def corners(anchor_boxes: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ checksum it should have, because a silently different asset would make every che
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,31 +72,30 @@ def expected_checksums(folder: Path) -> dict[str, str]:
     return sums
 
 
+def verified_bytes(folder: Path, name: str, sums: Mapping[str, str]) -> bytes:
+    """The bytes of asset ``name``, after checking them against ``SHA256SUMS``."""
+    path = folder / name
+    expected = sums.get(name)
+    if expected is None:
+        raise EnvauditError(f"workload asset {name} is not listed in {folder / CHECKSUMS};"
+                            " restore golden/assets from the envaudit repository")
+    if not path.is_file():
+        raise EnvauditError(f"workload asset {path} is missing (expected sha256 {expected});"
+                            " restore it from the envaudit repository")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise EnvauditError(f"workload asset {path} was modified: sha256 {actual}, expected"
+                            f" {expected}; restore it from the envaudit repository")
+    return data
+
+
 def load_assets(folder: Path | None = None) -> Assets:
     """Read and verify every asset; raise EnvauditError naming a missing or modified one."""
     folder = folder or asset_dir()
     sums = expected_checksums(folder)
     image_names = tuple(f"{scene}.{fmt}" for fmt in FORMATS for scene in GOLDEN_SCENES)
-    blobs = {}
-    for name in (WEIGHTS, *image_names):
-        path = folder / name
-        expected = sums.get(name)
-        if expected is None:
-            raise EnvauditError(f"workload asset {name} is not listed in {folder / CHECKSUMS};"
-                                " restore golden/assets from the envaudit repository")
-        if not path.is_file():
-            raise EnvauditError(f"workload asset {path} is missing (expected sha256 {expected});"
-                                " restore it from the envaudit repository")
-        data = path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise EnvauditError(
-                f"workload asset {path} was modified: sha256 {actual}, expected {expected};"
-                " restore it from the envaudit repository"
-            )
-        blobs[name] = data
-    import io
-
+    blobs = {name: verified_bytes(folder, name, sums) for name in (WEIGHTS, *image_names)}
     with np.load(io.BytesIO(blobs[WEIGHTS])) as npz:
         weights = {k: npz[k] for k in npz.files}
     return Assets(folder, sums, weights, image_names, tuple(blobs[n] for n in image_names))
@@ -111,12 +111,7 @@ def ground_truth(assets: Assets) -> tuple[list[np.ndarray], list[np.ndarray]]:
     boxes, classes = [], []
     for image in assets.image_names:
         name = image.rsplit(".", 1)[0] + ".labels.npz"
-        path = assets.folder / name
-        expected = assets.checksums.get(name)
-        if expected is None or not path.is_file() or sha256_file(path) != expected:
-            raise EnvauditError(f"workload asset {path} is missing or modified (expected sha256"
-                                f" {expected}); restore it from the envaudit repository")
-        with np.load(path) as labels:
+        with np.load(io.BytesIO(verified_bytes(assets.folder, name, assets.checksums))) as labels:
             boxes.append(labels["boxes"])
             classes.append(labels["classes"])
     return boxes, classes
