@@ -173,13 +173,20 @@ class _progress:
 # --- parser ---------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to read more) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="envaudit",
         description="Did your environment change the numbers your detection model produces?",
     )
     parser.add_argument("--version", action="version", version=f"envaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("fingerprint", help="capture this environment's fingerprint")
     p.add_argument("--format", choices=("text", "json", "md"), default="text")
