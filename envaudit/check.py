@@ -55,7 +55,7 @@ def check(
 
     runs: list[WorkloadResult] = []
     for i in range(repeat):
-        progress(f"running the workload ({i + 1}/{repeat})")
+        progress("running the workload" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
         runs.append(run_workload(assets))
     current = runs[0]
     workload_done = time.perf_counter()
