@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from envaudit.attribute.confirm import apply_outcomes, plan, run_experiments
+from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
 from envaudit.attribute.model import Cause
 from envaudit.attribute.rank import rank_causes
 from envaudit.compare.detections import decision_noise, match_detections
@@ -94,7 +94,8 @@ def check(
                              **{f"probe/{k}": v for k, v in bundle.probes.items()}}
             differing_now = sum(not a.identical for a in (*stages, *probes))
             outcomes = run_experiments(experiments, golden_arrays, progress)
-            causes = apply_outcomes(causes, outcomes, differing_now)
+            causes = apply_outcomes(causes, outcomes, differing_now,
+                                    limits(changes, bundle.fingerprint, fingerprint))
             confirmation_ran = bool(experiments)
     top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
     finished = time.perf_counter()

@@ -7,6 +7,7 @@ from envaudit.attribute.confirm import (
     Experiment,
     Outcome,
     apply_outcomes,
+    limits,
     max_isa,
     plan,
     run_experiments,
@@ -81,8 +82,13 @@ def test_plan_emulates_a_lesser_golden_cpu_through_the_isa_cap():
              for f in sorted(set(AVX512_CPU) - set(AVX2_CPU))]
     experiments = plan(flags, fingerprint(AVX2_CPU), fingerprint(AVX512_CPU))
     assert [dict(e.env) for e in experiments] == [{"ONEDNN_MAX_CPU_ISA": "AVX2"}]
-    # the other way round (golden had more) cannot be emulated: no experiment
+    # the other way round (golden had more) cannot be emulated: no experiment, and the cause
+    # says why it stays unconfirmed
     assert plan(flags, fingerprint(AVX512_CPU), fingerprint(AVX2_CPU)) == []
+    notes = limits(flags, fingerprint(AVX512_CPU), fingerprint(AVX2_CPU))
+    causes = apply_outcomes(rank_causes(flags, ["matmul"], "stem", ["stem"], False), [], 1, notes)
+    assert causes[0].confidence == "likely"
+    assert any("cannot be emulated" in line for line in causes[0].evidence)
     assert max_isa(AVX512_CPU) == "AVX512_CORE_BF16"
 
 

@@ -97,15 +97,37 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -
     return experiments
 
 
-def _rerun(experiment: Experiment, workdir: Path) -> Mapping[str, np.ndarray] | str:
+def limits(changes: Sequence[Change], golden: Fingerprint,
+           current: Fingerprint) -> dict[str, str]:
+    """What cannot be put back from here, and why, by fingerprint path (evidence for the causes
+    that no re-run can confirm)."""
+    notes: dict[str, str] = {}
+    golden_isa = max_isa(golden.get("cpu.flags") or [])
+    current_isa = max_isa(current.get("cpu.flags") or [])
+    levels = [level for level, _ in ISA_LEVELS]
+    if golden_isa and current_isa and levels.index(golden_isa) < levels.index(current_isa):
+        for change in changes:
+            if change.path.startswith("cpu."):
+                notes[change.path] = (
+                    f"the golden CPU had a richer instruction set ({golden_isa}) than this one"
+                    f" ({current_isa}); an instruction set can be capped, not added, so it cannot"
+                    " be emulated here: re-check on a machine like the golden one")
+    cores = next((c for c in changes if c.path == "cpu.usable_cores"), None)
+    if cores and isinstance(cores.golden, int) and isinstance(cores.current, int) \
+            and cores.golden > cores.current:
+        notes[cores.path] = (f"the golden run had {cores.golden} cores, this process may use"
+                             f" {cores.current}; cores cannot be added by a re-run")
+    return notes
+
+
+def _rerun(experiment: Experiment, out: Path) -> Mapping[str, np.ndarray] | str:
+    """One child run in this environment with the experiment's settings put back."""
     env = dict(os.environ)
     for name, value in experiment.env.items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = str(value)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    out = workdir / f"{abs(hash(experiment.label))}.npz"
     command = [sys.executable, "-m", "envaudit.workload", str(out)]
     if experiment.cores:
         cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
@@ -134,7 +156,8 @@ def run_experiments(
     progress(f"confirming: {len(experiments)} re-run(s)")
     with tempfile.TemporaryDirectory(prefix="envaudit-confirm-") as tmp, \
             ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda e: _rerun(e, Path(tmp)), experiments))
+        outs = [Path(tmp) / f"rerun-{i}.npz" for i in range(len(experiments))]
+        results = list(pool.map(_rerun, experiments, outs))
     outcomes = []
     for experiment, arrays in zip(experiments, results):
         if isinstance(arrays, str):
@@ -149,7 +172,7 @@ def run_experiments(
 
 
 def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
-                   differing_now: int) -> list[Cause]:
+                   differing_now: int, notes: Mapping[str, str] | None = None) -> list[Cause]:
     """Causes updated with what the re-runs showed; confirmed causes first.
 
     A cause is confirmed only by a re-run that put back that change alone (or the emulation made
@@ -160,8 +183,9 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
     for cause in causes:
         confidence, evidence = cause.confidence, list(cause.evidence)
         if cause.path and not any(set(o.experiment.cause_paths) & cause.paths for o in outcomes):
-            evidence.append("no re-run can put this change back from here (it is not a setting"
-                            " of this process), so it cannot be confirmed")
+            why = next((notes[p] for p in sorted(cause.paths) if notes and p in notes), None)
+            evidence.append(why or "no re-run can put this change back from here (it is not a"
+                            " setting of this process), so it cannot be confirmed")
         for outcome in outcomes:
             restored = set(outcome.experiment.cause_paths)
             if not restored & cause.paths:
