@@ -32,10 +32,11 @@ import numpy as np
 from envaudit import __version__
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
+from envaudit.shipped import shipped
 
 SCHEMA = "envaudit.golden/1"
 MANIFEST = "manifest.json"
-REFERENCE_BUNDLE = Path(__file__).resolve().parents[1] / "golden" / "reference"
+REFERENCE_BUNDLE = shipped("reference")
 ARRAY_FILES = ("stages.npz", "probes.npz", "twin.npz", "detections.npz")
 
 Progress = Callable[[str], None]

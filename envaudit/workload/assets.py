@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from envaudit.errors import EnvauditError
+from envaudit.shipped import shipped
 
-ASSET_DIR = Path(__file__).resolve().parents[2] / "golden" / "assets"
+ASSET_DIR = shipped("assets")
 CHECKSUMS = "SHA256SUMS"
 WEIGHTS = "detector_weights.npz"
 
@@ -29,7 +30,7 @@ FORMATS = ("png", "jpg")
 
 
 def asset_dir() -> Path:
-    """The asset folder: ``$ENVAUDIT_ASSETS`` if set, else ``golden/assets`` of this checkout."""
+    """The asset folder: ``$ENVAUDIT_ASSETS`` if set, else the shipped ``golden/assets``."""
     return Path(os.environ.get("ENVAUDIT_ASSETS", ASSET_DIR))
 
 
