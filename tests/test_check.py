@@ -164,3 +164,38 @@ def test_unusable_golden_is_one_line_exit_2(tmp_path, variant):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert str(target) in proc.stderr
+
+
+def test_changed_decoding_gets_its_own_float64_reference(golden_bundle, workload_result):
+    """When decoded pixels differ (another JPEG library), the twin is re-run on the current pixels:
+    the current run's error is measured against exact math for its own input."""
+    from dataclasses import replace
+
+    from envaudit.check import _current_twin
+    from envaudit.workload.assets import load_assets
+
+    bundle = load_bundle(golden_bundle)
+    assets = load_assets()
+    assert _current_twin(bundle, assets, workload_result) is bundle.twin
+    pixels = workload_result.stages["decode"].copy()
+    pixels[0, 10, 10, 0] ^= 1
+    changed = replace(workload_result, stages={**workload_result.stages, "decode": pixels})
+    twin = _current_twin(bundle, assets, changed)
+    assert twin is not bundle.twin
+    assert not np.array_equal(twin["resize"], bundle.twin["resize"])
+    assert np.array_equal(twin["resize"][1:], bundle.twin["resize"][1:])
+
+
+def test_repeats_that_differ_are_reported_with_their_spread(workload_result):
+    from dataclasses import replace
+
+    from envaudit.check import _nondeterminism
+
+    assert _nondeterminism([workload_result, workload_result]).deterministic
+    scores = workload_result.stages["scores"].copy()
+    scores[0, 0, 0] += np.float32(1e-6)
+    other = replace(workload_result, stages={**workload_result.stages, "scores": scores})
+    found = _nondeterminism([workload_result, workload_result, other])
+    assert not found.deterministic and found.runs == 3
+    assert found.differing_arrays == ("stage/scores",)
+    assert 5e-7 < found.max_spread < 2e-6
