@@ -113,9 +113,11 @@ def test_cpu_matches_proc_cpuinfo(captured):
 
 def test_this_cpu_has_the_avx512_flags_the_issue_names(captured):
     raw = set(cpuinfo_first_block()["flags"].split())
-    if "avx512f" not in raw:
-        pytest.skip("this CPU has no AVX-512; the flag equality above still covers it")
-    assert {"avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"} <= set(captured["cpu"]["flags"])
+    flags = set(captured["cpu"]["flags"])
+    if "avx512f" not in raw:  # another CPU: then no AVX-512 flag may be claimed either
+        assert not {f for f in flags if f.startswith("avx512")}
+        return
+    assert {"avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"} <= flags
     assert ("avx_vnni" in captured["cpu"]["flags"]) == ("avx_vnni" in raw)
     assert ("amx_tile" in captured["cpu"]["flags"]) == ("amx_tile" in raw)
 
@@ -144,8 +146,9 @@ def test_os_libc_and_distro(captured):
 
 def test_gpu_unavailable_with_nvml_reason(captured):
     gpu = captured["gpu"]
-    if gpu.get("available") is not False:
-        pytest.skip("this machine has an NVIDIA driver; tests/test_fingerprint_gpu.py covers both")
+    if gpu.get("available") is not False:  # a machine with a driver: the GPU branch answered
+        assert gpu["driver_version"] and gpu["devices"]
+        return
     assert gpu == {"available": False, "reason": gpu["reason"]}
     assert gpu["reason"].startswith("NVML: ")
 
@@ -167,8 +170,9 @@ def test_numerics_libs_match_numpy(captured):
     assert libs["numpy"]["build"]["blas"]["name"] == config["Build Dependencies"]["blas"]["name"]
     assert libs["numpy"]["build"]["simd_found"] == config["SIMD Extensions"]["found"]
     runtime = libs["openblas_runtime"]
-    if runtime.get("available") is False:
-        pytest.skip(f"NumPy here does not use OpenBLAS: {runtime['reason']}")
+    if runtime.get("available") is False:  # NumPy without OpenBLAS: the reason says so
+        assert "OpenBLAS" in runtime["reason"] or "openblas" in runtime["reason"]
+        return
     assert runtime["num_threads"] == 1  # OPENBLAS_NUM_THREADS=1 in the capture's environment
     assert runtime["corename"]
 

@@ -50,9 +50,10 @@ def test_another_hostname_keeps_the_id(baseline):
     script = "hostname envaudit-other-host && exec \"$@\""
     command = ["unshare", "--uts", "sh", "-c", script, "sh", *COMMAND]
     probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare --uts is not permitted here: {probe.stderr.decode().strip()}; "
-                    "test_id_ignores_volatile_fields covers the hostname in-process")
+    if probe.returncode != 0:  # no UTS namespaces here: change the recorded hostname instead
+        edited = {**baseline, "os": {**baseline["os"], "hostname": "envaudit-other-host"}}
+        assert fingerprint_id(edited) == baseline["fingerprint_id"]
+        return
     other = fingerprint_json(base_env(), command)
     assert other["os"]["hostname"] == "envaudit-other-host" != baseline["os"]["hostname"]
     assert other["fingerprint_id"] == baseline["fingerprint_id"]
