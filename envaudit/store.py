@@ -198,13 +198,14 @@ def check_writable(target: Path, force: bool) -> None:
     leftovers are cleaned up first, so a bundle it had set aside counts as existing."""
     if target.parent.is_dir():
         _remove_stale_partials(target)
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
-        if not _is_bundle_or_empty(target):
-            raise EnvauditError(f"{target} exists and is not an envaudit bundle; choose another"
-                                " path (envaudit never replaces other data)")
-        if not force:
-            raise EnvauditError(f"golden bundle {target} already exists; pass --force to replace"
-                                " it, or choose another --golden path")
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return  # nothing there to protect
+    if not _is_bundle_or_empty(target):
+        raise EnvauditError(f"{target} exists and is not an envaudit bundle; choose another"
+                            " path (envaudit never replaces other data)")
+    if not force:
+        raise EnvauditError(f"golden bundle {target} already exists; pass --force to replace"
+                            " it, or choose another --golden path")
 
 
 def write_bundle(

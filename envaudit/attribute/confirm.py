@@ -65,6 +65,18 @@ def max_isa(flags: Sequence[str]) -> str | None:
     return None
 
 
+def _isa_order(golden: Fingerprint, current: Fingerprint) -> tuple[str | None, str | None, int]:
+    """Both CPUs' oneDNN ISA levels and how they compare: -1 golden lesser, 1 golden richer, 0 the
+    same or unknown."""
+    golden_isa = max_isa(golden.get("cpu.flags") or [])
+    current_isa = max_isa(current.get("cpu.flags") or [])
+    if not golden_isa or not current_isa or golden_isa == current_isa:
+        return golden_isa, current_isa, 0
+    levels = [level for level, _ in ISA_LEVELS]  # most capable first
+    richer = levels.index(golden_isa) < levels.index(current_isa)
+    return golden_isa, current_isa, 1 if richer else -1
+
+
 def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -> list[Experiment]:
     """The re-runs that can put a change back from inside this process's environment."""
     experiments: list[Experiment] = []
@@ -83,17 +95,14 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -
             cores_change.current, int) and cores_change.golden < cores_change.current:
         experiments.append(Experiment(f"pinned to {cores_change.golden} cores as on the golden"
                                       " machine", {}, (cores_change.path,), cores_change.golden))
-    golden_isa = max_isa(golden.get("cpu.flags") or [])
-    current_isa = max_isa(current.get("cpu.flags") or [])
-    if golden_isa and current_isa and golden_isa != current_isa:
-        levels = [level for level, _ in ISA_LEVELS]
-        if levels.index(golden_isa) > levels.index(current_isa):  # golden is the lesser CPU
-            cpu_paths = [c.path for c in changes if c.path.startswith("cpu.")]
-            flag_paths = [p for p in cpu_paths if p.startswith("cpu.flags")]
-            paths = tuple(flag_paths or cpu_paths or ["cpu.flags"])
-            experiments.append(Experiment(
-                f"golden instruction set emulated with ONEDNN_MAX_CPU_ISA={golden_isa}",
-                {"ONEDNN_MAX_CPU_ISA": golden_isa}, paths))
+    golden_isa, current_isa, order = _isa_order(golden, current)
+    if order < 0:  # the golden CPU is the lesser one: cap this one to it
+        cpu_paths = [c.path for c in changes if c.path.startswith("cpu.")]
+        flag_paths = [p for p in cpu_paths if p.startswith("cpu.flags")]
+        paths = tuple(flag_paths or cpu_paths or ["cpu.flags"])
+        experiments.append(Experiment(
+            f"golden instruction set emulated with ONEDNN_MAX_CPU_ISA={golden_isa}",
+            {"ONEDNN_MAX_CPU_ISA": golden_isa}, paths))
     return experiments
 
 
@@ -102,10 +111,8 @@ def limits(changes: Sequence[Change], golden: Fingerprint,
     """What cannot be put back from here, and why, by fingerprint path (evidence for the causes
     that no re-run can confirm)."""
     notes: dict[str, str] = {}
-    golden_isa = max_isa(golden.get("cpu.flags") or [])
-    current_isa = max_isa(current.get("cpu.flags") or [])
-    levels = [level for level, _ in ISA_LEVELS]
-    if golden_isa and current_isa and levels.index(golden_isa) < levels.index(current_isa):
+    golden_isa, current_isa, order = _isa_order(golden, current)
+    if order > 0:  # the golden CPU is the richer one
         for change in changes:
             if change.path.startswith("cpu."):
                 notes[change.path] = (
