@@ -11,6 +11,9 @@ Heavy modules (TensorFlow above all) are imported inside the handlers that need 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -23,46 +26,68 @@ from envaudit.errors import EnvauditError
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 
 
-def _console(file: Any = None, *, plain: bool = False):
+def _console(file: Any = None):
+    """A rich console for stdout (``file`` None) or a plain, 120-column one for ``file``."""
     from rich.console import Console
 
-    no_color = plain or bool(os.environ.get("NO_COLOR"))
-    if file is None:
-        # Piped or redirected output gets a fixed, readable width instead of rich's 80 columns.
-        width = None if sys.stdout.isatty() else 120
-        return Console(no_color=no_color, soft_wrap=False, highlight=False, width=width)
-    return Console(file=file, no_color=True, force_terminal=False, width=120, highlight=False)
+    if file is not None:
+        return Console(file=file, no_color=True, force_terminal=False, width=120, highlight=False)
+    # Piped or redirected output gets a fixed, readable width instead of rich's 80 columns.
+    width = None if sys.stdout.isatty() else 120
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False,
+                      highlight=False, width=width)
+    # rich answers a broken pipe with SystemExit(1), which would bypass main() and report a
+    # finding that may not exist; hand it back as the error it is.
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def _emit(output: Any, out_path: str | None) -> None:
     """Print a str or rich renderable to stdout, or write it to ``out_path`` as plain text."""
-    if isinstance(output, str):
-        if out_path:
-            _write_text(out_path, output)
-        else:
-            sys.stdout.write(output if output.endswith("\n") else output + "\n")
-        return
     if out_path:
-        import io
+        from envaudit.output import write_text
 
-        buffer = io.StringIO()
-        _console(buffer).print(output)
-        _write_text(out_path, buffer.getvalue())
-    else:
-        _console().print(output)
-
-
-def _write_text(path: str, text: str) -> None:
-    target = Path(path)
-    if target.is_dir():
-        raise EnvauditError(f"-o {path} is a directory; give a file name")
+        if isinstance(output, str):
+            write_text(out_path, output)
+        else:
+            buffer = io.StringIO()
+            _console(buffer).print(output)
+            write_text(out_path, buffer.getvalue())
+        return
+    if sys.stdout is None:  # started with stdout closed ('>&-')
+        raise EnvauditError("stdout is closed, so the output has nowhere to go; "
+                            "write it to a file with -o FILE")
     try:
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise EnvauditError(f"cannot write {path}: {exc.strerror}; choose a writable path") \
+        if isinstance(output, str):
+            sys.stdout.write(output if output.endswith("\n") else output + "\n")
+        else:
+            _console().print(output)
+        # Flushed here, not at exit, so a lost reader is reported with the right exit code.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise EnvauditError("the output was not fully written: the program reading stdout "
+                            "closed it early (broken pipe); read all of it, or use -o FILE") \
             from None
+    except OSError as exc:
+        _silence_stdout()
+        raise EnvauditError(f"the output was not fully written: cannot write to stdout "
+                            f"({exc.strerror or exc}); write it to a file with -o FILE") from None
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at the null device, so the interpreter's last flush of what is still buffered
+    cannot fail again with 'Exception ignored' noise (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -190,35 +215,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fingerprint", help="capture this environment's fingerprint")
     p.add_argument("--format", choices=("text", "json", "md"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path,
+                   help="write to FILE instead of stdout")
     p.set_defaults(handler=_cmd_fingerprint)
 
     p = sub.add_parser("diff", help="compare two fingerprints (JSON files or golden bundles)")
     p.add_argument("a", metavar="A", help="fingerprint JSON file or golden bundle folder")
     p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.set_defaults(handler=_cmd_diff)
 
     p = sub.add_parser("report", help="a redacted Markdown fingerprint to paste into a bug report")
     p.add_argument("--no-redact", action="store_true", help="keep hostname, user and paths")
-    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.set_defaults(handler=_cmd_report)
 
     p = sub.add_parser("record", help="run the golden workload and store a golden bundle")
-    p.add_argument("--golden", metavar="PATH", help="bundle folder to write")
+    p.add_argument("--golden", metavar="PATH", type=_path, help="bundle folder to write")
     p.add_argument("--name", default="default", help="bundle name under the user data folder")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.set_defaults(handler=_cmd_record)
 
     p = sub.add_parser("check", help="run the workload and compare it with a golden bundle")
-    p.add_argument("--golden", metavar="PATH", help="golden bundle folder")
+    p.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
     p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
                    help="run the workload N times to measure nondeterminism")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.set_defaults(handler=_cmd_check)
     return parser
 
@@ -233,7 +259,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _path(text: str) -> str:
+    # An empty path would silently mean "the default": the default bundle, or stdout.
+    if not text:
+        raise argparse.ArgumentTypeError("is empty; give a path or leave the option out")
+    return text
+
+
+def _tolerant_streams() -> None:
+    """Let stdout and stderr carry any text: on an ASCII-only stream (PYTHONIOENCODING=ascii, a C
+    locale) a check mark or a non-UTF-8 path is escaped instead of ending in a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a lost stderr must not turn an exit code into a traceback."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -242,10 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except EnvauditError as exc:
-        sys.stderr.write(f"envaudit: error: {exc}\n")
+        _say(f"envaudit: error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("envaudit: interrupted\n")
+        _say("envaudit: interrupted")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
+    except Exception as exc:
+        # A bug in envaudit, not something the user did: one line to report, no traceback
+        # unless asked for, and never an exit code a pipeline could read as a verdict.
+        if os.environ.get("ENVAUDIT_DEBUG", "") not in ("", "0"):
+            raise
+        detail = " ".join(str(exc).split())
+        _say(f"envaudit: internal error: {type(exc).__name__}: {detail}; please report it with "
+             "the command line and the output of 'envaudit report'")
+        return EXIT_ERROR

@@ -28,8 +28,10 @@ from envaudit.render.numbers import number
 from envaudit.result import CheckResult
 from envaudit.workload.types import CLASS_NAMES
 
-# Characters XML 1.0 cannot carry even escaped (control characters from a path or an env value).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Characters XML 1.0 cannot carry even escaped: control characters from a path or an env value,
+# and lone surrogates, which is how Python decodes a non-UTF-8 byte in a path (surrogateescape)
+# and which no UTF-8 encoder accepts.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def render(result: CheckResult) -> str:
