@@ -5,10 +5,15 @@ workload id/version and the SHA-256 of the assets it used, the recording environ
 fingerprint, the creation time, the SHA-256 of every other file, and a checksum of itself. A bundle
 whose checksums do not match is refused: a silently edited golden would make every later check lie.
 
-Writes go to ``.<name>.partial-<pid>`` beside the target and are renamed into place, so a bundle
-either exists whole or not at all; partial folders left by a killed record are removed by the next
-record. An existing bundle is never replaced without ``force``, and a folder that is not a bundle
-is never replaced at all.
+A bundle is data from someone else: the checksums prove integrity, not authorship. So reading
+never lets its content pick a path (the manifest may list only the bundle's own file names, and
+each must be a regular file inside the folder), every manifest field is type-checked before use,
+and ``.npz`` members are size-checked before NumPy inflates them (no pickles, ever).
+
+Writes go to ``.<name>.partial-<pid>-*`` beside the target (``bundle_files.py`` does the file
+system work) and are swapped into place, so a bundle exists whole or not at all, and a replaced
+bundle stays reachable at its path at every instant. An existing bundle is replaced only with
+``force``, and only when it is exactly a bundle envaudit wrote; nothing else is ever replaced.
 """
 
 from __future__ import annotations
@@ -18,9 +23,8 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from envaudit import __version__
+from envaudit import __version__, bundle_files
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.shipped import shipped
@@ -38,6 +42,15 @@ SCHEMA = "envaudit.golden/1"
 MANIFEST = "manifest.json"
 REFERENCE_BUNDLE = shipped("reference")
 ARRAY_FILES = ("stages.npz", "probes.npz", "twin.npz", "detections.npz")
+ARRAY_GROUPS = ("stages", "probes", "twin", "detections")
+# The largest array file envaudit reads, and the largest array inside it once inflated. The canary
+# bundle is 5 MiB; the limits are there so that a forged header or a zip bomb is refused before
+# NumPy allocates what it claims.
+MAX_FILE_BYTES = 1 << 30
+MAX_ARRAY_BYTES = 1 << 30
+# Array names inside an .npz: plain names, as the workload writes them.
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[str], None]
 
@@ -83,17 +96,16 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise EnvauditError(f"golden bundle file {where} is unreadable ({exc}); re-record it with"
-                            " 'envaudit record --golden PATH --force'") from None
+def _rerecord(problem: str) -> EnvauditError:
+    return EnvauditError(f"{problem}; restore the bundle or re-record it with"
+                         " 'envaudit record --golden PATH --force'")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The verified manifest of the bundle at ``path`` (its own checksum and schema checked)."""
+    """The verified manifest of the bundle at ``path`` (its own checksum, schema and the type of
+    every field envaudit reads checked)."""
+    path = Path(path)
+    bundle_files.recover(path)  # a --force swap that was killed half-way is undone first
     manifest_path = path / MANIFEST
     if not path.exists():
         raise EnvauditError(f"golden bundle {path} does not exist; record one with"
@@ -102,12 +114,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise EnvauditError(f"{path} is not a golden bundle (no {MANIFEST});"
                             " pass the folder written by 'envaudit record'")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise EnvauditError(f"{manifest_path} is not valid JSON (corrupt or edited); re-record"
-                            " the bundle with 'envaudit record --golden PATH --force'") from None
-    if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith(
-            "envaudit.golden/"):
+        text = bundle_files.read_regular(manifest_path, MAX_FILE_BYTES).decode("utf-8")
+        manifest = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _rerecord(f"{manifest_path} is not valid JSON (corrupt or edited)") from None
+    except OSError as exc:
+        raise EnvauditError(f"cannot read {manifest_path}: {exc.strerror or exc}; check the"
+                            " path and its permissions") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("schema"), str) or \
+            not manifest["schema"].startswith("envaudit.golden/"):
         raise EnvauditError(f"{manifest_path} is not an envaudit golden manifest;"
                             " pass the folder written by 'envaudit record'")
     if manifest["schema"] != SCHEMA:
@@ -117,7 +132,66 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise EnvauditError(f"{manifest_path} was modified (its checksum does not match); restore"
                             " the bundle or re-record it with 'envaudit record --force'")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise _rerecord(f"{manifest_path} is malformed: {problem}")
     return manifest
+
+
+def _manifest_problem(m: Mapping[str, Any]) -> str | None:
+    """What is wrong with the shape of a manifest whose checksum matched, or None."""
+    files, arrays, workload = m.get("files"), m.get("arrays"), m.get("workload")
+    if not isinstance(files, dict) or sorted(files) != sorted(ARRAY_FILES):
+        return f"'files' must list exactly {', '.join(ARRAY_FILES)}"
+    if not all(isinstance(v, str) and _SHA256.fullmatch(v) for v in files.values()):
+        return "'files' must map each file to its sha256 in hex"
+    if not isinstance(arrays, dict) or sorted(arrays) != sorted(ARRAY_GROUPS):
+        return f"'arrays' must list the arrays of {', '.join(ARRAY_GROUPS)}"
+    for group, names in arrays.items():
+        if not isinstance(names, list) or not all(
+                isinstance(n, str) and _ARRAY_NAME.fullmatch(n) for n in names) \
+                or len(set(names)) != len(names):
+            return f"'arrays.{group}' must be a list of distinct plain array names"
+    if not isinstance(workload, dict) or not isinstance(workload.get("id"), str) or \
+            not isinstance(workload.get("version"), str):
+        return "'workload' must name the workload's id and version"
+    assets = workload.get("assets", {})
+    if not isinstance(assets, dict) or not all(
+            isinstance(v, str) and _SHA256.fullmatch(v) for v in assets.values()):
+        return "'workload.assets' must map asset names to sha256 digests"
+    images = m.get("images", [])
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        return "'images' must be a list of names"
+    if not isinstance(m.get("fingerprint"), dict):
+        return "'fingerprint' must be an object"
+    if not isinstance(m.get("redacted", False), bool):
+        return "'redacted' must be true or false"
+    return None
+
+
+def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
+    """The arrays of one ``.npz`` file, refused whole when anything about it is off: not a zip,
+    a member that would inflate past ``MAX_ARRAY_BYTES``, a corrupt stream, an object array."""
+    def unreadable(why: object) -> EnvauditError:
+        return _rerecord(f"golden bundle file {where} is unreadable ({why})")
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if info.file_size > MAX_ARRAY_BYTES:
+                    raise unreadable(f"member {info.filename!r} would inflate to"
+                                     f" {info.file_size} bytes")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except EnvauditError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError,
+            MemoryError, zipfile.BadZipFile, zlib.error) as exc:
+        raise unreadable(exc) from None
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf" or array.dtype.fields is not None:
+            raise unreadable(f"array {name!r} has dtype {array.dtype}, not a number type")
+    return arrays
 
 
 def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
@@ -125,27 +199,41 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
     path = Path(path)
     manifest = read_manifest(path)
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    for name, expected in manifest["files"].items():
+    for name in ARRAY_FILES:  # names from this module, never from the manifest
+        expected = manifest["files"][name]
         file = path / name
-        if not file.is_file():
-            raise EnvauditError(f"golden bundle file {file} is missing; restore the bundle or"
-                                " re-record it with 'envaudit record --force'")
-        data = file.read_bytes()
+        try:
+            data = bundle_files.read_regular(file, MAX_FILE_BYTES)
+        except FileNotFoundError:
+            raise _rerecord(f"golden bundle file {file} is missing") from None
+        except OSError as exc:
+            raise _rerecord(f"golden bundle file {file} cannot be read"
+                            f" ({exc.strerror or exc})") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected:
             raise EnvauditError(f"golden bundle file {file} is corrupt or was modified (sha256"
                                 f" {actual[:16]}..., manifest says {expected[:16]}...); restore it"
                                 " or re-record with 'envaudit record --force'")
         arrays[name] = _load_npz(data, file)
-    order = manifest["arrays"]
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for group, file_name in zip(ARRAY_GROUPS, ARRAY_FILES):
+        listed, held = manifest["arrays"][group], arrays[file_name]
+        if sorted(listed) != sorted(held):
+            raise _rerecord(f"golden bundle file {path / file_name} holds"
+                            f" {len(held)} arrays, its manifest lists {len(listed)}")
+        groups[group] = {name: held[name] for name in listed}
+        for name, array in groups[group].items():
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise _rerecord(f"golden array {group}/{name} holds NaN or infinity, which no"
+                                " comparison can use")
     return GoldenBundle(
         path=path,
         manifest=manifest,
         fingerprint=Fingerprint.from_dict(manifest["fingerprint"], f"{path / MANIFEST}"),
-        stages={k: arrays["stages.npz"][k] for k in order["stages"]},
-        probes={k: arrays["probes.npz"][k] for k in order["probes"]},
-        twin={k: arrays["twin.npz"][k] for k in order["twin"]},
-        detections=arrays["detections.npz"],
+        stages=groups["stages"],
+        probes=groups["probes"],
+        twin=groups["twin"],
+        detections=groups["detections"],
     )
 
 
@@ -158,51 +246,19 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _is_bundle_or_empty(path: Path) -> bool:
-    """Whether envaudit may replace ``path``: empty, or holding only what a bundle holds (so a
-    bundle with a corrupt manifest can still be re-recorded with --force)."""
-    if path.is_dir() and {p.name for p in path.iterdir()} <= {MANIFEST, *ARRAY_FILES}:
-        return True
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and str(manifest.get("schema", "")).startswith("envaudit.")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_partials(target: Path) -> None:
-    """Clean up after a killed record (its process is gone): partial folders are removed; a
-    previous bundle set aside during a --force swap is put back if the swap never finished."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(partial|old)-(\d+)-")
-    for entry in target.parent.iterdir():
-        match = pattern.match(entry.name)
-        if not (match and entry.is_dir()) or _pid_alive(int(match.group(2))):
-            continue
-        if match.group(1) == "old" and (entry / "bundle").is_dir() and not target.exists():
-            os.rename(entry / "bundle", target)
-        shutil.rmtree(entry, ignore_errors=True)
-
-
 def check_writable(target: Path, force: bool) -> None:
     """Refuse early (before any work) a target that must not be written. A killed record's
     leftovers are cleaned up first, so a bundle it had set aside counts as existing."""
-    if target.parent.is_dir():
-        _remove_stale_partials(target)
+    bundle_files.recover(target)
+    if target.is_symlink():
+        raise EnvauditError(f"{target} is a symbolic link; pass the folder it points to, or"
+                            " another path (envaudit never replaces a link)")
     if not target.exists() or (target.is_dir() and not any(target.iterdir())):
         return  # nothing there to protect
-    if not _is_bundle_or_empty(target):
-        raise EnvauditError(f"{target} exists and is not an envaudit bundle; choose another"
-                            " path (envaudit never replaces other data)")
+    problem = bundle_files.not_ours(target)
+    if problem:
+        raise EnvauditError(f"{target} is not an envaudit bundle ({problem}); choose another"
+                            " path (envaudit never replaces what it did not write)")
     if not force:
         raise EnvauditError(f"golden bundle {target} already exists; pass --force to replace"
                             " it, or choose another --golden path")
@@ -219,17 +275,18 @@ def write_bundle(
     twin: Mapping[str, np.ndarray],
     detections: Mapping[str, np.ndarray],
     force: bool = False,
+    redacted: bool = False,
 ) -> Path:
-    """Write a bundle atomically: it appears whole under ``target`` or not at all."""
+    """Write a bundle atomically: it appears whole under ``target`` or not at all.
+
+    ``redacted`` says that ``fingerprint`` was redacted for sharing; a check then redacts its own
+    fingerprint the same way before comparing, so that redaction itself is never a change."""
     target = Path(target).absolute()
     check_writable(target, force)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-",
-                                        dir=target.parent))
-        partial.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared bundle private
+        partial = bundle_files.make_partial(target)
     except OSError as exc:
-        raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror};"
+        raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror or exc};"
                             " choose a writable --golden path") from None
     try:
         blobs = {
@@ -247,41 +304,27 @@ def write_bundle(
             "arrays": {"stages": list(stages), "probes": list(probes), "twin": list(twin),
                        "detections": list(detections)},
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
+            "redacted": redacted,
             "fingerprint": fingerprint.to_dict(),
         }
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-        _swap_into_place(partial, target)
+        bundle_files.swap_into_place(partial, target, force)
+    except OSError as exc:
+        bundle_files.remove_ours(partial)
+        raise EnvauditError(f"cannot write golden bundle {target}: {exc.strerror or exc};"
+                            " free space or choose another --golden path (nothing was"
+                            " changed)") from None
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        bundle_files.remove_ours(partial)
         raise
     return target
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
+    with open(path, "xb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _swap_into_place(partial: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(partial, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
-    os.rename(target, old / "bundle")
-    try:
-        os.rename(partial, target)
-    except BaseException:
-        os.rename(old / "bundle", target)  # put the previous bundle back
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -122,17 +122,23 @@ def test_bad_input_exits_2_with_one_line(files, tmp_path, content, message):
     assert "Traceback" not in result.stderr
 
 
-def test_golden_bundle_folder_is_read_from_its_manifest(files, tmp_path):
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    manifest = {"schema": "envaudit.bundle/1", "fingerprint": json.loads(files["b"].read_text())}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    assert load_fingerprint(str(bundle)).fingerprint_id == manifest["fingerprint"]["fingerprint_id"]
+def test_golden_bundle_folder_is_read_from_its_verified_manifest(files, tmp_path):
+    from test_store import write
+
+    fingerprint = Fingerprint.from_json(files["b"].read_text())
+    bundle = write(tmp_path / "bundle", fingerprint)
+    assert load_fingerprint(str(bundle)).fingerprint_id == fingerprint.fingerprint_id
     result = run_envaudit("diff", str(bundle), str(files["b"]))
     assert result.returncode == 0, result.stderr
 
+    # A bundle's manifest is checked like any golden: an edited one is refused, not read.
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["fingerprint"]["env"]["OMP_NUM_THREADS"] = "3"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EnvauditError, match="was modified"):
+        load_fingerprint(str(bundle))
     (bundle / "manifest.json").write_text(json.dumps({"schema": "envaudit.bundle/1"}))
-    with pytest.raises(EnvauditError, match="has no 'fingerprint'"):
+    with pytest.raises(EnvauditError, match="is not an envaudit golden manifest"):
         load_fingerprint(str(bundle))
 
 

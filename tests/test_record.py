@@ -189,15 +189,26 @@ def test_second_record_without_force_exits_2_and_leaves_the_bundle_untouched(gol
 def test_force_replaces_an_existing_bundle_whole(golden_bundle, tmp_path):
     target = tmp_path / "bundle"
     shutil.copytree(golden_bundle, target)
-    (target / "stale.txt").write_text("left by someone")
     proc = run_cli("record", "--golden", str(target), "--force")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no .old-/.partial- left
-    assert not (target / "stale.txt").exists()
     replaced, original = store.load_bundle(target), store.load_bundle(golden_bundle)
     assert replaced.manifest["created_at"] >= original.manifest["created_at"]
     for name, array in original.stages.items():
         assert replaced.stages[name].tobytes() == array.tobytes(), name
+
+
+def test_force_never_deletes_files_put_beside_a_bundle(golden_bundle, tmp_path):
+    """Issue 7, finding 2: notes and plots kept in a bundle folder were deleted with it."""
+    target = tmp_path / "bundle"
+    shutil.copytree(golden_bundle, target)
+    (target / "notes.txt").write_text("why we re-recorded")
+    (target / "plots").mkdir()
+    (target / "plots" / "error.png").write_bytes(b"\x89PNG")
+    before = state(tmp_path)
+    proc = run_cli("record", "--golden", str(target), "--force", timeout=120)
+    assert_one_error_line(proc, "it also holds notes.txt, plots, which its manifest does not list")
+    assert state(tmp_path) == before
 
 
 def test_force_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):

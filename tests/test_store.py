@@ -263,7 +263,7 @@ def test_an_exception_mid_write_leaves_nothing(tmp_path, fingerprint, monkeypatc
         written.append(path.name)
 
     monkeypatch.setattr(store, "_write_synced", write_one_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(EnvauditError, match="No space left on device; free space or choose"):
         write(tmp_path / "bundle", fingerprint)
     assert written == ["stages.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
@@ -361,15 +361,18 @@ def test_check_refuses_a_tampered_recorded_bundle(golden_bundle, tmp_path, tampe
     assert proc.stdout == ""
 
 
-def test_a_bundle_with_a_corrupt_manifest_can_be_re_recorded_with_force(tmp_path, fingerprint):
+def test_a_bundle_with_a_corrupt_manifest_is_not_replaced_even_with_force(tmp_path, fingerprint):
+    """A manifest that cannot be read cannot prove envaudit wrote the folder: refused, kept."""
     target = write(tmp_path / "bundle", fingerprint)
     manifest = target / "manifest.json"
     manifest.write_text(manifest.read_text()[:100])
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
     with pytest.raises(EnvauditError, match="--force"):
         store.load_bundle(target)
-    write(target, fingerprint, seed=3, force=True)
-    assert store.load_bundle(target).stages["alpha"].tobytes() == \
-        arrays(3)["stages"]["alpha"].tobytes()
+    with pytest.raises(EnvauditError, match="manifest.json is unreadable, so envaudit cannot tell"):
+        write(target, fingerprint, seed=3, force=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert leftovers(tmp_path) == []
 
 
 def test_bundles_are_readable_by_others_as_the_umask_allows(tmp_path, fingerprint):

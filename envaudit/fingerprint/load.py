@@ -1,5 +1,6 @@
 """``load_fingerprint(path)``: a fingerprint JSON file, or the recording fingerprint of a golden
-bundle folder (the ``"fingerprint"`` key of its ``manifest.json``; checksums are the store's job).
+bundle folder (the ``"fingerprint"`` key of its ``manifest.json``, read through the store, which
+verifies the manifest's checksum and shape).
 
 Every way the input can be wrong raises ``EnvauditError`` with one line saying what and how to fix.
 """
@@ -20,15 +21,13 @@ _HOW = (
 def load_fingerprint(path: str) -> Fingerprint:
     target = Path(path)
     if target.is_dir():
-        manifest = target / "manifest.json"
-        if not manifest.is_file():
+        if not (target / "manifest.json").is_file():
             raise EnvauditError(f"{path} is a folder without manifest.json; {_HOW}")
-        data = _read_json(manifest)
-        if not isinstance(data, dict) or "fingerprint" not in data:
-            raise EnvauditError(
-                f"{manifest} has no 'fingerprint'; re-record the bundle with 'envaudit record'"
-            )
-        return Fingerprint.from_dict(data["fingerprint"], f"{manifest} ('fingerprint')")
+        from envaudit.store import read_manifest  # the store verifies and validates manifests
+
+        manifest = read_manifest(target)
+        return Fingerprint.from_dict(manifest["fingerprint"],
+                                     f"{target / 'manifest.json'} ('fingerprint')")
     if not target.exists():
         raise EnvauditError(f"{path} does not exist; {_HOW}")
     return Fingerprint.from_dict(_read_json(target), path)
@@ -43,6 +42,8 @@ def _read_json(path: Path) -> object:
         raise EnvauditError(f"cannot read {path}: {exc.strerror}; {_HOW}") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise EnvauditError(f"{path} is nested too deeply to be a fingerprint; {_HOW}") from None
     except ValueError as exc:
         raise EnvauditError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {_HOW}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envaudit.errors import EnvauditError
+from envaudit.fingerprint.guard import is_unavailable
 
 SCHEMA = "envaudit.fingerprint/1"
 
@@ -66,20 +67,67 @@ class Fingerprint:
                 f" {SCHEMA!r};"
                 " re-capture it with this version of envaudit"
             )
-        if "fingerprint_id" not in data:
+        if not isinstance(data.get("fingerprint_id"), str):
             raise EnvauditError(f"{source} has no fingerprint_id; re-capture it with envaudit")
+        _require_shape(data, source)
         return cls(data=data)
 
     @classmethod
     def from_json(cls, text: str, source: str = "<json>") -> Fingerprint:
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise EnvauditError(f"{source} is nested too deeply to be a fingerprint; pass a file"
+                                " written by 'envaudit fingerprint --format json'") from None
         except ValueError as exc:
             raise EnvauditError(
                 f"{source} is not valid JSON ({exc.msg} at line {exc.lineno});"
                 " pass a file written by 'envaudit fingerprint --format json'"
             ) from None
         return cls.from_dict(data, source)
+
+
+# A fingerprint read from a file or a bundle was written by someone else. These are the fields
+# that decisions read (instruction-set caps, core pinning, restored variables, redacted names), with
+# the type each must have; anything else is only compared and shown, whatever its type.
+MAX_DEPTH = 12  # the deepest real path is gpu.devices.N.mig_mode.current: 5 levels
+_TYPED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("os.hostname", "str"),
+    ("cpu.flags", "list[str]"),
+    ("cpu.usable_cores", "int"),
+    ("env", "dict[str, str]"),
+)
+
+
+def _require_shape(data: Mapping[str, Any], source: str) -> None:
+    """Refuse a tree nested deeper than any fingerprint, or whose decision fields have the wrong
+    type (an unavailable marker or an absent field is fine: probes record failures that way)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:  # iterative: a hostile file must not exhaust the recursion limit
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise EnvauditError(f"{source} is nested deeper than any envaudit fingerprint"
+                                f" ({MAX_DEPTH} levels); re-capture it with envaudit")
+        children = node.values() if isinstance(node, Mapping) else node \
+            if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    probe = Fingerprint(data)
+    for path, kind in _TYPED_FIELDS:
+        value = probe.get(path)
+        if value is None or is_unavailable(value) or _has_type(value, kind):
+            continue
+        raise EnvauditError(f"{source}: field {path} should be {kind}, not"
+                            f" {type(value).__name__}; re-capture it with envaudit")
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
 
 
 @dataclass(frozen=True)
