@@ -26,6 +26,7 @@ from envaudit.result import CheckResult, FirstDivergence, Nondeterminism, StageR
 from envaudit.store import GoldenBundle, load_bundle, resolve_golden
 from envaudit.workload.architecture import PROBE_FAMILIES, STAGES, WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.workload.assets import Assets, load_assets, used_checksums
+from envaudit.workload.spec import validate_golden
 from envaudit.workload.types import Candidates, Detections, WorkloadResult
 
 __all__ = ["check", "CheckResult"]
@@ -49,6 +50,7 @@ def check(
     bundle = load_bundle(path)
     assets = load_assets()
     _require_same_workload(bundle, assets)
+    validate_golden(str(path), bundle.stages, bundle.probes, bundle.twin, bundle.detections)
 
     from envaudit.fingerprint import capture, diff
     from envaudit.workload import replay_stages, run_workload

@@ -2,7 +2,9 @@
 the golden bits exactly.
 
 Each re-run is a fresh ``python -m envaudit.workload`` process, because the settings that matter
-(oneDNN switches, instruction-set caps, thread counts) are read once when TensorFlow loads. Re-runs
+(oneDNN switches, instruction-set caps, thread counts) are read once when TensorFlow loads. The
+golden side of a change is someone else's data: only the settings ``settings.py`` allows, with
+values it accepts, are ever put into a child's environment. Re-runs
 go in parallel up to the number of cores this process may use. Hardware cannot be put back, but an
 instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
 reported either way.
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from envaudit.attribute.model import Cause
+from envaudit.attribute.settings import refusal
 from envaudit.fingerprint.model import Change, Fingerprint
 
 RERUN_TIMEOUT_S = 300
@@ -80,7 +83,7 @@ def _isa_order(golden: Fingerprint, current: Fingerprint) -> tuple[str | None, s
 def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -> list[Experiment]:
     """The re-runs that can put a change back from inside this process's environment."""
     experiments: list[Experiment] = []
-    env_changes = [c for c in changes if c.path.startswith("env.") and c.numerics]
+    env_changes = _restorable(changes)
     for change in env_changes:
         name = change.path[4:]
         shown = "unset" if change.golden is None else repr(change.golden)
@@ -106,11 +109,25 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -
     return experiments
 
 
+def _env_changes(changes: Sequence[Change]) -> list[Change]:
+    return [c for c in changes if c.path.startswith("env.") and c.numerics]
+
+
+def _restorable(changes: Sequence[Change]) -> list[Change]:
+    """The variable changes a re-run may put back: allowlisted settings with valid golden values
+    (``settings.py``); the golden side is someone else's data."""
+    return [c for c in _env_changes(changes) if refusal(c.path[4:], c.golden) is None]
+
+
 def limits(changes: Sequence[Change], golden: Fingerprint,
            current: Fingerprint) -> dict[str, str]:
     """What cannot be put back from here, and why, by fingerprint path (evidence for the causes
     that no re-run can confirm)."""
     notes: dict[str, str] = {}
+    for change in _env_changes(changes):
+        why = refusal(change.path[4:], change.golden)
+        if why:
+            notes[change.path] = why
     golden_isa, current_isa, order = _isa_order(golden, current)
     if order > 0:  # the golden CPU is the richer one
         for change in changes:
@@ -131,6 +148,9 @@ def _rerun(experiment: Experiment, out: Path) -> Mapping[str, np.ndarray] | str:
     """One child run in this environment with the experiment's settings put back."""
     env = dict(os.environ)
     for name, value in experiment.env.items():
+        why = refusal(name, value)
+        if why:  # plan() never asks for this; the check stands here so that nothing can
+            return f"re-run refused: {why}"
         if value is None:
             env.pop(name, None)
         else:
