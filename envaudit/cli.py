@@ -276,6 +276,13 @@ def _tolerant_streams() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and terminal control characters escaped: an error message may
+    quote a value from someone else's bundle, and must stay one line that cannot drive the
+    terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _say(line: str) -> None:
     """One line on stderr; a lost stderr must not turn an exit code into a traceback."""
     if sys.stderr is not None:
@@ -294,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except EnvauditError as exc:
-        _say(f"envaudit: error: {exc}")
+        _say(f"envaudit: error: {_one_line(str(exc))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _say("envaudit: interrupted")
@@ -304,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # unless asked for, and never an exit code a pipeline could read as a verdict.
         if os.environ.get("ENVAUDIT_DEBUG", "") not in ("", "0"):
             raise
-        detail = " ".join(str(exc).split())
+        detail = _one_line(" ".join(str(exc).split()))
         _say(f"envaudit: internal error: {type(exc).__name__}: {detail}; please report it with "
              "the command line and the output of 'envaudit report'")
         return EXIT_ERROR

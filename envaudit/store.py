@@ -51,6 +51,9 @@ MAX_ARRAY_BYTES = 1 << 30
 # Array names inside an .npz: plain names, as the workload writes them.
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Every field a manifest must have ("redacted" is optional: bundles before it was added lack it).
+_MANIFEST_KEYS = ("schema", "envaudit_version", "created_at", "workload", "images", "arrays",
+                  "files", "fingerprint", "manifest_sha256")
 
 Progress = Callable[[str], None]
 
@@ -140,7 +143,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     """What is wrong with the shape of a manifest whose checksum matched, or None."""
-    files, arrays, workload = m.get("files"), m.get("arrays"), m.get("workload")
+    missing = [key for key in _MANIFEST_KEYS if key not in m]
+    if missing:
+        return f"it has no {', '.join(repr(k) for k in missing)}"
+    unknown = sorted(set(m) - {*_MANIFEST_KEYS, "redacted"})
+    if unknown:
+        return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
+    if not isinstance(m["envaudit_version"], str) or not isinstance(m["created_at"], str):
+        return "'envaudit_version' and 'created_at' must be text"
+    files, arrays, workload = m["files"], m["arrays"], m["workload"]
     if not isinstance(files, dict) or sorted(files) != sorted(ARRAY_FILES):
         return f"'files' must list exactly {', '.join(ARRAY_FILES)}"
     if not all(isinstance(v, str) and _SHA256.fullmatch(v) for v in files.values()):
@@ -159,10 +170,14 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(assets, dict) or not all(
             isinstance(v, str) and _SHA256.fullmatch(v) for v in assets.values()):
         return "'workload.assets' must map asset names to sha256 digests"
-    images = m.get("images", [])
+    timings = workload.get("timings", {})
+    if not isinstance(timings, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
+        return "'workload.timings' must map names to seconds"
+    images = m["images"]
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         return "'images' must be a list of names"
-    if not isinstance(m.get("fingerprint"), dict):
+    if not isinstance(m["fingerprint"], dict):
         return "'fingerprint' must be an object"
     if not isinstance(m.get("redacted", False), bool):
         return "'redacted' must be true or false"

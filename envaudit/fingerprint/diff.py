@@ -10,6 +10,7 @@ numerics-relevant first, then by category (``CATEGORIES`` order), then by path.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from envaudit.fingerprint.fields import classify_leaf, is_process_dependent, leaves
@@ -23,6 +24,7 @@ DERIVED = frozenset({"fingerprint_id"})
 def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
     golden = dict(leaves(a.data))
     current = dict(leaves(b.data))
+    seen_golden, seen_current = _observed_roots(golden), _observed_roots(current)
     changes: list[Change] = []
     for path in list(golden) + [p for p in current if p not in golden]:
         if path in DERIVED:
@@ -33,7 +35,7 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
         if _is_list_or_absent(old) and _is_list_or_absent(new):
             changes.extend(_list_changes(path, old or [], new or []))
             continue
-        changes.append(_change(path, old, new, golden, current))
+        changes.append(_change(path, old, new, seen_golden, seen_current))
     return tuple(sorted(changes, key=_order))
 
 
@@ -43,8 +45,11 @@ def _is_list_or_absent(value: Any) -> bool:
 
 def _list_changes(path: str, old: list[Any], new: list[Any]) -> list[Change]:
     category, numerics = classify_leaf(path, old or new)
-    removed = [item for item in old if item not in new]
-    added = [item for item in new if item not in old]
+    # Membership through canonical JSON keys: linear in the list sizes (a fingerprint file from
+    # someone else can hold any number of flags) and fine for unhashable items too.
+    old_keys, new_keys = set(map(_key, old)), set(map(_key, new))
+    removed = [item for item in old if _key(item) not in new_keys]
+    added = [item for item in new if _key(item) not in old_keys]
     if not removed and not added:  # same elements, other order
         return [Change(path, old, new, category, numerics)]
     return [Change(f"{path}.{item}", item, None, category, numerics) for item in removed] + [
@@ -52,28 +57,29 @@ def _list_changes(path: str, old: list[Any], new: list[Any]) -> list[Change]:
     ]
 
 
-def _change(
-    path: str, old: Any, new: Any, golden: dict[str, Any], current: dict[str, Any]
-) -> Change:
+def _key(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, default=str)
+
+
+def _change(path: str, old: Any, new: Any, seen_golden: set[str],
+            seen_current: set[str]) -> Change:
     category, numerics = classify_leaf(path, new if old is None else old)
     if is_unavailable(old) and is_unavailable(new):
         numerics = False  # still unreadable on both sides; only the reason text changed
-    elif is_process_dependent(path) and not (
-        _observed(path, golden) and _observed(path, current)
-    ):
+    elif is_process_dependent(path) and not ({_root(path)} <= seen_golden & seen_current):
         numerics = False  # one side's process did not have TensorFlow loaded
     return Change(path, old, new, category, numerics)
 
 
-def _observed(path: str, side: dict[str, Any]) -> bool:
-    """Whether ``side`` observed the process-dependent subtree that ``path`` belongs to."""
-    root = next(p for p in _ancestors(path) if is_process_dependent(p))
-    return any(p == root or p.startswith(root + ".") for p in side)
+def _observed_roots(side: dict[str, Any]) -> set[str]:
+    """The process-dependent subtrees that ``side`` observed (holds at least one field of)."""
+    return {_root(path) for path in side if is_process_dependent(path)}
 
 
-def _ancestors(path: str) -> list[str]:
+def _root(path: str) -> str:
     parts = path.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return next(p for p in (".".join(parts[: i + 1]) for i in range(len(parts)))
+                if is_process_dependent(p))
 
 
 def _order(change: Change) -> tuple[bool, int, str]:

@@ -1,0 +1,66 @@
+"""Forged golden bundles, as a stranger would make them: through envaudit's own writer, so every
+checksum matches and only the content is hostile. Checksums prove integrity, not authorship."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envaudit import store
+from envaudit.fingerprint import Fingerprint
+
+
+def forge(source: Path, target: Path, *, env: Mapping[str, str] | None = None,
+          stages: Mapping[str, np.ndarray] | None = None,
+          detections: Mapping[str, np.ndarray] | None = None) -> Path:
+    """A copy of ``source`` re-written by the store with the given arrays and fingerprint
+    variables replaced (the manifest and every file checksum are valid)."""
+    bundle = store.load_bundle(source)
+    data = json.loads(json.dumps(bundle.fingerprint.data))
+    data["env"] = {**data["env"], **(env or {})}
+    return store.write_bundle(
+        target,
+        fingerprint=Fingerprint(data),
+        workload=bundle.manifest["workload"],
+        images=tuple(bundle.manifest["images"]),
+        stages={**bundle.stages, **(stages or {})},
+        probes=bundle.probes,
+        twin=bundle.twin,
+        detections={**bundle.detections, **(detections or {})},
+    )
+
+
+def reseal(bundle: Path, edit: Callable[[dict[str, Any]], object] | None = None) -> None:
+    """Apply ``edit`` to the manifest, re-hash every file it lists that exists, and give the
+    manifest a valid checksum of itself again."""
+    path = bundle / store.MANIFEST
+    manifest = json.loads(path.read_text())
+    files = manifest.get("files")
+    if isinstance(files, dict):
+        for name in list(files):
+            file = bundle / str(name)
+            if isinstance(name, str) and "/" not in name and file.is_file():
+                files[name] = hashlib.sha256(file.read_bytes()).hexdigest()
+    if edit is not None:
+        edit(manifest)
+    if isinstance(manifest, dict):
+        manifest["manifest_sha256"] = store._manifest_digest(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def copy_bundle(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def one_ulp_up(array: np.ndarray, index: int = 0) -> np.ndarray:
+    """``array`` with one element moved to the next float32 up."""
+    moved = array.copy().reshape(-1)
+    moved[index] = np.nextafter(moved[index], np.float32(np.inf))
+    return moved.reshape(array.shape)
