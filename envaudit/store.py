@@ -166,11 +166,13 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(workload, dict) or not isinstance(workload.get("id"), str) or \
             not isinstance(workload.get("version"), str):
         return "'workload' must name the workload's id and version"
-    assets = workload.get("assets", {})
+    if sorted(workload) != ["assets", "id", "timings", "version"]:
+        return "'workload' must hold exactly its id, version, assets and timings"
+    assets = workload["assets"]
     if not isinstance(assets, dict) or not all(
             isinstance(v, str) and _SHA256.fullmatch(v) for v in assets.values()):
         return "'workload.assets' must map asset names to sha256 digests"
-    timings = workload.get("timings", {})
+    timings = workload["timings"]
     if not isinstance(timings, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
         return "'workload.timings' must map names to seconds"

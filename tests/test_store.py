@@ -59,7 +59,8 @@ def write(target: Path, fingerprint: Fingerprint, seed: int = 0, force: bool = F
     return store.write_bundle(
         target,
         fingerprint=fingerprint,
-        workload={"id": "test.workload", "version": "1", "assets": {"w.npz": "0" * 64}},
+        workload={"id": "test.workload", "version": "1", "assets": {"w.npz": "0" * 64},
+                  "timings": {}},
         images=("a.png", "b.jpg"),
         force=force,
         **arrays(seed),

@@ -1,6 +1,6 @@
 """``load_fingerprint(path)``: a fingerprint JSON file, or the recording fingerprint of a golden
 bundle folder (the ``"fingerprint"`` key of its ``manifest.json``, read through the store, which
-verifies the manifest's checksum and shape).
+verifies the whole bundle first: a corrupt or forged bundle is refused here as in a check).
 
 Every way the input can be wrong raises ``EnvauditError`` with one line saying what and how to fix.
 """
@@ -23,11 +23,9 @@ def load_fingerprint(path: str) -> Fingerprint:
     if target.is_dir():
         if not (target / "manifest.json").is_file():
             raise EnvauditError(f"{path} is a folder without manifest.json; {_HOW}")
-        from envaudit.store import read_manifest  # the store verifies and validates manifests
+        from envaudit.store import load_bundle  # a bundle is verified whole, or refused
 
-        manifest = read_manifest(target)
-        return Fingerprint.from_dict(manifest["fingerprint"],
-                                     f"{target / 'manifest.json'} ('fingerprint')")
+        return load_bundle(target).fingerprint
     if not target.exists():
         raise EnvauditError(f"{path} does not exist; {_HOW}")
     return Fingerprint.from_dict(_read_json(target), path)

@@ -90,6 +90,9 @@ class Fingerprint:
 # A fingerprint read from a file or a bundle was written by someone else. These are the fields
 # that decisions read (instruction-set caps, core pinning, restored variables, redacted names), with
 # the type each must have; anything else is only compared and shown, whatever its type.
+# The sections every capture writes (a probe that fails still writes its section, as a marker).
+SECTIONS = ("captured_at", "envaudit_version", "python", "os", "cpu", "memory", "gpu",
+            "tensorflow", "numerics_libs", "env", "packages")
 MAX_DEPTH = 12  # the deepest real path is gpu.devices.N.mig_mode.current: 5 levels
 _TYPED_FIELDS: tuple[tuple[str, str], ...] = (
     ("os.hostname", "str"),
@@ -100,8 +103,13 @@ _TYPED_FIELDS: tuple[tuple[str, str], ...] = (
 
 
 def _require_shape(data: Mapping[str, Any], source: str) -> None:
-    """Refuse a tree nested deeper than any fingerprint, or whose decision fields have the wrong
-    type (an unavailable marker or an absent field is fine: probes record failures that way)."""
+    """Refuse a tree without every section a capture writes, nested deeper than any fingerprint,
+    or whose decision fields have the wrong type (an unavailable marker or an absent field is
+    fine: probes record failures that way)."""
+    missing = [key for key in SECTIONS if key not in data]
+    if missing:
+        raise EnvauditError(f"{source} lacks the fingerprint sections {', '.join(missing)};"
+                            " re-capture it with 'envaudit fingerprint --format json'")
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:  # iterative: a hostile file must not exhaust the recursion limit
         node, depth = stack.pop()
