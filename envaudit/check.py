@@ -62,7 +62,11 @@ def check(
     current = runs[0]
     workload_done = time.perf_counter()
     fingerprint = capture()
-    changes = diff(bundle.fingerprint, fingerprint)
+    from envaudit.fingerprint.redact import like
+
+    # Against a bundle recorded redacted, this side is compared redacted the same way.
+    changes = diff(bundle.fingerprint, like(bundle.fingerprint, bool(bundle.manifest.get(
+        "redacted")), fingerprint))
 
     progress("comparing")
     nondeterminism = _nondeterminism(runs) if repeat > 1 else None
@@ -120,6 +124,8 @@ def check(
         nondeterminism=nondeterminism,
         confirmation_ran=confirmation_ran,
         strict=strict,
+        golden_fingerprint=bundle.fingerprint,
+        current_fingerprint=fingerprint,
         timings={
             "workload": workload_done - started,
             "compare": compared - workload_done,

@@ -24,6 +24,7 @@ from envaudit import __version__
 from envaudit.errors import EnvauditError
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+_NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
 
 
 def _console(file: Any = None):
@@ -111,11 +112,16 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from envaudit.fingerprint import diff, load_fingerprint
+    from envaudit.fingerprint import diff
+    from envaudit.fingerprint.load import load_pair
 
-    a = load_fingerprint(args.a)
-    b = load_fingerprint(args.b)
+    a, b = load_pair(args.a, args.b)
     changes = diff(a, b)
+    finding = any(c.numerics for c in changes)
+    if not args.no_redact:
+        from envaudit.redact_result import shareable_diff
+
+        a, b, changes = shareable_diff(a, b, changes)
     if args.format == "json":
         from envaudit.render import diff_json
 
@@ -124,7 +130,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from envaudit.render import diff_text
 
         _emit(diff_text.render(a, b, changes), args.output)
-    return EXIT_FINDING if any(c.numerics for c in changes) else EXIT_OK
+    return EXIT_FINDING if finding else EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -142,7 +148,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     path = Path(args.golden) if args.golden else default_bundle_path(args.name)
     with _progress("recording golden workload") as progress:
-        bundle = record(path, force=args.force, progress=progress)
+        bundle = record(path, force=args.force, redact=not args.no_redact, progress=progress)
     sys.stderr.write(f"recorded golden bundle {bundle.path} ({bundle.array_count} arrays)\n")
     return EXIT_OK
 
@@ -158,6 +164,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
             strict=args.strict,
             progress=progress,
         )
+    if not args.no_redact:
+        from envaudit.redact_result import shareable
+
+        result = shareable(result)
     fmt = args.format
     if fmt == "json":
         from envaudit.render import check_json as renderer
@@ -224,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.set_defaults(handler=_cmd_diff)
 
     p = sub.add_parser("report", help="a redacted Markdown fingerprint to paste into a bug report")
-    p.add_argument("--no-redact", action="store_true", help="keep hostname, user and paths")
+    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.set_defaults(handler=_cmd_report)
 
@@ -235,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden", metavar="PATH", type=_path, help="bundle folder to write")
     p.add_argument("--name", default="default", help="bundle name under the user data folder")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--no-redact", action="store_true",
+                   help="store the fingerprint with host, user and paths (secrets never)")
     p.set_defaults(handler=_cmd_record)
 
     p = sub.add_parser("check", help="run the workload and compare it with a golden bundle")
@@ -245,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.set_defaults(handler=_cmd_check)
     return parser
 

@@ -8,9 +8,11 @@ from pathlib import Path
 from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
 
 
-def record(path: Path, *, force: bool = False,
+def record(path: Path, *, force: bool = False, redact: bool = True,
            progress: Callable[[str], None] = lambda _m: None) -> GoldenBundle:
-    """Record a bundle at ``path``; refuses an existing one unless ``force``."""
+    """Record a bundle at ``path``; refuses an existing one unless ``force``. A bundle is made
+    to be shared, so its fingerprint is redacted unless ``redact`` is False (the manifest says
+    which; ``fingerprint_id`` is the one computed before redaction)."""
     path = Path(path)
     check_writable(path, force)  # before the seconds of work, not after
     from envaudit.fingerprint import capture
@@ -25,6 +27,11 @@ def record(path: Path, *, force: bool = False,
     twin = Twin(assets.weights).run(result.stages["decode"])
     progress("capturing the fingerprint")
     fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
+    if redact:
+        from envaudit.fingerprint.model import Fingerprint
+        from envaudit.fingerprint.redact import Redactor
+
+        fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))
     progress("writing the bundle")
     d = result.detections
     write_bundle(
@@ -38,5 +45,6 @@ def record(path: Path, *, force: bool = False,
         twin=twin,
         detections={"image": d.image, "boxes": d.boxes, "classes": d.classes, "scores": d.scores},
         force=force,
+        redacted=redact,
     )
     return load_bundle(path)

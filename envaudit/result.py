@@ -8,7 +8,7 @@ from typing import Any
 
 from envaudit.attribute.model import Cause
 from envaudit.compare.model import DetectionDiff, TensorComparison
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.model import Change, Fingerprint
 
 SCHEMA = "envaudit.check/1"
 VERDICTS = ("identical", "equivalent", "drift", "precision_loss")
@@ -79,6 +79,10 @@ class CheckResult:
     confirmation_ran: bool
     strict: bool = False
     timings: Mapping[str, float] = field(default_factory=dict)
+    # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
+    # and for renderers that show them; not part of the JSON, which carries their ids.
+    golden_fingerprint: Fingerprint | None = None
+    current_fingerprint: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,5 @@
-"""``envaudit report``: Markdown for a bug report, with hostname, user, home paths and GPU
-identifiers redacted by default.
+"""``envaudit report``: Markdown for a bug report, with hostname, user, home paths, GPU
+identifiers and secrets redacted by default (the policy's rules: tests/test_redaction.py).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_report_has_no_hostname_user_or_home(home):
     assert "~/cuda/lib64:/usr/local/cuda/lib64" in text
     assert "| hostname | [hostname] |" in text
     assert text.rstrip("\n").splitlines()[-1] == (
-        "redacted: hostname, user, home paths, GPU identifiers"
+        "redacted: hostname, user, home paths, GPU identifiers (salted hash), values of"
+        " secret-named variables, URL credentials, random tokens in variables"
     )
     assert "| build_info.cuda_version | 12.5.1 |" in text  # the facts themselves stay
 

@@ -465,3 +465,92 @@ def test_diff_of_a_huge_fingerprint_names_each_flag(fingerprint):
     changes = [c for c in diff(Fingerprint(a), Fingerprint(b)) if c.path.startswith("cpu.flags")]
     assert [(c.path, c.golden, c.current) for c in changes] == [
         ("cpu.flags.f0", "f0", None), ("cpu.flags.f50000", None, "f50000")]
+
+
+# --- 4. secrets and identity leak ----------------------------------------------------------------
+
+HOST = "host-7731-secret"
+TOKEN = "ghp_" + "Xk9mQ2vT7pLr4Wz8Yb3Nc6Hd1Fg5Js0Aq8Ue"
+
+
+@pytest.fixture(scope="module")
+def shared_outputs(tmp_path_factory) -> dict[str, str]:
+    """A bundle recorded and checked under a distinctive host name (a private UTS namespace),
+    a home folder of its own and secret-looking variables; every shared output, by name."""
+    home = tmp_path_factory.mktemp("home-of-alice")
+    env = cli_env(HOME=str(home), USER="alice", TF_VAR_db_pass="hunter2-db-pass",
+                  NCCL_IB_PASSWD="nccl-pass-123", TF_REMOTE_HINT=TOKEN,
+                  TF_CACHE_URL="https://alice:pa55word@cache.example/tf",
+                  TF_DUMMY_DIR=f"{home}/cache")
+    bundle = home / "bundle"
+    outputs: dict[str, str] = {}
+
+    def run(*args: str, host: str = HOST) -> str:
+        proc = subprocess.run(
+            ["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "sh",
+             sys.executable, "-m", "envaudit", *args],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+        return proc.stdout
+
+    run("record", "--golden", str(bundle))
+    outputs["manifest.json"] = (bundle / "manifest.json").read_text()
+    for fmt in ("text", "json", "md", "junit"):
+        outputs[f"check {fmt}"] = run("check", "--golden", str(bundle), "--no-confirm",
+                                      "--format", fmt)
+    outputs["report"] = run("report")
+    outputs["diff"] = run("diff", str(bundle), str(bundle))
+    outputs["check --no-redact"] = run("check", "--golden", str(bundle), "--no-confirm",
+                                       "--format", "json", "--no-redact")
+    # A bundle kept unredacted on its own machine, checked from another host: both host names
+    # appear in the change table, and both must be hidden there.
+    raw = home / "raw-bundle"
+    run("record", "--golden", str(raw), "--no-redact")
+    outputs["raw manifest.json"] = (raw / "manifest.json").read_text()
+    outputs["check from another host"] = run("check", "--golden", str(raw), "--no-confirm",
+                                             host="other-host-4242")
+    outputs["home"] = str(home)
+    return outputs
+
+
+LEAKS = ("hunter2-db-pass", "nccl-pass-123", TOKEN, "pa55word", "alice:")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["manifest.json", "check text", "check json", "check md",
+                                    "check junit", "report", "diff", "check from another host"])
+def test_shared_outputs_hold_no_secret_host_or_home(shared_outputs, output):
+    text = shared_outputs[output]
+    assert text.strip()
+    for leak in (*LEAKS, HOST, "other-host-4242", shared_outputs["home"]):
+        assert leak not in text, (output, leak)
+
+
+@pytest.mark.slow
+def test_a_host_change_is_shown_redacted_on_both_sides(shared_outputs):
+    assert f'"hostname": "{HOST}"' in shared_outputs["raw manifest.json"]  # kept, as asked
+    rows = [line.split() for line in shared_outputs["check from another host"].splitlines()]
+    assert ["os.hostname", "[hostname]", "[hostname]", "info"] in rows
+
+
+@pytest.mark.slow
+def test_the_bundle_says_it_is_redacted_and_where_values_went(shared_outputs):
+    manifest = json.loads(shared_outputs["manifest.json"])
+    assert manifest["redacted"] is True
+    env = manifest["fingerprint"]["env"]
+    assert "TF_VAR_db_pass" not in env and "NCCL_IB_PASSWD" not in env  # never recorded
+    assert env["TF_REMOTE_HINT"] == "[redacted]"
+    assert env["TF_CACHE_URL"] == "https://[redacted]@cache.example/tf"
+    assert env["TF_DUMMY_DIR"] == "~/cache"
+    assert manifest["fingerprint"]["os"]["hostname"] == "[hostname]"
+
+
+@pytest.mark.slow
+def test_no_redact_shows_host_and_home_but_never_secrets(shared_outputs):
+    text = shared_outputs["check --no-redact"]
+    assert f"{shared_outputs['home']}/bundle" in text  # the golden path, as it is
+    for leak in LEAKS:
+        assert leak not in text
+        assert leak not in shared_outputs["raw manifest.json"]  # recorded with --no-redact
+    result = json.loads(text)
+    assert result["golden"]["path"] == f"{shared_outputs['home']}/bundle"

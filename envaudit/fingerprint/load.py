@@ -19,16 +19,32 @@ _HOW = (
 
 
 def load_fingerprint(path: str) -> Fingerprint:
+    return _load(path)[0]
+
+
+def load_pair(golden: str, current: str) -> tuple[Fingerprint, Fingerprint]:
+    """Two fingerprints to diff. Where one side is a bundle recorded redacted, the other side is
+    redacted the same way, so that redaction itself is never a change."""
+    a, a_redacted = _load(golden)
+    b, b_redacted = _load(current)
+    from envaudit.fingerprint.redact import like
+
+    return like(b, b_redacted and not a_redacted, a), like(a, a_redacted and not b_redacted, b)
+
+
+def _load(path: str) -> tuple[Fingerprint, bool]:
+    """The fingerprint at ``path`` and whether it was stored redacted (a redacted bundle)."""
     target = Path(path)
     if target.is_dir():
         if not (target / "manifest.json").is_file():
             raise EnvauditError(f"{path} is a folder without manifest.json; {_HOW}")
         from envaudit.store import load_bundle  # a bundle is verified whole, or refused
 
-        return load_bundle(target).fingerprint
+        bundle = load_bundle(target)
+        return bundle.fingerprint, bool(bundle.manifest.get("redacted"))
     if not target.exists():
         raise EnvauditError(f"{path} does not exist; {_HOW}")
-    return Fingerprint.from_dict(_read_json(target), path)
+    return Fingerprint.from_dict(_read_json(target), path), False
 
 
 def _read_json(path: Path) -> object:

@@ -1,0 +1,399 @@
+"""The redaction policy, rule by rule, with exact outputs: secret names, credential values, URL
+userinfo, homes (as root and as a user), host and user names, GPU identifiers; capture keeps
+secrets out of the fingerprint; a check result is redacted field by field. Who and where the
+machine is comes from recorded inputs (``Identity.of``), never from the machine running the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import random
+import string
+
+import pytest
+from rich.console import Console
+from test_render_check import make_result
+
+from envaudit.attribute.model import Cause
+from envaudit.fingerprint import Fingerprint, diff, env_vars
+from envaudit.fingerprint.credentials import has_token, looks_secret_name, mask_url_credentials
+from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.redact import Identity, Redactor, hashed
+from envaudit.redact_result import redact_result
+from envaudit.render import check_json, check_junit, check_md, check_text
+
+SALT = b"test-salt"
+ALICE = Identity.of(hostnames=["build-7"], users=["alice"], homes=["/home/alice/"])
+ROOT = Identity.of(hostnames=["build-7"], users=["root"], homes=["/root"])
+# Shaped like the real thing (prefix, length, alphabet), made up.
+GITHUB_TOKEN = "ghp_" + "Zx8Qw3Er7Ty1Ui5Op9As2Df6Gh0Jk4Lz7Xc3V"
+AWS_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documentation example
+BASE64_40 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0MTIz"
+GPU_UUID = "GPU-8c3d8b3e-3e26-5a4f-9f3b-2c1d0e9f8a7b"
+
+
+def policy(*trees, identity: Identity = ALICE) -> Redactor:
+    return Redactor.for_trees(*trees, salt=SALT, identity=identity)
+
+
+# -- which names hide their values --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "TF_VAR_db_pass", "NCCL_IB_PASSWD", "PGPASSWORD", "MYSQL_PWD", "GITHUB_TOKEN", "api_key",
+    "AWS_SECRET_ACCESS_KEY", "NPM_AUTHTOKEN", "HF_AUTH", "SESSION_COOKIE", "FLASK_SESSION",
+    "SSH_PRIVATE_KEY_FILE", "SENTRY_DSN", "GOOGLE_APPLICATION_CREDENTIALS", "REGISTRY_CREDS",
+    "REQUEST_SIGNATURE", "PASSWORD_SALT", "BEARER", "SLACK_WEBHOOK_URL",
+    "AZURE_STORAGE_CONNECTION_STRING", "tf_var_Db_Pass",
+])
+def test_secret_looking_names(name):
+    assert looks_secret_name(name)
+
+
+@pytest.mark.parametrize("name", [
+    "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "NCCL_IB_HCA", "KMP_AFFINITY",
+    "TF_PAS",  # one letter short of PASS
+    "NCCL_PW",  # PW is not PWD
+    "SSL_CERT_FILE",  # certificates are public; CERT is deliberately not on the list
+    "CUDA_CACHE_PATH", "TF_CRE", "OMP_SCHEDULE",
+])
+def test_names_just_outside_the_list_are_kept(name):
+    assert not looks_secret_name(name)
+
+
+# -- which values are tokens (looked for in variable values only) -------------------------------
+
+@pytest.mark.parametrize("value", [
+    "--xla_cpu_enable_fast_math=false", "--xla_gpu_autotune_level=0", "/usr/lib/x86_64-linux-gnu",
+    ":4096:8", "AVX512_CORE", "AVX512_CORE_AMX_FP16", "0", "granularity=fine,compact,1,0",
+    "/usr/local/cuda-12.5/lib64", "/usr/lib/python3.11/site-packages/nvidia/cudnn/lib",
+    "--xla_dump_to=/tmp/xla_dump --xla_gpu_cuda_data_dir=/usr/local/cuda-12.4",
+    "v2.16.1-0-g5bc9d26649c", GPU_UUID,  # a device id: hashed by the redaction, not dropped
+    "aB3dE5gH7jK9mN1pQ2r",  # 19 characters: one short of a token
+    "0123456789abcdef0123456789abcde",  # 31 hex digits: one short of 128 bits
+])
+def test_ordinary_values_are_not_tokens(value):
+    assert not has_token(value)
+
+
+@pytest.mark.parametrize("value", [
+    GITHUB_TOKEN, AWS_SECRET_KEY, BASE64_40, "AKIAIOSFODNN7EXAMPLE",
+    "aB3dE5gH7jK9mN1pQ2rS",  # 20 characters, three classes: the shortest token
+    "0123456789abcdef0123456789abcdef",  # 32 hex digits
+    "e5b4f3a2-1c0d-4e9f-8a7b-6c5d4e3f2a1b",  # a UUID as an API key
+    "xoxb-2048-4096-aB3dE5gH7jK9mN1pQ2rSaB3d", "Bearer aB3dE5gH7jK9mN1pQ2rSaB3dE5gH",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+])
+def test_credential_values_are_tokens(value):
+    assert has_token(value)
+
+
+def test_random_tokens_are_caught_at_the_documented_rate():
+    """Statistics, not a prefix, catch these: at least 99% of random base64 keys of 40 characters
+    (AWS secret key shape) and of base62 tokens of 32 (a typical API key)."""
+    rng = random.Random(11)
+    base62 = string.ascii_letters + string.digits
+    for alphabet, length in ((base62 + "+/", 40), (base62, 32)):
+        tokens = ["".join(rng.choice(alphabet) for _ in range(length)) for _ in range(1000)]
+        assert sum(map(has_token, tokens)) >= 990
+
+
+# -- URL userinfo -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("postgres://app:pa@ss@db.internal:5432/x", "postgres://[redacted]@db.internal:5432/x"),
+    ("git+ssh://git@github.com/org/repo", "git+ssh://[redacted]@github.com/org/repo"),
+    ("'redis://:pw@cache:6379/0'", "'redis://[redacted]@cache:6379/0'"),
+    ("see http://u:p@h and https://x:y@z/a", "see http://[redacted]@h and https://[redacted]@z/a"),
+    ("https://github.com/org/repo@v1", "https://github.com/org/repo@v1"),  # "@" in the path
+    ("user@example.com", "user@example.com"),  # no scheme: not a URL
+])
+def test_url_userinfo_is_masked(text, masked):
+    assert mask_url_credentials(text) == masked
+
+
+# -- capture: the fingerprint never holds a secret ----------------------------------------------
+
+def test_capture_drops_secret_names_and_masks_credential_values():
+    environ = {
+        "TF_VAR_db_pass": "hunter2", "NCCL_IB_PASSWD": "x", "TF_HUB_AUTH": "y",
+        "TF_ENABLE_ONEDNN_OPTS": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
+        "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_gpu_autotune_level=0",
+        "TF_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
+        "TF_HUB_CACHE_ID": GITHUB_TOKEN, "CUDA_VISIBLE_DEVICES": GPU_UUID,
+        "HOME": "/home/alice",
+    }
+    assert env_vars.probe(environ) == {
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "CUDA_VISIBLE_DEVICES": GPU_UUID,
+        "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "TF_HUB_CACHE_ID": "[redacted]",
+        "TF_MODEL_STORE": "https://[redacted]@store.example.com/models",
+        "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_gpu_autotune_level=0",
+    }
+    assert not env_vars.is_recorded("TF_VAR_db_pass")
+    assert env_vars.is_recorded("TF_ENABLE_ONEDNN_OPTS")
+
+
+# -- the policy on a fingerprint tree -----------------------------------------------------------
+
+def fingerprint_tree(hostname: str = "gpu-node-3") -> dict:
+    return {
+        "schema": "envaudit.fingerprint/1",
+        "fingerprint_id": "fp-0123456789abcdef",
+        "python": {"executable": "/home/alice/.venv/bin/python"},
+        "os": {"hostname": hostname, "kernel": "6.8.0"},
+        "gpu": {"devices": [{"uuid": GPU_UUID, "serial": "1652322012345", "name": "NVIDIA H100"}],
+                "cuda_visible_devices": GPU_UUID},
+        "tensorflow": {"git_version": "v2.16.1-0-g5bc9d26649c",
+                       "location": "/home/alice/.venv/lib/python3.11/site-packages/tensorflow"},
+        "packages": {"numpy": {"version": "1.26.4", "sha256": "ab" * 32}},
+        "env": {
+            "TF_VAR_db_pass": "hunter2-hunter2", "NCCL_IB_PASSWD": "abc",
+            "TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false",
+            "TF_HUB_CACHE_ID": GITHUB_TOKEN, "LD_LIBRARY_PATH": "/home/alice/cuda/lib64:/opt/x",
+            "TF_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
+            "TF_LOG_NOTE": "db password hunter2-hunter2 set on gpu-node-3",
+        },
+    }
+
+
+def test_tree_is_redacted_rule_by_rule():
+    tree = fingerprint_tree()
+    redactor = policy(tree)
+    uuid_hash, serial_hash = hashed(GPU_UUID, SALT), hashed("1652322012345", SALT)
+    assert redactor.tree(tree) == {
+        "schema": "envaudit.fingerprint/1",
+        "fingerprint_id": "fp-0123456789abcdef",
+        "python": {"executable": "~/.venv/bin/python"},
+        "os": {"hostname": "[hostname]", "kernel": "6.8.0"},
+        "gpu": {"devices": [{"uuid": uuid_hash, "serial": serial_hash, "name": "NVIDIA H100"}],
+                "cuda_visible_devices": uuid_hash},
+        # hex digests and commit ids outside variables are facts, kept
+        "tensorflow": {"git_version": "v2.16.1-0-g5bc9d26649c",
+                       "location": "~/.venv/lib/python3.11/site-packages/tensorflow"},
+        "packages": {"numpy": {"version": "1.26.4", "sha256": "ab" * 32}},
+        "env": {
+            "TF_VAR_db_pass": "[redacted]", "NCCL_IB_PASSWD": "[redacted]",
+            "TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false",
+            "TF_HUB_CACHE_ID": "[redacted]", "LD_LIBRARY_PATH": "~/cuda/lib64:/opt/x",
+            "TF_MODEL_STORE": "https://[redacted]@store.example.com/models",
+            "TF_LOG_NOTE": "db password [redacted] set on [hostname]",
+        },
+    }
+    assert uuid_hash != hashed(GPU_UUID, b"another-salt")
+
+
+def test_secret_values_are_hidden_wherever_they_are_quoted():
+    redactor = policy(fingerprint_tree())
+    assert redactor.text("env.TF_VAR_db_pass: unset -> 'hunter2-hunter2'") == (
+        "env.TF_VAR_db_pass: unset -> '[redacted]'")
+    assert redactor.text(f"restored to {GITHUB_TOKEN!r}") == "restored to '[redacted]'"
+    # "abc" is too short to hide everywhere ("tabc", "abc-1", "abc"), so only where quoted.
+    assert redactor.text("NCCL_IB_PASSWD restored to 'abc', was \"abc\"") == (
+        "NCCL_IB_PASSWD restored to '[redacted]', was \"[redacted]\"")
+    assert redactor.text("tabc abc-1 abc") == "tabc abc-1 abc"
+    assert "hunter2" not in repr(redactor) and "alice" not in repr(redactor)
+
+
+def test_a_secret_quoted_with_escapes_is_hidden_in_that_form_too():
+    tree = {"env": {"TF_VAR_db_pass": "it's\\a \"pw\"-long"}}
+    redactor = policy(tree)
+    value = tree["env"]["TF_VAR_db_pass"]
+    assert redactor.text(f"old {value!r}, json {json.dumps(value)}") == (
+        "old '[redacted]', json \"[redacted]\"")
+
+
+def test_values_by_fingerprint_path():
+    redactor = policy(fingerprint_tree())
+    assert redactor.value("env.TF_VAR_db_pass", "anything") == "[redacted]"
+    assert redactor.value("env.TF_VAR_db_pass", None) is None  # unset is not a secret
+    assert redactor.value("env.TF_HUB_CACHE_ID", GITHUB_TOKEN) == "[redacted]"
+    assert redactor.value("env.TF_ENABLE_ONEDNN_OPTS", "0") == "0"
+    assert redactor.value("os.hostname", "gpu-node-3") == "[hostname]"
+    assert redactor.value("packages.numpy.sha256", "ab" * 32) == "ab" * 32
+    assert redactor.value("cpu.flags", ["avx2", "build-7"]) == ["avx2", "[hostname]"]
+
+
+@pytest.mark.parametrize(("identity", "text", "expected"), [
+    (ALICE,
+     "/home/alice/cuda:/home/alice2/x:/home/bob/lib:/Users/carol/.cache:/root/cuda:/rootfs/lib"
+     ":/data/home/alice/x:/home/alice",
+     "~/cuda:/home/[user]/x:/home/[user]/lib:/home/[user]/.cache:~root/cuda:/rootfs/lib"
+     ":/data/home/[user]/x:~"),
+    (ROOT,
+     "/root/.cache:/home/bob/lib:/rootfs/lib:/mnt/root/x",
+     "~/.cache:/home/[user]/lib:/rootfs/lib:/mnt/root/x"),
+    (Identity.of(hostnames=[], users=["svc"], homes=["/"]),  # HOME=/ hides nothing
+     "/usr/lib:/opt/x", "/usr/lib:/opt/x"),
+])
+def test_home_paths_as_user_and_as_root(identity, text, expected):
+    assert policy(identity=identity).text(text) == expected
+
+
+def test_host_and_user_names_as_whole_words():
+    redactor = policy(fingerprint_tree("gpu-node-3"))  # build-7 is this machine, per ALICE
+    assert redactor.text("from build-7 to gpu-node-3.example.com, by alice") == (
+        "from [hostname] to [hostname].example.com, by [user]")
+    assert redactor.text("build-70 gpu-node-3x malice alice_bot") == (
+        "build-70 gpu-node-3x malice alice_bot")
+    as_root = policy(identity=ROOT)
+    assert as_root.text("owned by root in /rootfs") == "owned by root in /rootfs"
+
+
+def test_golden_and_current_redacted_alike_diff_cleanly():
+    """A golden recorded elsewhere and the current tree, each redacted by one policy, differ only
+    where the facts do: not by hostname, by secret or by token."""
+    golden = fingerprint_tree("gpu-node-3")
+    current = fingerprint_tree("build-7")
+    current["env"] = {**current["env"], "TF_VAR_db_pass": "other-password", "TF_LOG_NOTE": "",
+                      "TF_HUB_CACHE_ID": "ghp_" + "Qq1Ww2Ee3Rr4Tt5Yy6Uu7Ii8Oo9Pp0Aa1Ss2",
+                      "TF_ENABLE_ONEDNN_OPTS": "1"}
+    redactor = policy(golden, current)
+    changes = diff(Fingerprint(redactor.tree(golden)), Fingerprint(redactor.tree(current)))
+    assert [(c.path, c.golden, c.current) for c in changes] == [
+        ("env.TF_ENABLE_ONEDNN_OPTS", "0", "1"),
+        ("env.TF_LOG_NOTE", "db password [redacted] set on [hostname]", ""),
+    ]
+
+
+# -- property: no generated secret survives -----------------------------------------------------
+
+_NAME_PARTS = ("SECRET", "TOKEN", "KEY", "PASS", "PASSWD", "PASSWORD", "PWD", "AUTH", "COOKIE",
+               "SESSION", "PRIVATE", "DSN", "CREDENTIAL", "CRED", "SIGNATURE", "SALT")
+_PREFIXES = ("TF_", "NCCL_", "CUDA_", "OMP_", "XLA_", "", "MY_")
+_SECRET_CHARS = string.ascii_letters + string.digits + "!#$%&'()*+,-./:;<=>?@[]^_`{|}~\\\" "
+_URL_PW_CHARS = string.ascii_letters + string.digits + "!$%&()*+,-.:;=?[]^_`{|}~@"
+
+
+def _random_case(rng: random.Random, word: str) -> str:
+    return "".join(c.lower() if rng.random() < 0.5 else c for c in word)
+
+
+def _generated_token(rng: random.Random) -> str:
+    base62 = string.ascii_letters + string.digits
+    kind = rng.randrange(3)
+    if kind == 0:
+        return rng.choice(("ghp_", "hf_", "npm_", "glpat-")) + "".join(
+            rng.choice(base62) for _ in range(rng.randint(30, 40))) + rng.choice(string.digits)
+    if kind == 1:
+        return "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((32, 40, 64))))
+    return "AKIA" + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(15)) + "7"
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_property_no_generated_secret_survives():
+    rng = random.Random(20240607)
+    for case in range(300):
+        secret = "".join(rng.choice(_SECRET_CHARS) for _ in range(rng.randint(8, 40)))
+        name = rng.choice(_PREFIXES) + _random_case(rng, rng.choice(_NAME_PARTS)) + rng.choice(
+            ("", "_FILE", "_2", "WORD", "_db"))
+        password = "".join(rng.choice(_URL_PW_CHARS) for _ in range(rng.randint(1, 24)))
+        token = _generated_token(rng)
+        tree = {
+            "os": {"hostname": f"host-{case}"},
+            "env": {name: secret, "TF_STORE": f"s3://user{case}:{password}@bucket/path",
+                    f"TF_ID_{case}": token, "TF_ENABLE_ONEDNN_OPTS": "0"},
+            "notes": [f"value was {secret!r}", f"raw {secret} end", json.dumps({"v": secret})],
+        }
+        redactor = policy(tree)
+        redacted = redactor.tree(tree)
+        texts = [*_strings(redacted),
+                 redactor.text(f"env.{name}: {secret!r} -> unset; {token!r}; {secret}"),
+                 redactor.text(f"see https://u:{password}@host/x")]
+        for text in texts:
+            assert secret not in text and repr(secret)[1:-1] not in text, (case, text)
+            assert token not in text, (case, text)
+            assert f":{password}@" not in text, (case, text)
+        assert redacted["env"][f"TF_ID_{case}"] == "[redacted]"
+        assert redacted["env"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+
+
+# -- a check result -----------------------------------------------------------------------------
+
+def check_result_with_secrets():
+    base = make_result()
+    return dataclasses.replace(
+        base,
+        headline=f"drift on build-7: {base.headline}",
+        golden_path="/home/alice/goldens/default",
+        fingerprint_changes=(
+            Change("env.TF_VAR_db_pass", "old-pass-123", "new-pass-456", "numerics-env", True),
+            Change("os.hostname", "gpu-node-3", "build-7", "info", False),
+            Change("python.executable", "/home/bob/.venv/bin/python",
+                   "/home/alice/.venv/bin/python", "python", False),
+            *base.fingerprint_changes,
+        ),
+        causes=(
+            Cause("env.TF_VAR_db_pass: 'old-pass-123' -> 'new-pass-456'", "possible",
+                  ("re-running with TF_VAR_db_pass restored to 'old-pass-123' changed nothing",
+                   "recorded on gpu-node-3 by alice in /home/alice/goldens"),
+                  "env.TF_VAR_db_pass"),
+            *base.causes,
+        ),
+    )
+
+
+def test_check_result_is_redacted_field_by_field():
+    result = check_result_with_secrets()
+    redacted = redact_result(result, policy())  # the secrets come from the changes themselves
+    assert redacted.headline == f"drift on [hostname]: {make_result().headline}"
+    assert redacted.golden_path == "~/goldens/default"
+    changes = redacted.fingerprint_changes[:4]
+    assert [(c.path, c.golden, c.current, c.category) for c in changes] == [
+        ("env.TF_VAR_db_pass", "[redacted]", "[redacted]", "numerics-env"),
+        ("os.hostname", "gpu-node-3", "[hostname]", "info"),  # this policy knew only build-7
+        ("python.executable", "/home/[user]/.venv/bin/python", "~/.venv/bin/python", "python"),
+        ("os.hostname", "build-1", "build-2", "info"),
+    ]
+    cause = redacted.causes[0]
+    assert cause.change == "env.TF_VAR_db_pass: '[redacted]' -> '[redacted]'"
+    assert cause.evidence == (
+        "re-running with TF_VAR_db_pass restored to '[redacted]' changed nothing",
+        "recorded on gpu-node-3 by [user] in ~/goldens",
+    )
+    assert (cause.confidence, cause.path) == ("possible", "env.TF_VAR_db_pass")
+    # vocabularies and numbers are untouched
+    assert (redacted.verdict, redacted.exit_code, redacted.stages, redacted.detections,
+            redacted.timings) == (result.verdict, result.exit_code, result.stages,
+                                  result.detections, result.timings)
+
+
+def test_check_result_with_the_policy_of_both_fingerprints_hides_both_hosts():
+    redactor = policy(fingerprint_tree("gpu-node-3"), fingerprint_tree("build-7"))
+    redacted = redact_result(check_result_with_secrets(), redactor)
+    assert redacted.fingerprint_changes[1].golden == "[hostname]"
+    assert redacted.causes[0].evidence[1] == "recorded on [hostname] by [user] in ~/goldens"
+
+
+def _rendered_text(result) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=110, no_color=True).print(check_text.render(result))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("render", [check_json.render, check_md.render, check_junit.render,
+                                    _rendered_text])
+def test_every_check_format_of_a_redacted_result_is_clean(render):
+    redactor = policy(fingerprint_tree("gpu-node-3"))
+    leaks = ("old-pass-123", "new-pass-456", "gpu-node-3", "build-7", "alice", "/home/bob")
+    unredacted = render(check_result_with_secrets())
+    assert any(leak in unredacted for leak in leaks)  # the format shows some of them
+    text = render(redact_result(check_result_with_secrets(), redactor))
+    assert [leak for leak in leaks if leak in text] == []
+    assert "TF_VAR_db_pass" not in text or "[redacted]" in text
