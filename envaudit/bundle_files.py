@@ -13,7 +13,7 @@ Constraints the next editor must keep (envaudit often runs as root in CI):
 - The replacement keeps the replaced folder's mode and group.
 - A file of a bundle is read only if it is a regular file (no symlink out of the folder, no FIFO
   to block on) and no larger than the caller's limit.
-Standard library only (ctypes for renameat2).
+Standard library only (ctypes for renameat2) and ``EnvauditError``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import re
 import stat
 import tempfile
 from pathlib import Path
+
+from envaudit.errors import EnvauditError
 
 MANIFEST = "manifest.json"
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -99,8 +101,6 @@ def swap_into_place(partial: Path, target: Path, force: bool) -> None:
     """Move the finished ``partial`` folder to ``target``; with ``force``, replace the bundle
     there (only if it is ours). Raises ``OSError`` for file system failures and
     ``EnvauditError`` when something that must not be replaced appeared at ``target``."""
-    from envaudit.errors import EnvauditError
-
     _adopt_mode_and_group(partial, target)
     try:
         os.rename(partial, target)  # nothing there, or an empty folder

@@ -14,7 +14,7 @@ a real run produces exactly these arrays. Change the workload -> change this tab
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def _unusable(where: str, why: str) -> EnvauditError:
                          " 'envaudit record --golden PATH --force'")
 
 
-def _names(names: object) -> str:
-    listed = list(names)  # type: ignore[call-overload]
+def _names(names: Iterable[str]) -> str:
+    listed = list(names)
     shown = ", ".join(map(str, listed[:4])) + (", ..." if len(listed) > 4 else "")
     return f"{len(listed)} arrays ({shown})" if listed else "none"
