@@ -1,9 +1,11 @@
-"""The one definition of what each fingerprint field means: its category and whether it can
-change the numbers a model produces.
+"""The one definition of what each fingerprint field means: its category, whether it can change
+the numbers a model produces, the origin a change table groups it under, and whether it is a
+minutia (a detail the text tables fold behind --verbose).
 
 ``identity`` hashes exactly the fields ``classify`` calls numerics-relevant, and ``diff`` labels
 changes with the same answer, so "does this field change fingerprint_id" and "is this change a
-finding" can never disagree. Add a field to the fingerprint -> add its rule here if its section's
+finding" can never disagree; the change tables group and fold by the same table, so no renderer
+decides what matters. Add a field to the fingerprint -> add its rule here if its section's
 default is wrong for it. Rules match dotted paths segment by segment (``*`` and shell globs inside
 a segment); a rule matches its path and everything below it; the first match wins.
 """
@@ -12,54 +14,114 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from envaudit.fingerprint.guard import is_unavailable
 
-# (path prefix, category, numerics). Specific rules first, each section's default last.
-_RULES: tuple[tuple[str, str, bool], ...] = (
-    ("schema", "info", False),
-    ("fingerprint_id", "info", False),
-    ("captured_at", "info", False),
-    ("envaudit_version", "info", False),
-    ("python.version", "python", True),
-    ("python.implementation", "python", True),
-    ("python", "python", False),
-    ("os.arch", "os", True),
-    ("os.libc", "os", True),
-    ("os.distro.id", "os", True),
-    ("os.distro.version_id", "os", True),
-    ("os.hostname", "info", False),
-    ("os", "os", False),  # kernel, container, limits: recorded, not numerics
-    ("cpu.vendor", "cpu", True),
-    ("cpu.family", "cpu", True),
-    ("cpu.model", "cpu", True),
-    ("cpu.flags", "cpu", True),
-    ("cpu.usable_cores", "cpu", True),
-    ("cpu", "cpu", False),
-    ("memory", "info", False),
-    ("gpu.available", "gpu", True),
-    ("gpu.driver_version", "driver", True),
-    ("gpu.cuda_driver_version", "driver", True),
-    ("gpu.device_count", "gpu", True),
-    ("gpu.devices.*.name", "gpu", True),
-    ("gpu.devices.*.compute_capability", "gpu", True),
-    ("gpu.devices.*.mig_mode.current", "gpu", True),
-    ("gpu", "gpu", False),  # uuid, clocks, power, ECC, PCIe: recorded, not numerics
-    ("tensorflow.build_info.cuda_version", "cuda", True),
-    ("tensorflow.build_info.cudnn_version", "cudnn", True),
-    ("tensorflow.nvidia_wheels.nvidia-cudnn*", "cudnn", True),
-    ("tensorflow.nvidia_wheels", "cuda", True),
-    ("tensorflow.loaded_libraries.libcudnn*", "cudnn", True),
-    ("tensorflow.loaded_libraries", "cuda", True),
-    ("tensorflow.git_version", "tensorflow", False),  # readable only once TF is imported
-    ("tensorflow.compiler", "tensorflow", False),
-    ("tensorflow.location", "tensorflow", False),
-    ("tensorflow", "tensorflow", True),
-    ("numerics_libs", "packages", True),
-    ("env", "numerics-env", True),
-    ("packages", "packages", False),  # refined per distribution in ``classify``
+# (path prefix, category, numerics, origin, minutia). Specific rules first, each section's
+# default last. ``category`` and ``numerics`` feed fingerprint_id: change them only on purpose
+# (the tests pin the id). ``origin`` is the group a change table shows the field under
+# (``model.ORIGINS``); ``minutia`` marks a detail a person rarely needs: the text tables fold it
+# behind --verbose, JSON keeps it all. Minutia is independent of numerics: a folded field still
+# counts as numerics-relevant (exit code, fingerprint_id, the folded line's count); it is only not
+# listed row by row.
+_RULES: tuple[tuple[str, str, bool, str, bool], ...] = (
+    ("schema", "info", False, "envaudit", False),
+    ("fingerprint_id", "info", False, "envaudit", False),
+    # Both capture times head every diff already, and they differ in every diff.
+    ("captured_at", "info", False, "envaudit", True),
+    ("envaudit_version", "info", False, "envaudit", False),
+    ("python.version", "python", True, "python", False),
+    ("python.implementation", "python", True, "python", False),
+    # How the interpreter was built: follows from the version and the distribution that shipped it.
+    ("python.compiler", "python", False, "python", True),
+    ("python.build", "python", False, "python", True),
+    ("python", "python", False, "python", False),  # executable, prefix, venv: which install ran
+    ("os.arch", "os", True, "os", False),
+    ("os.libc", "os", True, "os", False),
+    ("os.distro.id", "os", True, "os", False),
+    ("os.distro.version_id", "os", True, "os", False),
+    ("os.hostname", "info", False, "os", False),
+    # The files that revealed a container (``detected`` and ``runtime`` already say it), the
+    # hypervisor's DMI strings (which cloud, not which numbers) and the cgroup API version.
+    ("os.container.evidence", "os", False, "os", True),
+    ("os.virtualization", "os", False, "os", True),
+    ("os.limits.cgroup_version", "os", False, "os", True),
+    ("os", "os", False, "os", False),  # kernel, container, limits: recorded, not numerics
+    ("cpu.vendor", "cpu", True, "cpu", False),
+    ("cpu.family", "cpu", True, "cpu", False),
+    ("cpu.model", "cpu", True, "cpu", False),
+    # Only the instruction sets that select float kernels are recorded (``cpu.normalize_flags``),
+    # so every flag is worth a row; its own group, because a move to another CPU changes many.
+    ("cpu.flags", "cpu", True, "cpu flags", False),
+    ("cpu.usable_cores", "cpu", True, "cpu", False),
+    # Stepping, microcode and cache sizes follow from the model (listed); the source file is how
+    # the probe read them.
+    ("cpu.stepping", "cpu", False, "cpu", True),
+    ("cpu.microcode", "cpu", False, "cpu", True),
+    ("cpu.caches", "cpu", False, "cpu", True),
+    ("cpu.source", "cpu", False, "cpu", True),
+    ("cpu", "cpu", False, "cpu", False),
+    # Free memory differs in every capture; the probe's source file is how it was read.
+    ("memory.available_bytes", "info", False, "memory", True),
+    ("memory.source", "info", False, "memory", True),
+    ("memory", "info", False, "memory", False),
+    ("gpu.available", "gpu", True, "gpu", False),
+    ("gpu.driver_version", "driver", True, "driver", False),
+    ("gpu.cuda_driver_version", "driver", True, "driver", False),
+    ("gpu.nvml_version", "gpu", False, "driver", True),  # ships with the driver, restates it
+    ("gpu.device_count", "gpu", True, "gpu", False),
+    ("gpu.devices.*.name", "gpu", True, "gpu", False),
+    ("gpu.devices.*.compute_capability", "gpu", True, "gpu", False),
+    ("gpu.devices.*.mig_mode.current", "gpu", True, "gpu", False),
+    ("gpu.devices.*.memory_total_bytes", "gpu", False, "gpu", False),
+    ("gpu.devices.*.ecc_mode", "gpu", False, "gpu", False),
+    ("gpu.devices.*.available", "gpu", False, "gpu", False),  # a board that could not be read
+    # Serials, UUIDs, clocks, power limits, PCIe links, VBIOS: which board and how fast, never
+    # which numbers; a diff of two machines lists them all.
+    ("gpu.devices", "gpu", False, "gpu", True),
+    ("gpu", "gpu", False, "gpu", False),  # visible devices and their order: settings, not numerics
+    # The CUDA and cuDNN a TensorFlow wheel was built for, and whether it is a CUDA build at all.
+    ("tensorflow.build_info.cuda_version", "cuda", True, "tensorflow build", False),
+    ("tensorflow.build_info.cudnn_version", "cudnn", True, "tensorflow build", False),
+    # The GPU architectures compiled in, and the host compiler: both come with the wheel that
+    # ``tensorflow.version`` names; they matter only to someone building TensorFlow themselves.
+    ("tensorflow.build_info.cuda_compute_capabilities", "tensorflow", True, "tensorflow build",
+     True),
+    ("tensorflow.build_info.cpu_compiler", "tensorflow", True, "tensorflow build", True),
+    ("tensorflow.build_info", "tensorflow", True, "tensorflow build", False),
+    ("tensorflow.nvidia_wheels.nvidia-cudnn*", "cudnn", True, "cuda libraries", False),
+    ("tensorflow.nvidia_wheels", "cuda", True, "cuda libraries", False),
+    # Loaded libraries keep their path: "the loaded one is not the one you think" is the usual
+    # cause, so the path is never folded.
+    ("tensorflow.loaded_libraries.libcudnn*", "cudnn", True, "cuda libraries", False),
+    ("tensorflow.loaded_libraries", "cuda", True, "cuda libraries", False),
+    # Readable only once TF is imported; a release's version already names its commit and compiler.
+    ("tensorflow.git_version", "tensorflow", False, "tensorflow build", True),
+    ("tensorflow.compiler", "tensorflow", False, "tensorflow build", True),
+    ("tensorflow.location", "tensorflow", False, "tensorflow", False),
+    ("tensorflow", "tensorflow", True, "tensorflow", False),
+    ("numerics_libs.numpy.version", "packages", True, "numpy", False),
+    # NumPy's build: which BLAS/LAPACK and their versions are listed (another BLAS, other sums).
+    # The SIMD lists can change numerics (NumPy dispatches its loops by them) but follow from the
+    # NumPy version and the CPU's flags, both listed, and their names change between NumPy
+    # releases (SSE41 ... became X86_V2), so one wheel for another lists a dozen renames. The
+    # configuration strings restate the BLAS version and build options; compiler versions come
+    # with the wheel. All of these stay numerics-relevant: folded, never dropped.
+    ("numerics_libs.numpy.build.simd_*", "packages", True, "numpy build", True),
+    ("numerics_libs.numpy.build.*.openblas_configuration", "packages", True, "numpy build", True),
+    ("numerics_libs.numpy.build.compilers", "packages", True, "numpy build", True),
+    ("numerics_libs.numpy.build", "packages", True, "numpy build", False),
+    # The OpenBLAS kernel family picked at run time and its threads are listed; the library's
+    # file name and its configuration string restate the version and that family.
+    ("numerics_libs.openblas_runtime.library", "packages", True, "openblas runtime", True),
+    ("numerics_libs.openblas_runtime.config", "packages", True, "openblas runtime", True),
+    ("numerics_libs.openblas_runtime", "packages", True, "openblas runtime", False),
+    ("numerics_libs", "packages", True, "numpy", False),
+    ("env", "numerics-env", True, "environment variables", False),
+    ("packages", "packages", False, "packages", False),  # refined per distribution in ``describe``
 )
 
 # Variables captured by prefix that do not change numerics: TensorFlow logging, and Terraform's
@@ -95,28 +157,57 @@ def is_numerics_package(name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in _NUMERICS_PACKAGES)
 
 
-def classify(path: str) -> tuple[str, bool]:
-    """``(category, numerics)`` of the field at a dotted path."""
+@dataclass(frozen=True)
+class FieldKind:
+    """What the field table says about one dotted path."""
+
+    category: str  # one of ``model.CATEGORIES``
+    numerics: bool  # whether it can change the numbers a model produces (enters fingerprint_id)
+    origin: str  # one of ``model.ORIGINS``: the group a change table shows it under
+    minutia: bool  # a detail the text tables fold behind --verbose
+
+
+def describe(path: str) -> FieldKind:
+    """Category, numerics, origin and minutia of the field at a dotted path."""
     parts = path.split(".")
-    if parts[0] == "packages" and len(parts) > 1:
+    # "packages.available" is the marker of a section that could not be read (``describe_leaf``),
+    # not a distribution: the section's rule answers for it.
+    if parts[0] == "packages" and len(parts) > 1 and path != "packages.available":
         name = parts[1]
         if is_cuda_wheel(name):
-            return ("cudnn" if name.startswith("nvidia-cudnn") else "cuda"), True
-        return "packages", is_numerics_package(name)
+            category = "cudnn" if name.startswith("nvidia-cudnn") else "cuda"
+            return FieldKind(category, True, "cuda libraries", False)
+        # Another TensorFlow wheel brings other versions of dozens of helpers (absl, protobuf,
+        # grpcio, ...): none of them can move a number, so they fold; numerics packages never do.
+        numerics = is_numerics_package(name)
+        return FieldKind("packages", numerics, "packages", not numerics)
     if parts[0] == "env" and len(parts) > 1 and _QUIET_ENV.fullmatch(parts[1]):
-        return "numerics-env", False
-    for prefix, category, numerics in _RULES:
+        # Logging and Terraform settings: recorded because of their prefix only.
+        return FieldKind("numerics-env", False, "environment variables", True)
+    for prefix, category, numerics, origin, minutia in _RULES:
         rule = prefix.split(".")
         if len(parts) >= len(rule) and all(map(fnmatchcase, parts, rule)):
-            return category, numerics
-    return "info", False
+            return FieldKind(category, numerics, origin, minutia)
+    return FieldKind("info", False, "other", False)
+
+
+def classify(path: str) -> tuple[str, bool]:
+    """``(category, numerics)`` of the field at a dotted path: what ``fingerprint_id`` reads."""
+    kind = describe(path)
+    return kind.category, kind.numerics
+
+
+def describe_leaf(path: str, value: Any) -> FieldKind:
+    """Like ``describe``; an unavailable marker stands for whether its field could be read."""
+    if is_unavailable(value):
+        return describe(f"{path}.available")
+    return describe(path)
 
 
 def classify_leaf(path: str, value: Any) -> tuple[str, bool]:
     """Like ``classify``; an unavailable marker stands for whether its field could be read."""
-    if is_unavailable(value):
-        return classify(f"{path}.available")
-    return classify(path)
+    kind = describe_leaf(path, value)
+    return kind.category, kind.numerics
 
 
 def is_process_dependent(path: str) -> bool:

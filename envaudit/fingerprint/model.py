@@ -16,10 +16,19 @@ from envaudit.fingerprint.guard import is_unavailable
 
 SCHEMA = "envaudit.fingerprint/1"
 
-# Categories of a change (see DESIGN.md). Order is the display order.
+# Categories of a change (docs/design.md, "Fingerprint JSON"). Order is the display order.
 CATEGORIES = (
     "driver", "cuda", "cudnn", "tensorflow", "cpu", "gpu", "os", "python",
     "numerics-env", "packages", "info",
+)
+
+# Where a change comes from, as the change tables group it (``fields`` assigns each path one).
+# Order is the display order among groups of the same rank (see ``diff.group``): settings a
+# person chose first, then the GPU stack, the framework and its libraries, the machine, the rest.
+ORIGINS = (
+    "environment variables", "driver", "cuda libraries", "gpu", "tensorflow", "tensorflow build",
+    "numpy", "numpy build", "openblas runtime", "cpu", "cpu flags", "os", "python", "packages",
+    "memory", "envaudit", "other",
 )
 
 
@@ -147,6 +156,8 @@ class Change:
     current: Any
     category: str  # one of CATEGORIES
     numerics: bool  # whether it can change the numbers a model produces
+    origin: str = "other"  # one of ORIGINS: the group a change table shows it under
+    minutia: bool = False  # a detail the text tables fold behind --verbose
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,4 +166,29 @@ class Change:
             "current": self.current,
             "category": self.category,
             "numerics": self.numerics,
+            "origin": self.origin,
+            "minutia": self.minutia,
         }
+
+
+@dataclass(frozen=True)
+class ChangeGroup:
+    """The changes of one origin, in the order a change table shows them (``diff.group``)."""
+
+    origin: str
+    changes: tuple[Change, ...]  # numerics-relevant first, then by path
+
+    @property
+    def numerics_count(self) -> int:
+        """How many of the changes can change numbers (folded ones included)."""
+        return sum(1 for c in self.changes if c.numerics)
+
+    @property
+    def listed(self) -> tuple[Change, ...]:
+        """The changes a table shows row by row without --verbose."""
+        return tuple(c for c in self.changes if not c.minutia)
+
+    @property
+    def folded(self) -> tuple[Change, ...]:
+        """The minutiae a table summarizes in one line without --verbose."""
+        return tuple(c for c in self.changes if c.minutia)

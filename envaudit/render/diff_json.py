@@ -1,8 +1,9 @@
 """``envaudit diff --format json``: the changes between two fingerprints as one JSON document.
 
 ``{"schema": "envaudit.diff/1", "golden": {...}, "current": {...}, "numerics_changed": bool,
-"changes": [{path, golden, current, category, numerics}, ...]}``; changes keep ``diff``'s order
-(numerics-relevant first). ``null`` marks a side without the field.
+"changes": [{path, golden, current, category, numerics, origin, minutia}, ...]}``; changes keep
+``diff``'s order (numerics-relevant first). ``null`` marks a side without the field. JSON lists
+every change: ``origin`` and ``minutia`` say how the text table groups and folds each one.
 """
 
 from __future__ import annotations
