@@ -13,13 +13,15 @@ functions that run it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from envaudit.check import CheckResult
     from envaudit.fingerprint import Change, Fingerprint
+    from envaudit.workload.assets import Assets
     from envaudit.workload.types import WorkloadResult
 
 
@@ -37,18 +39,27 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
     return _diff(a, b)
 
 
-def run_workload(**kwargs: Any) -> WorkloadResult:
+def run_workload(assets: Assets | None = None) -> WorkloadResult:
     """Run the golden detection workload once in this process (imports TensorFlow)."""
     from envaudit.workload import run_workload as _run
 
-    return _run(**kwargs)
+    return _run(assets)
 
 
-def check(golden: str | None = None, **kwargs: Any) -> CheckResult:
-    """Run the workload here and compare it with a golden bundle."""
+def check(
+    golden: str | None = None,
+    *,
+    repeat: int = 1,
+    confirm: bool = True,
+    strict: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> CheckResult:
+    """Run the workload here and compare it with a golden bundle (``golden``, else the user's
+    default bundle, else the shipped reference); see ``envaudit.check.check``."""
     from envaudit.check import check as _check
 
-    return _check(golden=golden, **kwargs)
+    return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict,
+                  progress=progress)
 
 
 __all__ = ["__version__", "capture", "diff", "run_workload", "check"]

@@ -9,7 +9,7 @@ fails in milliseconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,17 +17,17 @@ import numpy as np
 from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
 from envaudit.attribute.model import Cause
 from envaudit.attribute.rank import rank_causes
+from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
-from envaudit.compare.model import TensorComparison
-from envaudit.compare.tensors import compare_tensor
+from envaudit.compare.tensors import bit_identical, compare_arrays
 from envaudit.compare.verdict import classify, exit_code, headline
 from envaudit.errors import EnvauditError
-from envaudit.result import CheckResult, FirstDivergence, Nondeterminism, StageReplay
+from envaudit.result import CheckResult
 from envaudit.store import GoldenBundle, load_bundle, resolve_golden
-from envaudit.workload.architecture import PROBE_FAMILIES, STAGES, WORKLOAD_ID, WORKLOAD_VERSION
+from envaudit.workload.architecture import PROBE_FAMILIES, WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.workload.assets import Assets, load_assets, used_checksums
 from envaudit.workload.spec import validate_golden
-from envaudit.workload.types import Candidates, Detections, WorkloadResult
+from envaudit.workload.types import Candidates, Detections, WorkloadResult, keyed_arrays
 
 __all__ = ["check", "CheckResult"]
 
@@ -69,24 +69,23 @@ def check(
         "redacted")), fingerprint))
 
     progress("comparing")
-    nondeterminism = _nondeterminism(runs) if repeat > 1 else None
+    nondeterminism = localize.nondeterminism(
+        [keyed_arrays(r.stages, r.probes) for r in runs]) if repeat > 1 else None
     spread = nondeterminism.max_spread if nondeterminism else 0.0
-    twin = _current_twin(bundle, assets, current)
-    stages = tuple(
-        compare_tensor(name, "stage", name, bundle.stages[name], current.stages[name],
-                       reference=twin.get(name), golden_reference=bundle.twin.get(name))
-        for name in STAGES)
-    probes = tuple(
-        compare_tensor(name, "probe", PROBE_FAMILIES[name], bundle.probes[name],
-                       current.probes[name])
-        for name in bundle.probes)
+    stages = compare_arrays("stage", bundle.stages, current.stages,
+                            references=_current_twin(bundle, assets, current),
+                            golden_references=bundle.twin, spread=spread)
+    probes = compare_arrays("probe", bundle.probes, current.probes, families=PROBE_FAMILIES,
+                            spread=spread)
     golden_candidates = Candidates(boxes=bundle.stages["boxes"], scores=bundle.stages["scores"])
     noise = max(decision_noise(golden_candidates, current.candidates), spread)
     detections = match_detections(_golden_detections(bundle), current.detections, noise=noise,
                                   golden_candidates=golden_candidates)
-    first = _first_divergence(stages, bundle, assets, replay_stages)
+    differing = [s.name for s in stages if not s.identical]
+    first = localize.first_divergence(stages, bundle.stages, replay_stages(
+        assets, bundle.stages, differing) if differing else {})
     families = tuple(sorted({p.family for p in probes if not p.identical}))
-    verdict = classify(stages, probes, detections, spread)
+    verdict = classify(stages, probes, detections)
     compared = time.perf_counter()
 
     causes: list[Cause] = []
@@ -96,8 +95,7 @@ def check(
                              first.changed_stages if first else (), verdict == "precision_loss")
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
-            golden_arrays = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
-                             **{f"probe/{k}": v for k, v in bundle.probes.items()}}
+            golden_arrays = keyed_arrays(bundle.stages, bundle.probes)
             differing_now = sum(not a.identical for a in (*stages, *probes))
             outcomes = run_experiments(experiments, golden_arrays, progress)
             causes = apply_outcomes(causes, outcomes, differing_now,
@@ -109,8 +107,7 @@ def check(
         verdict=verdict,
         exit_code=exit_code(verdict, strict),
         headline=headline(verdict, stages, probes, detections,
-                          first_divergence=first.stage if first else None, top_cause=top,
-                          nondeterminism_spread=spread),
+                          first_divergence=first.stage if first else None, top_cause=top),
         golden_path=str(path),
         golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
         current_fingerprint_id=fingerprint.fingerprint_id,
@@ -160,51 +157,8 @@ def _golden_detections(bundle: GoldenBundle) -> Detections:
 def _current_twin(bundle: GoldenBundle, assets: Assets,
                   current: WorkloadResult) -> Mapping[str, np.ndarray]:
     """The float64 reference for this run's input: the golden twin unless decoding changed."""
-    if np.array_equal(bundle.stages["decode"], current.stages["decode"]):
+    if bit_identical(bundle.stages["decode"], current.stages["decode"]):
         return bundle.twin
     from envaudit.workload.twin import Twin
 
     return Twin(assets.weights).run(current.stages["decode"])
-
-
-def _first_divergence(stages: Sequence[TensorComparison], bundle: GoldenBundle, assets: Assets,
-                      replay: Callable[..., dict[str, np.ndarray]]) -> FirstDivergence | None:
-    """The first non-identical stage, and which later stages changed by themselves (replay)."""
-    differing = [s for s in stages if not s.identical]
-    if not differing:
-        return None
-    replayed = replay(assets, bundle.stages, [s.name for s in differing])
-    replays = []
-    for s in differing:
-        golden = bundle.stages[s.name]
-        out = replayed[s.name]
-        same = out.dtype == golden.dtype and out.shape == golden.shape and \
-            out.tobytes() == golden.tobytes()
-        delta = 0.0 if same or out.shape != golden.shape else float(
-            np.max(np.abs(out.astype(np.float64) - golden.astype(np.float64))))
-        replays.append(StageReplay(stage=s.name, identical=same, max_abs=delta))
-    return FirstDivergence(
-        stage=differing[0].name,
-        index=STAGES.index(differing[0].name),
-        replay=tuple(replays),
-        changed_stages=tuple(r.stage for r in replays if not r.identical),
-    )
-
-
-def _nondeterminism(runs: Sequence[WorkloadResult]) -> Nondeterminism:
-    """Do repeated runs in this one environment differ among themselves, and by how much?"""
-    first = runs[0]
-    differing: list[str] = []
-    spread = 0.0
-    for kind, get in (("stage", lambda r: r.stages), ("probe", lambda r: r.probes)):
-        for name, base in get(first).items():
-            for other in runs[1:]:
-                value = get(other)[name]
-                if value.tobytes() != base.tobytes():
-                    label = f"{kind}/{name}"
-                    if label not in differing:
-                        differing.append(label)
-                    spread = max(spread, float(np.max(np.abs(
-                        value.astype(np.float64) - base.astype(np.float64)))))
-    return Nondeterminism(runs=len(runs), deterministic=not differing,
-                          differing_arrays=tuple(differing), max_spread=spread)

@@ -1,8 +1,8 @@
 """Command line: argument parsing, output and exit codes, nothing else.
 
-Exit codes (DESIGN.md): 0 identical/equivalent or nothing numerics-relevant changed; 1 a finding
-(drift, precision loss, a numerics-relevant change); 2 envaudit could not do its job. A user error
-is an ``EnvauditError``: one line on stderr, exit 2, never a traceback.
+Exit codes (docs/design.md, "Exit codes"): 0 identical/equivalent or nothing numerics-relevant
+changed; 1 a finding (drift, precision loss, a numerics-relevant change); 2 envaudit could not do
+its job. A user error is an ``EnvauditError``: one line on stderr, exit 2, never a traceback.
 
 Heavy modules (TensorFlow above all) are imported inside the handlers that need them, so
 ``envaudit fingerprint`` stays fast.
@@ -25,6 +25,7 @@ from envaudit.errors import EnvauditError
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
+_VERBOSE = "list every environment change in the text table, build details included"
 
 
 def _console(file: Any = None):
@@ -129,7 +130,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     else:
         from envaudit.render import diff_text
 
-        _emit(diff_text.render(a, b, changes), args.output)
+        _emit(diff_text.render(a, b, changes, verbose=args.verbose), args.output)
     return EXIT_FINDING if finding else EXIT_OK
 
 
@@ -176,7 +177,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     elif fmt == "junit":
         from envaudit.render import check_junit as renderer
     else:
-        from envaudit.render import check_text as renderer
+        from envaudit.render import check_text
+
+        _emit(check_text.render(result, verbose=args.verbose), args.output)
+        return result.exit_code
     _emit(renderer.render(result), args.output)
     return result.exit_code
 
@@ -235,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
+    p.add_argument("--verbose", action="store_true", help=_VERBOSE)
     p.set_defaults(handler=_cmd_diff)
 
     p = sub.add_parser("report", help="a redacted Markdown fingerprint to paste into a bug report")
@@ -259,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
+    p.add_argument("--verbose", action="store_true", help=_VERBOSE)
     p.set_defaults(handler=_cmd_check)
     return parser
 

@@ -22,7 +22,8 @@ from envaudit.fingerprint.redact import Redactor
 from envaudit.result import CheckResult
 
 # Field names whose values are fixed vocabularies or program-defined labels, not data.
-_VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings"})
+_VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
+                         "status", "origin"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

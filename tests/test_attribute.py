@@ -66,6 +66,14 @@ def test_precision_loss_without_a_visible_knob_is_named():
     assert "reduced-precision" in causes[0].change
 
 
+def test_a_visible_precision_knob_is_not_doubled_by_an_invisible_one():
+    """The ranking once searched evidence prose for "precision": TF32's evidence says "TF32
+    math", so a second cause claimed reduced precision was "not visible in the fingerprint"."""
+    tf32 = Change("env.NVIDIA_TF32_OVERRIDE", None, "1", "numerics-env", True)
+    causes = rank_causes([tf32], ["matmul", "conv"], "stem", ["stem"], True)
+    assert [(c.path, c.confidence) for c in causes] == [("env.NVIDIA_TF32_OVERRIDE", "likely")]
+
+
 def test_plan_puts_back_each_variable_and_all_together():
     second = Change("env.OMP_NUM_THREADS", "1", None, "numerics-env", True)
     experiments = plan([ONEDNN, second, TF_VERSION], fingerprint(AVX512_CPU),

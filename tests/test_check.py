@@ -187,15 +187,15 @@ def test_changed_decoding_gets_its_own_float64_reference(golden_bundle, workload
 
 
 def test_repeats_that_differ_are_reported_with_their_spread(workload_result):
-    from dataclasses import replace
+    from envaudit.compare.localize import nondeterminism
+    from envaudit.workload.types import keyed_arrays
 
-    from envaudit.check import _nondeterminism
-
-    assert _nondeterminism([workload_result, workload_result]).deterministic
+    run = keyed_arrays(workload_result.stages, workload_result.probes)
+    assert nondeterminism([run, run]).deterministic
     scores = workload_result.stages["scores"].copy()
     scores[0, 0, 0] += np.float32(1e-6)
-    other = replace(workload_result, stages={**workload_result.stages, "scores": scores})
-    found = _nondeterminism([workload_result, workload_result, other])
+    other = {**run, "stage/scores": scores}
+    found = nondeterminism([run, run, other])
     assert not found.deterministic and found.runs == 3
     assert found.differing_arrays == ("stage/scores",)
     assert 5e-7 < found.max_spread < 2e-6

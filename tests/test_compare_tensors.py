@@ -7,13 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from envaudit.compare.tensors import (
-    compare_tensor,
-    cosine_similarity,
-    relative_rms_error,
-    ulp,
-    unit_roundoff,
-)
+from envaudit.compare.tensors import compare_tensor, cosine_similarity, relative_rms_error
+from envaudit.compare.units import ulp, unit_roundoff
 
 
 def _cmp(golden, current, reference=None, golden_reference=None):

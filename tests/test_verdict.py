@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 
 from envaudit.compare.model import DetectionChange, DetectionDiff
+from envaudit.compare.noise import PRECISION_LOSS_FACTOR, at_noise_floor, lost_precision
 from envaudit.compare.tensors import compare_tensor
-from envaudit.compare.verdict import (
-    PRECISION_LOSS_FACTOR,
-    at_noise_floor,
-    classify,
-    error_growth,
-    exit_code,
-    headline,
-    lost_precision,
-)
+from envaudit.compare.verdict import classify, exit_code, headline
 
 
 def bfloat16(x: np.ndarray) -> np.ndarray:
@@ -106,7 +99,7 @@ def test_sequential_accumulation_is_equivalent(workload):
 def test_reduced_precision_is_precision_loss(workload, rounding):
     a, w1, w2, twin, golden, _ = workload
     stages = _stages(golden, _pipeline(a, w1, w2, rounding=rounding), twin)
-    growth = max(error_growth(s) for s in stages)
+    growth = max(s.error_growth for s in stages)
     assert growth > PRECISION_LOSS_FACTOR
     assert any(lost_precision(s) for s in stages)
     verdict = classify(stages, [], _same_detections())
@@ -157,7 +150,7 @@ def test_exact_stage_picking_up_rounding_is_not_precision_loss():
     current = golden.copy()
     current[2] = np.nextafter(current[2], np.float32(4))
     stage = compare_tensor("s", "stage", "s", golden, current, ref)
-    assert stage.golden_error == 0.0 and error_growth(stage) == float("inf")
+    assert stage.golden_error == 0.0 and stage.error_growth == float("inf")
     assert not lost_precision(stage)
     assert classify([stage], [], _same_detections()) == "equivalent"
 
@@ -183,9 +176,13 @@ def test_integer_difference_is_never_rounding_noise():
 
 def test_nondeterminism_spread_counts_as_noise():
     golden = np.linspace(1, 2, 50, dtype=np.float32)
-    stage = compare_tensor("s", "stage", "s", golden, golden + np.float32(0.01))
+    moved = golden + np.float32(0.01)
+    stage = compare_tensor("s", "stage", "s", golden, moved)
+    assert stage.status == "changed"
     assert classify([stage], [], _same_detections()) == "drift"
-    assert classify([stage], [], _same_detections(), nondeterminism_spread=0.02) == "equivalent"
+    within = compare_tensor("s", "stage", "s", golden, moved, spread=0.02)
+    assert within.status == "rounding"
+    assert classify([within], [], _same_detections()) == "equivalent"
 
 
 def test_exit_code_rejects_unknown_verdicts():

@@ -10,6 +10,7 @@ from envaudit.compare.detections import decision_margins
 from envaudit.workload import architecture as arch
 from envaudit.workload.assets import ground_truth, load_assets
 from envaudit.workload.evaluation import recall_precision
+from envaudit.workload.spec import PROBE_SPEC, STAGE_SPEC, TWIN_SPEC, validate_golden
 from envaudit.workload.twin import Twin
 from envaudit.workload.types import MAX_DETECTIONS
 
@@ -91,3 +92,16 @@ def test_workload_is_deterministic_in_one_environment(workload_result):
         assert again.stages[name].tobytes() == value.tobytes(), name
     for name, value in workload_result.probes.items():
         assert again.probes[name].tobytes() == value.tobytes(), name
+
+
+def test_a_real_run_records_exactly_what_the_golden_spec_says(workload_result, twin):
+    """The spec a golden is held against (workload/spec.py) is what the workload produces."""
+    got = {name: (a.dtype, a.shape) for name, a in workload_result.stages.items()}
+    assert got == dict(STAGE_SPEC)
+    got = {name: (a.dtype, a.shape) for name, a in workload_result.probes.items()}
+    assert got == dict(PROBE_SPEC)
+    assert {name: (a.dtype, a.shape) for name, a in twin.items()} == dict(TWIN_SPEC)
+    d = workload_result.detections
+    validate_golden("this run", workload_result.stages, workload_result.probes, twin,
+                    {"image": d.image, "boxes": d.boxes, "classes": d.classes,
+                     "scores": d.scores})

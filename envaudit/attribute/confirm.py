@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from envaudit.attribute.model import Cause
+from envaudit.attribute.model import CONFIDENCES, Cause
 from envaudit.attribute.settings import refusal
+from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.model import Change, Fingerprint
 
 RERUN_TIMEOUT_S = 300
@@ -190,10 +191,8 @@ def run_experiments(
         if isinstance(arrays, str):
             outcomes.append(Outcome(experiment, False, (), arrays))
             continue
-        differing = tuple(
-            name for name, golden in golden_arrays.items()
-            if name not in arrays or arrays[name].dtype != golden.dtype
-            or arrays[name].shape != golden.shape or arrays[name].tobytes() != golden.tobytes())
+        differing = tuple(name for name, golden in golden_arrays.items()
+                          if name not in arrays or not bit_identical(arrays[name], golden))
         outcomes.append(Outcome(experiment, not differing, differing))
     return outcomes
 
@@ -238,8 +237,7 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
                 change=" + ".join(paths), confidence="confirmed", path=None,
                 evidence=(f"re-running with {outcome.experiment.label} reproduced the golden bits"
                           " exactly; no single one of them did",)))
-    order = {"confirmed": 0, "likely": 1, "possible": 2}
-    return sorted(updated, key=lambda c: order[c.confidence])
+    return sorted(updated, key=lambda c: CONFIDENCES.index(c.confidence))
 
 
 def _still(outcome: Outcome) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-CONFIDENCES = ("confirmed", "likely", "possible")
+from envaudit.plain import plain
+
+# Strongest first: "confirmed" only after a re-run with the change put back gave golden bits.
+Confidence = Literal["confirmed", "likely", "possible"]
+CONFIDENCES: tuple[Confidence, ...] = get_args(Confidence)
 
 
 @dataclass(frozen=True)
@@ -13,7 +17,7 @@ class Cause:
     """A candidate cause; ``confirmed`` only after a re-run with it put back gave golden bits."""
 
     change: str  # what changed, e.g. "env.TF_ENABLE_ONEDNN_OPTS: unset -> '0'"
-    confidence: str  # one of CONFIDENCES
+    confidence: Confidence
     evidence: tuple[str, ...]  # sentences a person can check
     path: str | None = None  # the fingerprint path it concerns, if any
     related: tuple[str, ...] = ()  # other changed paths of the same origin (one upgrade, one CPU)
@@ -23,10 +27,4 @@ class Cause:
         return frozenset(p for p in (self.path, *self.related) if p)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "change": self.change,
-            "confidence": self.confidence,
-            "evidence": list(self.evidence),
-            "path": self.path,
-            "related": list(self.related),
-        }
+        return plain(self)

@@ -109,6 +109,7 @@ def rank_causes(
     pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
                if changed_families else "no op probe changed")
     scored: list[tuple[int, Cause]] = []
+    precision_explained = False  # does some change's rule name reduced precision?
     for group in _groups(changes):
         change = group[0]
         if change.path.startswith("env."):
@@ -116,6 +117,7 @@ def rank_causes(
         else:
             families, why = CATEGORY_FAMILIES.get(change.category, (set(), "changed"))
         overlap = families & observed
+        precision_explained |= "precision" in families
         likely = bool(overlap) and (not precision_lost or "precision" in families
                                     or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
         evidence = [f"{describe(change)} — {why}", where, pattern]
@@ -134,7 +136,7 @@ def rank_causes(
         scored.append((score, cause))
     scored.sort(key=lambda item: -item[0])
     causes = [cause for _score, cause in scored]
-    if precision_lost and not any("precision" in c.evidence[0] for c in causes):
+    if precision_lost and not precision_explained:
         causes.append(Cause(
             change="reduced-precision math (TF32, bf16 or a fast-math mode) not visible in the"
                    " fingerprint",

@@ -1,12 +1,13 @@
 """Detection-level diff: which boxes survived, moved, appeared, vanished or changed class, and how
 close each decision sat to flipping (fragility).
 
-Matching (DESIGN.md): per image, first per class: golden detections in descending score order
-(stable sort: equal scores keep their order in the golden arrays, so ties are decided by the
-workload's own output order, reproducibly), each takes the unmatched current detection of the same
-class with the highest IoU >= ``iou_threshold`` (equal IoUs: the lower current index). Then the
-leftovers: a leftover golden and a leftover current that overlap with IoU >= ``iou_threshold`` are a
-class change (same greedy order); the rest are removed (golden only) and added (current only).
+Matching (docs/design.md, "Detections"): per image, first per class: golden detections in
+descending score order (stable sort: equal scores keep their order in the golden arrays, so ties
+are decided by the workload's own output order, reproducibly), each takes the unmatched current
+detection of the same class with the highest IoU >= ``iou_threshold`` (equal IoUs: the lower
+current index). Then the leftovers: a leftover golden and a leftover current that overlap with IoU
+>= ``iou_threshold`` are a class change (same greedy order); the rest are removed (golden only) and
+added (current only).
 
 Fragility: ``decision_margins`` replays the workload's NMS (per-class greedy, score > score
 threshold, IoU > IoU threshold suppresses, then the top ``MAX_DETECTIONS`` per image; checked
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envaudit.compare.model import DetectionChange, DetectionDiff
+from envaudit.compare.model import DetectionChange, DetectionDiff, DetectionKind
 from envaudit.workload.architecture import pairwise_iou
 from envaudit.workload.types import (
     IOU_THRESHOLD,
@@ -40,6 +41,11 @@ from envaudit.workload.types import (
 )
 
 _KIND_ORDER = {"class_changed": 0, "removed": 1, "added": 2, "matched": 3}
+# A current detection is the same object as a golden one when their boxes overlap at least this
+# much: the PASCAL VOC / COCO convention for "found it". It is not the NMS threshold
+# (``workload.types.IOU_THRESHOLD``), which decides suppression inside one run; the two only
+# happen to share the value 0.5, and changing one must not change the other.
+MATCH_IOU = 0.5
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,7 +71,7 @@ class DecisionMargins:
         box: Sequence[float],
         classes: Sequence[int],
         final: bool,
-        iou_threshold: float = 0.5,
+        iou_threshold: float = MATCH_IOU,
     ) -> float | None:
         """Smallest margin among candidates of ``classes`` at this location (IoU >= threshold with
         ``box``) whose fate was ``final`` (True: kept as a detection; False: dropped). None when no
@@ -148,7 +154,7 @@ def decision_noise(
 def match_detections(
     golden: Detections,
     current: Detections,
-    iou_threshold: float = 0.5,
+    iou_threshold: float = MATCH_IOU,
     noise: float = 0.0,
     golden_candidates: Candidates | None = None,
 ) -> DetectionDiff:
@@ -158,68 +164,32 @@ def match_detections(
     which fragility is judged. ``golden_candidates``: the golden NMS inputs; without them no margin
     is known and nothing is called expected fragility.
     """
-    g = _rows(golden)
-    c = _rows(current)
+    g, c = _rows(golden), _rows(current)
     margins = decision_margins(golden_candidates) if golden_candidates is not None else None
+    pairs = [pair for image in sorted(set(g.image.tolist()) | set(c.image.tolist()))
+             for pair in _match_image(g, c, image, iou_threshold)]
+    kinds = [_kind(pair, g, c) for pair in pairs]
     changes: list[DetectionChange] = []
-    ious: list[float] = []
-    score_deltas: list[float] = []
-    box_deltas: list[float] = []
-    counts = {"matched": 0, "added": 0, "removed": 0, "class_changed": 0}
-    for image in sorted(set(g.image.tolist()) | set(c.image.tolist())):
-        gi = np.flatnonzero(g.image == image)
-        ci = np.flatnonzero(c.image == image)
-        gi = gi[np.argsort(-g.scores[gi], kind="stable")]
-        iou = box_iou(g.boxes[gi], c.boxes[ci])
-        taken = np.zeros(len(ci), dtype=bool)
-        golden_match = np.full(len(gi), -1)
-        for row in range(len(gi)):  # phase 1: same class
-            same = (c.classes[ci] == g.classes[gi[row]]) & ~taken
-            best = _best(iou[row], same, iou_threshold)
-            if best >= 0:
-                taken[best] = True
-                golden_match[row] = best
-        for row in range(len(gi)):  # phase 2: leftovers that overlap changed class
-            if golden_match[row] >= 0:
-                continue
-            best = _best(iou[row], ~taken, iou_threshold)
-            if best >= 0:
-                taken[best] = True
-                golden_match[row] = best
-        for row, col in enumerate(golden_match):
-            gk = int(gi[row])
-            if col < 0:
-                counts["removed"] += 1
-                changes.append(_change("removed", image, g, gk, None, None, None, margins, noise))
-                continue
-            ck = int(ci[col])
-            pair_iou = float(iou[row, col])
-            if g.classes[gk] != c.classes[ck]:
-                counts["class_changed"] += 1
-                changes.append(_change("class_changed", image, g, gk, c, ck, pair_iou, margins,
-                                       noise))
-                continue
-            counts["matched"] += 1
-            ious.append(pair_iou)
-            score_deltas.append(abs(float(c.scores[ck]) - float(g.scores[gk])))
-            box_deltas.append(float(np.abs(c.boxes[ck] - g.boxes[gk]).max()))
-            if score_deltas[-1] != 0.0 or box_deltas[-1] != 0.0:
-                changes.append(_change("matched", image, g, gk, c, ck, pair_iou, margins, noise))
-        for col in np.flatnonzero(~taken):
-            counts["added"] += 1
-            changes.append(_change("added", image, None, None, c, int(ci[col]), None, margins,
-                                   noise))
+    matched: list[tuple[float, float, float]] = []  # (IoU, score delta, box delta) per match
+    for pair, kind in zip(pairs, kinds):
+        if kind == "matched":
+            score_delta = abs(float(c.scores[pair.current]) - float(g.scores[pair.golden]))
+            box_delta = float(np.abs(c.boxes[pair.current] - g.boxes[pair.golden]).max())
+            matched.append((pair.iou, score_delta, box_delta))
+            if score_delta == 0.0 and box_delta == 0.0:
+                continue  # an unchanged match is not a change
+        changes.append(_change(kind=kind, pair=pair, g=g, c=c, margins=margins, noise=noise))
     changes.sort(key=lambda ch: (_KIND_ORDER[ch.kind], ch.image))
     return DetectionDiff(
         golden=len(g.scores),
         current=len(c.scores),
-        matched=counts["matched"],
-        added=counts["added"],
-        removed=counts["removed"],
-        class_changed=counts["class_changed"],
-        max_score_delta=max(score_deltas, default=0.0),
-        min_iou=min(ious) if ious else None,
-        max_box_delta=max(box_deltas, default=0.0),
+        matched=kinds.count("matched"),
+        added=kinds.count("added"),
+        removed=kinds.count("removed"),
+        class_changed=kinds.count("class_changed"),
+        max_score_delta=max((m[1] for m in matched), default=0.0),
+        min_iou=min(m[0] for m in matched) if matched else None,
+        max_box_delta=max((m[2] for m in matched), default=0.0),
         changes=tuple(changes),
         noise=float(noise),
     )
@@ -234,6 +204,48 @@ class _Rows:
     boxes: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One golden detection and the current one it matched (either may be missing)."""
+
+    image: int
+    golden: int | None  # row in the golden rows
+    current: int | None  # row in the current rows
+    iou: float | None
+
+
+def _match_image(g: _Rows, c: _Rows, image: int, threshold: float) -> list[_Pair]:
+    """Greedy matching on one image: golden detections by descending score (stable), first to
+    the best unmatched current detection of their own class, then leftovers to any class (a
+    class change); unmatched golden ones are removed, unmatched current ones added."""
+    gi = np.flatnonzero(g.image == image)
+    ci = np.flatnonzero(c.image == image)
+    gi = gi[np.argsort(-g.scores[gi], kind="stable")]
+    iou = box_iou(g.boxes[gi], c.boxes[ci])
+    taken = np.zeros(len(ci), dtype=bool)
+    match = np.full(len(gi), -1)
+    for same_class_only in (True, False):
+        for row in np.flatnonzero(match < 0):
+            allowed = ~taken
+            if same_class_only:
+                allowed &= c.classes[ci] == g.classes[gi[row]]
+            best = _best(iou[row], allowed, threshold)
+            if best >= 0:
+                taken[best] = True
+                match[row] = best
+    pairs = [_Pair(image, int(gi[row]), int(ci[col]) if col >= 0 else None,
+                   float(iou[row, col]) if col >= 0 else None) for row, col in enumerate(match)]
+    return pairs + [_Pair(image, None, int(ci[col]), None) for col in np.flatnonzero(~taken)]
+
+
+def _kind(pair: _Pair, g: _Rows, c: _Rows) -> DetectionKind:
+    if pair.current is None:
+        return "removed"
+    if pair.golden is None:
+        return "added"
+    return "matched" if g.classes[pair.golden] == c.classes[pair.current] else "class_changed"
 
 
 def _rows(d: Detections) -> _Rows:
@@ -321,42 +333,34 @@ def _cut_top_k(
     margins[dropped] = np.maximum(margins[dropped], (last_kept - scores[dropped]) / 2.0)
 
 
-def _change(
-    kind: str,
-    image: int,
-    g: _Rows | None,
-    gk: int | None,
-    c: _Rows | None,
-    ck: int | None,
-    iou: float | None,
-    margins: DecisionMargins | None,
-    noise: float,
-) -> DetectionChange:
-    gbox = tuple(float(v) for v in g.boxes[gk]) if g is not None and gk is not None else None
-    cbox = tuple(float(v) for v in c.boxes[ck]) if c is not None and ck is not None else None
-    gcls = int(g.classes[gk]) if g is not None and gk is not None else None
-    ccls = int(c.classes[ck]) if c is not None and ck is not None else None
+def _change(*, kind: DetectionKind, pair: _Pair, g: _Rows, c: _Rows,
+            margins: DecisionMargins | None, noise: float) -> DetectionChange:
+    gk, ck = pair.golden, pair.current
+    gbox = tuple(float(v) for v in g.boxes[gk]) if gk is not None else None
+    cbox = tuple(float(v) for v in c.boxes[ck]) if ck is not None else None
+    gcls = int(g.classes[gk]) if gk is not None else None
+    ccls = int(c.classes[ck]) if ck is not None else None
     margin = None
     if margins is not None:
         found = []
         if gbox is not None:  # the golden detection could have been dropped
-            found.append(margins.at(image, gbox, [gcls], final=True))
+            found.append(margins.at(pair.image, gbox, [gcls], final=True))
         if cbox is not None and kind != "matched":  # a dropped golden candidate could have won
-            found.append(margins.at(image, cbox, [ccls], final=False))
+            found.append(margins.at(pair.image, cbox, [ccls], final=False))
         if kind == "class_changed":
-            found.append(margins.at(image, gbox, [ccls], final=False))
+            found.append(margins.at(pair.image, gbox, [ccls], final=False))
         known = [m for m in found if m is not None]
         margin = min(known) if known else None
     return DetectionChange(
         kind=kind,
-        image=int(image),
+        image=int(pair.image),
         golden_class=gcls,
         current_class=ccls,
-        golden_score=float(g.scores[gk]) if g is not None and gk is not None else None,
-        current_score=float(c.scores[ck]) if c is not None and ck is not None else None,
+        golden_score=float(g.scores[gk]) if gk is not None else None,
+        current_score=float(c.scores[ck]) if ck is not None else None,
         golden_box=gbox,
         current_box=cbox,
-        iou=iou,
+        iou=pair.iou,
         margin=margin,
         expected_fragility=kind != "matched" and margin is not None and margin < noise,
     )

@@ -1,9 +1,25 @@
-"""Results of comparing a current run with a golden one: data first, printing last."""
+"""Results of comparing a current run with a golden one: data first, printing last.
+
+Every decision about an array is made once, in ``compare/``, and stored here: its ``status``
+(identical, rounding noise, changed, precision loss, not run) and its error growth against the
+float64 twin. Renderers map a status to words and colours; they never re-derive it. States are
+``Literal`` types so that a misspelt one is a type error, and every ``to_dict`` is derived the
+same way (``plain``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from envaudit.plain import plain
+
+ArrayKind = Literal["stage", "probe"]
+ArrayStatus = Literal["identical", "rounding", "changed", "precision_loss", "not_run"]
+# Least to most severe; a group of arrays (a probe family) shows its most severe member.
+STATUS_SEVERITY: tuple[ArrayStatus, ...] = (
+    "identical", "rounding", "changed", "not_run", "precision_loss")
+DetectionKind = Literal["matched", "added", "removed", "class_changed"]
 
 
 @dataclass(frozen=True)
@@ -11,7 +27,7 @@ class TensorComparison:
     """How one recorded array (a stage output or a probe) differs from its golden value."""
 
     name: str
-    kind: str  # "stage" | "probe"
+    kind: ArrayKind
     family: str  # stage name or probe family ("transcendental", "matmul", "conv", ...)
     shape: tuple[int, ...]
     dtype: str
@@ -23,18 +39,18 @@ class TensorComparison:
     cosine: float  # cosine similarity of the flattened tensors (1.0 when equal)
     golden_error: float | None  # relative RMS of golden against the float64 twin, if any
     current_error: float | None  # relative RMS of current against the float64 twin, if any
+    error_growth: float | None = None  # current_error / golden_error (inf from an exact golden)
+    status: ArrayStatus = "changed"  # decided by ``compare.status.judge``
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        return d
+        return plain(self)
 
 
 @dataclass(frozen=True)
 class DetectionChange:
     """One golden or current detection and what became of it."""
 
-    kind: str  # "matched" | "added" | "removed" | "class_changed"
+    kind: DetectionKind
     image: int
     golden_class: int | None
     current_class: int | None
@@ -47,12 +63,13 @@ class DetectionChange:
     expected_fragility: bool  # margin below the measured noise: a near-tie flipped, not a bug
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
 
 @dataclass(frozen=True)
 class DetectionDiff:
-    """Detection-level comparison (greedy per-class matching, highest score first, IoU >= 0.5)."""
+    """Detection-level comparison (greedy per-class matching, highest score first, IoU at least
+    ``detections.MATCH_IOU``)."""
 
     golden: int
     current: int
@@ -64,13 +81,47 @@ class DetectionDiff:
     min_iou: float | None  # over matched pairs; None when nothing matched
     max_box_delta: float  # max coordinate delta over matched pairs
     changes: tuple[DetectionChange, ...]  # every non-"matched" entry, plus matched ones that moved
-    noise: float  # score noise used for fragility (max |score delta| seen among candidates)
+    # The perturbation fragility is judged against: the largest change of a candidate score or
+    # of an IoU NMS considered, between the golden and current candidates (or the run-to-run
+    # spread of --repeat, if larger).
+    noise: float
 
     @property
     def same(self) -> bool:
         return self.added == 0 and self.removed == 0 and self.class_changed == 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["changes"] = [c.to_dict() for c in self.changes]
-        return d
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class StageReplay:
+    """A stage fed the golden input of that stage, alone, in this environment."""
+
+    stage: str
+    identical: bool  # True: the stage itself computes as before and only carries an earlier change
+    max_abs: float
+
+
+@dataclass(frozen=True)
+class FirstDivergence:
+    stage: str  # first stage in pipeline order that is not bit-identical
+    index: int  # its position in the pipeline
+    replay: tuple[StageReplay, ...]  # every non-identical stage, replayed in isolation
+    changed_stages: tuple[str, ...]  # stages that changed by themselves (replay not identical)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class Nondeterminism:
+    """Results of ``--repeat N``: did runs in this one environment differ among themselves?"""
+
+    runs: int
+    deterministic: bool
+    differing_arrays: tuple[str, ...]  # array keys, "stage/NAME" or "probe/NAME"
+    max_spread: float  # largest max-abs difference between any run and the first
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)

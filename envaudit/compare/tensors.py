@@ -1,10 +1,12 @@
 """Tensor metrics: how far one array moved from its golden value, and from the float64 twin.
 
-Definitions follow DESIGN.md "Numerics". Every metric is computed in float64 so that integer arrays
-(uint8 decoded pixels, int class ids) and float arrays go through the same code without overflow.
+Definitions: docs/design.md, "Tensor metrics". Every metric is computed in float64 so that integer
+arrays (uint8 decoded pixels, int class ids) and float arrays go through the same code without
+overflow.
 
 Constraints for the next editor:
-- ``identical`` is byte equality of same-dtype, same-shape arrays; nothing here may loosen it.
+- ``identical`` is byte equality of same-dtype, same-shape arrays (``bit_identical``, the one
+  definition every module uses); nothing here may loosen it.
 - Relative errors are measured against the tensor's *scale* (max |golden|), never elementwise:
   elementwise relative error and raw ULP counts explode near zero and make every ReLU output look
   broken.
@@ -18,44 +20,83 @@ Constraints for the next editor:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
-from envaudit.compare.model import TensorComparison
+from envaudit.compare.model import ArrayKind, TensorComparison
+from envaudit.compare.noise import array_status
+from envaudit.compare.units import ulp
 
 INF = float("inf")
 
 
 def compare_tensor(
     name: str,
-    kind: str,
+    kind: ArrayKind,
     family: str,
     golden: np.ndarray,
     current: np.ndarray,
     reference: np.ndarray | None = None,
     golden_reference: np.ndarray | None = None,
+    spread: float = 0.0,
 ) -> TensorComparison:
-    """Compare ``current`` with ``golden``; errors against the float64 twin when one is given.
+    """Compare ``current`` with ``golden``; errors against the float64 twin when one is given;
+    the ``status`` judged by ``noise.array_status`` (``spread``: the run-to-run spread measured
+    by --repeat, within which a difference is noise).
 
     ``reference`` is the twin's output for the current run's input; ``golden_reference`` the twin's
     output for the golden run's input (defaults to ``reference``: usually the same input).
     """
-    golden = np.asarray(golden)
-    current = np.asarray(current)
-    if golden_reference is None:
-        golden_reference = reference
+    measured = _measure(name, kind, family, np.asarray(golden), np.asarray(current), reference,
+                        reference if golden_reference is None else golden_reference)
+    return replace(measured, status=array_status(measured, spread))
+
+
+def compare_arrays(
+    kind: ArrayKind,
+    golden: Mapping[str, np.ndarray],
+    current: Mapping[str, np.ndarray],
+    families: Mapping[str, str] | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
+    golden_references: Mapping[str, np.ndarray] | None = None,
+    spread: float = 0.0,
+) -> tuple[TensorComparison, ...]:
+    """Every golden array of one kind compared with this run's, in the golden's order; one the
+    run did not produce is ``not_run``. ``families`` names each array's family (default: its own
+    name, as for stages)."""
+    compared = []
+    for name, value in golden.items():
+        family = families.get(name, name) if families is not None else name
+        if name not in current:
+            compared.append(not_run(name, kind, family, value))
+            continue
+        compared.append(compare_tensor(
+            name, kind, family, value, current[name],
+            reference=references.get(name) if references is not None else None,
+            golden_reference=golden_references.get(name) if golden_references is not None
+            else None,
+            spread=spread))
+    return tuple(compared)
+
+
+def _measure(name: str, kind: ArrayKind, family: str, golden: np.ndarray, current: np.ndarray,
+             reference: np.ndarray | None,
+             golden_reference: np.ndarray | None) -> TensorComparison:
+    """The metrics alone; the status is left for ``noise.array_status`` to judge."""
     golden_error = _error_or_none(golden, golden_reference)
     current_error = _error_or_none(current, reference)
     common = dict(
         name=name, kind=kind, family=family, shape=tuple(int(n) for n in golden.shape),
         dtype=str(golden.dtype), golden_error=golden_error, current_error=current_error,
+        error_growth=error_growth(golden_error, current_error),
     )
     if golden.shape != current.shape or golden.dtype != current.dtype:
         return TensorComparison(
             identical=False, max_abs=INF, max_rel=INF, mismatch_fraction=1.0, ulp_at_scale=INF,
             cosine=float("nan"), **common,
         )
-
     mismatched = _bit_mismatch(golden, current)
     if not mismatched.any():
         return TensorComparison(
@@ -80,6 +121,33 @@ def compare_tensor(
         cosine=cosine_similarity(g, c),
         **common,
     )
+
+
+def not_run(name: str, kind: ArrayKind, family: str, golden: np.ndarray) -> TensorComparison:
+    """A golden array this run did not produce: nothing to measure, never identical."""
+    golden = np.asarray(golden)
+    return TensorComparison(
+        name=name, kind=kind, family=family, shape=tuple(int(n) for n in golden.shape),
+        dtype=str(golden.dtype), identical=False, max_abs=INF, max_rel=INF,
+        mismatch_fraction=1.0, ulp_at_scale=INF, cosine=float("nan"), golden_error=None,
+        current_error=None, error_growth=None, status="not_run")
+
+
+def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """The one definition of "identical": same dtype, same shape, same bytes (so -0.0 differs
+    from 0.0 and NaN payloads count)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def error_growth(golden_error: float | None, current_error: float | None) -> float | None:
+    """current_error / golden_error: None without both errors, ``inf`` from an exact golden (1.0
+    when both are exact)."""
+    if golden_error is None or current_error is None:
+        return None
+    if golden_error == 0.0:
+        return 1.0 if current_error == 0.0 else INF
+    return current_error / golden_error
 
 
 def relative_rms_error(x: np.ndarray, ref: np.ndarray) -> float:
@@ -108,38 +176,6 @@ def tensor_scale(x: np.ndarray) -> float:
     xf = np.asarray(x).astype(np.float64)
     finite = np.abs(xf[np.isfinite(xf)])
     return float(finite.max()) if finite.size else 0.0
-
-
-def ulp(dtype: np.dtype | type, scale: float) -> float:
-    """The unit in the last place of ``dtype`` at magnitude ``scale`` (1 for integer dtypes)."""
-    dt = np.dtype(dtype)
-    if dt.kind in "biu":
-        return 1.0
-    if dt.kind == "f":
-        return float(np.spacing(dt.type(abs(scale))))
-    # Extension floats (bfloat16 from ml_dtypes) and anything else: measure in float32 units.
-    return float(np.spacing(np.float32(abs(scale))))
-
-
-def unit_roundoff(dtype: np.dtype | type) -> float:
-    """Largest relative error of one rounding to ``dtype`` (eps/2); 0.0 for exact integer dtypes.
-
-    The fp32 value, 2**-24 ~ 6e-8, is the noise floor every verdict threshold is a multiple of.
-    """
-    dt = np.dtype(dtype)
-    if dt.kind in "biu":
-        return 0.0
-    if dt.kind == "f":
-        return float(np.finfo(dt).eps) / 2.0
-    return float(np.finfo(np.float32).eps) / 2.0
-
-
-def is_float(dtype: str | np.dtype) -> bool:
-    """Whether rounding noise applies to this dtype (not to integers, bools or strings)."""
-    try:
-        return np.dtype(dtype).kind == "f"
-    except TypeError:
-        return False
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,10 +1,10 @@
 """``envaudit check --format json``: ``CheckResult.to_dict()`` as strict JSON.
 
-The keys are DESIGN.md's contract and come from ``CheckResult.to_dict()``; this module only makes
-the values valid JSON that any parser reads (``json.dumps`` would write ``NaN``/``Infinity``, which
-are not JSON): NaN becomes ``null`` ("undefined", e.g. the cosine of arrays of different shapes) and
-+/-infinity the strings ``"inf"``/``"-inf"`` (e.g. ``max_abs`` of a shape mismatch), tuples become
-lists and NumPy scalars and arrays become plain numbers and lists.
+The keys are the contract of docs/design.md, "Check JSON", and come from ``CheckResult.to_dict()``;
+this module only makes the values valid JSON that any parser reads (``json.dumps`` would write
+``NaN``/``Infinity``, which are not JSON): NaN becomes ``null`` ("undefined", e.g. the cosine of
+arrays of different shapes) and +/-infinity the strings ``"inf"``/``"-inf"`` (e.g. ``max_abs`` of a
+shape mismatch), tuples become lists and NumPy scalars and arrays become plain numbers and lists.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
 ``envaudit.stages``, pipeline order), one for the detections and one for the probes. Failures
 mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point at what
 is wrong rather than at everything that is not bit-identical:
-- a stage (or the probes) fails when it differs beyond rounding noise (``verdict.at_noise_floor``)
+- a stage (or the probes) fails when its status (decided in ``compare/``) is changed, not run
   or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
   noise floor passes, with a ``<system-out>`` saying it is not bit-identical. So a drift verdict
   that comes only from changed detections fails the detections case, not the stages that merely
@@ -22,11 +22,13 @@ import math
 import re
 import xml.etree.ElementTree as ET
 
-from envaudit.compare.model import DetectionChange, TensorComparison
-from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
-from envaudit.render.numbers import number
+from envaudit.compare.model import ArrayStatus, DetectionChange, TensorComparison
+from envaudit.render.formatting import class_label, growth, number, percent
 from envaudit.result import CheckResult
-from envaudit.workload.types import CLASS_NAMES
+
+# The failure type of each status that fails a test case (the status is decided in compare/).
+FAILURE_TYPE: dict[ArrayStatus, str] = {
+    "precision_loss": "precision_loss", "changed": "drift", "not_run": "not_run"}
 
 # Characters XML 1.0 cannot carry even escaped: control characters from a path or an env value,
 # and lone surrogates, which is how Python decodes a non-UTF-8 byte in a path (surrogateescape)
@@ -44,11 +46,10 @@ def render(result: CheckResult) -> str:
                         ("golden_fingerprint_id", result.golden_fingerprint_id),
                         ("current_fingerprint_id", result.current_fingerprint_id)):
         ET.SubElement(props, "property", name=name, value=value)
-    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
     for stage in result.stages:
-        _stage_case(suite, stage, result.strict, spread)
+        _stage_case(suite, stage, result.strict)
     _detections_case(suite, result)
-    _probes_case(suite, result, spread)
+    _probes_case(suite, result)
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
@@ -60,17 +61,15 @@ def render(result: CheckResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
-def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, spread: float) -> None:
+def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool) -> None:
     case = ET.SubElement(suite, "testcase", classname="envaudit.stages", name=s.name, time="0")
-    if s.identical:
+    if s.status == "identical":
         return
     detail = _describe(s)
-    if lost_precision(s):
-        ET.SubElement(case, "failure", message=f"stage '{s.name}' lost precision: {detail}",
-                      type="precision_loss").text = detail
-    elif not at_noise_floor(s, spread):
-        ET.SubElement(case, "failure", message=f"stage '{s.name}' drifted: {detail}",
-                      type="drift").text = detail
+    what = {"precision_loss": "lost precision", "changed": "drifted", "not_run": "was not run"}
+    if s.status in FAILURE_TYPE:
+        ET.SubElement(case, "failure", message=f"stage '{s.name}' {what[s.status]}: {detail}",
+                      type=FAILURE_TYPE[s.status]).text = detail
     elif strict:
         ET.SubElement(case, "failure", message=f"stage '{s.name}' is not bit-identical (--strict)"
                       f": {detail}", type="not_identical").text = detail
@@ -100,7 +99,7 @@ def _detections_case(suite: ET.Element, result: CheckResult) -> None:
         ET.SubElement(case, "system-out").text = "\n".join(lines)
 
 
-def _probes_case(suite: ET.Element, result: CheckResult, spread: float) -> None:
+def _probes_case(suite: ET.Element, result: CheckResult) -> None:
     case = ET.SubElement(suite, "testcase", classname="envaudit.probes", name="probes", time="0")
     changed = [p for p in result.probes if not p.identical]
     if not changed:
@@ -113,10 +112,10 @@ def _probes_case(suite: ET.Element, result: CheckResult, spread: float) -> None:
         sorted({p.family for p in changed}))
     detail = "\n".join(f"{p.name} ({p.family}): {_describe(p)}" for p in changed)
     message = f"{len(changed)} of {len(result.probes)} probes differ; families: {families}"
-    if any(lost_precision(p) for p in changed):
-        ET.SubElement(case, "failure", message=message, type="precision_loss").text = detail
-    elif not all(at_noise_floor(p, spread) for p in changed):
-        ET.SubElement(case, "failure", message=message, type="drift").text = detail
+    failing = [FAILURE_TYPE[p.status] for p in changed if p.status in FAILURE_TYPE]
+    if failing:
+        worst = "precision_loss" if "precision_loss" in failing else failing[0]
+        ET.SubElement(case, "failure", message=message, type=worst).text = detail
     elif result.strict:
         ET.SubElement(case, "failure", message=message + " (--strict)",
                       type="not_identical").text = detail
@@ -128,29 +127,22 @@ def _probes_case(suite: ET.Element, result: CheckResult, spread: float) -> None:
 
 def _change_line(c: DetectionChange) -> str:
     if c.kind == "class_changed":
-        what = f"{_class(c.golden_class)} -> {_class(c.current_class)}"
+        what = f"{class_label(c.golden_class)} -> {class_label(c.current_class)}"
     else:
-        what = _class(c.golden_class if c.golden_class is not None else c.current_class)
+        what = class_label(c.golden_class if c.golden_class is not None else c.current_class)
     score = c.golden_score if c.golden_score is not None else c.current_score
     fragile = ", expected fragility" if c.expected_fragility else ""
     return (f"{c.kind.replace('_', ' ')}: image {c.image}, {what}, score {score:.4f} "
             f"(margin {_num(c.margin)}{fragile})")
 
 
-def _class(index: int | None) -> str:
-    if index is None:
-        return "?"
-    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else f"class {index}"
-
-
 def _describe(c: TensorComparison) -> str:
     text = (f"max_abs {_num(c.max_abs)}, max_rel {_num(c.max_rel)} of scale, "
-            f"{c.mismatch_fraction * 100:.1f}% of elements differ")
+            f"{percent(c.mismatch_fraction)} of elements differ")
     if c.golden_error is not None or c.current_error is not None:
         text += (f", error vs float64 {_num(c.golden_error)} -> {_num(c.current_error)}")
-        growth = error_growth(c)
-        if growth is not None and math.isfinite(growth):
-            text += f" ({growth:.1f}x)"
+        if c.error_growth is not None:
+            text += f" ({growth(c.error_growth)})"
     return text
 
 

@@ -8,16 +8,24 @@ table.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.model import TensorComparison
-from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
-from envaudit.render.numbers import number
+from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, TensorComparison
+from envaudit.fingerprint.diff import group
+from envaudit.fingerprint.model import Change
+from envaudit.render.change_table import folded_summary, heading
+from envaudit.render.formatting import class_label, growth, number, percent
 from envaudit.result import CheckResult
-from envaudit.workload.types import CLASS_NAMES
 
+# Each array status in words; the changed ones in bold (the status is decided in compare/).
+STATUS_WORDS: dict[ArrayStatus, str] = {
+    "identical": "identical",
+    "rounding": "rounding noise",
+    "changed": "**changed**",
+    "not_run": "**not run**",
+    "precision_loss": "**precision loss**",
+}
 TITLES = {
     "identical": "✅ identical",
     "equivalent": "🟰 equivalent",
@@ -28,7 +36,6 @@ TITLES = {
 
 def render(result: CheckResult) -> str:
     """The check result as a Markdown document ending in a newline."""
-    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
     lines = [
         f"## envaudit check: {TITLES.get(result.verdict, result.verdict)}",
         "",
@@ -40,8 +47,8 @@ def render(result: CheckResult) -> str:
         "",
     ]
     lines += _fingerprint(result)
-    lines += _stages(result, spread)
-    lines += _probes(result, spread)
+    lines += _stages(result)
+    lines += _probes(result)
     lines += _detections(result)
     lines += _causes(result)
     lines += _nondeterminism(result)
@@ -49,20 +56,34 @@ def render(result: CheckResult) -> str:
 
 
 def _fingerprint(result: CheckResult) -> list[str]:
-    changes = sorted(result.fingerprint_changes, key=lambda c: not c.numerics)
+    """The environment changes grouped by origin; each group's minutiae (decided with the data)
+    in a collapsed ``<details>`` block, so the page stays short and still holds every change."""
+    changes = result.fingerprint_changes
     if not changes:
         return ["### Environment", "", "No fingerprint changes.", ""]
+    numerics = sum(1 for c in changes if c.numerics)
+    lines = ["### Environment changes", "",
+             f"{len(changes)} fields changed, {numerics} numerics-relevant.", ""]
+    for g in group(changes):
+        if g.listed:
+            lines += [f"**{_cell(heading(g))}**", "", *_change_rows(g.listed), ""]
+        if g.folded:
+            lines += [f"<details><summary>{_cell(folded_summary(g))}</summary>", "",
+                      *_change_rows(g.folded), "", "</details>", ""]
+    return lines
+
+
+def _change_rows(changes: Sequence[Change]) -> list[str]:
     rows = [[c.path, _value(c.golden), _value(c.current), c.category,
              "yes" if c.numerics else "no"] for c in changes]
-    return ["### Environment changes", "",
-            *_table(["path", "golden", "current", "category", "numerics"], rows), ""]
+    return _table(["path", "golden", "current", "category", "numerics"], rows)
 
 
-def _stages(result: CheckResult, spread: float) -> list[str]:
+def _stages(result: CheckResult) -> list[str]:
     if not result.stages:
         return []
-    rows = [[str(i), f"`{s.name}`", _status(s, spread), _num(s.max_rel), _num(s.max_abs),
-             f"{s.mismatch_fraction * 100:.1f}%", _num(s.ulp_at_scale),
+    rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+             percent(s.mismatch_fraction), _num(s.ulp_at_scale),
              f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
             for i, s in enumerate(result.stages)]
     lines = ["### Stages", "",
@@ -80,7 +101,7 @@ def _stages(result: CheckResult, spread: float) -> list[str]:
     return lines
 
 
-def _probes(result: CheckResult, spread: float) -> list[str]:
+def _probes(result: CheckResult) -> list[str]:
     if not result.probes:
         return []
     rows = []
@@ -88,9 +109,9 @@ def _probes(result: CheckResult, spread: float) -> list[str]:
         members = [p for p in result.probes if p.family == family]
         differ = [p for p in members if not p.identical]
         worst = max(differ, key=lambda p: p.max_rel, default=None)
+        status = max((p.status for p in members), key=STATUS_SEVERITY.index)
         rows.append([family, str(len(members)), str(len(differ)),
-                     _num(worst.max_rel) if worst else "0",
-                     _status(worst, spread) if worst else "identical"])
+                     _num(worst.max_rel) if worst else "0", STATUS_WORDS[status]])
     return ["### Probes", "", *_table(["family", "probes", "differ", "max rel", "result"], rows),
             ""]
 
@@ -155,32 +176,17 @@ def _inline(text: str) -> str:
     return text.replace("\n", " ")
 
 
-def _status(c: TensorComparison, spread: float) -> str:
-    if c.identical:
-        return "identical"
-    if lost_precision(c):
-        return "**precision loss**"
-    return "rounding noise" if at_noise_floor(c, spread) else "**changed**"
-
-
 def _growth(c: TensorComparison) -> str:
-    g = error_growth(c)
-    if g is None or g == 1.0 or c.identical:
+    if c.error_growth is None or c.error_growth == 1.0 or c.identical:
         return ""
-    return " (from 0)" if math.isinf(g) else f" ({g:.1f}×)"
+    return f" ({growth(c.error_growth)})"
 
 
 def _classes(golden: int | None, current: int | None) -> str:
-    names = [_class(golden), _class(current)]
+    names = [class_label(golden), class_label(current)]
     if golden is None or current is None:
         return names[0] if current is None else names[1]
     return names[0] if golden == current else f"{names[0]} → {names[1]}"
-
-
-def _class(index: int | None) -> str:
-    if index is None:
-        return "—"
-    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else str(index)
 
 
 def _score(value: float | None) -> str:

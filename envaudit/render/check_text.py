@@ -11,7 +11,7 @@ string goes in as ``Text`` so that a path with brackets is never read as rich ma
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
@@ -19,11 +19,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from envaudit.compare.model import DetectionChange, TensorComparison
-from envaudit.compare.verdict import at_noise_floor, error_growth, lost_precision
-from envaudit.render.numbers import number
+from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, DetectionChange, TensorComparison
+from envaudit.fingerprint.diff import group
+from envaudit.render.change_table import ChangeTable
+from envaudit.render.formatting import class_label, growth, number, percent
 from envaudit.result import CheckResult
-from envaudit.workload.types import CLASS_NAMES
 
 VERDICT_STYLE = {
     "identical": ("✔", "bold green"),
@@ -32,18 +32,26 @@ VERDICT_STYLE = {
     "precision_loss": ("✖", "bold red"),
 }
 CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim"}
+# Each array status in words and colour (the status itself is decided in compare/).
+STATUS_STYLE: dict[ArrayStatus, tuple[str, str]] = {
+    "identical": ("identical", "green"),
+    "rounding": ("rounding noise", "cyan"),
+    "changed": ("changed", "yellow"),
+    "not_run": ("not run", "yellow"),
+    "precision_loss": ("precision loss", "red"),
+}
 # The bar spans 1e-8 (about one fp32 ulp of scale) to 1 (the whole scale), one cell per decade.
 BAR_DECADES = (-8, 0)
 BAR_WIDTH = 8
 
 
-def render(result: CheckResult) -> Group:
-    """The whole report as one rich renderable."""
-    spread = result.nondeterminism.max_spread if result.nondeterminism else 0.0
+def render(result: CheckResult, verbose: bool = False) -> Group:
+    """The whole report as one rich renderable; ``verbose`` lists every environment change, build
+    details included."""
     parts: list[Any] = [_headline(result), _where(result), Text()]
-    parts += _fingerprint(result)
-    parts += _stages(result.stages, result, spread)
-    parts += _probes(result.probes, result.changed_probe_families, spread)
+    parts += _fingerprint(result, verbose)
+    parts += _stages(result.stages, result)
+    parts += _probes(result.probes, result.changed_probe_families)
     parts += _detections(result)
     parts += _causes(result)
     parts.append(_nondeterminism(result))
@@ -77,28 +85,27 @@ def _where(result: CheckResult) -> Text:
     return Text(text, style="dim")
 
 
-def _fingerprint(result: CheckResult) -> list[Any]:
-    changes = sorted(result.fingerprint_changes, key=lambda c: not c.numerics)
+def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
+    """The environment changes grouped by origin (the grouping and folding come with the data)."""
+    changes = result.fingerprint_changes
     if not changes:
         return [Text("Environment: no fingerprint changes."), Text()]
-    table = _table(f"Environment changes ({len(changes)})", "", "path", "golden", "current",
-                   "category")
-    for c in changes:
-        table.add_row(_t("numerics" if c.numerics else "", "bold" if c.numerics else None),
-                      _t(c.path), _t(_value(c.golden)), _t(_value(c.current)), _t(c.category))
-    return [table, Text()]
+    numerics = sum(1 for c in changes if c.numerics)
+    title = Text(f"Environment changes ({len(changes)}, {numerics} numerics-relevant)",
+                 style="italic")
+    return [title, ChangeTable(group(changes), verbose), Text()]
 
 
-def _stages(stages: Sequence[TensorComparison], result: CheckResult, spread: float) -> list[Any]:
+def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any]:
     if not stages:
         return [Text("Stages: none recorded."), Text()]
     origin = _origins(result)
     table = _table("Stages (pipeline order)", "#", "stage", "result", "max rel", "log scale",
                    "mismatch", "error vs f64 (growth)", "replay")
     for i, s in enumerate(stages):
-        status, style = _status(s, spread)
+        status, style = STATUS_STYLE[s.status]
         table.add_row(_t(str(i)), _t(s.name), _t(status, style), _t(_num(s.max_rel)),
-                      _t(bar(s.max_rel, s.identical), style), _t(_pct(s.mismatch_fraction)),
+                      _t(bar(s.max_rel, s.identical), style), _t(percent(s.mismatch_fraction)),
                       _t(_errors(s)), _t(origin.get(s.name, "")))
     parts: list[Any] = [table]
     fd = result.first_divergence
@@ -117,8 +124,7 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult, spread: flo
     return parts
 
 
-def _probes(probes: Sequence[TensorComparison], families: Sequence[str],
-            spread: float) -> list[Any]:
+def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list[Any]:
     if not probes:
         return []
     changed = [p for p in probes if not p.identical]
@@ -130,11 +136,12 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str],
     for family in dict.fromkeys(p.family for p in probes):
         members = [p for p in probes if p.family == family]
         differ = [p for p in members if not p.identical]
-        growths = [g for g in (error_growth(p) for p in differ) if g is not None]
-        status, style = _worst_status(differ, spread)
+        growths = [p.error_growth for p in differ if p.error_growth is not None]
+        status, style = STATUS_STYLE[max((p.status for p in members),
+                                         key=STATUS_SEVERITY.index)]
         table.add_row(_t(family), _t(str(len(members))), _t(str(len(differ))),
                       _t(_num(max((p.max_rel for p in differ), default=0.0))),
-                      _t(_growth(max(growths)) if growths else "—"), _t(status, style))
+                      _t(growth(max(growths)) if growths else "—"), _t(status, style))
     return [head, table, Text()]
 
 
@@ -211,22 +218,6 @@ def _t(value: str, style: str | None = None) -> Text:
     return Text(value, style=style or "")
 
 
-def _status(c: TensorComparison, spread: float) -> tuple[str, str | None]:
-    if c.identical:
-        return "identical", "green"
-    if lost_precision(c):
-        return "precision loss", "red"
-    if at_noise_floor(c, spread):
-        return "rounding noise", "cyan"
-    return "changed", "yellow"
-
-
-def _worst_status(items: Iterable[TensorComparison], spread: float) -> tuple[str, str | None]:
-    order = ["identical", "rounding noise", "changed", "precision loss"]
-    statuses = [_status(c, spread) for c in items] or [("identical", "green")]
-    return max(statuses, key=lambda s: order.index(s[0]))
-
-
 def _origins(result: CheckResult) -> dict[str, str]:
     """Per stage: first divergence, and whether its replay changed by itself or only carries."""
     fd = result.first_divergence
@@ -241,22 +232,15 @@ def _errors(c: TensorComparison) -> str:
     """The current run's error against the float64 twin, and how much it grew from golden's."""
     if c.current_error is None:
         return "—"
-    growth = error_growth(c)
-    if growth is None or c.identical:
+    if c.error_growth is None or c.identical:
         return _num(c.current_error)
-    return f"{_num(c.current_error)} ({_growth(growth)})"
+    return f"{_num(c.current_error)} ({growth(c.error_growth)})"
 
 
 def _classes(c: DetectionChange) -> str:
     if c.kind == "class_changed":
-        return f"{_class(c.golden_class)} → {_class(c.current_class)}"
-    return _class(c.golden_class if c.golden_class is not None else c.current_class)
-
-
-def _class(index: int | None) -> str:
-    if index is None:
-        return "—"
-    return CLASS_NAMES[index] if 0 <= index < len(CLASS_NAMES) else str(index)
+        return f"{class_label(c.golden_class)} → {class_label(c.current_class)}"
+    return class_label(c.golden_class if c.golden_class is not None else c.current_class)
 
 
 def _pair(golden: float | None, current: float | None) -> str:
@@ -271,21 +255,6 @@ def _box(b: Sequence[float] | None) -> str:
 
 def _iou(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
-
-
-def _pct(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%" if fraction else "0%"
-
-
-def _growth(value: float) -> str:
-    if math.isinf(value):
-        return "from 0"
-    return f"{value:,.0f}×" if value >= 10 else f"{value:.1f}×"
-
-
-def _value(value: Any, limit: int = 48) -> str:
-    text = "—" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _num(value: float | None) -> str:

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from envaudit.errors import EnvauditError
+from envaudit.workload.types import keyed_arrays
 
 
 def main(argv: list[str]) -> int:
@@ -26,9 +27,7 @@ def main(argv: list[str]) -> int:
     except EnvauditError as exc:
         sys.stderr.write(f"envaudit: error: {exc}\n")
         return 2
-    arrays = {f"stage/{k}": v for k, v in result.stages.items()}
-    arrays.update({f"probe/{k}": v for k, v in result.probes.items()})
-    np.savez(argv[0], **arrays)
+    np.savez(argv[0], **keyed_arrays(result.stages, result.probes))
     return 0
 
 

@@ -54,3 +54,12 @@ class WorkloadResult:
     detections: Detections
     candidates: Candidates
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds
+
+
+def keyed_arrays(stages: Mapping[str, np.ndarray],
+                 probes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stage and probe arrays under one key each, ``stage/NAME`` and ``probe/NAME``: how a re-run
+    child writes its outputs, how they are compared with the golden, and how nondeterminism names
+    an array. The one place these keys are spelled."""
+    return {**{f"stage/{k}": v for k, v in stages.items()},
+            **{f"probe/{k}": v for k, v in probes.items()}}

@@ -1,0 +1,36 @@
+"""The roles stay apart: renderers format decisions made elsewhere, and decide nothing."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+RENDER = Path(__file__).resolve().parents[1] / "envaudit" / "render"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(RENDER.glob("*.py")), ids=lambda p: p.name)
+def test_renderers_take_only_types_from_compare_and_attribute(module):
+    """No threshold, metric or ranking logic can reach a renderer: from compare/ and attribute/
+    it may import the data types (``model``) and nothing else."""
+    deciding = {m for m in imported_modules(module)
+                if m.startswith(("envaudit.compare", "envaudit.attribute"))}
+    assert deciding <= {"envaudit.compare.model", "envaudit.attribute.model"}, deciding
+
+
+def test_the_import_check_sees_a_forbidden_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from envaudit.compare.noise import at_noise_floor\n")
+    assert "envaudit.compare.noise" in imported_modules(bad)
