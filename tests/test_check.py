@@ -18,7 +18,7 @@ from envaudit.store import load_bundle
 CHECK_KEYS = {"schema", "verdict", "exit_code", "fingerprint_changes", "stages",
               "first_divergence", "detections", "causes", "nondeterminism"}
 STAGE_KEYS = {"name", "identical", "max_abs", "max_rel", "mismatch_fraction", "golden_error",
-              "current_error"}
+              "current_error", "error_growth", "status"}
 DETECTION_KEYS = {"golden", "current", "matched", "added", "removed", "class_changed",
                   "max_score_delta", "min_iou"}
 
@@ -69,6 +69,12 @@ def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
     # at fp32 rounding, same detections: equivalent, and the pipeline gate stays green
     assert report["verdict"] == "equivalent"
     assert code == 0
+    # ... which the JSON says per array, so a CI consumer need not re-derive any threshold
+    statuses = {s["name"]: s["status"] for s in report["stages"]}
+    assert {statuses[name] for name in differing} == {"rounding"}
+    assert {status for name, status in statuses.items() if name not in differing} == \
+        {"identical"}
+    assert {p["status"] for p in report["probes"] if not p["identical"]} == {"rounding"}
 
 
 def test_strict_fails_a_result_that_is_only_equivalent(golden_bundle):

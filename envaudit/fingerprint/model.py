@@ -13,6 +13,7 @@ from typing import Any
 
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.guard import is_unavailable
+from envaudit.plain import plain
 
 SCHEMA = "envaudit.fingerprint/1"
 
@@ -160,15 +161,7 @@ class Change:
     minutia: bool = False  # a detail the text tables fold behind --verbose
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "golden": self.golden,
-            "current": self.current,
-            "category": self.category,
-            "numerics": self.numerics,
-            "origin": self.origin,
-            "minutia": self.minutia,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)

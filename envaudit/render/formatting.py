@@ -22,7 +22,7 @@ def number(value: float | None, digits: int = 2, missing: str = "—") -> str:
         return "inf" if value > 0 else "-inf"
     if value == 0:
         return "0"
-    if abs(value) < 1e-3 or abs(value) >= 1e4:
+    if abs(value) < 1e-2 or abs(value) >= 1e4:
         return f"{value:.{digits}e}"
     return f"{value:.4g}"
 
