@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: check test bench lint venv clean
+.PHONY: check test bench lint mutate venv clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
 
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check envaudit tests tools
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mutate .hypothesis

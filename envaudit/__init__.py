@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from envaudit.check import CheckResult
     from envaudit.fingerprint import Change, Fingerprint
+    from envaudit.result import CheckResult
     from envaudit.workload.assets import Assets
     from envaudit.workload.types import WorkloadResult
 
@@ -55,8 +55,8 @@ def check(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
-    default bundle, else the shipped reference); see ``envaudit.check.check``."""
-    from envaudit.check import check as _check
+    default bundle, else the shipped reference); see ``envaudit.checking.check``."""
+    from envaudit.checking import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict,
                   progress=progress)

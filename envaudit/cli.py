@@ -155,7 +155,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from envaudit.check import check
+    from envaudit.checking import check
 
     with _progress("checking") as progress:
         result = check(

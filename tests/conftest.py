@@ -1,24 +1,69 @@
-"""Shared fixtures. TensorFlow subprocesses cost seconds each, so recorded bundles and check runs
-are made once per session here and shared by every test that reads them."""
+"""Shared fixtures, and the hermetic environment every test runs in.
+
+Hermetic: before any test or fixture runs (``pytest_configure``), the process environment is made
+the same on every machine and under any shell: the variables envaudit records as numerics
+settings are removed (``TF_*``, ``ONEDNN_*``, ``OMP_*``, ``CUDA_*``, ``XLA_FLAGS``, ...; a test
+that needs one sets it), ``HOME`` and ``XDG_*`` point into a fresh temporary folder, ``COLUMNS``,
+``TZ`` and ``NO_COLOR`` are fixed. Two families are kept on purpose: ``OPENBLAS_*``, which this
+kind of machine sets because older OpenBLAS builds compute wrong results or crash without them,
+and ``LD_*``, which the interpreter itself may need to start. Every subprocess a test starts
+inherits this environment.
+
+TensorFlow subprocesses cost seconds each, so recorded bundles and check runs are made once per
+session here and shared by every test that reads them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+KEPT = ("OPENBLAS_", "LD_")
+FIXED = {"COLUMNS": "120", "LINES": "50", "TZ": "UTC", "NO_COLOR": "1", "LC_ALL": "C.UTF-8"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from envaudit.fingerprint.env_vars import is_recorded
+
+    for name in list(os.environ):
+        if (is_recorded(name) or name.startswith(("TF_", "XLA_"))) and not name.startswith(KEPT):
+            del os.environ[name]
+    home = Path(tempfile.mkdtemp(prefix="envaudit-tests-home-"))
+    os.environ["HOME"] = str(home)
+    for name, folder in (("XDG_DATA_HOME", ".local/share"), ("XDG_CONFIG_HOME", ".config"),
+                         ("XDG_CACHE_HOME", ".cache")):
+        (home / folder).mkdir(parents=True)
+        os.environ[name] = str(home / folder)
+    os.environ.update(FIXED)
+    if hasattr(os, "tzset"):
+        os.tzset()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = Path(os.environ.get("HOME", ""))
+    if home.name.startswith("envaudit-tests-home-"):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# Property tests: no deadline (NumPy and the first call of a function vary in time on a loaded
+# 2-core machine); 100 examples each keep the whole suite within its budget.
+settings.register_profile("envaudit", deadline=None, max_examples=100)
+settings.load_profile("envaudit")
 
 
 def cli_env(**overrides: str | None) -> dict[str, str]:
-    """The environment a test's envaudit subprocess sees: this one, plain output, no user data."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    env["NO_COLOR"] = "1"
-    env["XDG_DATA_HOME"] = str(ROOT / ".pytest_cache" / "xdg-data")
+    """The environment a test's envaudit subprocess sees: the hermetic one, plus overrides
+    (``None`` removes a variable)."""
+    env = dict(os.environ)
     for name, value in overrides.items():
         if value is None:
             env.pop(name, None)

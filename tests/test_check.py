@@ -177,7 +177,7 @@ def test_changed_decoding_gets_its_own_float64_reference(golden_bundle, workload
     the current run's error is measured against exact math for its own input."""
     from dataclasses import replace
 
-    from envaudit.check import _current_twin
+    from envaudit.checking import _current_twin
     from envaudit.workload.assets import load_assets
 
     bundle = load_bundle(golden_bundle)
@@ -205,3 +205,15 @@ def test_repeats_that_differ_are_reported_with_their_spread(workload_result):
     assert not found.deterministic and found.runs == 3
     assert found.differing_arrays == ("stage/scores",)
     assert 5e-7 < found.max_spread < 2e-6
+
+
+def test_the_public_check_function_survives_importing_its_module():
+    """Importing a submodule sets an attribute of the package: a module named like the public
+    function would replace ``envaudit.check`` with a module whenever something imported it."""
+    import importlib
+
+    import envaudit
+
+    importlib.import_module("envaudit.checking")
+    importlib.import_module("envaudit.result")
+    assert callable(envaudit.check) and envaudit.check.__module__ == "envaudit"

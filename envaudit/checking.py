@@ -1,5 +1,8 @@
 """The one place a check is composed: workload + golden store + comparison + attribution.
 
+(Named ``checking`` rather than ``check`` so that importing it never replaces the public
+``envaudit.check()`` function with a module of the same name.)
+
 ``check()`` runs the workload here, captures this environment's fingerprint, compares both with a
 golden bundle and explains the difference. It returns a ``CheckResult``; it prints nothing. The
 golden bundle and the workload assets are verified before TensorFlow is imported, so a bad bundle
