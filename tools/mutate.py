@@ -5,8 +5,9 @@ works in a ``mutants/`` folder of the current directory, so groups must not shar
 its fast unit tests only: no TensorFlow subprocess runs in the inner loop. A mutant counts as
 killed when mutmut says killed or timeout; survived or untested mutants count against the score.
 Survivors that are truly equivalent (no test could tell them from the original) are listed, each
-with its reason, in ``tests/mutation/equivalent.txt``; they leave the denominator, and a listed
-mutant that is killed or no longer exists is reported as stale.
+with its reason, in ``tests/mutation/equivalent-<group>.txt`` (one line each: the mutant's name,
+a space, the reason); they leave the denominator, and a listed mutant that is killed or no longer
+exists is reported as stale.
 
     python tools/mutate.py [GROUP ...] [--jobs N]   # all groups by default
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutate"
-EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.txt"
+EQUIVALENT = ROOT / "tests" / "mutation"  # equivalent*.txt, one file per group
 TARGET_SCORE = 0.85
 
 # group -> (files to mutate (globs), the fast tests that judge them)
@@ -110,10 +111,10 @@ def _run_group(group: str, jobs: int) -> dict[str, int]:
 
 
 def _equivalents() -> dict[str, str]:
-    """Mutant name -> why it is equivalent, from ``tests/mutation/equivalent.txt``."""
+    """Mutant name -> why it is equivalent, from ``tests/mutation/equivalent*.txt``."""
     listed: dict[str, str] = {}
-    if EQUIVALENT.exists():
-        for line in EQUIVALENT.read_text().splitlines():
+    for file in sorted(EQUIVALENT.glob("equivalent*.txt")):
+        for line in file.read_text().splitlines():
             name, _sep, why = line.partition(" ")
             if name and not name.startswith("#"):
                 listed[name] = why.strip()
@@ -152,10 +153,11 @@ def _report(codes: dict[str, int], seconds: float) -> int:
         print(f"survivors in {module} ({len(listed)}): {', '.join(listed[:8])}"
               + (" ..." if len(listed) > 8 else ""))
     WORK.mkdir(exist_ok=True)
-    (WORK / "survivors.txt").write_text(
+    (WORK / "survivors.txt").write_text(  # the last run's survivors, all groups it ran
         "".join(f"{name}\n" for module in sorted(survivors) for name in survivors[module]))
     if stale:
-        print(f"stale entries in {EQUIVALENT.relative_to(ROOT)}: {', '.join(stale)}")
+        print(f"stale entries in {EQUIVALENT.relative_to(ROOT)}/equivalent*.txt:"
+              f" {', '.join(stale)}")
     print(f"{len(codes)} mutants, {len(equivalent)} listed as equivalent, {seconds:.0f} s; "
           f"target {TARGET_SCORE:.0%} per module: {'met' if not failing else 'NOT met'}")
     return 1 if failing else 0
