@@ -13,7 +13,7 @@ functions that run it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -39,11 +39,13 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
     return _diff(a, b)
 
 
-def run_workload(assets: Assets | None = None) -> WorkloadResult:
-    """Run the golden detection workload once in this process (imports TensorFlow)."""
+def run_workload(assets: Assets | None = None,
+                 modes: Sequence[str] = ("eager", "graph", "xla")) -> WorkloadResult:
+    """Run the golden detection workload once in this process, in each execution mode of
+    ``modes`` (imports TensorFlow)."""
     from envaudit.workload import run_workload as _run
 
-    return _run(assets)
+    return _run(assets, modes)
 
 
 def check(

@@ -22,7 +22,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
 
     progress("running the workload")
     assets = load_assets()
-    result = run_workload(assets)
+    result = run_workload(assets, modes=("eager",))
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
     progress("capturing the fingerprint")

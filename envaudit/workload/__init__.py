@@ -8,16 +8,17 @@ lazily: importing this package stays cheap.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from envaudit.workload.architecture import STAGES, WORKLOAD_ID, WORKLOAD_VERSION
+from envaudit.errors import EnvauditError
+from envaudit.workload.architecture import MODES, STAGES, WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.workload.assets import Assets, load_assets
-from envaudit.workload.types import Candidates, Detections, WorkloadResult
+from envaudit.workload.types import Candidates, Detections, ModeRun, WorkloadResult
 
-__all__ = ["run_workload", "replay_stages", "detections_from_nms", "STAGES", "WORKLOAD_ID",
-           "WORKLOAD_VERSION"]
+__all__ = ["run_workload", "replay_stages", "detections_from_nms", "MODES", "STAGES",
+           "WORKLOAD_ID", "WORKLOAD_VERSION"]
 
 
 def detections_from_nms(nms: np.ndarray) -> Detections:
@@ -32,19 +33,38 @@ def detections_from_nms(nms: np.ndarray) -> Detections:
     )
 
 
-def run_workload(assets: Assets | None = None) -> WorkloadResult:
-    """Run the whole golden workload once in this process (imports TensorFlow)."""
+def run_workload(assets: Assets | None = None,
+                 modes: Sequence[str] = MODES) -> WorkloadResult:
+    """Run the whole golden workload once in this process, in each of ``modes`` (imports
+    TensorFlow). A mode this TensorFlow cannot run is listed in ``not_run`` with the reason."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
     assets = assets or load_assets()  # verified before TensorFlow's import cost is paid
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
     from envaudit.workload.detector import Detector
+    from envaudit.workload.modes import ModeRunner, ModeUnavailable
     from envaudit.workload.probes import run_probes
 
-    start = time.perf_counter()
-    detector = Detector(assets.weights)
-    stages = detector.run(assets.encoded)
-    pipeline_done = time.perf_counter()
+    runner = ModeRunner(Detector(assets.weights))
+    runs: dict[str, ModeRun] = {}
+    not_run: dict[str, str] = {}
+    for mode in (m for m in MODES if m in modes):
+        start = time.perf_counter()
+        try:
+            stages = runner.run(mode, assets.encoded)
+        except ModeUnavailable as exc:
+            not_run[mode] = str(exc)
+            continue
+        runs[mode] = ModeRun(
+            mode=mode, stages=stages, detections=detections_from_nms(stages["nms"]),
+            candidates=Candidates(boxes=stages["boxes"], scores=stages["scores"]),
+            seconds=time.perf_counter() - start)
+    if not runs:
+        raise EnvauditError("no execution mode could run here: " + "; ".join(not_run.values()))
+    probes_start = time.perf_counter()
     jpeg = assets.encoded[assets.image_names.index(next(
         n for n in assets.image_names if n.endswith(".jpg")))]
     probes = run_probes(jpeg)
@@ -53,29 +73,30 @@ def run_workload(assets: Assets | None = None) -> WorkloadResult:
         workload_id=WORKLOAD_ID,
         workload_version=WORKLOAD_VERSION,
         images=assets.image_names,
-        stages=stages,
+        runs=runs,
         probes=probes,
-        detections=detections_from_nms(stages["nms"]),
-        candidates=Candidates(boxes=stages["boxes"], scores=stages["scores"]),
-        timings={"pipeline_s": pipeline_done - start, "probes_s": done - pipeline_done},
+        not_run=not_run,
+        timings={**{f"{m}_s": r.seconds for m, r in runs.items()},
+                 "probes_s": done - probes_start},
     )
 
 
 def replay_stages(assets: Assets, golden_stages: Mapping[str, np.ndarray],
-                  names: Iterable[str]) -> dict[str, np.ndarray]:
-    """Each named stage run alone on the golden outputs of the stages it reads ("decode" re-decodes
-    the golden image files)."""
+                  names: Iterable[str], mode: str = "eager") -> dict[str, np.ndarray]:
+    """Each named stage run alone in ``mode`` on the golden outputs of the stages it reads
+    ("decode" re-decodes the golden image files)."""
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
     from envaudit.workload.detector import STAGE_INPUTS, Detector, decode_images
+    from envaudit.workload.modes import ModeRunner
 
-    detector = Detector(assets.weights)
+    runner = ModeRunner(Detector(assets.weights))
     replayed = {}
     for name in names:
         if name == "decode":
             replayed[name] = decode_images(assets.encoded).numpy()
         else:
             inputs = {k: golden_stages[k] for k in STAGE_INPUTS[name]}
-            replayed[name] = detector.replay(name, inputs)
+            replayed[name] = runner.replay(mode, name, inputs)
     return replayed

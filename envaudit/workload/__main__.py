@@ -1,4 +1,4 @@
-"""``python -m envaudit.workload OUT.npz``: run the workload once and save its arrays.
+"""``python -m envaudit.workload OUT.npz [MODES]``: run the workload once and save its arrays.
 
 This is the child process of a confirmation re-run: the parent starts it with one environment
 setting put back (a variable restored, an instruction set capped) and compares what it wrote with
@@ -17,17 +17,19 @@ from envaudit.workload.types import keyed_arrays
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m envaudit.workload OUT.npz\n")
+    if len(argv) not in (1, 2):
+        sys.stderr.write("usage: python -m envaudit.workload OUT.npz [MODE,MODE,...]\n")
         return 2
     from envaudit.workload import run_workload
 
+    modes = argv[1].split(",") if len(argv) == 2 else ["eager"]
     try:
-        result = run_workload()
+        result = run_workload(modes=modes)
     except EnvauditError as exc:
         sys.stderr.write(f"envaudit: error: {exc}\n")
         return 2
-    np.savez(argv[0], **keyed_arrays(result.stages, result.probes))
+    np.savez(argv[0], **keyed_arrays({m: r.stages for m, r in result.runs.items()},
+                                     result.probes))
     return 0
 
 

@@ -35,6 +35,19 @@ STAGES = (
 )
 
 
+# Execution modes, each its own computation (docs/design.md, "Execution modes"):
+# - eager: op by op, as the detector runs in a notebook or a Keras model called directly;
+# - graph: one tf.function over the whole pipeline (decode to NMS), optimised by grappler, the
+#   way a SavedModel signature runs under TF Serving;
+# - xla: tf.function(jit_compile=True) over everything XLA compiles on the device, as Keras 3
+#   compiles predict() on GPUs and as services that set jit_compile do. What XLA cannot compile
+#   runs outside it, as below.
+MODES = ("eager", "graph", "xla")
+OUTSIDE_XLA = {
+    "decode": "eager TensorFlow ops: image decoders have no XLA kernel",
+    "nms": "eager TensorFlow ops: CombinedNonMaxSuppression has no XLA CPU kernel",
+}
+
 # Op probes (``probes.py``): name -> kernel family; the order is the recording order.
 PROBE_FAMILIES: dict[str, str] = {
     "exp": "transcendental", "log": "transcendental", "tanh": "transcendental",

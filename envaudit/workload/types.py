@@ -43,23 +43,51 @@ class Candidates:
 
 
 @dataclass(frozen=True)
+class ModeRun:
+    """The pipeline run once in one execution mode (``architecture.MODES``)."""
+
+    mode: str
+    stages: Mapping[str, np.ndarray]  # pipeline order
+    detections: Detections
+    candidates: Candidates
+    seconds: float  # wall time of this mode's run, tracing and compiling included
+
+
+@dataclass(frozen=True)
 class WorkloadResult:
-    """One run of the golden workload. Mappings keep pipeline order."""
+    """One run of the golden workload. Mappings keep pipeline and mode order."""
 
     workload_id: str
     workload_version: str
     images: tuple[str, ...]  # image names in batch order
-    stages: Mapping[str, np.ndarray]
+    runs: Mapping[str, ModeRun]  # the modes that ran, in ``architecture.MODES`` order
     probes: Mapping[str, np.ndarray]
-    detections: Detections
-    candidates: Candidates
+    not_run: Mapping[str, str] = field(default_factory=dict)  # mode -> why it could not run
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds
 
+    @property
+    def primary(self) -> ModeRun:
+        """The eager run when there is one (what a bundle of schema 1 holds), else the first."""
+        return self.runs.get("eager") or next(iter(self.runs.values()))
 
-def keyed_arrays(stages: Mapping[str, np.ndarray],
+    @property
+    def stages(self) -> Mapping[str, np.ndarray]:
+        return self.primary.stages
+
+    @property
+    def detections(self) -> Detections:
+        return self.primary.detections
+
+    @property
+    def candidates(self) -> Candidates:
+        return self.primary.candidates
+
+
+def keyed_arrays(stages: Mapping[str, Mapping[str, np.ndarray]],
                  probes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stage and probe arrays under one key each, ``stage/NAME`` and ``probe/NAME``: how a re-run
-    child writes its outputs, how they are compared with the golden, and how nondeterminism names
-    an array. The one place these keys are spelled."""
-    return {**{f"stage/{k}": v for k, v in stages.items()},
+    """Every mode's stage arrays and the probes under one key each, ``stage/MODE/NAME`` and
+    ``probe/NAME``: how a re-run child writes its outputs, how they are compared with the golden,
+    and how nondeterminism names an array. The one place these keys are spelled."""
+    return {**{f"stage/{mode}/{k}": v for mode, arrays in stages.items()
+               for k, v in arrays.items()},
             **{f"probe/{k}": v for k, v in probes.items()}}
