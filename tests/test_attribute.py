@@ -137,7 +137,7 @@ def test_real_reruns_in_parallel(golden_bundle):
     with oneDNN capped below this CPU's instruction set runs other kernels. On AVX-512 machines
     (where this was measured) the cap to AVX2 changes the matmul probes."""
     bundle = load_bundle(golden_bundle)
-    golden = {**{f"stage/{k}": v for k, v in bundle.stages.items()},
+    golden = {**{f"stage/eager/{k}": v for k, v in bundle.stages.items()},
               **{f"probe/{k}": v for k, v in bundle.probes.items()}}
     here = max_isa(bundle.fingerprint.get("cpu.flags") or [])
     avx512 = bool(here) and here.startswith("AVX512")
