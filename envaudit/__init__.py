@@ -54,13 +54,15 @@ def check(
     repeat: int = 1,
     confirm: bool = True,
     strict: bool = False,
+    modes: Sequence[str] | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
-    default bundle, else the shipped reference); see ``envaudit.checking.check``."""
+    default bundle, else the shipped reference), in ``modes`` (default: all the golden
+    recorded); see ``envaudit.checking.check``."""
     from envaudit.checking import check as _check
 
-    return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict,
+    return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
                   progress=progress)
 
 

@@ -12,7 +12,7 @@ fails in milliseconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,15 +22,23 @@ from envaudit.attribute.model import Cause
 from envaudit.attribute.rank import rank_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
+from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.tensors import bit_identical, compare_arrays
-from envaudit.compare.verdict import classify, exit_code, headline
+from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.result import CheckResult
-from envaudit.store import GoldenBundle, load_bundle, resolve_golden
-from envaudit.workload.architecture import PROBE_FAMILIES, WORKLOAD_ID, WORKLOAD_VERSION
+from envaudit.store import SCHEMA_V1, GoldenBundle, load_bundle, resolve_golden
+from envaudit.workload import detections_from_nms
+from envaudit.workload.architecture import (
+    EAGER_COMPATIBLE_VERSIONS,
+    MODES,
+    PROBE_FAMILIES,
+    WORKLOAD_ID,
+    WORKLOAD_VERSION,
+)
 from envaudit.workload.assets import Assets, load_assets, used_checksums
 from envaudit.workload.spec import validate_golden
-from envaudit.workload.types import Candidates, Detections, WorkloadResult, keyed_arrays
+from envaudit.workload.types import Candidates, WorkloadResult, keyed_arrays
 
 __all__ = ["check", "CheckResult"]
 
@@ -41,10 +49,12 @@ def check(
     repeat: int = 1,
     confirm: bool = True,
     strict: bool = False,
+    modes: Sequence[str] | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> CheckResult:
     """Check this environment against a golden bundle (``golden``, else the user's bundle, else
-    the shipped reference)."""
+    the shipped reference), in each execution mode of ``modes`` (default: every mode the bundle
+    recorded)."""
     if repeat < 1:
         raise EnvauditError("--repeat must be 1 or more")
     started = time.perf_counter()
@@ -53,7 +63,9 @@ def check(
     bundle = load_bundle(path)
     assets = load_assets()
     _require_same_workload(bundle, assets)
-    validate_golden(str(path), bundle.stages, bundle.probes, bundle.twin, bundle.detections)
+    validate_golden(str(path), bundle.stages_by_mode, bundle.probes, bundle.twin,
+                    bundle.detections if bundle.schema == SCHEMA_V1 else None)
+    checked = _checked_modes(bundle, modes)
 
     from envaudit.fingerprint import capture, diff
     from envaudit.workload import replay_stages, run_workload
@@ -61,7 +73,7 @@ def check(
     runs: list[WorkloadResult] = []
     for i in range(repeat):
         progress("running the workload" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
-        runs.append(run_workload(assets, modes=("eager",)))
+        runs.append(run_workload(assets, modes=checked))
     current = runs[0]
     workload_done = time.perf_counter()
     fingerprint = capture()
@@ -76,32 +88,38 @@ def check(
         [keyed_arrays({m: mr.stages for m, mr in r.runs.items()}, r.probes) for r in runs]
     ) if repeat > 1 else None
     spread = nondeterminism.max_spread if nondeterminism else 0.0
-    stages = compare_arrays("stage", bundle.stages, current.stages,
-                            references=_current_twin(bundle, assets, current.stages["decode"]),
-                            golden_references=bundle.twin, spread=spread)
     probes = compare_arrays("probe", bundle.probes, current.probes, families=PROBE_FAMILIES,
                             spread=spread)
-    golden_candidates = Candidates(boxes=bundle.stages["boxes"], scores=bundle.stages["scores"])
-    noise = max(decision_noise(golden_candidates, current.candidates), spread)
-    detections = match_detections(_golden_detections(bundle), current.detections, noise=noise,
-                                  golden_candidates=golden_candidates)
-    differing = [s.name for s in stages if not s.identical]
-    first = localize.first_divergence(stages, bundle.stages, replay_stages(
-        assets, bundle.stages, differing) if differing else {})
+    stages: list[TensorComparison] = []
+    mode_results: list[ModeResult] = []
+    for mode in checked:
+        compared_stages, result = _check_mode(mode, bundle, assets, current, spread,
+                                              replay_stages)
+        stages += compared_stages
+        mode_results.append(result)
+    stages_t = tuple(stages)
     families = tuple(sorted({p.family for p in probes if not p.identical}))
-    verdict = classify(stages, probes, detections)
+    # Each mode is judged on its own stages and boxes; the probes (eager ops) on their own.
+    verdict = worst([*(m.verdict for m in mode_results), classify((), probes)])
+    moved = tuple(m.mode for m in mode_results if m.verdict not in ("identical", "not_run"))
+    first_mode = next((m for m in mode_results if m.first_divergence), None)
+    first = first_mode.first_divergence if first_mode else None
+    detections = _headline_detections(mode_results)
     compared = time.perf_counter()
 
     causes: list[Cause] = []
     confirmation_ran = False
     if verdict != "identical":
         causes = rank_causes(changes, families, first.stage if first else None,
-                             first.changed_stages if first else (), verdict == "precision_loss")
+                             first.changed_stages if first else (), verdict == "precision_loss",
+                             moved_modes=moved, checked_modes=checked)
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
-            golden_arrays = keyed_arrays({"eager": bundle.stages}, bundle.probes)
-            differing_now = sum(not a.identical for a in (*stages, *probes))
-            outcomes = run_experiments(experiments, golden_arrays, progress)
+            ran = tuple(m for m in checked if m in current.runs)
+            golden_arrays = keyed_arrays({m: bundle.stages_by_mode[m] for m in ran},
+                                         bundle.probes)
+            differing_now = sum(not a.identical for a in (*stages_t, *probes))
+            outcomes = run_experiments(experiments, golden_arrays, progress, modes=ran)
             causes = apply_outcomes(causes, outcomes, differing_now,
                                     limits(changes, bundle.fingerprint, fingerprint))
             confirmation_ran = bool(experiments)
@@ -110,13 +128,14 @@ def check(
     return CheckResult(
         verdict=verdict,
         exit_code=exit_code(verdict, strict),
-        headline=headline(verdict, stages, probes, detections,
-                          first_divergence=first.stage if first else None, top_cause=top),
+        headline=headline(verdict, stages_t, probes, detections,
+                          first_divergence=first.stage if first else None, top_cause=top,
+                          modes=tuple(mode_results)),
         golden_path=str(path),
         golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
         current_fingerprint_id=fingerprint.fingerprint_id,
         fingerprint_changes=tuple(changes),
-        stages=stages,
+        stages=stages_t,
         probes=probes,
         changed_probe_families=families,
         first_divergence=first,
@@ -125,6 +144,10 @@ def check(
         nondeterminism=nondeterminism,
         confirmation_ran=confirmation_ran,
         strict=strict,
+        modes=tuple(mode_results),
+        moved_modes=moved,
+        golden_schema=bundle.schema,
+        notes=_notes(bundle, checked),
         golden_fingerprint=bundle.fingerprint,
         current_fingerprint=fingerprint,
         timings={
@@ -136,10 +159,78 @@ def check(
     )
 
 
+def _notes(bundle: GoldenBundle, checked: Sequence[str]) -> tuple[str, ...]:
+    """What the user should know about how this golden was checked, one line each."""
+    notes = []
+    if bundle.schema == SCHEMA_V1:
+        notes.append(f"golden bundle {bundle.path} has schema {SCHEMA_V1} (envaudit 0.1): checked"
+                     " in eager mode only; re-record it with 'envaudit record --golden PATH"
+                     " --force' to check graph and xla modes too")
+    for mode, why in bundle.not_run.items():
+        notes.append(f"the golden recorded no {mode} mode: {why}")
+    return tuple(notes)
+
+
+def _checked_modes(bundle: GoldenBundle, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The modes to check: those asked for (all the bundle has by default), each one the bundle
+    recorded; a schema-1 bundle has the eager mode only."""
+    if requested is None:
+        return bundle.modes
+    unknown = [m for m in requested if m not in MODES]
+    if unknown:
+        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    missing = [m for m in requested if m not in bundle.modes]
+    if missing:
+        how = (" (it has schema 1, eager mode only: re-record it with 'envaudit record --golden"
+               " PATH --force' to record every mode)" if bundle.schema == SCHEMA_V1 else "")
+        raise EnvauditError(f"golden bundle {bundle.path} did not record mode"
+                            f" {', '.join(missing)}{how}; choose from {', '.join(bundle.modes)}")
+    return tuple(m for m in MODES if m in requested)
+
+
+def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, current: WorkloadResult,
+                spread: float,
+                replay: Callable[..., dict[str, np.ndarray]]
+                ) -> tuple[tuple[TensorComparison, ...], ModeResult]:
+    """One mode's stages compared, localized by replay in that mode, its detections matched."""
+    golden = bundle.stages_by_mode[mode]
+    run = current.runs.get(mode)
+    if run is None:
+        reason = current.not_run.get(mode, f"{mode} mode did not run")
+        stages = compare_arrays("stage", golden, {}, spread=spread, mode=mode)
+        return stages, ModeResult(mode, "not_run", None, None, reason)
+    stages = compare_arrays(
+        "stage", golden, run.stages, spread=spread, mode=mode,
+        references=_current_twin(bundle, assets, run.stages["decode"]),
+        golden_references=_current_twin(bundle, assets, golden["decode"]))
+    golden_candidates = Candidates(boxes=golden["boxes"], scores=golden["scores"])
+    noise = max(decision_noise(golden_candidates, run.candidates), spread)
+    detections = match_detections(detections_from_nms(golden["nms"]), run.detections,
+                                  noise=noise, golden_candidates=golden_candidates)
+    differing = [s.name for s in stages if not s.identical]
+    first = localize.first_divergence(
+        stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
+    return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
+
+
+def _headline_detections(modes: Sequence[ModeResult]) -> DetectionDiff:
+    """The detections a check reports first: of the first mode whose boxes changed, else of the
+    first mode that moved at all, else of the first mode that ran."""
+    ran = [m for m in modes if m.detections is not None]
+    if not ran:
+        return DetectionDiff(0, 0, 0, 0, 0, 0, 0.0, None, 0.0, (), 0.0)
+    changed = next((m for m in ran if not m.detections.same), None)
+    moved = next((m for m in ran if m.detections.changes), None)
+    return (changed or moved or ran[0]).detections
+
+
 def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:
     """A bundle of another workload or other assets cannot be compared bit for bit."""
     recorded: Mapping[str, Any] = bundle.manifest.get("workload", {})
-    if (recorded.get("id"), recorded.get("version")) != (WORKLOAD_ID, WORKLOAD_VERSION):
+    version = recorded.get("version")
+    compatible = version == WORKLOAD_VERSION or (
+        bundle.schema == SCHEMA_V1 and version in EAGER_COMPATIBLE_VERSIONS)
+    if recorded.get("id") != WORKLOAD_ID or not compatible:
         raise EnvauditError(
             f"golden bundle {bundle.path} was recorded with workload {recorded.get('id')}"
             f" v{recorded.get('version')}, this envaudit runs {WORKLOAD_ID} v{WORKLOAD_VERSION};"
@@ -151,11 +242,6 @@ def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:
                 f"golden bundle {bundle.path} was recorded with other workload assets ({name}"
                 f" sha256 {digest[:16]}..., now {str(now.get(name))[:16]}...); re-record it with"
                 " 'envaudit record --golden PATH --force'")
-
-
-def _golden_detections(bundle: GoldenBundle) -> Detections:
-    d = bundle.detections
-    return Detections(image=d["image"], boxes=d["boxes"], classes=d["classes"], scores=d["scores"])
 
 
 def _current_twin(bundle: GoldenBundle, assets: Assets,

@@ -163,8 +163,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             confirm=not args.no_confirm,
             strict=args.strict,
+            modes=args.modes,
             progress=progress,
         )
+    for note in result.notes:
+        _say(f"envaudit: note: {_one_line(note)}")
     if not args.no_redact:
         from envaudit.redact_result import shareable
 
@@ -261,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the workload N times to measure nondeterminism")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
+    p.add_argument("--modes", type=_modes, metavar="MODE,...",
+                   help="execution modes to check: eager, graph, xla (default: all the golden"
+                        " recorded)")
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
@@ -277,6 +283,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in ("eager", "graph", "xla")]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of modes from eager, graph,"
+                                         " xla")
+    return modes
 
 
 def _path(text: str) -> str:

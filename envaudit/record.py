@@ -16,13 +16,14 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     path = Path(path)
     check_writable(path, force)  # before the seconds of work, not after
     from envaudit.fingerprint import capture
-    from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
+    from envaudit.workload import MODES, WORKLOAD_ID, WORKLOAD_VERSION, run_workload
+    from envaudit.workload.architecture import OUTSIDE_XLA
     from envaudit.workload.assets import load_assets, used_checksums
     from envaudit.workload.twin import Twin
 
     progress("running the workload")
     assets = load_assets()
-    result = run_workload(assets, modes=("eager",))
+    result = run_workload(assets, modes=MODES)
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
     progress("capturing the fingerprint")
@@ -33,17 +34,17 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
 
         fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))
     progress("writing the bundle")
-    d = result.detections
     write_bundle(
         path,
         fingerprint=fingerprint,
         workload={"id": WORKLOAD_ID, "version": WORKLOAD_VERSION,
                   "assets": used_checksums(assets), "timings": dict(result.timings)},
         images=result.images,
-        stages=result.stages,
+        stages={mode: run.stages for mode, run in result.runs.items()},
         probes=result.probes,
         twin=twin,
-        detections={"image": d.image, "boxes": d.boxes, "classes": d.classes, "scores": d.scores},
+        not_run=result.not_run,
+        outside_xla=OUTSIDE_XLA if "xla" in result.runs else {},
         force=force,
         redacted=redact,
     )

@@ -10,6 +10,7 @@ from envaudit.attribute.model import Cause
 from envaudit.compare.model import (
     DetectionDiff,
     FirstDivergence,
+    ModeResult,
     Nondeterminism,
     StageReplay,
     TensorComparison,
@@ -18,10 +19,10 @@ from envaudit.compare.model import (
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.model import Change, Fingerprint
 
-SCHEMA = "envaudit.check/1"
+SCHEMA = "envaudit.check/2"
 
-__all__ = ["SCHEMA", "VERDICTS", "CheckResult", "FirstDivergence", "Nondeterminism",
-           "StageReplay"]
+__all__ = ["SCHEMA", "VERDICTS", "CheckResult", "FirstDivergence", "ModeResult",
+           "Nondeterminism", "StageReplay"]
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,24 @@ class CheckResult:
     nondeterminism: Nondeterminism | None
     confirmation_ran: bool
     strict: bool = False
+    modes: tuple[ModeResult, ...] = ()  # per execution mode, in mode order
+    moved_modes: tuple[str, ...] = ()  # modes that ran and are not identical
+    golden_schema: str = ""  # the golden bundle's schema ("envaudit.golden/1": eager only)
+    notes: tuple[str, ...] = ()  # one line each, said on stderr by the CLI (e.g. eager only)
     timings: Mapping[str, float] = field(default_factory=dict)
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.
     golden_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})
     current_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})
+
+    def by_mode(self) -> list[tuple[str | None, list[TensorComparison],
+                                    FirstDivergence | None, str | None]]:
+        """The stage comparisons by execution mode: (mode, its stages, its first divergence, why
+        it did not run or None). One unnamed group for a result without per-mode results."""
+        if not self.modes:
+            return [(None, list(self.stages), self.first_divergence, None)]
+        return [(m.mode, [s for s in self.stages if s.mode == m.mode], m.first_divergence,
+                 m.not_run) for m in self.modes]
 
     def to_dict(self) -> dict[str, Any]:
         """The check JSON (README, "Check JSON"): this result's fields, with the golden's path

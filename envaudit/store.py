@@ -37,12 +37,16 @@ from envaudit import __version__, bundle_files
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.shipped import shipped
+from envaudit.workload.architecture import MODES
 
-SCHEMA = "envaudit.golden/1"
+SCHEMA = "envaudit.golden/2"
+SCHEMA_V1 = "envaudit.golden/1"  # recorded by envaudit 0.1: eager mode only; still read
 MANIFEST = "manifest.json"
 REFERENCE_BUNDLE = shipped("reference")
-ARRAY_FILES = ("stages.npz", "probes.npz", "twin.npz", "detections.npz")
+# Schema 1's array groups, one .npz file each; schema 2 has a stages group per recorded mode
+# ("stages.eager", ...) and derives detections from each mode's nms stage (``array_groups``).
 ARRAY_GROUPS = ("stages", "probes", "twin", "detections")
+ARRAY_FILES = tuple(f"{group}.npz" for group in ARRAY_GROUPS)
 # The largest array file envaudit reads, and the largest array inside it once inflated. The canary
 # bundle is 5 MiB; the limits are there so that a forged header or a zip bomb is refused before
 # NumPy allocates what it claims.
@@ -51,9 +55,12 @@ MAX_ARRAY_BYTES = 1 << 30
 # Array names inside an .npz: plain names, as the workload writes them.
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Every field a manifest must have ("redacted" is optional: bundles before it was added lack it).
+# Every field a manifest must have ("redacted" is optional: bundles before it was added lack it);
+# schema 2 adds the recorded modes, the modes that could not run and why, and what the xla mode
+# runs outside XLA.
 _MANIFEST_KEYS = ("schema", "envaudit_version", "created_at", "workload", "images", "arrays",
                   "files", "fingerprint", "manifest_sha256")
+_MANIFEST_KEYS_V2 = (*_MANIFEST_KEYS, "modes", "not_run", "outside_xla")
 
 Progress = Callable[[str], None]
 
@@ -63,14 +70,42 @@ class GoldenBundle:
     path: Path
     manifest: Mapping[str, Any]
     fingerprint: Fingerprint
-    stages: Mapping[str, np.ndarray]  # pipeline order
+    stages_by_mode: Mapping[str, Mapping[str, np.ndarray]]  # recorded modes, pipeline order
     probes: Mapping[str, np.ndarray]
     twin: Mapping[str, np.ndarray]  # float64 twin outputs, stages after "decode"
-    detections: Mapping[str, np.ndarray]  # image, boxes, classes, scores
+    detections: Mapping[str, np.ndarray]  # schema 1 only: image, boxes, classes, scores
+
+    @property
+    def schema(self) -> str:
+        return str(self.manifest["schema"])
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.stages_by_mode)
+
+    @property
+    def stages(self) -> Mapping[str, np.ndarray]:
+        """The eager stages when recorded (what schema 1 holds), else the first mode's."""
+        return self.stages_by_mode.get("eager") or next(iter(self.stages_by_mode.values()))
+
+    @property
+    def not_run(self) -> Mapping[str, str]:
+        """Modes the recording environment could not run, and why."""
+        return self.manifest.get("not_run", {})
 
     @property
     def array_count(self) -> int:
-        return len(self.stages) + len(self.probes) + len(self.twin) + len(self.detections)
+        return (sum(len(s) for s in self.stages_by_mode.values()) + len(self.probes)
+                + len(self.twin) + len(self.detections))
+
+
+def array_groups(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The array groups (one ``GROUP.npz`` file each) a manifest of its schema must hold."""
+    if manifest.get("schema") == SCHEMA_V1:
+        return ARRAY_GROUPS
+    modes = manifest.get("modes")
+    modes = modes if isinstance(modes, list) else []
+    return (*(f"stages.{mode}" for mode in modes), "probes", "twin")
 
 
 def default_bundle_path(name: str = "default") -> Path:
@@ -128,10 +163,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
             not manifest["schema"].startswith("envaudit.golden/"):
         raise EnvauditError(f"{manifest_path} is not an envaudit golden manifest;"
                             " pass the folder written by 'envaudit record'")
-    if manifest["schema"] != SCHEMA:
+    if manifest["schema"] not in (SCHEMA, SCHEMA_V1):
         raise EnvauditError(f"golden bundle {path} has schema {manifest['schema']!r}, this"
-                            f" envaudit {__version__} reads {SCHEMA!r}; re-record it with"
-                            " 'envaudit record --golden PATH --force'")
+                            f" envaudit {__version__} reads {SCHEMA_V1!r} and {SCHEMA!r};"
+                            " re-record it with 'envaudit record --golden PATH --force'")
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise EnvauditError(f"{manifest_path} was modified (its checksum does not match); restore"
                             " the bundle or re-record it with 'envaudit record --force'")
@@ -143,21 +178,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     """What is wrong with the shape of a manifest whose checksum matched, or None."""
-    missing = [key for key in _MANIFEST_KEYS if key not in m]
+    keys = _MANIFEST_KEYS if m.get("schema") == SCHEMA_V1 else _MANIFEST_KEYS_V2
+    missing = [key for key in keys if key not in m]
     if missing:
         return f"it has no {', '.join(repr(k) for k in missing)}"
-    unknown = sorted(set(m) - {*_MANIFEST_KEYS, "redacted"})
+    if keys is _MANIFEST_KEYS_V2:
+        problem = _modes_problem(m)
+        if problem:
+            return problem
+    groups = array_groups(m)
+    files_expected = [f"{group}.npz" for group in groups]
+    unknown = sorted(set(m) - {*keys, "redacted"})
     if unknown:
         return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
     if not isinstance(m["envaudit_version"], str) or not isinstance(m["created_at"], str):
         return "'envaudit_version' and 'created_at' must be text"
     files, arrays, workload = m["files"], m["arrays"], m["workload"]
-    if not isinstance(files, dict) or sorted(files) != sorted(ARRAY_FILES):
-        return f"'files' must list exactly {', '.join(ARRAY_FILES)}"
+    if not isinstance(files, dict) or sorted(files) != sorted(files_expected):
+        return f"'files' must list exactly {', '.join(files_expected)}"
     if not all(isinstance(v, str) and _SHA256.fullmatch(v) for v in files.values()):
         return "'files' must map each file to its sha256 in hex"
-    if not isinstance(arrays, dict) or sorted(arrays) != sorted(ARRAY_GROUPS):
-        return f"'arrays' must list the arrays of {', '.join(ARRAY_GROUPS)}"
+    if not isinstance(arrays, dict) or sorted(arrays) != sorted(groups):
+        return f"'arrays' must list the arrays of {', '.join(groups)}"
     for group, names in arrays.items():
         if not isinstance(names, list) or not all(
                 isinstance(n, str) and _ARRAY_NAME.fullmatch(n) for n in names) \
@@ -183,6 +225,20 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
         return "'fingerprint' must be an object"
     if not isinstance(m.get("redacted", False), bool):
         return "'redacted' must be true or false"
+    return None
+
+
+def _modes_problem(m: Mapping[str, Any]) -> str | None:
+    modes, not_run, outside = m["modes"], m["not_run"], m["outside_xla"]
+    if not isinstance(modes, list) or not modes or \
+            [mode for mode in MODES if mode in modes] != modes:
+        return f"'modes' must list recorded modes in the order {', '.join(MODES)}"
+    if not isinstance(not_run, dict) or not all(
+            k in MODES and k not in modes and isinstance(v, str) for k, v in not_run.items()):
+        return "'not_run' must map modes that did not run to the reason"
+    if not isinstance(outside, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in outside.items()):
+        return "'outside_xla' must map stages to what ran them"
     return None
 
 
@@ -215,10 +271,10 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
     """Read and verify a bundle; any mismatch raises EnvauditError (exit 2)."""
     path = Path(path)
     manifest = read_manifest(path)
-    arrays: dict[str, dict[str, np.ndarray]] = {}
-    for name in ARRAY_FILES:  # names from this module, never from the manifest
-        expected = manifest["files"][name]
-        file = path / name
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for group in array_groups(manifest):  # names from this module, never from the manifest
+        file = path / f"{group}.npz"
+        expected = manifest["files"][file.name]
         try:
             data = bundle_files.read_regular(file, MAX_FILE_BYTES)
         except FileNotFoundError:
@@ -231,26 +287,27 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
             raise EnvauditError(f"golden bundle file {file} is corrupt or was modified (sha256"
                                 f" {actual[:16]}..., manifest says {expected[:16]}...); restore it"
                                 " or re-record with 'envaudit record --force'")
-        arrays[name] = _load_npz(data, file)
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for group, file_name in zip(ARRAY_GROUPS, ARRAY_FILES):
-        listed, held = manifest["arrays"][group], arrays[file_name]
+        listed, held = manifest["arrays"][group], _load_npz(data, file)
         if sorted(listed) != sorted(held):
-            raise _rerecord(f"golden bundle file {path / file_name} holds"
+            raise _rerecord(f"golden bundle file {file} holds"
                             f" {len(held)} arrays, its manifest lists {len(listed)}")
         groups[group] = {name: held[name] for name in listed}
         for name, array in groups[group].items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise _rerecord(f"golden array {group}/{name} holds NaN or infinity, which no"
                                 " comparison can use")
+    if manifest["schema"] == SCHEMA_V1:
+        stages_by_mode = {"eager": groups["stages"]}
+    else:
+        stages_by_mode = {mode: groups[f"stages.{mode}"] for mode in manifest["modes"]}
     return GoldenBundle(
         path=path,
         manifest=manifest,
         fingerprint=Fingerprint.from_dict(manifest["fingerprint"], f"{path / MANIFEST}"),
-        stages=groups["stages"],
+        stages_by_mode=stages_by_mode,
         probes=groups["probes"],
         twin=groups["twin"],
-        detections=groups["detections"],
+        detections=groups.get("detections", {}),
     )
 
 
@@ -287,17 +344,20 @@ def write_bundle(
     fingerprint: Fingerprint,
     workload: Mapping[str, Any],
     images: tuple[str, ...],
-    stages: Mapping[str, np.ndarray],
+    stages: Mapping[str, Mapping[str, np.ndarray]],
     probes: Mapping[str, np.ndarray],
     twin: Mapping[str, np.ndarray],
-    detections: Mapping[str, np.ndarray],
+    not_run: Mapping[str, str] | None = None,
+    outside_xla: Mapping[str, str] | None = None,
     force: bool = False,
     redacted: bool = False,
 ) -> Path:
-    """Write a bundle atomically: it appears whole under ``target`` or not at all.
+    """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
-    ``redacted`` says that ``fingerprint`` was redacted for sharing; a check then redacts its own
-    fingerprint the same way before comparing, so that redaction itself is never a change."""
+    ``stages`` holds each recorded mode's stage outputs (``MODES`` order); ``not_run`` the modes
+    the recording environment could not run, with the reason. ``redacted`` says that
+    ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
+    way before comparing, so that redaction itself is never a change."""
     target = Path(target).absolute()
     check_writable(target, force)
     try:
@@ -306,20 +366,20 @@ def write_bundle(
         raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror or exc};"
                             " choose a writable --golden path") from None
     try:
-        blobs = {
-            "stages.npz": _npz_bytes(stages),
-            "probes.npz": _npz_bytes(probes),
-            "twin.npz": _npz_bytes(twin),
-            "detections.npz": _npz_bytes(detections),
-        }
+        modes = [mode for mode in MODES if mode in stages]
+        groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes,
+                  "twin": twin}
+        blobs = {f"{group}.npz": _npz_bytes(arrays) for group, arrays in groups.items()}
         manifest: dict[str, Any] = {
             "schema": SCHEMA,
             "envaudit_version": __version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "workload": dict(workload),
             "images": list(images),
-            "arrays": {"stages": list(stages), "probes": list(probes), "twin": list(twin),
-                       "detections": list(detections)},
+            "modes": modes,
+            "not_run": dict(not_run or {}),
+            "outside_xla": dict(outside_xla or {}),
+            "arrays": {group: list(arrays) for group, arrays in groups.items()},
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
             "redacted": redacted,
             "fingerprint": fingerprint.to_dict(),

@@ -39,7 +39,7 @@ def test_same_environment_is_identical_every_time(check_same):
 def test_json_carries_the_design_contract(check_same, check_onednn_off):
     for report in (check_same[0][1], check_onednn_off[1]):
         assert CHECK_KEYS <= set(report)
-        assert report["schema"] == "envaudit.check/1"
+        assert report["schema"] == "envaudit.check/2"
         assert [s["name"] for s in report["stages"]][:3] == ["decode", "resize", "normalize"]
         for stage in report["stages"]:
             assert STAGE_KEYS <= set(stage)

@@ -145,8 +145,10 @@ def limits(changes: Sequence[Change], golden: Fingerprint,
     return notes
 
 
-def _rerun(experiment: Experiment, out: Path) -> Mapping[str, np.ndarray] | str:
-    """One child run in this environment with the experiment's settings put back."""
+def _rerun(experiment: Experiment, out: Path,
+           modes: Sequence[str] = ("eager",)) -> Mapping[str, np.ndarray] | str:
+    """One child run in this environment with the experiment's settings put back, running the
+    execution ``modes`` the comparison needs and no others."""
     env = dict(os.environ)
     for name, value in experiment.env.items():
         why = refusal(name, value)
@@ -156,7 +158,7 @@ def _rerun(experiment: Experiment, out: Path) -> Mapping[str, np.ndarray] | str:
             env.pop(name, None)
         else:
             env[name] = str(value)
-    command = [sys.executable, "-m", "envaudit.workload", str(out)]
+    command = [sys.executable, "-m", "envaudit.workload", str(out), ",".join(modes)]
     if experiment.cores:
         cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
         command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
@@ -176,8 +178,10 @@ def run_experiments(
     experiments: Sequence[Experiment],
     golden_arrays: Mapping[str, np.ndarray],
     progress: Callable[[str], None] = lambda _m: None,
+    modes: Sequence[str] = ("eager",),
 ) -> list[Outcome]:
-    """Run every experiment (in parallel) and compare each with the golden arrays bit for bit."""
+    """Run every experiment (in parallel, each in the execution ``modes`` being checked) and
+    compare each with the golden arrays bit for bit."""
     if not experiments:
         return []
     workers = max(1, min(len(experiments), len(os.sched_getaffinity(0))))
@@ -185,7 +189,7 @@ def run_experiments(
     with tempfile.TemporaryDirectory(prefix="envaudit-confirm-") as tmp, \
             ThreadPoolExecutor(workers) as pool:
         outs = [Path(tmp) / f"rerun-{i}.npz" for i in range(len(experiments))]
-        results = list(pool.map(_rerun, experiments, outs))
+        results = list(pool.map(lambda e, o: _rerun(e, o, modes), experiments, outs))
     outcomes = []
     for experiment, arrays in zip(experiments, results):
         if isinstance(arrays, str):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from envaudit.attribute.model import Cause
 from envaudit.fingerprint.model import Change
+from envaudit.workload.architecture import MODES
 
 # Which kernel families each kind of change is known to move. A change whose families overlap the
 # families that actually changed is "likely"; one that cannot explain them is only "possible".
@@ -53,6 +54,54 @@ CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
     "os": ({"transcendental", "decode"}, "system libraries (libm, codecs) changed"),
     "python": (set(), "the Python interpreter does not run the kernels"),
 }
+
+
+# The execution modes each kind of change can reach, where that is less than all of them. XLA
+# compiles its own CPU code: the switches of TensorFlow's own kernels (oneDNN, its fp-math mode)
+# do not reach it -- measured: TF_ENABLE_ONEDNN_OPTS=0 moves eager and graph and leaves xla
+# bit-identical. XLA_FLAGS reach only what XLA compiles; TF_XLA_FLAGS turn auto-clustering on in
+# traced graphs and reach the jit-compiled function too.
+MODE_REACH: tuple[tuple[str, frozenset[str]], ...] = (
+    ("TF_ENABLE_ONEDNN_OPTS", frozenset({"eager", "graph"})),
+    ("TF_SET_ONEDNN_FPMATH_MODE", frozenset({"eager", "graph"})),
+    ("ONEDNN_", frozenset({"eager", "graph"})),
+    ("DNNL_", frozenset({"eager", "graph"})),
+    ("XLA_FLAGS", frozenset({"xla"})),
+    ("TF_XLA_FLAGS", frozenset({"graph", "xla"})),
+)
+# What a pattern of moved modes says on its own (docs/design.md, "Execution modes").
+MODE_PATTERNS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"xla"}), "only xla moved: XLA code generation changed (an XLA or TensorFlow"
+                         " release, XLA_FLAGS)"),
+    (frozenset({"graph"}), "only graph moved: a grappler rewrite changed"),
+    (frozenset({"graph", "xla"}), "graph and xla moved but not eager: graph-level rewriting or"
+                                  " compilation changed, not the kernels"),
+    (frozenset({"eager", "graph"}), "eager and graph moved, xla identical: TensorFlow's own"
+                                    " kernels changed; XLA's generated code did not"),
+)
+
+
+def mode_reach(change: Change) -> frozenset[str]:
+    """The execution modes this change can move (all of them unless ``MODE_REACH`` says less)."""
+    if change.path.startswith("env."):
+        name = change.path[4:]
+        for prefix, modes in MODE_REACH:
+            if name == prefix or (prefix.endswith("_") and name.startswith(prefix)):
+                return modes
+    return frozenset(MODES)
+
+
+def mode_pattern(moved: Sequence[str], checked: Sequence[str]) -> str | None:
+    """The evidence of which modes moved, when several were checked."""
+    if len(checked) < 2:
+        return None
+    moved_set = frozenset(moved)
+    same = [m for m in checked if m not in moved_set]
+    meaning = next((text for pattern, text in MODE_PATTERNS if pattern == moved_set), None)
+    if meaning is None:
+        meaning = ("every mode moved: the kernels themselves changed" if moved_set == set(checked)
+                   else f"modes that moved: {', '.join(moved)}")
+    return meaning + (f" (identical: {', '.join(same)})" if same and moved_set else "")
 
 
 def _env_rule(name: str) -> tuple[set[str], str]:
@@ -100,8 +149,13 @@ def rank_causes(
     first_stage: str | None,
     changed_stages: Sequence[str],
     precision_lost: bool,
+    moved_modes: Sequence[str] = (),
+    checked_modes: Sequence[str] = (),
 ) -> list[Cause]:
-    """Candidate causes, most plausible first; confidences are "likely" or "possible"."""
+    """Candidate causes, most plausible first; confidences are "likely" or "possible".
+    ``moved_modes`` of ``checked_modes``: which execution modes moved (evidence, see
+    ``MODE_PATTERNS``); a change that reaches none of them is only "possible"."""
+    modes_evidence = mode_pattern(moved_modes, checked_modes)
     observed = set(changed_families) | ({"precision"} if precision_lost else set())
     where = (f"the first divergent stage is {first_stage}"
              + (f"; stages that changed by themselves: {', '.join(changed_stages)}"
@@ -118,9 +172,17 @@ def rank_causes(
             families, why = CATEGORY_FAMILIES.get(change.category, (set(), "changed"))
         overlap = families & observed
         precision_explained |= "precision" in families
-        likely = bool(overlap) and (not precision_lost or "precision" in families
-                                    or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
+        reach = mode_reach(change)
+        reaches_moved = not moved_modes or bool(reach & set(moved_modes))
+        likely = bool(overlap) and reaches_moved and (
+            not precision_lost or "precision" in families
+            or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
         evidence = [f"{describe(change)} — {why}", where, pattern]
+        if modes_evidence:
+            evidence.append(modes_evidence)
+            if not reaches_moved:
+                evidence.append(f"it cannot reach the modes that moved (it reaches"
+                                f" {', '.join(m for m in MODES if m in reach)})")
         if overlap:
             evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
         else:

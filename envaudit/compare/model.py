@@ -40,7 +40,8 @@ class TensorComparison:
     golden_error: float | None  # relative RMS of golden against the float64 twin, if any
     current_error: float | None  # relative RMS of current against the float64 twin, if any
     error_growth: float | None = None  # current_error / golden_error (inf from an exact golden)
-    status: ArrayStatus = "changed"  # decided by ``compare.status.judge``
+    status: ArrayStatus = "changed"  # decided by ``noise.array_status``
+    mode: str = "eager"  # the execution mode that computed the array (probes: eager)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
@@ -109,6 +110,20 @@ class FirstDivergence:
     index: int  # its position in the pipeline
     replay: tuple[StageReplay, ...]  # every non-identical stage, replayed in isolation
     changed_stages: tuple[str, ...]  # stages that changed by themselves (replay not identical)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """One execution mode's part of a check: its own verdict, where it diverged, its boxes."""
+
+    mode: str
+    verdict: str  # a verdict (compare.verdict.Verdict) of this mode alone, or "not_run"
+    first_divergence: FirstDivergence | None
+    detections: DetectionDiff | None  # None when the mode did not run
+    not_run: str | None = None  # why the mode could not run here
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

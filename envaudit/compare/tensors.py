@@ -41,17 +41,18 @@ def compare_tensor(
     reference: np.ndarray | None = None,
     golden_reference: np.ndarray | None = None,
     spread: float = 0.0,
+    mode: str = "eager",
 ) -> TensorComparison:
-    """Compare ``current`` with ``golden``; errors against the float64 twin when one is given;
-    the ``status`` judged by ``noise.array_status`` (``spread``: the run-to-run spread measured
-    by --repeat, within which a difference is noise).
+    """Compare ``current`` with ``golden`` (both computed in execution ``mode``); errors
+    against the float64 twin when one is given; the ``status`` judged by ``noise.array_status``
+    (``spread``: the run-to-run spread measured by --repeat, within which a difference is noise).
 
     ``reference`` is the twin's output for the current run's input; ``golden_reference`` the twin's
     output for the golden run's input (defaults to ``reference``: usually the same input).
     """
     measured = _measure(name, kind, family, np.asarray(golden), np.asarray(current), reference,
                         reference if golden_reference is None else golden_reference)
-    return replace(measured, status=array_status(measured, spread))
+    return replace(measured, status=array_status(measured, spread), mode=mode)
 
 
 def compare_arrays(
@@ -62,6 +63,7 @@ def compare_arrays(
     references: Mapping[str, np.ndarray] | None = None,
     golden_references: Mapping[str, np.ndarray] | None = None,
     spread: float = 0.0,
+    mode: str = "eager",
 ) -> tuple[TensorComparison, ...]:
     """Every golden array of one kind compared with this run's, in the golden's order; one the
     run did not produce is ``not_run``. ``families`` names each array's family (default: its own
@@ -70,14 +72,14 @@ def compare_arrays(
     for name, value in golden.items():
         family = families.get(name, name) if families is not None else name
         if name not in current:
-            compared.append(not_run(name, kind, family, value))
+            compared.append(replace(not_run(name, kind, family, value), mode=mode))
             continue
         compared.append(compare_tensor(
             name, kind, family, value, current[name],
             reference=references.get(name) if references is not None else None,
             golden_reference=golden_references.get(name) if golden_references is not None
             else None,
-            spread=spread))
+            spread=spread, mode=mode))
     return tuple(compared)
 
 

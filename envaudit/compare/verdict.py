@@ -13,10 +13,10 @@ once per array) and the detections, checked in this order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
-from envaudit.compare.model import DetectionDiff, TensorComparison
+from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
 from envaudit.render.formatting import growth, number
 
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
@@ -28,18 +28,32 @@ _AT_FLOOR = ("identical", "rounding")
 def classify(
     stages: Sequence[TensorComparison],
     probes: Sequence[TensorComparison],
-    detections: DetectionDiff,
+    detections: DetectionDiff | None = None,
 ) -> Verdict:
-    """One of ``VERDICTS`` for these judged comparisons (rules in the module docstring)."""
+    """One of ``VERDICTS`` for these judged comparisons (rules in the module docstring);
+    ``detections`` None: arrays alone (the probes, which have no boxes)."""
     arrays = [*stages, *probes]
-    if all(a.status == "identical" for a in arrays) and detections.same \
-            and not detections.changes:
+    boxes_same = detections is None or detections.same
+    boxes_unmoved = detections is None or (detections.same and not detections.changes)
+    if all(a.status == "identical" for a in arrays) and boxes_unmoved:
         return "identical"
     if any(a.status == "precision_loss" for a in arrays):
         return "precision_loss"
-    if detections.same and all(a.status in _AT_FLOOR for a in arrays):
+    if boxes_same and all(a.status in _AT_FLOOR for a in arrays):
         return "equivalent"
     return "drift"
+
+
+# Least to most severe: the verdict of a check over several modes is its worst mode's, and a mode
+# that could not run ("not_run") counts as drift: the golden recorded a computation this
+# environment cannot perform, which is never identical.
+SEVERITY: tuple[str, ...] = ("identical", "equivalent", "drift", "precision_loss")
+
+
+def worst(verdicts: Iterable[str]) -> Verdict:
+    """The most severe of per-mode verdicts ("not_run" counts as drift)."""
+    ranked = ["drift" if v == "not_run" else v for v in verdicts]
+    return max(ranked, key=SEVERITY.index, default="identical")  # type: ignore[return-value]
 
 
 def exit_code(verdict: Verdict, strict: bool = False) -> int:
@@ -58,11 +72,13 @@ def headline(
     detections: DetectionDiff,
     first_divergence: str | None = None,
     top_cause: str | None = None,
+    modes: Sequence[ModeResult] = (),
 ) -> str:
     """One sentence a person understands at a glance: what happened and whether it matters.
 
     ``first_divergence``: the first stage that is not bit-identical; ``top_cause``: the best cause
-    in words (e.g. "env.X: unset -> '0' (confirmed)"), appended when given."""
+    in words (e.g. "env.X: unset -> '0' (confirmed)"), appended when given; ``modes``: the
+    per-mode results, named when more than one mode was checked."""
     differing = [s for s in stages if not s.identical]
     changed_probes = [p for p in probes if not p.identical]
     worst = max((a.max_rel for a in (*differing, *changed_probes)), default=0.0)
@@ -95,9 +111,33 @@ def headline(
             text = f"Drift: {det}"
     else:
         raise ValueError(f"unknown verdict {verdict!r}")
+    text += _modes_phrase(modes)
     if top_cause:
         text += f"; cause: {top_cause}"
     return text + "."
+
+
+def _modes_phrase(modes: Sequence[ModeResult]) -> str:
+    """"; moved in xla mode only (eager, graph identical)" and modes that could not run."""
+    if len(modes) < 2:
+        return ""
+    not_run = [m.mode for m in modes if m.verdict == "not_run"]
+    moved = [m.mode for m in modes if m.verdict not in ("identical", "not_run")]
+    same = [m.mode for m in modes if m.verdict == "identical"]
+    parts = []
+    if moved:
+        parts.append(f"moved in {_listed(moved)} mode{'s' if len(moved) > 1 else ''}"
+                     + (f" ({_listed(same)} identical)" if same else ""))
+    elif not not_run:
+        parts.append(f"in all {len(modes)} modes ({_listed(same)})")
+    if not_run:
+        parts.append(f"{_listed(not_run)} mode{'s' if len(not_run) > 1 else ''} could not run"
+                     " here")
+    return "; " + "; ".join(parts)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _detections_phrase(d: DetectionDiff) -> str:

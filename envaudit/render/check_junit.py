@@ -47,7 +47,7 @@ def render(result: CheckResult) -> str:
                         ("current_fingerprint_id", result.current_fingerprint_id)):
         ET.SubElement(props, "property", name=name, value=value)
     for stage in result.stages:
-        _stage_case(suite, stage, result.strict)
+        _stage_case(suite, stage, result.strict, bool(result.modes))
     _detections_case(suite, result)
     _probes_case(suite, result)
     cases = suite.findall("testcase")
@@ -61,8 +61,9 @@ def render(result: CheckResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
-def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool) -> None:
-    case = ET.SubElement(suite, "testcase", classname="envaudit.stages", name=s.name, time="0")
+def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: bool) -> None:
+    classname = f"envaudit.stages.{s.mode}" if modes else "envaudit.stages"
+    case = ET.SubElement(suite, "testcase", classname=classname, name=s.name, time="0")
     if s.status == "identical":
         return
     detail = _describe(s)

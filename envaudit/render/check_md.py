@@ -82,22 +82,27 @@ def _change_rows(changes: Sequence[Change]) -> list[str]:
 def _stages(result: CheckResult) -> list[str]:
     if not result.stages:
         return []
-    rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
-             percent(s.mismatch_fraction), _num(s.ulp_at_scale),
-             f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
-            for i, s in enumerate(result.stages)]
-    lines = ["### Stages", "",
-             *_table(["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
-                      "error vs float64 (golden → current)"], rows), ""]
-    fd = result.first_divergence
-    if fd is not None:
-        lines.append(f"First divergence: **`{fd.stage}`** (#{fd.index} in pipeline order).")
-        own = ", ".join(f"`{s}`" for s in fd.changed_stages) or "none"
-        carried = ", ".join(f"`{r.stage}`" for r in fd.replay if r.identical) or "none"
-        if fd.replay:
-            lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
-                         f"only carry an earlier change: {carried}.")
-        lines.append("")
+    lines: list[str] = []
+    for mode, members, fd, not_run in result.by_mode():
+        title = "### Stages" if mode is None else f"### Stages, {mode} mode"
+        if not_run:
+            lines += [title, "", f"Not run: {_inline(not_run)}", ""]
+            continue
+        rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+                 percent(s.mismatch_fraction), _num(s.ulp_at_scale),
+                 f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
+                for i, s in enumerate(members)]
+        lines += [title, "",
+                  *_table(["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
+                           "error vs float64 (golden → current)"], rows), ""]
+        if fd is not None:
+            lines.append(f"First divergence: **`{fd.stage}`** (#{fd.index} in pipeline order).")
+            own = ", ".join(f"`{s}`" for s in fd.changed_stages) or "none"
+            carried = ", ".join(f"`{r.stage}`" for r in fd.replay if r.identical) or "none"
+            if fd.replay:
+                lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
+                             f"only carry an earlier change: {carried}.")
+            lines.append("")
     return lines
 
 

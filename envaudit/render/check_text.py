@@ -19,7 +19,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, DetectionChange, TensorComparison
+from envaudit.compare.model import (
+    STATUS_SEVERITY,
+    ArrayStatus,
+    DetectionChange,
+    FirstDivergence,
+    TensorComparison,
+)
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable
 from envaudit.render.formatting import class_label, growth, number, percent
@@ -99,28 +105,38 @@ def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
 def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any]:
     if not stages:
         return [Text("Stages: none recorded."), Text()]
-    origin = _origins(result)
-    table = _table("Stages (pipeline order)", "#", "stage", "result", "max rel", "log scale",
-                   "mismatch", "error vs f64 (growth)", "replay")
-    for i, s in enumerate(stages):
-        status, style = STATUS_STYLE[s.status]
-        table.add_row(_t(str(i)), _t(s.name), _t(status, style), _t(_num(s.max_rel)),
-                      _t(bar(s.max_rel, s.identical), style), _t(percent(s.mismatch_fraction)),
-                      _t(_errors(s)), _t(origin.get(s.name, "")))
-    parts: list[Any] = [table]
-    fd = result.first_divergence
-    if fd is not None:
-        parts.append(Text(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline order)."))
-        own = list(fd.changed_stages)
-        carried = [r.stage for r in fd.replay if r.identical]
-        if fd.replay:
-            line = "Replayed alone on golden inputs: "
-            line += (f"{', '.join(own)} changed by {'itself' if len(own) == 1 else 'themselves'}"
-                     if own else "no stage changed by itself")
-            if carried:
-                line += f"; {', '.join(carried)} only carry the earlier change"
-            parts.append(Text(line + "."))
-    parts.append(Text())
+    parts: list[Any] = []
+    for label, members, fd, not_run in result.by_mode():
+        title = "Stages (pipeline order)" if label is None else \
+            f"Stages, {label} mode (pipeline order)"
+        if not_run:
+            parts += [Text(f"{title}: not run: {not_run}", style="yellow"), Text()]
+            continue
+        origin = _origins(fd)
+        table = _table(title, "#", "stage", "result", "max rel", "log scale", "mismatch",
+                       "error vs f64 (growth)", "replay")
+        for i, s in enumerate(members):
+            status, style = STATUS_STYLE[s.status]
+            table.add_row(_t(str(i)), _t(s.name), _t(status, style), _t(_num(s.max_rel)),
+                          _t(bar(s.max_rel, s.identical), style),
+                          _t(percent(s.mismatch_fraction)), _t(_errors(s)),
+                          _t(origin.get(s.name, "")))
+        parts.append(table)
+        if fd is not None:
+            parts.append(Text(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline"
+                              " order)."))
+            own = list(fd.changed_stages)
+            carried = [r.stage for r in fd.replay if r.identical]
+            if fd.replay:
+                where = "" if label is None else f" in {label} mode"
+                line = f"Replayed alone{where} on golden inputs: "
+                line += (f"{', '.join(own)} changed by "
+                         f"{'itself' if len(own) == 1 else 'themselves'}"
+                         if own else "no stage changed by itself")
+                if carried:
+                    line += f"; {', '.join(carried)} only carry the earlier change"
+                parts.append(Text(line + "."))
+        parts.append(Text())
     return parts
 
 
@@ -154,6 +170,13 @@ def _detections(result: CheckResult) -> list[Any]:
                f"{_num(d.max_score_delta)}, min IoU {_iou(d.min_iou)}, max box Δ "
                f"{_num(d.max_box_delta)}; noise {_num(d.noise)}.")
     parts: list[Any] = [Text(summary, style=None if d.same else "yellow")]
+    if len(result.modes) > 1:
+        for m in result.modes:
+            md = m.detections
+            parts.append(Text(f"  {m.mode}: " + (f"not run ({m.not_run})" if md is None else
+                              f"{md.matched} matched, {md.removed} removed, {md.added} added, "
+                              f"{md.class_changed} changed class; max score Δ "
+                              f"{_num(md.max_score_delta)}")))
     decided = [c for c in d.changes if c.kind != "matched"]
     if decided:
         table = _table(None, "change", "image", "class", "score", "box", "IoU", "margin", "")
@@ -218,9 +241,8 @@ def _t(value: str, style: str | None = None) -> Text:
     return Text(value, style=style or "")
 
 
-def _origins(result: CheckResult) -> dict[str, str]:
+def _origins(fd: FirstDivergence | None) -> dict[str, str]:
     """Per stage: first divergence, and whether its replay changed by itself or only carries."""
-    fd = result.first_divergence
     if fd is None:
         return {}
     notes = {r.stage: ["carried" if r.identical else "changed here"] for r in fd.replay}

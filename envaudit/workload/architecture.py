@@ -8,7 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 WORKLOAD_ID = "envaudit.ssd-shapes"
-WORKLOAD_VERSION = "1"
+WORKLOAD_VERSION = "2"  # 2: every execution mode recorded; 1 (envaudit 0.1): eager only
+# Earlier versions whose eager computation is this one's (same detector, assets and probes): their
+# bundles are checked in eager mode.
+EAGER_COMPATIBLE_VERSIONS = ("1",)
 
 INPUT_SIZE = 80  # the network's input, after resize
 BN_EPSILON = 1e-3

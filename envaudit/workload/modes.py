@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from envaudit.workload import architecture as arch
 from envaudit.workload.detector import Detector, decode_images
+from envaudit.workload.tf_runtime import silenced_stderr
 
 CORE = arch.STAGES[1:-1]  # resize .. boxes: what the xla mode compiles
 
@@ -77,9 +78,11 @@ class ModeRunner:
 
 
 def _guarded(mode: str, call: Callable[[], object]):
-    """``call()``, with a failure to trace or compile the mode turned into ``ModeUnavailable``."""
+    """``call()`` with TensorFlow's compile-time logging kept off the user's stderr, and a
+    failure to trace or compile the mode turned into ``ModeUnavailable``."""
     try:
-        return call()
+        with silenced_stderr():
+            return call()
     except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError,
             tf.errors.NotFoundError, tf.errors.InternalError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -73,19 +73,22 @@ TWIN_SPEC: Mapping[str, tuple[np.dtype, tuple[int, ...]]] = {
 assert tuple(STAGE_SPEC) == STAGES and tuple(PROBE_SPEC) == tuple(PROBE_FAMILIES)
 
 
-def validate_golden(where: str, stages: Mapping[str, np.ndarray],
+def validate_golden(where: str, stages: Mapping[str, Mapping[str, np.ndarray]],
                     probes: Mapping[str, np.ndarray], twin: Mapping[str, np.ndarray],
-                    detections: Mapping[str, np.ndarray]) -> None:
-    """Raise ``EnvauditError`` unless the arrays are exactly what this workload records, every
-    float finite and the detections consistent with the ``nms`` stage's shape."""
-    for group, arrays, spec in (("stages", stages, STAGE_SPEC), ("probes", probes, PROBE_SPEC),
+                    detections: Mapping[str, np.ndarray] | None = None) -> None:
+    """Raise ``EnvauditError`` unless the arrays are exactly what this workload records: the
+    stages of each recorded mode (``stages``: mode -> stage arrays), the probes and the twin,
+    every float finite, and (schema 1) the stored detections consistent with the ``nms`` shape."""
+    groups = [(f"stages.{mode}", arrays, STAGE_SPEC) for mode, arrays in stages.items()]
+    for group, arrays, spec in (*groups, ("probes", probes, PROBE_SPEC),
                                 ("twin", twin, TWIN_SPEC)):
         if tuple(arrays) != tuple(spec):
             raise _unusable(where, f"its {group} are {_names(arrays)}, this workload records"
                             f" {_names(spec)}")
         for name, (dtype, shape) in spec.items():
             _require(where, f"{group}/{name}", arrays[name], dtype, shape)
-    _validate_detections(where, detections)
+    if detections is not None:
+        _validate_detections(where, detections)
 
 
 def _validate_detections(where: str, d: Mapping[str, np.ndarray]) -> None:
