@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -259,9 +260,12 @@ def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
     except EnvauditError:
         raise
     except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError,
-            MemoryError, zipfile.BadZipFile, zlib.error) as exc:
+            MemoryError, zipfile.BadZipFile, zlib.error,
+            SyntaxError, tokenize.TokenError) as exc:  # a forged .npy header NumPy fails to parse
         raise unreadable(exc) from None
     for name, array in arrays.items():
+        if not isinstance(array, np.ndarray):  # a member without the .npy magic comes as bytes
+            raise unreadable(f"member {name!r} is not a NumPy array")
         if array.dtype.kind not in "biuf" or array.dtype.fields is not None:
             raise unreadable(f"array {name!r} has dtype {array.dtype}, not a number type")
     return arrays

@@ -322,3 +322,131 @@ def _nudge(scores: np.ndarray, index, amount: float) -> np.ndarray:
     out = scores.astype(np.float64)
     out[index] += amount
     return out
+
+
+# --- exact values of matches, changes and margins -------------------------------------------
+
+# One image, three anchors in a row (IoU 0.6 between neighbours 0.125 apart, 1/3 at 0.25 apart).
+A0, A1, A2 = (0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 0.5, 1.0), (0.0, 0.125, 0.5, 0.625)
+MOVED = (0.0, 0.375, 0.5, 0.875)  # IoU 0.6 with A0 and A1, 1/3 with A2
+
+
+def _row_scene() -> Candidates:
+    """Class 0: A0 kept (0.875, margin 0.375), A1 dropped (0.25, margin 0.25); class 1 nothing
+    kept: A0 0.25, A1 0.375, A2 0.4375 (margins 0.25, 0.125, 0.0625)."""
+    boxes = np.array([[A0, A1, A2]], np.float32)
+    scores = np.array([[[0.875, 0.25], [0.25, 0.375], [0.0, 0.4375]]], np.float32)
+    return Candidates(boxes, scores)
+
+
+def test_row_scene_margins():
+    m = decision_margins(_row_scene())
+    assert m.final[0].tolist() == [[True, False], [False, False], [False, False]]
+    assert m.margins[0].tolist() == [[0.375, 0.25], [0.25, 0.125], [0.5, 0.0625]]
+    assert (m.boxes.dtype, m.margins.dtype) == (np.float64, np.float64)
+
+
+def test_class_change_margin_includes_a_dropped_candidate_of_the_new_class_at_the_old_place():
+    diff = match_detections(dets((0, 0, 0.875, A0)), dets((0, 1, 0.4375, MOVED)), noise=0.0625,
+                            golden_candidates=_row_scene())
+    (change,) = diff.changes
+    # min(A0 kept as class 0: 0.375; class 1 dropped near MOVED: 0.125; near A0: 0.0625)
+    assert (change.kind, change.margin, change.expected_fragility) == ("class_changed", 0.0625,
+                                                                       False)
+    assert (change.golden_score, change.current_score, change.iou) == (0.875, 0.4375, 0.6)
+
+
+def test_a_moved_match_keeps_only_the_golden_decisions_margin():
+    diff = match_detections(dets((0, 0, 0.875, A0)), dets((0, 0, 0.875, MOVED)), noise=1.0,
+                            golden_candidates=_row_scene())
+    assert (diff.matched, diff.max_score_delta, diff.max_box_delta) == (1, 0.0, 0.125)
+    (change,) = diff.changes  # the box moved, the score did not: still a change
+    assert (change.kind, change.margin, change.expected_fragility) == ("matched", 0.375, False)
+
+
+def test_added_detection_margin_and_scores():
+    diff = match_detections(dets((0, 0, 0.875, A0)),
+                            dets((0, 0, 0.875, A0), (0, 1, 0.4375, MOVED)),
+                            noise=0.125, golden_candidates=_row_scene())
+    (added,) = diff.changes
+    assert (added.golden_score, added.current_score, added.golden_box) == (None, 0.4375, None)
+    assert (added.margin, added.expected_fragility) == (0.125, False)
+    assert (diff.max_score_delta, diff.max_box_delta, diff.min_iou) == (0.0, 0.0, 1.0)
+
+
+def test_change_to_dict_is_plain_data():
+    diff = match_detections(dets((0, 0, 0.875, A0)), dets((0, 1, 0.4375, MOVED)), noise=0.0625,
+                            golden_candidates=_row_scene())
+    assert diff.changes[0].to_dict() == {
+        "kind": "class_changed", "image": 0, "golden_class": 0, "current_class": 1,
+        "golden_score": 0.875, "current_score": 0.4375, "golden_box": [0.0, 0.25, 0.5, 0.75],
+        "current_box": [0.0, 0.375, 0.5, 0.875], "iou": 0.6, "margin": 0.0625,
+        "expected_fragility": False}
+
+
+def test_unmatched_diff_has_zero_deltas():
+    diff = match_detections(dets((0, 0, 0.875, A0)), dets((0, 0, 0.875, Q)))
+    assert (diff.max_score_delta, diff.max_box_delta, diff.min_iou) == (0.0, 0.0, None)
+
+
+def test_box_delta_is_measured_in_float64():
+    golden = dets((0, 0, 0.9, (1e-9, 0.0, 1.0, 1.0)))
+    current = dets((0, 0, 0.9, (0.25, 0.0, 1.0, 1.0)))
+    assert match_detections(golden, current).max_box_delta == 0.24999999900000003
+
+
+def test_box_corners_are_put_in_order():
+    flipped = np.array([[0.1, 0.95, 0.5, 0.2]])  # ymin < ymax, but xmin > xmax
+    assert box_iou(flipped, np.array([[0.1, 0.2, 0.5, 0.95]])).tolist() == [[1.0]]
+    assert box_iou(np.array([[0.5, 0.5, 0.0, 0.0]]), np.array([[0.0, 0.0, 0.5, 0.25]])).tolist() \
+        == [[0.5]]
+
+
+def test_margins_are_float64_arithmetic():
+    m = decision_margins(_candidates(_scene()))
+    assert m.margins[0, 0, 1] == 0.4900000002235174  # 0.5 - float32(0.01), not 0.49000000953674316
+
+
+def test_nan_scores_are_never_kept():
+    m = decision_margins(_candidates([[(P, 0, np.nan), (Q, 0, 0.75)]]))
+    assert m.final[0, :, 0].tolist() == [False, True]
+    assert m.margins[0, 0, 0] == float("inf")
+
+
+@pytest.mark.parametrize(("boxes", "scores"), [
+    ((1, 4, 4), (1, 4)), ((1, 4), (1, 4, 3)), ((1, 4, 4), (1, 5, 3)), ((2, 4, 4), (1, 4, 3)),
+])
+def test_decision_margins_rejects_malformed_candidates(boxes, scores):
+    with pytest.raises(ValueError, match=r"candidates must be boxes \[N, A, 4\] and scores "
+                                         r"\[N, A, C\]; got "):
+        decision_margins(Candidates(np.zeros(boxes), np.zeros(scores)))
+
+
+def test_equal_scores_are_matched_in_golden_array_order_at_scale():
+    """Fifty golden detections in 25 pairs of equal scores (three score levels), each pair over
+    one current detection: the first of each pair in the golden arrays takes it."""
+    golden_rows, current_rows, losers = [], [], []
+    for site in range(25):
+        y, x = 0.2 * (site // 5), 0.2 * (site % 5)
+        box = (y, x, y + 0.1, x + 0.1)
+        near = (y, x + 0.01, y + 0.1, x + 0.11)
+        score = (0.625, 0.75, 0.875)[site % 3]
+        first, second = (box, near) if site % 2 else (near, box)
+        golden_rows += [(0, 0, score, first), (0, 0, score, second)]
+        current_rows.append((0, 0, 0.5, box))
+        losers.append(second)
+    diff = match_detections(dets(*golden_rows), dets(*current_rows))
+    assert (diff.matched, diff.removed, diff.added) == (25, 25, 0)
+    removed = sorted(c.golden_box for c in diff.changes if c.kind == "removed")
+    assert removed == sorted(tuple(float(v) for v in np.float32(b)) for b in losers)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nms_replay_agrees_with_a_plain_implementation_under_ties(seed):
+    """Scores on four levels: ties between overlapping boxes are decided by anchor order."""
+    c = _random_candidates(seed)
+    rng = np.random.default_rng(200 + seed)
+    levels = np.array([0.0, 0.625, 0.75, 0.875], np.float32)
+    tied = Candidates(c.boxes, levels[rng.integers(0, 4, c.scores.shape)])
+    m = decision_margins(tied)
+    assert {tuple(int(v) for v in idx) for idx in np.argwhere(m.final)} == _plain_nms(tied)

@@ -1,13 +1,29 @@
-"""Tensor metrics on real arrays: bit identity, scale-relative error, ULPs, twin error."""
+"""Tensor metrics on real arrays: bit identity, scale-relative error, ULPs, twin error; where a
+difference starts, and whether repeated runs differ."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
-from envaudit.compare.tensors import compare_tensor, cosine_similarity, relative_rms_error
+from envaudit.compare.localize import first_divergence, nondeterminism
+from envaudit.compare.model import (
+    FirstDivergence,
+    Nondeterminism,
+    StageReplay,
+    TensorComparison,
+)
+from envaudit.compare.tensors import (
+    bit_identical,
+    compare_arrays,
+    compare_tensor,
+    cosine_similarity,
+    not_run,
+    relative_rms_error,
+)
 from envaudit.compare.units import ulp, unit_roundoff
 
 
@@ -156,3 +172,135 @@ def test_cosine_similarity_edges():
 def test_to_dict_is_plain_data():
     d = _cmp(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32)).to_dict()
     assert d["shape"] == [2, 2] and d["identical"] is True
+
+
+def test_names_and_kinds_are_carried():
+    c = compare_tensor("matmul_384", "probe", "matmul", np.ones(2, np.float32),
+                       np.array([1.0, 2.0], np.float32))
+    assert (c.name, c.kind, c.family, c.identical, c.status) == (
+        "matmul_384", "probe", "matmul", False, "changed")
+    other = compare_tensor("p", "probe", "conv", np.ones(2, np.float32), np.ones(2, np.float64))
+    assert (other.name, other.kind, other.family, other.identical) == ("p", "probe", "conv", False)
+
+
+def test_nan_against_nan_and_inf_against_inf_count_zero():
+    nan, inf = np.float32("nan"), np.float32("inf")
+    c = _cmp(np.array([nan, inf, 1.0], np.float32), np.array([nan, inf, 1.5], np.float32))
+    assert (c.max_abs, c.mismatch_fraction) == (0.5, 1 / 3)
+    payload = np.array([nan, 1.0], np.float32)
+    other = payload.copy()
+    other.view(np.uint32)[0] |= 1  # another NaN payload: bytes differ, magnitude does not
+    d = _cmp(payload, other)
+    assert (d.identical, d.max_abs, d.mismatch_fraction) == (False, 0.0, 0.5)
+
+
+def test_infinities_and_overflow_raise_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = _cmp(np.array([np.inf, 1.0], np.float32), np.array([np.inf, 2.0], np.float32))
+        assert c.max_abs == 1.0
+        # float64 extremes: the difference overflows, inf - inf is invalid; neither warns.
+        d = _cmp(np.array([1.7e308, np.inf]), np.array([-1.7e308, np.inf]))
+        assert (d.max_abs, d.mismatch_fraction) == (math.inf, 0.5)
+
+
+def test_not_run_measures_nothing():
+    c = not_run("boxes", "stage", "boxes", np.zeros((2, 3), np.float16))
+    assert (c.name, c.kind, c.family, c.shape, c.dtype, c.identical, c.status) == (
+        "boxes", "stage", "boxes", (2, 3), "float16", False, "not_run")
+    assert (c.max_abs, c.max_rel, c.mismatch_fraction, c.ulp_at_scale) == (
+        math.inf, math.inf, 1.0, math.inf)
+    assert math.isnan(c.cosine)
+    assert (c.golden_error, c.current_error, c.error_growth) == (None, None, None)
+    assert not_run("p", "probe", "nms", [1, 2]).shape == (2,)
+
+
+def test_compare_arrays_in_golden_order_with_families_and_references():
+    one = np.ones(4, np.float32)
+    moved = one + np.float32(0.25)
+    golden = {"decode": np.zeros(2, np.uint8), "matmul": one, "conv": one, "tanh": one}
+    current = {"tanh": one, "matmul": moved, "conv": one}
+    got = compare_arrays("probe", golden, current, families={"matmul": "mm", "conv": "cv"},
+                         references={"matmul": np.ones(4)},
+                         golden_references={"matmul": np.full(4, 2.0)})
+    # matmul moved by 0.25 of its scale, but its twin errors (0.5 -> 0.25) agree: rounding.
+    assert [(c.name, c.kind, c.family, c.status) for c in got] == [
+        ("decode", "probe", "decode", "not_run"), ("matmul", "probe", "mm", "rounding"),
+        ("conv", "probe", "cv", "identical"), ("tanh", "probe", "tanh", "identical")]
+    assert (got[1].golden_error, got[1].current_error) == (0.5, 0.25)
+    assert got[2].golden_error is None and got[3].current_error is None
+    assert (got[0].shape, got[0].dtype) == ((2,), "uint8")
+    plain = compare_arrays("stage", {"s": one}, {"s": moved})
+    assert (plain[0].family, plain[0].golden_error, plain[0].status) == ("s", None, "changed")
+    within = compare_arrays("stage", {"s": one}, {"s": moved}, spread=0.25)
+    assert within[0].status == "rounding"
+    assert compare_arrays("stage", {}, {"s": one}) == ()
+
+
+def test_bit_identical_is_dtype_shape_and_bytes():
+    assert bit_identical([1.0, 2.0], [1.0, 2.0]) is True
+    assert bit_identical(np.zeros(2, np.int32), np.zeros(2, np.float32)) is False  # same bytes
+    assert bit_identical(np.zeros((2, 2)), np.zeros(4)) is False
+    assert bit_identical(np.array([0.0]), np.array([-0.0])) is False
+    assert bit_identical(np.array([1.0, 2.0]), np.array([1.0, 3.0])) is False
+
+
+# --- localization: first divergence and nondeterminism --------------------------------------
+
+
+def _stage(name: str, golden, current) -> TensorComparison:
+    return compare_tensor(name, "stage", name, np.asarray(golden), np.asarray(current))
+
+
+def test_first_divergence_and_replay():
+    golden = {"decode": np.array([1, 2], np.uint8), "resize": np.array([0.5, 1.0]),
+              "stem": np.array([2.0, 4.0]), "head": np.array([1.0, 1.0])}
+    current = {"decode": golden["decode"], "resize": np.array([0.5, 1.25]),
+               "stem": np.array([2.0, 3.0]), "head": np.array([1.0, 1.5, 2.0])}
+    stages = [_stage(n, golden[n], current[n]) for n in golden]
+    replayed = {"resize": np.array([0.5, 1.0]),  # computes as before: carries decode's change
+                "stem": np.array([2.0, 3.75]),  # changed by itself, by 0.25
+                "head": np.array([1.0, 1.0, 1.0])}  # another shape: changed, no magnitude
+    found = first_divergence(stages, golden, replayed)
+    assert found == FirstDivergence(
+        stage="resize", index=1,
+        replay=(StageReplay("resize", True, 0.0), StageReplay("stem", False, 0.25),
+                StageReplay("head", False, 0.0)),
+        changed_stages=("stem", "head"))
+    assert found.to_dict() == {
+        "stage": "resize", "index": 1,
+        "replay": [{"stage": "resize", "identical": True, "max_abs": 0.0},
+                   {"stage": "stem", "identical": False, "max_abs": 0.25},
+                   {"stage": "head", "identical": False, "max_abs": 0.0}],
+        "changed_stages": ["stem", "head"]}
+
+
+def test_no_divergence_when_every_stage_is_identical():
+    stages = [_stage("a", [1.0], [1.0]), _stage("b", [2.0], [2.0])]
+    assert first_divergence(stages, {}, {}) is None
+
+
+def test_nondeterminism_against_the_first_run():
+    first = {"stage/a": np.array([1.0, 2.0]), "probe/b": np.array([0.5]),
+             "probe/c": np.array([3.0])}
+    runs = [first,
+            {"stage/a": np.array([1.0, 2.75]), "probe/b": np.array([0.5]),
+             "probe/c": first["probe/c"]},
+            {"stage/a": np.array([1.0, 2.5]), "probe/b": np.array([0.625]),
+             "probe/c": first["probe/c"]}]
+    found = nondeterminism(runs)
+    assert found == Nondeterminism(runs=3, deterministic=False,
+                                   differing_arrays=("stage/a", "probe/b"), max_spread=0.75)
+    assert found.to_dict() == {"runs": 3, "deterministic": False,
+                               "differing_arrays": ["stage/a", "probe/b"], "max_spread": 0.75}
+    late = nondeterminism([first, first, {**first, "probe/c": np.array([2.0])}])
+    assert (late.differing_arrays, late.max_spread) == (("probe/c",), 1.0)
+
+
+def test_repeated_identical_runs_are_deterministic():
+    run = {"stage/a": np.array([1.0, -0.0])}
+    assert nondeterminism([run, {"stage/a": run["stage/a"].copy()}]) == Nondeterminism(
+        runs=2, deterministic=True, differing_arrays=(), max_spread=0.0)
+    byte_only = nondeterminism([run, {"stage/a": np.array([1.0, 0.0])}])
+    assert byte_only == Nondeterminism(runs=2, deterministic=False,
+                                       differing_arrays=("stage/a",), max_spread=0.0)

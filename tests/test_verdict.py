@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envaudit.compare.model import DetectionChange, DetectionDiff
-from envaudit.compare.noise import PRECISION_LOSS_FACTOR, at_noise_floor, lost_precision
+from envaudit.compare.model import DetectionChange, DetectionDiff, TensorComparison
+from envaudit.compare.noise import at_noise_floor, lost_precision
 from envaudit.compare.tensors import compare_tensor
 from envaudit.compare.verdict import classify, exit_code, headline
 
@@ -100,7 +100,7 @@ def test_reduced_precision_is_precision_loss(workload, rounding):
     a, w1, w2, twin, golden, _ = workload
     stages = _stages(golden, _pipeline(a, w1, w2, rounding=rounding), twin)
     growth = max(s.error_growth for s in stages)
-    assert growth > PRECISION_LOSS_FACTOR
+    assert growth > 8.0  # the precision-loss factor
     assert any(lost_precision(s) for s in stages)
     verdict = classify(stages, [], _same_detections())
     assert verdict == "precision_loss"
@@ -206,3 +206,155 @@ def test_headlines_are_one_sentence(workload):
     assert texts["drift"].endswith("TF_ENABLE_ONEDNN_OPTS: unset -> '0' (confirmed).")
     for text in texts.values():
         assert text.endswith(".") and text.count(". ") == 0 and "\n" not in text
+
+
+# --- verdicts and headlines on hand-made statuses, every word checked -----------------------
+
+
+def _array(name: str, status: str, kind: str = "stage", max_rel: float = 0.0, **errors):
+    identical = status == "identical"
+    return TensorComparison(
+        name=name, kind=kind, family=name, shape=(4,), dtype="float32", identical=identical,
+        max_abs=max_rel, max_rel=max_rel, mismatch_fraction=0.0 if identical else 0.5,
+        ulp_at_scale=0.0, cosine=1.0, golden_error=errors.get("golden_error"),
+        current_error=errors.get("current_error"), error_growth=errors.get("error_growth"),
+        status=status)
+
+
+def _diff(removed=0, added=0, class_changed=0, fragile=0, moved=False, golden=4):
+    changes = [DetectionChange(kind, 0, 0, 0, 0.75, 0.5, (0, 0, 1, 1), (0, 0, 1, 1), 1.0, 0.01,
+                               i < fragile)
+               for i, kind in enumerate(["removed"] * removed + ["added"] * added
+                                        + ["class_changed"] * class_changed)]
+    if moved:
+        changes.append(DetectionChange("matched", 0, 0, 0, 0.75, 0.625, (0, 0, 1, 1),
+                                       (0, 0, 1, 1), 1.0, None, False))
+    matched = golden - removed - class_changed
+    return DetectionDiff(golden, matched + added + class_changed, matched, added, removed,
+                         class_changed, 0.125 if moved else 0.0, 1.0, 0.0, tuple(changes), 0.05)
+
+
+@pytest.mark.parametrize(("statuses", "diff", "verdict"), [
+    (("identical", "identical"), _diff(), "identical"),
+    (("identical", "identical"), _diff(moved=True), "equivalent"),  # a score moved
+    (("identical", "rounding"), _diff(), "equivalent"),
+    (("identical", "identical"), _diff(removed=1), "drift"),
+    (("identical", "identical"), _diff(added=1), "drift"),
+    (("identical", "identical"), _diff(class_changed=1), "drift"),
+    (("rounding", "changed"), _diff(), "drift"),
+    (("rounding", "not_run"), _diff(), "drift"),
+    (("changed", "precision_loss"), _diff(removed=2), "precision_loss"),
+    (("identical", "precision_loss"), _diff(), "precision_loss"),
+])
+def test_classify_table(statuses, diff, verdict):
+    stage = _array("resize", statuses[0])
+    probe = _array("matmul", statuses[1], kind="probe")
+    assert classify([stage], [probe], diff) == verdict
+    assert classify([probe, stage], [], diff) == verdict
+
+
+@pytest.mark.parametrize(("verdict", "plain", "strict"), [
+    ("identical", 0, 0), ("equivalent", 0, 1), ("drift", 1, 1), ("precision_loss", 1, 1),
+])
+def test_exit_codes(verdict, plain, strict):
+    assert exit_code(verdict) == plain
+    assert exit_code(verdict, strict=True) == strict
+
+
+def test_unknown_verdict_message_lists_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        exit_code("fine")
+    assert str(err.value) == (
+        "unknown verdict 'fine'; expected one of identical, equivalent, drift, precision_loss")
+    with pytest.raises(ValueError) as err:
+        headline("fine", [], [], _diff())
+    assert str(err.value) == "unknown verdict 'fine'"
+
+
+def test_identical_headline():
+    text = headline("identical", [_array("decode", "identical"), _array("resize", "identical")],
+                    [_array("exp", "identical", kind="probe")], _diff())
+    assert text == ("Identical: all 2 stage outputs and 1 probes are bit-identical to golden; "
+                    "all 4 detections unchanged.")
+
+
+def test_equivalent_headline_names_the_worst_difference():
+    stages = [_array("decode", "identical"), _array("resize", "rounding", max_rel=2.5e-07),
+              _array("stem", "rounding", max_rel=1e-06)]
+    probes = [_array("exp", "rounding", kind="probe", max_rel=3e-05),
+              _array("sum", "identical", kind="probe")]
+    text = headline("equivalent", stages, probes, _diff(moved=True))
+    assert text == ("Equivalent: 2 of 3 stages and 1 of 2 probes differ only by rounding (at most "
+                    "3.0e-05 of scale, same error against the float64 reference); all 4 "
+                    "detections still match (scores move by up to 0.125).")
+    only_stages = headline("equivalent", stages, [_array("sum", "identical", kind="probe")],
+                           _diff())
+    assert "1.0e-06 of scale" in only_stages and "0 of 1 probes" in only_stages
+    nothing = headline("equivalent", [_array("decode", "identical")], [], _diff(moved=True))
+    assert "(at most 0 of scale" in nothing
+
+
+def test_precision_loss_headline_names_the_largest_growth():
+    stages = [
+        _array("stem", "precision_loss", max_rel=1e-3, golden_error=1.5e-07,
+               current_error=2.5e-05, error_growth=166.66666666666669),
+        _array("head", "precision_loss", max_rel=1e-2, golden_error=1e-07,
+               current_error=0.0029, error_growth=29000.0),
+        _array("resize", "changed", max_rel=0.5, golden_error=1e-7, current_error=1e-1,
+               error_growth=1e6),
+    ]
+    text = headline("precision_loss", stages, [], _diff(removed=1, fragile=1))
+    assert text == ("Precision loss: the error against the float64 reference grew 29,000x at "
+                    "stage 'head' (1.0e-07 -> 2.9e-03), the signature of reduced-precision math "
+                    "such as TF32 or bf16; detections changed: 1 removed (golden had 4), a "
+                    "near-tie within the measured noise: expected fragility.")
+    exact = [_array("stem", "precision_loss", golden_error=0.0, current_error=1e-05,
+                    error_growth=float("inf")),
+             _array("head", "precision_loss", golden_error=None, current_error=None,
+                    error_growth=None)]
+    assert headline("precision_loss", exact, [], _diff()).startswith(
+        "Precision loss: the error against the float64 reference grew from exactly 0 at stage "
+        "'stem' (0 -> 1.0e-05)")
+    unknown = headline("precision_loss", exact[1:], [], _diff())
+    assert unknown.startswith("Precision loss: the error against the float64 reference grew n/a "
+                              "at stage 'head' (n/a -> n/a)")
+
+
+def test_drift_headlines():
+    beyond = [_array("decode", "identical"), _array("resize", "changed", max_rel=0.25),
+              _array("stem", "not_run", max_rel=float("inf")),
+              _array("head", "rounding", max_rel=1e-06)]
+    assert headline("drift", beyond[:2] + beyond[3:], [], _diff(), first_divergence="resize") == (
+        "Drift: outputs moved beyond rounding noise from stage 'resize' on (up to 0.25 of scale, "
+        "stage 'resize'); all 4 detections unchanged.")
+    assert headline("drift", beyond, [], _diff()) == (
+        "Drift: outputs moved beyond rounding noise (up to inf of scale, stage 'stem'); all 4 "
+        "detections unchanged.")
+    probe = [_array("exp", "changed", kind="probe", max_rel=0.5)]
+    assert headline("drift", beyond[:2], probe, _diff(), top_cause="env.X: unset -> '0'") == (
+        "Drift: outputs moved beyond rounding noise (up to 0.5 of scale, probe 'exp'); all 4 "
+        "detections unchanged; cause: env.X: unset -> '0'.")
+    rounding = [_array("resize", "rounding", max_rel=2e-07),
+                _array("exp", "rounding", kind="probe", max_rel=3e-06)]
+    assert headline("drift", rounding[:1], rounding[1:], _diff(added=1, class_changed=1)) == (
+        "Drift: the numbers differ only by rounding (up to 3.0e-06 of scale), but detections "
+        "changed: 1 added, 1 changed class (golden had 4).")
+    assert headline("drift", [_array("resize", "identical")], [], _diff(removed=1)) == (
+        "Drift: detections changed: 1 removed (golden had 4).")
+
+
+@pytest.mark.parametrize(("diff", "phrase"), [
+    (_diff(removed=1, fragile=1), "1 removed (golden had 4), a near-tie within the measured "
+                                  "noise: expected fragility"),
+    (_diff(removed=1, added=1, fragile=2), "1 removed, 1 added (golden had 4), all near-ties "
+                                           "within the measured noise: expected fragility"),
+    (_diff(removed=2, class_changed=1, fragile=2), "2 removed, 1 changed class (golden had 4), "
+                                                   "2 of 3 near-ties within the measured noise: "
+                                                   "expected fragility"),
+    (_diff(added=2, class_changed=1, fragile=1), "2 added, 1 changed class (golden had 4), 1 of 3 "
+                                                 "near-ties within the measured noise: expected "
+                                                 "fragility"),
+    (_diff(removed=3, added=1), "3 removed, 1 added (golden had 4)"),
+])
+def test_detections_phrase(diff, phrase):
+    assert headline("drift", [], [], diff) == f"Drift: detections changed: {phrase}."

@@ -40,7 +40,7 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
         if old == new and (old is None or (path in golden and path in current)):
             continue  # equal, or null on one side and absent on the other
         if _is_list_or_absent(old) and _is_list_or_absent(new):
-            changes.extend(_list_changes(path, old or [], new or []))
+            changes.extend(_list_changes(path, old, new))
             continue
         changes.append(_change(path, old, new, seen_golden, seen_current))
     return tuple(sorted(changes, key=_order))
@@ -50,16 +50,17 @@ def _is_list_or_absent(value: Any) -> bool:
     return value is None or isinstance(value, list)
 
 
-def _list_changes(path: str, old: list[Any], new: list[Any]) -> list[Change]:
+def _list_changes(path: str, old: list[Any] | None, new: list[Any] | None) -> list[Change]:
     kind = describe_leaf(path, old or new)
     labels = (kind.category, kind.numerics, kind.origin, kind.minutia)
+    old_items, new_items = old or [], new or []
     # Membership through canonical JSON keys: linear in the list sizes (a fingerprint file from
     # someone else can hold any number of flags) and fine for unhashable items too.
-    old_keys, new_keys = set(map(_key, old)), set(map(_key, new))
-    removed = [item for item in old if _key(item) not in new_keys]
-    added = [item for item in new if _key(item) not in old_keys]
-    if not removed and not added:  # same elements, other order
-        return [Change(path, old, new, *labels)]
+    old_keys, new_keys = set(map(_key, old_items)), set(map(_key, new_items))
+    removed = [item for item in old_items if _key(item) not in new_keys]
+    added = [item for item in new_items if _key(item) not in old_keys]
+    if not removed and not added:  # same elements in another order, or [] against no list
+        return [Change(path, old, new, *labels)]  # None stays None: that side has no list
     return [Change(f"{path}.{item}", item, None, *labels) for item in removed] + [
         Change(f"{path}.{item}", None, item, *labels) for item in added
     ]

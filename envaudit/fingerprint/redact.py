@@ -73,7 +73,11 @@ class Identity:
     @classmethod
     def of_this_machine(cls) -> Identity:
         users = {os.environ.get("USER", ""), os.environ.get("LOGNAME", "")}
-        homes = {os.environ.get("HOME", ""), str(Path.home())}
+        homes = {os.environ.get("HOME", "")}
+        try:
+            homes.add(str(Path.home()))
+        except RuntimeError:  # no HOME and no passwd entry (a container's arbitrary uid)
+            pass
         try:
             users.add(getpass.getuser())
         except (OSError, KeyError):
@@ -242,7 +246,13 @@ def machine_salt(config_home: Path | None = None) -> bytes:
 def _stored_salt(config_home: Path | None) -> bytes:
     if config_home is None:
         xdg = os.environ.get("XDG_CONFIG_HOME")
-        config_home = Path(xdg) if xdg else Path.home() / ".config"
+        try:
+            config_home = Path(xdg) if xdg else Path.home() / ".config"
+        except RuntimeError:  # no HOME and no passwd entry (a container's arbitrary uid)
+            raise EnvauditError(
+                "cannot find a folder for the redaction salt (neither XDG_CONFIG_HOME nor HOME"
+                " is set); set XDG_CONFIG_HOME to a writable folder, or pass --no-redact"
+            ) from None
     path = config_home / "envaudit" / "salt"
     try:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
