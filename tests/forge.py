@@ -17,23 +17,53 @@ from envaudit.fingerprint import Fingerprint
 
 
 def forge(source: Path, target: Path, *, env: Mapping[str, str] | None = None,
-          stages: Mapping[str, np.ndarray] | None = None,
-          detections: Mapping[str, np.ndarray] | None = None) -> Path:
-    """A copy of ``source`` re-written by the store with the given arrays and fingerprint
-    variables replaced (the manifest and every file checksum are valid)."""
+          stages: Mapping[str, np.ndarray] | None = None, mode: str = "eager") -> Path:
+    """A copy of ``source`` re-written by the store with the given stage arrays (of ``mode``)
+    and fingerprint variables replaced (the manifest and every file checksum are valid)."""
     bundle = store.load_bundle(source)
     data = json.loads(json.dumps(bundle.fingerprint.data))
     data["env"] = {**data["env"], **(env or {})}
+    by_mode = {m: dict(arrays) for m, arrays in bundle.stages_by_mode.items()}
+    by_mode[mode].update(stages or {})
     return store.write_bundle(
         target,
         fingerprint=Fingerprint(data),
         workload=bundle.manifest["workload"],
         images=tuple(bundle.manifest["images"]),
-        stages={**bundle.stages, **(stages or {})},
+        stages=by_mode,
         probes=bundle.probes,
         twin=bundle.twin,
-        detections={**bundle.detections, **(detections or {})},
+        not_run=bundle.not_run,
+        outside_xla=bundle.manifest.get("outside_xla", {}),
     )
+
+
+def write_v1(source: Path, target: Path,
+             detections: Mapping[str, np.ndarray] | None = None) -> Path:
+    """A bundle of schema 1, as envaudit 0.1 wrote it (eager stages, probes, twin, detections,
+    workload version 1), made from ``source``'s eager arrays."""
+    from envaudit.workload import detections_from_nms
+
+    bundle = store.load_bundle(source)
+    d = detections_from_nms(bundle.stages_by_mode["eager"]["nms"])
+    groups = {"stages": bundle.stages_by_mode["eager"], "probes": bundle.probes,
+              "twin": bundle.twin,
+              "detections": {"image": d.image, "boxes": d.boxes, "classes": d.classes,
+                             "scores": d.scores, **(detections or {})}}
+    target.mkdir(parents=True)
+    files = {}
+    for group, arrays in groups.items():
+        data = store._npz_bytes(arrays)
+        (target / f"{group}.npz").write_bytes(data)
+        files[f"{group}.npz"] = hashlib.sha256(data).hexdigest()
+    manifest = {key: bundle.manifest[key] for key in
+                ("envaudit_version", "created_at", "images", "redacted", "fingerprint")}
+    manifest.update(schema=store.SCHEMA_V1, files=files,
+                    workload={**bundle.manifest["workload"], "version": "1"},
+                    arrays={group: list(arrays) for group, arrays in groups.items()})
+    manifest["manifest_sha256"] = store._manifest_digest(manifest)
+    (target / store.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return target
 
 
 def reseal(bundle: Path, edit: Callable[[dict[str, Any]], object] | None = None) -> None:

@@ -46,16 +46,11 @@ def arrays(seed: int) -> dict[str, dict[str, np.ndarray]]:
             "exp": np.exp(rng.standard_normal(3).astype(np.float32)),
         },
         "twin": {"zeta": rng.standard_normal((2, 3, 4)), "alpha": rng.standard_normal(5)},
-        "detections": {
-            "image": np.array([0, 0, 1], np.int32),
-            "boxes": rng.random((3, 4)).astype(np.float32),
-            "classes": np.array([2, 0, 1], np.int32),
-            "scores": np.array([0.9, 0.61, 0.6], np.float32),
-        },
     }
 
 
 def write(target: Path, fingerprint: Fingerprint, seed: int = 0, force: bool = False) -> Path:
+    a = arrays(seed)
     return store.write_bundle(
         target,
         fingerprint=fingerprint,
@@ -63,8 +58,13 @@ def write(target: Path, fingerprint: Fingerprint, seed: int = 0, force: bool = F
                   "timings": {}},
         images=("a.png", "b.jpg"),
         force=force,
-        **arrays(seed),
+        stages={"eager": a["stages"]},
+        probes=a["probes"],
+        twin=a["twin"],
     )
+
+
+FILES = ("stages.eager.npz", "probes.npz", "twin.npz")
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -103,7 +103,7 @@ def test_write_then_load_round_trips_every_array_in_order(tmp_path, fingerprint)
     assert bundle.fingerprint.fingerprint_id == fingerprint.fingerprint_id
     assert bundle.manifest["schema"] == store.SCHEMA
     assert bundle.manifest["images"] == ["a.png", "b.jpg"]
-    assert sorted(p.name for p in target.iterdir()) == sorted([*store.ARRAY_FILES, store.MANIFEST])
+    assert sorted(p.name for p in target.iterdir()) == sorted([*FILES, store.MANIFEST])
     assert leftovers(tmp_path) == []
 
 
@@ -112,7 +112,7 @@ def test_manifest_lists_the_sha256_of_every_array_file(tmp_path, fingerprint):
     manifest = json.loads((target / store.MANIFEST).read_text())
     assert manifest["files"] == {
         name: hashlib.sha256((target / name).read_bytes()).hexdigest()
-        for name in store.ARRAY_FILES
+        for name in FILES
     }
 
 
@@ -125,8 +125,8 @@ def bundle(tmp_path, fingerprint) -> Path:
 
 
 def test_one_changed_byte_in_an_array_file_is_refused(bundle):
-    flip_byte(bundle / "stages.npz")
-    with pytest.raises(EnvauditError, match="stages.npz") as error:
+    flip_byte(bundle / "stages.eager.npz")
+    with pytest.raises(EnvauditError, match="stages.eager.npz") as error:
         store.load_bundle(bundle)
     assert "corrupt or was modified" in str(error.value)
     assert "--force" in str(error.value)
@@ -148,8 +148,8 @@ def test_an_edited_manifest_is_refused_by_its_own_checksum(bundle):
 def test_an_edited_file_checksum_in_the_manifest_is_refused(bundle):
     # Replacing an array and its listed checksum together still breaks the manifest checksum.
     manifest = json.loads((bundle / store.MANIFEST).read_text())
-    shutil.copy(bundle / "probes.npz", bundle / "stages.npz")
-    files = dict(manifest["files"], **{"stages.npz": manifest["files"]["probes.npz"]})
+    shutil.copy(bundle / "probes.npz", bundle / "stages.eager.npz")
+    files = dict(manifest["files"], **{"stages.eager.npz": manifest["files"]["probes.npz"]})
     rewrite_manifest(bundle, files=files)
     with pytest.raises(EnvauditError, match="was modified"):
         store.load_bundle(bundle)
@@ -172,7 +172,7 @@ def test_a_missing_folder_is_refused(tmp_path):
 
 
 def test_a_folder_without_manifest_is_refused(tmp_path):
-    (tmp_path / "stages.npz").write_bytes(b"not a bundle")
+    (tmp_path / "stages.eager.npz").write_bytes(b"not a bundle")
     with pytest.raises(EnvauditError, match=f"not a golden bundle \\(no {store.MANIFEST}\\)"):
         store.load_bundle(tmp_path)
 
@@ -213,7 +213,7 @@ def wait_for_partial(parent: Path, name: str, child: subprocess.Popen[str]) -> P
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for entry in parent.glob(f".{name}.partial-{child.pid}-*"):
-            if (entry / "stages.npz").is_file():
+            if (entry / "stages.eager.npz").is_file():
                 return entry
         assert child.poll() is None, child.communicate()[1]
         time.sleep(0.02)
@@ -266,7 +266,7 @@ def test_an_exception_mid_write_leaves_nothing(tmp_path, fingerprint, monkeypatc
     monkeypatch.setattr(store, "_write_synced", write_one_then_fail)
     with pytest.raises(EnvauditError, match="No space left on device; free space or choose"):
         write(tmp_path / "bundle", fingerprint)
-    assert written == ["stages.npz"]
+    assert written == ["stages.eager.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -389,7 +389,7 @@ def test_a_swap_killed_half_way_gives_the_previous_bundle_back(tmp_path, fingerp
     """--force sets the old bundle aside, then renames the new one in; if the process dies in
     between, the next write puts the old bundle back before it does anything else."""
     target = write(tmp_path / "bundle", fingerprint, seed=1)
-    before = (target / "stages.npz").read_bytes()
+    before = (target / "stages.eager.npz").read_bytes()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that is certainly gone
     aside = tmp_path / f".bundle.old-{dead.pid}-x"
@@ -397,5 +397,5 @@ def test_a_swap_killed_half_way_gives_the_previous_bundle_back(tmp_path, fingerp
     os.rename(target, aside / "bundle")
     with pytest.raises(EnvauditError, match="already exists"):
         write(target, fingerprint, seed=2)  # restores first, then refuses without --force
-    assert (target / "stages.npz").read_bytes() == before
+    assert (target / "stages.eager.npz").read_bytes() == before
     assert leftovers(tmp_path) == []
