@@ -3,6 +3,8 @@ reproduces the golden bits may say "confirmed"."""
 
 from __future__ import annotations
 
+import pytest
+
 from envaudit.attribute.confirm import (
     Experiment,
     Outcome,
@@ -132,6 +134,7 @@ def test_confirmed_only_by_a_reproducing_rerun_of_that_change_alone():
     assert any("boom" in e for c in updated for e in c.evidence)
 
 
+@pytest.mark.slow
 def test_real_reruns_in_parallel(golden_bundle):
     """Two real child processes: one in the recording environment reproduces the golden bits; one
     with oneDNN capped below this CPU's instruction set runs other kernels. On AVX-512 machines

@@ -94,7 +94,8 @@ def _run_group(group: str, jobs: int) -> dict[str, int]:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     config = {"source_paths": ["envaudit"], "only_mutate": list(mutate),
               "pytest_add_cli_args_test_selection": list(tests),
-              "pytest_add_cli_args": ["-p", "no:randomly", "-q"], "also_copy": ["golden/"]}
+              "pytest_add_cli_args": ["-p", "no:randomly", "-q", "-m", "not slow"],
+              "also_copy": ["golden/"]}
     (work / "pyproject.toml").write_text(
         (ROOT / "pyproject.toml").read_text() + "\n[tool.mutmut]\n"
         + "".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items()))

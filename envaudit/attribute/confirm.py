@@ -236,7 +236,8 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
     confirmed_paths = {p for c in updated if c.confidence == "confirmed" for p in c.paths}
     for outcome in outcomes:
         paths = outcome.experiment.cause_paths
-        if len(paths) > 1 and outcome.identical and not confirmed_paths & set(paths):
+        if len(paths) > 1 and outcome.identical and not outcome.error \
+                and not confirmed_paths & set(paths):
             updated.append(Cause(
                 change=" + ".join(paths), confidence="confirmed", path=None,
                 evidence=(f"re-running with {outcome.experiment.label} reproduced the golden bits"
