@@ -56,8 +56,8 @@ def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
     assert (change["golden"], change["current"], change["category"]) == (None, "0",
                                                                         "numerics-env")
     first = report["first_divergence"]
-    differing = [s["name"] for s in report["stages"] if not s["identical"]]
-    assert first["stage"] == differing[0]
+    differing = [(s["mode"], s["name"]) for s in report["stages"] if not s["identical"]]
+    assert first["stage"] == differing[0][1]
     # decoding and resizing do not go through oneDNN; the convolutions do
     assert first["stage"] not in ("decode", "resize", "normalize")
     assert first["changed_stages"], "stage replay found no stage that changed by itself"
@@ -70,11 +70,29 @@ def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
     assert report["verdict"] == "equivalent"
     assert code == 0
     # ... which the JSON says per array, so a CI consumer need not re-derive any threshold
-    statuses = {s["name"]: s["status"] for s in report["stages"]}
-    assert {statuses[name] for name in differing} == {"rounding"}
-    assert {status for name, status in statuses.items() if name not in differing} == \
+    statuses = {(s["mode"], s["name"]): s["status"] for s in report["stages"]}
+    assert {statuses[key] for key in differing} == {"rounding"}
+    assert {status for key, status in statuses.items() if key not in differing} == \
         {"identical"}
     assert {p["status"] for p in report["probes"] if not p["identical"]} == {"rounding"}
+
+
+def test_onednn_switch_moves_the_modes_of_tensorflows_kernels_not_xla(check_onednn_off):
+    """XLA generates its own CPU code: the oneDNN switch moves eager and graph, each localized
+    to its own first divergent stage, and leaves xla bit-identical; the headline names it."""
+    _code, report = check_onednn_off
+    by_mode = {m["mode"]: m for m in report["modes"]}
+    assert [m["mode"] for m in report["modes"]] == ["eager", "graph", "xla"]
+    assert (by_mode["eager"]["verdict"], by_mode["graph"]["verdict"],
+            by_mode["xla"]["verdict"]) == ("equivalent", "equivalent", "identical")
+    assert by_mode["eager"]["first_divergence"]["stage"] == "stem"
+    assert by_mode["graph"]["first_divergence"]["stage"] == "stem"
+    assert by_mode["xla"]["first_divergence"] is None
+    assert report["moved_modes"] == ["eager", "graph"]
+    assert "moved in eager and graph modes (xla identical)" in report["headline"]
+    evidence = report["causes"][0]["evidence"]
+    assert ("eager and graph moved, xla identical: TensorFlow's own kernels changed; XLA's"
+            " generated code did not (identical: xla)") in evidence
 
 
 def test_strict_fails_a_result_that_is_only_equivalent(golden_bundle):
@@ -148,10 +166,9 @@ def test_precision_loss_classified_on_real_pipeline_arrays(golden_bundle):
                                      reference=bundle.twin.get(name),
                                      golden_reference=bundle.twin.get(name)))
     from envaudit.compare.detections import match_detections
-    from envaudit.workload.types import Detections
+    from envaudit.workload import detections_from_nms
 
-    d = bundle.detections
-    same = Detections(d["image"], d["boxes"], d["classes"], d["scores"])
+    same = detections_from_nms(bundle.stages["nms"])
     verdict = classify(stages, [], match_detections(same, same))
     assert verdict == "precision_loss"
     assert exit_code(verdict, strict=False) == 1

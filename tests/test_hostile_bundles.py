@@ -30,9 +30,10 @@ MANIFEST_FIELDS: tuple[tuple[tuple[str, ...], type], ...] = (
     (("schema",), str), (("envaudit_version",), str), (("created_at",), str),
     (("workload",), dict), (("workload", "id"), str), (("workload", "version"), str),
     (("workload", "assets"), dict), (("workload", "timings"), dict), (("images",), list),
-    (("arrays",), dict), (("arrays", "stages"), list), (("arrays", "probes"), list),
-    (("arrays", "twin"), list), (("arrays", "detections"), list), (("files",), dict),
-    (("files", "stages.npz"), str), (("files", "twin.npz"), str), (("fingerprint",), dict),
+    (("arrays",), dict), (("arrays", "stages.eager"), list), (("arrays", "probes"), list),
+    (("arrays", "twin"), list), (("arrays", "stages.xla"), list), (("files",), dict),
+    (("files", "stages.graph.npz"), str), (("files", "twin.npz"), str), (("fingerprint",), dict),
+    (("modes",), list), (("not_run",), dict), (("outside_xla",), dict),
     (("fingerprint", "schema"), str), (("fingerprint", "fingerprint_id"), str),
     (("fingerprint", "cpu", "flags"), list), (("fingerprint", "cpu", "usable_cores"), int),
     (("fingerprint", "env"), dict), (("fingerprint", "os", "hostname"), str),
@@ -73,7 +74,7 @@ def manifest_corruption(rng: random.Random) -> tuple[str, Callable[[Path], None]
             (bundle / store.MANIFEST).write_text(text[: rng.randrange(len(text) - 1)])
         return "truncated manifest", truncate
     if kind == "names":
-        group = rng.choice(store.ARRAY_GROUPS)
+        group = rng.choice(["stages.eager", "stages.graph", "stages.xla", "probes", "twin"])
         how = rng.choice(["drop", "ghost", "twice", "rename", "traversal"])
 
         def rename(m: dict[str, Any]) -> None:
@@ -105,9 +106,10 @@ def _delete(tree: dict[str, Any], path: tuple[str, ...]) -> None:
 
 def npz_corruption(rng: random.Random, golden: store.GoldenBundle) -> tuple[
         str, Callable[[Path], None]]:
-    file = rng.choice(store.ARRAY_FILES)
-    group = store.ARRAY_GROUPS[store.ARRAY_FILES.index(file)]
-    arrays = dict(getattr(golden, group))
+    group = rng.choice(store.array_groups(golden.manifest))
+    file = f"{group}.npz"
+    arrays = dict(golden.stages_by_mode[group.split(".")[1]] if group.startswith("stages.")
+                  else getattr(golden, group))
     name = rng.choice(sorted(arrays))
     kind = rng.choice(["truncate", "flip", "dtype", "shape", "nonfinite", "drop", "extra"])
     if kind == "truncate":

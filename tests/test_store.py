@@ -92,14 +92,15 @@ def test_write_then_load_round_trips_every_array_in_order(tmp_path, fingerprint)
     assert target == (tmp_path / "bundle").absolute()
     bundle = store.load_bundle(target)
     expected = arrays(1)
-    for group in ("stages", "probes", "twin", "detections"):
+    for group in ("stages", "probes", "twin"):
         loaded = getattr(bundle, group)
         assert list(loaded) == list(expected[group]), group
         for name, array in expected[group].items():
             assert loaded[name].dtype == array.dtype, (group, name)
             assert loaded[name].shape == array.shape, (group, name)
             assert loaded[name].tobytes() == array.tobytes(), (group, name)
-    assert bundle.array_count == 3 + 2 + 2 + 4
+    assert bundle.array_count == 3 + 2 + 2
+    assert bundle.modes == ("eager",)
     assert bundle.fingerprint.fingerprint_id == fingerprint.fingerprint_id
     assert bundle.manifest["schema"] == store.SCHEMA
     assert bundle.manifest["images"] == ["a.png", "b.jpg"]
@@ -306,7 +307,7 @@ def test_without_force_an_existing_bundle_is_refused_and_kept(tmp_path, fingerpr
 def test_an_empty_folder_is_written_into_without_force(tmp_path, fingerprint):
     (tmp_path / "bundle").mkdir()
     write(tmp_path / "bundle", fingerprint)
-    assert store.load_bundle(tmp_path / "bundle").array_count == 11
+    assert store.load_bundle(tmp_path / "bundle").array_count == 7
 
 
 @pytest.mark.parametrize("force", [False, True])
@@ -339,7 +340,7 @@ def test_check_refuses_a_tampered_recorded_bundle(golden_bundle, tmp_path, tampe
     expected = {
         "array byte": "twin.npz",
         "manifest edit": "was modified",
-        "schema": "'envaudit.golden/2'",
+        "schema": "'envaudit.golden/3'",
         "manifest gone": "not a golden bundle",
     }[tamper]
     if tamper == "array byte":
@@ -349,7 +350,7 @@ def test_check_refuses_a_tampered_recorded_bundle(golden_bundle, tmp_path, tampe
         manifest["fingerprint"]["env"]["TF_ENABLE_ONEDNN_OPTS"] = "0"
         (copy / store.MANIFEST).write_text(json.dumps(manifest))
     elif tamper == "schema":
-        rewrite_manifest(copy, schema="envaudit.golden/2")
+        rewrite_manifest(copy, schema="envaudit.golden/3")
     else:
         (copy / store.MANIFEST).unlink()
     proc = run_cli("check", "--golden", str(copy), timeout=120)

@@ -35,7 +35,7 @@ from envaudit.fingerprint import Fingerprint, capture
 TAIL = "; restore the bundle or re-record it with 'envaudit record --golden PATH --force'"
 WORKLOAD = {"id": "test.workload", "version": "1", "assets": {"w.npz": "0" * 64},
             "timings": {"run": 1.5, "images": 6}}
-BIG = 4096  # float32 values of noise in stages "b": stages.npz is the largest file of a bundle
+BIG = 4096  # float32 values of noise in stages "b": stages.eager.npz is the largest file
 
 
 def small_arrays() -> dict[str, dict[str, np.ndarray]]:
@@ -44,15 +44,17 @@ def small_arrays() -> dict[str, dict[str, np.ndarray]]:
         "stages": {"b": noise, "a": np.array([[1, 2], [3, 4]], np.uint8)},
         "probes": {"p": np.array([0.25, np.finfo(np.float32).max], np.float32)},
         "twin": {"b": np.array([1.5, -2.0])},
-        "detections": {"image": np.array([0], np.int32), "boxes": np.ones((1, 4), np.float32),
-                       "classes": np.array([1], np.int32), "scores": np.array([0.5], np.float32)},
     }
 
 
 def write_small(target: Path, fingerprint: Fingerprint, **overrides: Any) -> Path:
+    """A small bundle of one (eager) mode; array groups in ``overrides`` replace the small ones."""
+    arrays = small_arrays()
+    arrays.update({k: v for k, v in overrides.items() if k in arrays})
     fields: dict[str, Any] = {"fingerprint": fingerprint, "workload": WORKLOAD,
-                              "images": ("a.png",), **small_arrays()}
-    fields.update(overrides)
+                              "images": ("a.png",), "stages": {"eager": arrays["stages"]},
+                              "probes": arrays["probes"], "twin": arrays["twin"]}
+    fields.update({k: v for k, v in overrides.items() if k not in arrays})
     return store.write_bundle(target, **fields)
 
 
@@ -131,9 +133,9 @@ def _add(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return lambda m: m.update(fields)
 
 
-FILES = "'files' must list exactly stages.npz, probes.npz, twin.npz, detections.npz"
+FILES = "'files' must list exactly stages.eager.npz, probes.npz, twin.npz"
 FILE_SHA = "'files' must map each file to its sha256 in hex"
-ARRAYS = "'arrays' must list the arrays of stages, probes, twin, detections"
+ARRAYS = "'arrays' must list the arrays of stages.eager, probes, twin"
 TEXT = "'envaudit_version' and 'created_at' must be text"
 NAMES_WORKLOAD = "'workload' must name the workload's id and version"
 EXACT_WORKLOAD = "'workload' must hold exactly its id, version, assets and timings"
@@ -150,17 +152,18 @@ PROBLEMS = [
      "it has fields this envaudit does not know: 'a', 'b', 'c', 'd', 'e'"),
     ("version a number", _set("envaudit_version", value=1), TEXT),
     ("created_at null", _set("created_at", value=None), TEXT),
-    ("files a list", _set("files", value=list(store.ARRAY_FILES)), FILES),
+    ("files a list", _set("files", value=["stages.eager.npz", "probes.npz", "twin.npz"]),
+     FILES),
     ("files missing one", _drop_in("files", "twin.npz"), FILES),
     ("files one more", _set("files", "extra.npz", value="0" * 64), FILES),
     ("sha of 63", _set("files", "twin.npz", value="0" * 63), FILE_SHA),
     ("sha of 65", _set("files", "twin.npz", value="0" * 65), FILE_SHA),
     ("sha in capitals", _set("files", "twin.npz", value="A" * 64), FILE_SHA),
     ("sha a number", _set("files", "twin.npz", value=0), FILE_SHA),
-    ("arrays a list", _set("arrays", value=list(store.ARRAY_GROUPS)), ARRAYS),
+    ("arrays a list", _set("arrays", value=["stages.eager", "probes", "twin"]), ARRAYS),
     ("arrays missing one", _drop_in("arrays", "twin"), ARRAYS),
-    ("names a string", _set("arrays", "stages", value="ab"),
-     "'arrays.stages' must be a list of distinct plain array names"),
+    ("names a string", _set("arrays", "stages.eager", value="ab"),
+     "'arrays.stages.eager' must be a list of distinct plain array names"),
     ("names repeated", _set("arrays", "probes", value=["p", "p"]),
      "'arrays.probes' must be a list of distinct plain array names"),
     ("name with a slash", _set("arrays", "twin", value=["a/b"]),
@@ -169,8 +172,8 @@ PROBLEMS = [
      "'arrays.twin' must be a list of distinct plain array names"),
     ("name of 101", _set("arrays", "twin", value=["x" * 101]),
      "'arrays.twin' must be a list of distinct plain array names"),
-    ("name a number", _set("arrays", "detections", value=[5]),
-     "'arrays.detections' must be a list of distinct plain array names"),
+    ("name a number", _set("arrays", "probes", value=[5]),
+     "'arrays.probes' must be a list of distinct plain array names"),
     ("workload a list", _set("workload", value=["id", "version"]), NAMES_WORKLOAD),
     ("workload id a number", _set("workload", "id", value=1), NAMES_WORKLOAD),
     ("workload version null", _set("workload", "version", value=None), NAMES_WORKLOAD),
@@ -289,10 +292,11 @@ def test_json_that_is_not_a_golden_manifest(bundle, content):
 
 
 def test_another_golden_schema(bundle):
-    reseal(bundle, _set("schema", value="envaudit.golden/2"))
-    assert refusal(bundle) == (f"golden bundle {bundle} has schema 'envaudit.golden/2', this"
-                               f" envaudit {__version__} reads 'envaudit.golden/1'; re-record it"
-                               " with 'envaudit record --golden PATH --force'")
+    reseal(bundle, _set("schema", value="envaudit.golden/3"))
+    assert refusal(bundle) == (f"golden bundle {bundle} has schema 'envaudit.golden/3', this"
+                               f" envaudit {__version__} reads 'envaudit.golden/1' and"
+                               " 'envaudit.golden/2'; re-record it with 'envaudit record --golden"
+                               " PATH --force'")
 
 
 @pytest.mark.parametrize("edit", [_set("created_at", value="x"), _drop("manifest_sha256")],
@@ -315,8 +319,8 @@ def test_the_fingerprint_is_checked_and_named_by_its_manifest(bundle):
 
 # --- _load_npz --------------------------------------------------------------------------------
 
-WHERE = Path("/b/stages.npz")
-UNREADABLE = "golden bundle file /b/stages.npz is unreadable ({}){}"
+WHERE = Path("/b/stages.eager.npz")
+UNREADABLE = "golden bundle file /b/stages.eager.npz is unreadable ({}){}"
 
 
 def load_npz_refusal(data: bytes) -> str:
@@ -387,7 +391,7 @@ def test_every_number_kind_is_read():
 
 
 def test_a_bundle_loads_with_its_path_and_the_manifest_order(bundle):
-    reseal(bundle, _set("arrays", "stages", value=["a", "b"]))  # written as b, a
+    reseal(bundle, _set("arrays", "stages.eager", value=["a", "b"]))  # written as b, a
     loaded = store.load_bundle(bundle)
     assert loaded.path == bundle
     assert list(loaded.stages) == ["a", "b"]
@@ -417,43 +421,44 @@ def test_an_array_file_unreadable_without_a_reason(bundle, monkeypatch):
         return real(path, limit)
 
     monkeypatch.setattr(bundle_files, "read_regular", fail_arrays)
-    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.npz'} cannot be read"
+    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.eager.npz'} cannot be read"
                                f" (device gone){TAIL}")
 
 
 def test_the_array_file_size_limit_just_below_at_and_above(bundle, monkeypatch):
-    size = (bundle / "stages.npz").stat().st_size
+    size = (bundle / "stages.eager.npz").stat().st_size
     assert max(p.stat().st_size for p in bundle.iterdir()) == size
     for limit in (size + 1, size):
         monkeypatch.setattr(store, "MAX_FILE_BYTES", limit)
         assert store.load_bundle(bundle).stages["b"].shape == (BIG,)
     monkeypatch.setattr(store, "MAX_FILE_BYTES", size - 1)
-    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.npz'} cannot be read (it is"
-                               f" {size} bytes, more than the {size - 1} envaudit reads){TAIL}")
+    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.eager.npz'} cannot be read"
+                               f" (it is {size} bytes, more than the {size - 1} envaudit"
+                               f" reads){TAIL}")
 
 
 def test_an_array_file_with_another_checksum(bundle):
-    (bundle / "stages.npz").write_bytes(b"")
-    reseal(bundle, _set("files", "stages.npz", value="ab" * 32))
-    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.npz'} is corrupt or was"
+    (bundle / "stages.eager.npz").write_bytes(b"")
+    reseal(bundle, _set("files", "stages.eager.npz", value="ab" * 32))
+    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.eager.npz'} is corrupt or was"
                                " modified (sha256 e3b0c44298fc1c14..., manifest says"
                                " abababababababab...); restore it or re-record with"
                                " 'envaudit record --force'")
 
 
 def test_an_unreadable_array_file_is_named(bundle):
-    (bundle / "detections.npz").write_bytes(b"garbage")
+    (bundle / "twin.npz").write_bytes(b"garbage")
     reseal(bundle)
-    assert refusal(bundle) == (f"golden bundle file {bundle / 'detections.npz'} is unreadable"
+    assert refusal(bundle) == (f"golden bundle file {bundle / 'twin.npz'} is unreadable"
                                f" (File is not a zip file){TAIL}")
 
 
 @pytest.mark.parametrize(("listed", "count"), [(["b"], 1), (["a", "b", "c"], 3), (["a", "z"], 2)],
                          ids=["one fewer", "one more", "one renamed"])
 def test_arrays_other_than_the_manifest_lists(bundle, listed, count):
-    reseal(bundle, _set("arrays", "stages", value=listed))
-    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.npz'} holds 2 arrays, its"
-                               f" manifest lists {count}{TAIL}")
+    reseal(bundle, _set("arrays", "stages.eager", value=listed))
+    assert refusal(bundle) == (f"golden bundle file {bundle / 'stages.eager.npz'} holds 2 arrays,"
+                               f" its manifest lists {count}{TAIL}")
 
 
 @pytest.mark.parametrize(("group", "value"), [("stages", np.nan), ("probes", -np.inf),
@@ -463,7 +468,8 @@ def test_a_non_finite_float_is_refused(tmp_path, fingerprint, group, value):
     name = next(iter(arrays[group]))
     arrays[group][name] = np.array([1.0, value], arrays[group][name].dtype)
     target = write_small(tmp_path / "bundle", fingerprint, **arrays)
-    assert refusal(target) == (f"golden array {group}/{name} holds NaN or infinity, which no"
+    where = "stages.eager" if group == "stages" else group
+    assert refusal(target) == (f"golden array {where}/{name} holds NaN or infinity, which no"
                                f" comparison can use{TAIL}")
 
 
@@ -529,7 +535,7 @@ def test_write_bundle_records_what_it_is_told(tmp_path, fingerprint):
     before = datetime.now(timezone.utc).replace(microsecond=0)
     target = write_small(tmp_path / "bundle", fingerprint, redacted=True)
     text = (target / "manifest.json").read_text()
-    assert text.startswith('{\n  "schema": "envaudit.golden/1",\n  "envaudit_version": "')
+    assert text.startswith('{\n  "schema": "envaudit.golden/2",\n  "envaudit_version": "')
     assert text.endswith('"\n}\n')
     manifest = json.loads(text)
     assert manifest["redacted"] is True

@@ -233,7 +233,8 @@ def test_manifest_file_names_cannot_leave_the_bundle(golden_bundle, tmp_path, ca
     reseal(bundle, lambda m: m["files"].__setitem__(entry, "0" * 64))
     code, _out, err = run_main(capsys, "check", "--golden", str(bundle))
     line = one_error_line(code, err)
-    assert "'files' must list exactly stages.npz, probes.npz, twin.npz, detections.npz" in line
+    assert ("'files' must list exactly stages.eager.npz, stages.graph.npz, stages.xla.npz,"
+            " probes.npz, twin.npz") in line
     assert digest[:16] not in err
 
 
@@ -250,42 +251,57 @@ def test_a_bundle_file_that_is_a_symlink_is_not_followed(golden_bundle, tmp_path
 # --- 6. exit codes that lie: golden arrays no comparison can use ---------------------------------
 
 
-@pytest.mark.parametrize(("arrays", "message"), [
-    ({"stages": {"stem": "float16"}}, "stages/stem is float16[6, 40, 40, 16], this workload"
-                                      " records float32[6, 40, 40, 16]"),
-    ({"stages": {"nms": "shape"}}, "stages/nms is float32[6, 10, 5], this workload records"
-                                   " float32[6, 10, 6]"),
-    ({"detections": {"scores": "nan"}}, "golden array detections/scores holds NaN or infinity"),
-    ({"stages": {"boxes": "inf"}}, "golden array stages/boxes holds NaN or infinity"),
-    ({"detections": {"boxes": "extra row"}}, "detections/boxes is float32[24, 4], this workload"
-                                             " records float32[23, 4]"),
-    ({"detections": {"classes": "class 7"}}, "a detection names a class outside 0..2"),
+def _spoiled(original: np.ndarray, how: str) -> np.ndarray:
+    if how == "float16":
+        return original.astype(np.float16)
+    if how == "shape":
+        return original[..., :5]
+    value = original.copy()
+    if how == "nan":
+        value[0] = np.nan
+    elif how == "inf":
+        value.reshape(-1)[3] = np.inf
+    elif how == "extra row":
+        value = np.concatenate([original, original[:1]])
+    else:
+        value[0] = 7
+    return value
+
+
+@pytest.mark.parametrize(("mode", "name", "how", "message"), [
+    ("eager", "stem", "float16", "stages.eager/stem is float16[6, 40, 40, 16], this workload"
+                                 " records float32[6, 40, 40, 16]"),
+    ("graph", "nms", "shape", "stages.graph/nms is float32[6, 10, 5], this workload records"
+                              " float32[6, 10, 6]"),
+    ("xla", "boxes", "inf", "golden array stages.xla/boxes holds NaN or infinity"),
 ])
-def test_a_golden_no_comparison_can_use_is_refused(golden_bundle, tmp_path, capsys, arrays,
-                                                   message):
-    bundle = store.load_bundle(golden_bundle)
-    replaced: dict[str, dict[str, np.ndarray]] = {"stages": {}, "detections": {}}
-    for group, edits in arrays.items():
-        for name, how in edits.items():
-            original = getattr(bundle, group)[name]
-            if how == "float16":
-                value = original.astype(np.float16)
-            elif how == "shape":
-                value = original[..., :5]
-            elif how == "nan":
-                value = original.copy()
-                value[0] = np.nan
-            elif how == "inf":
-                value = original.copy()
-                value.reshape(-1)[3] = np.inf
-            elif how == "extra row":
-                value = np.concatenate([original, original[:1]])
-            else:
-                value = original.copy()
-                value[0] = 7
-            replaced[group][name] = value
-    forged = forge(golden_bundle, tmp_path / "forged", **replaced)
+def test_a_golden_no_comparison_can_use_is_refused(golden_bundle, tmp_path, capsys, mode, name,
+                                                   how, message):
+    original = store.load_bundle(golden_bundle).stages_by_mode[mode][name]
+    forged = forge(golden_bundle, tmp_path / "forged", mode=mode,
+                   stages={name: _spoiled(original, how)})
     code, out, err = run_main(capsys, "check", "--golden", str(forged))
+    assert message in one_error_line(code, err)
+    assert out == ""
+
+
+@pytest.mark.parametrize(("name", "how", "message"), [
+    ("scores", "nan", "golden array detections/scores holds NaN or infinity"),
+    ("boxes", "extra row", "detections/boxes is float32[24, 4], this workload records"
+                           " float32[23, 4]"),
+    ("classes", "class 7", "a detection names a class outside 0..2"),
+])
+def test_schema_1_detections_no_comparison_can_use_are_refused(golden_bundle, tmp_path, capsys,
+                                                               name, how, message):
+    """A bundle of schema 1 stores its detections apart from the nms stage: held to the spec."""
+    from forge import write_v1
+
+    from envaudit.workload import detections_from_nms
+
+    d = detections_from_nms(store.load_bundle(golden_bundle).stages["nms"])
+    v1 = write_v1(golden_bundle, tmp_path / "v1", detections={
+        name: _spoiled(getattr(d, name), how)})
+    code, out, err = run_main(capsys, "check", "--golden", str(v1))
     assert message in one_error_line(code, err)
     assert out == ""
 
@@ -311,10 +327,10 @@ def huge_header_npz() -> bytes:
 
 
 @pytest.mark.parametrize(("file", "content", "message"), [
-    ("stages.npz", b"", "stages.npz is unreadable"),
-    ("stages.npz", npz_bytes(), "stages.npz holds 0 arrays, its manifest lists 13"),
+    ("stages.eager.npz", b"", "stages.eager.npz is unreadable"),
+    ("stages.graph.npz", npz_bytes(), "stages.graph.npz holds 0 arrays, its manifest lists 13"),
     ("probes.npz", b"PK\x05\x06" + b"\0" * 18, "probes.npz holds 0 arrays, its manifest lists 24"),
-    ("stages.npz", huge_header_npz(), "stages.npz is unreadable"),
+    ("stages.xla.npz", huge_header_npz(), "stages.xla.npz is unreadable"),
     ("twin.npz", npz_bytes(x=np.array(["text"])), "twin.npz is unreadable (array 'x' has dtype"
                                                   " <U4, not a number type)"),
 ])
@@ -330,7 +346,8 @@ def test_unreadable_array_files_are_one_line(golden_bundle, tmp_path, capsys, fi
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m.__setitem__("files", 5), "'files' must list exactly"),
     (lambda m: m.__setitem__("arrays", "stages"), "'arrays' must list the arrays of"),
-    (lambda m: m["arrays"].__setitem__("stages", [1, 2]), "'arrays.stages' must be a list of"),
+    (lambda m: m["arrays"].__setitem__("stages.graph", [1, 2]),
+     "'arrays.stages.graph' must be a list of"),
     (lambda m: m.pop("workload"), "it has no 'workload'"),
     (lambda m: m["workload"].__setitem__("timings", []), "'workload.timings' must map names"),
     (lambda m: m["fingerprint"]["cpu"].__setitem__("flags", 5),
@@ -435,14 +452,14 @@ def test_a_swap_killed_half_way_is_undone_by_the_next_check(tmp_path, fingerprin
     """Where the file system cannot exchange two folders, the old bundle is set aside first; a
     process killed then leaves nothing at the path until any next command puts it back."""
     target = write(tmp_path / "bundle", fingerprint, seed=1)
-    before = (target / "stages.npz").read_bytes()
+    before = (target / "stages.eager.npz").read_bytes()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     aside = tmp_path / f".bundle.old-{dead.pid}-x"
     aside.mkdir()
     os.rename(target, aside / "bundle")
-    assert store.load_bundle(target).array_count == 11  # reading restores it
-    assert (target / "stages.npz").read_bytes() == before
+    assert store.load_bundle(target).array_count == 7  # reading restores it
+    assert (target / "stages.eager.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 

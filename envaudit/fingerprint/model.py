@@ -120,6 +120,10 @@ def _require_shape(data: Mapping[str, Any], source: str) -> None:
     if missing:
         raise EnvauditError(f"{source} lacks the fingerprint sections {', '.join(missing)};"
                             " re-capture it with 'envaudit fingerprint --format json'")
+    odd = [key for key in SECTIONS[2:] if not isinstance(data[key], Mapping)]
+    if odd:  # a probe that fails still writes its section, as an unavailable marker
+        raise EnvauditError(f"{source}: the fingerprint sections {', '.join(odd)} are not"
+                            " objects; re-capture it with 'envaudit fingerprint --format json'")
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:  # iterative: a hostile file must not exhaust the recursion limit
         node, depth = stack.pop()
