@@ -155,3 +155,45 @@ def test_real_reruns_in_parallel(golden_bundle):
     assert all(name in golden for name in by_label["capped"].differing)
     if avx512:
         assert any(name.startswith("probe/matmul") for name in by_label["capped"].differing)
+
+
+def test_which_modes_a_change_can_reach():
+    from envaudit.attribute.rank import mode_reach
+
+    reach = {path: sorted(mode_reach(Change(path, None, "1", "numerics-env", True)))
+             for path in ("env.TF_ENABLE_ONEDNN_OPTS", "env.ONEDNN_MAX_CPU_ISA", "env.XLA_FLAGS",
+                          "env.TF_XLA_FLAGS", "env.OMP_NUM_THREADS", "env.ONEDNNX")}
+    assert reach == {
+        "env.TF_ENABLE_ONEDNN_OPTS": ["eager", "graph"],
+        "env.ONEDNN_MAX_CPU_ISA": ["eager", "graph"],
+        "env.XLA_FLAGS": ["xla"], "env.TF_XLA_FLAGS": ["graph", "xla"],
+        "env.OMP_NUM_THREADS": ["eager", "graph", "xla"], "env.ONEDNNX": ["eager", "graph", "xla"]}
+    assert sorted(mode_reach(TF_VERSION)) == ["eager", "graph", "xla"]
+
+
+def test_the_pattern_of_moved_modes_is_evidence():
+    from envaudit.attribute.rank import mode_pattern
+
+    modes = ("eager", "graph", "xla")
+    assert mode_pattern(["xla"], modes) == ("only xla moved: XLA code generation changed (an XLA"
+                                           " or TensorFlow release, XLA_FLAGS) (identical: eager,"
+                                           " graph)")
+    assert mode_pattern(["eager", "graph", "xla"], modes) == \
+        "every mode moved: the kernels themselves changed"
+    assert mode_pattern(["eager", "xla"], modes) == \
+        "modes that moved: eager, xla (identical: graph)"
+    assert mode_pattern(["eager"], ("eager",)) is None  # one mode checked: no pattern
+
+
+def test_a_change_that_reaches_none_of_the_moved_modes_is_only_possible():
+    xla_flags = Change("env.XLA_FLAGS", None, "--xla_cpu_enable_fast_math=true", "numerics-env",
+                       True)
+    moved_eager = rank_causes([xla_flags], ["matmul"], "stem", ["stem"], False,
+                              moved_modes=["eager"], checked_modes=["eager", "graph", "xla"])
+    assert moved_eager[0].confidence == "possible"
+    assert moved_eager[0].evidence[3:5] == (
+        "modes that moved: eager (identical: graph, xla)",
+        "it cannot reach the modes that moved (it reaches xla)")
+    moved_xla = rank_causes([xla_flags], ["matmul"], "stem", ["stem"], False,
+                            moved_modes=["xla"], checked_modes=["eager", "graph", "xla"])
+    assert moved_xla[0].confidence == "likely"

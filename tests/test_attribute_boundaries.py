@@ -260,7 +260,7 @@ class Child:
         if self.raises is not None:
             raise self.raises
         if self.returncode == 0:
-            np.savez(command[-1], **self.arrays)
+            np.savez(command[-2], **self.arrays)  # OUT.npz, then the modes
         return subprocess.CompletedProcess(command, self.returncode, "", self.stderr)
 
 
@@ -277,7 +277,7 @@ def test_rerun_sets_only_its_variables_in_this_environment(monkeypatch, tmp_path
     assert set(arrays) == {"probe/x"}
     assert arrays["probe/x"].tobytes() == np.array([1.5, -0.0], np.float32).tobytes()
     [(command, kwargs)] = child.calls
-    assert command == [sys.executable, "-m", "envaudit.workload", str(out)]
+    assert command == [sys.executable, "-m", "envaudit.workload", str(out), "eager"]
     child_env = kwargs.pop("env")
     assert kwargs == {"capture_output": True, "text": True, "timeout": 300, "check": False}
     assert child_env["ENVAUDIT_TEST_KEEP"] == "kept"
@@ -298,7 +298,7 @@ def test_rerun_pinned_to_cores_runs_under_taskset_on_the_first_allowed_cpus(monk
     _rerun(Experiment("pinned", {}, ("cpu.usable_cores",), 2), out)
     _rerun(Experiment("pinned", {}, ("cpu.usable_cores",), 3), out)
     _rerun(Experiment("free", {}, ("env.X",)), out)
-    workload = [sys.executable, "-m", "envaudit.workload", str(out)]
+    workload = [sys.executable, "-m", "envaudit.workload", str(out), "eager"]
     assert [command for command, _kwargs in child.calls] == [
         ["taskset", "-c", "3,5", *workload], ["taskset", "-c", "3,5,7", *workload], workload]
 
@@ -342,7 +342,7 @@ class FakeWorkload:
         self.outs: list[Path] = []
 
     def __call__(self, command: list[str], **kwargs: dict) -> subprocess.CompletedProcess:
-        out = Path(command[-1])
+        out = Path(command[-2])  # OUT.npz, then the modes
         self.outs.append(out)
         if kwargs["env"].get("OMP_NUM_THREADS") == "7":
             return subprocess.CompletedProcess(command, 3, "", "child crashed\n")

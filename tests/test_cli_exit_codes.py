@@ -281,8 +281,8 @@ def test_check_forwards_its_options(capsys, checked):
         == 1
     forwarded = [{k: v for k, v in call.items() if k != "progress"} for call in checked.calls]
     assert forwarded == [
-        {"golden": None, "repeat": 1, "confirm": True, "strict": False},
-        {"golden": "g", "repeat": 3, "confirm": False, "strict": True},
+        {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None},
+        {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None},
     ]
 
 
@@ -339,7 +339,7 @@ def test_check_passes_verbose_to_the_text_report(capsys, checked, monkeypatch, v
 
 @pytest.mark.parametrize(("fmt", "start"), [
     ("junit", '<?xml version="1.0" encoding="UTF-8"?>'),
-    ("json", '{\n  "schema": "envaudit.check/1"'),
+    ("json", '{\n  "schema": "envaudit.check/2"'),
     ("md", "## envaudit check: "), ("text", ""),
 ])
 def test_check_to_a_file_keeps_its_exit_code(capsys, checked, tmp_path, fmt, start):
