@@ -86,3 +86,25 @@ def test_a_mode_that_cannot_run_is_not_run_never_identical(golden_bundle, worklo
     assert result.verdict == "drift" and result.exit_code == 1
     assert "xla mode could not run here" in result.headline
     assert load_bundle(golden_bundle).modes == ("eager", "graph", "xla")
+
+
+@pytest.mark.slow
+def test_an_xla_only_setting_moves_xla_alone_and_is_confirmed(golden_bundle):
+    """XLA's CPU fast-math option changes what XLA generates and nothing else: detected in the
+    xla mode alone, eager and graph bit-identical, the cause confirmed by a re-run without it."""
+    from conftest import cli_env
+
+    proc = run_cli("check", "--golden", str(golden_bundle), "--format", "json",
+                   env=cli_env(XLA_FLAGS="--xla_cpu_enable_fast_math=true"))
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    assert [(m["mode"], m["verdict"] != "identical") for m in report["modes"]] == [
+        ("eager", False), ("graph", False), ("xla", True)]
+    assert report["moved_modes"] == ["xla"]
+    xla = next(m for m in report["modes"] if m["mode"] == "xla")
+    assert xla["first_divergence"]["stage"] not in ("decode", "resize")
+    assert "moved in xla mode (eager and graph identical)" in report["headline"]
+    top = report["causes"][0]
+    assert (top["path"], top["confidence"]) == ("env.XLA_FLAGS", "confirmed")
+    assert ("only xla moved: XLA code generation changed (an XLA or TensorFlow release,"
+            " XLA_FLAGS) (identical: eager, graph)") in top["evidence"]
