@@ -35,6 +35,7 @@ from envaudit.workload.architecture import (
     PROBE_FAMILIES,
     WORKLOAD_ID,
     WORKLOAD_VERSION,
+    probe_mode,
 )
 from envaudit.workload.assets import Assets, load_assets, used_checksums
 from envaudit.workload.spec import validate_golden
@@ -88,8 +89,12 @@ def check(
         [keyed_arrays({m: mr.stages for m, mr in r.runs.items()}, r.probes) for r in runs]
     ) if repeat > 1 else None
     spread = nondeterminism.max_spread if nondeterminism else 0.0
-    probes = compare_arrays("probe", bundle.probes, current.probes, families=PROBE_FAMILIES,
-                            spread=spread)
+    probes = tuple(
+        p for mode in ("eager", "xla")
+        for p in compare_arrays("probe", {k: v for k, v in bundle.probes.items()
+                                          if probe_mode(k) == mode},
+                                current.probes, families=PROBE_FAMILIES, spread=spread,
+                                mode=mode))
     stages: list[TensorComparison] = []
     mode_results: list[ModeResult] = []
     for mode in checked:

@@ -64,7 +64,22 @@ PROBE_FAMILIES: dict[str, str] = {
     "jpeg_decode_default": "decode", "jpeg_decode_accurate": "decode",
     "softmax": "softmax",
     "nms_near_tie": "nms",
+    # The same inputs through the same ops compiled by XLA, for the families where XLA emits its
+    # own code on the CPU instead of calling TensorFlow's kernels.
+    "xla.exp": "transcendental", "xla.tanh": "transcendental", "xla.erf": "transcendental",
+    "xla.gelu": "transcendental",
+    "xla.reduce_sum_long": "reduction", "xla.reduce_mean_rows": "reduction",
+    "xla.matmul_square": "matmul", "xla.matmul_long_inner": "matmul",
+    "xla.conv3x3": "conv", "xla.depthwise3x3": "conv",
+    "xla.softmax": "softmax",
 }
+# Probes of workload version 1 (envaudit 0.1): the eager ones.
+PROBES_V1 = tuple(name for name in PROBE_FAMILIES if not name.startswith("xla."))
+
+
+def probe_mode(name: str) -> str:
+    """The execution mode a probe runs in: ``xla.*`` probes are jit-compiled, the rest eager."""
+    return "xla" if name.startswith("xla.") else "eager"
 
 
 def anchors() -> np.ndarray:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from envaudit.errors import EnvauditError
-from envaudit.workload.architecture import NUM_CLASSES, PROBE_FAMILIES, STAGES
+from envaudit.workload.architecture import NUM_CLASSES, PROBE_FAMILIES, PROBES_V1, STAGES
 from envaudit.workload.types import MAX_DETECTIONS
 
 IMAGES = 6  # three golden scenes, each as PNG and as JPEG
@@ -64,6 +64,10 @@ PROBE_SPEC: Mapping[str, tuple[np.dtype, tuple[int, ...]]] = {
     "nms_near_tie": (_F32, (4,)),
 }
 
+PROBE_SPEC = {**PROBE_SPEC, **{name: PROBE_SPEC[name[4:]] for name in PROBE_FAMILIES
+                              if name.startswith("xla.")}}
+PROBE_SPEC_V1 = {name: PROBE_SPEC[name] for name in PROBES_V1}
+
 # The float64 twin covers every stage after decoding (decoding is the input it is given).
 TWIN_SPEC: Mapping[str, tuple[np.dtype, tuple[int, ...]]] = {
     name: (np.dtype(np.float64), shape) for name, (_dtype, shape) in STAGE_SPEC.items()
@@ -78,9 +82,11 @@ def validate_golden(where: str, stages: Mapping[str, Mapping[str, np.ndarray]],
                     detections: Mapping[str, np.ndarray] | None = None) -> None:
     """Raise ``EnvauditError`` unless the arrays are exactly what this workload records: the
     stages of each recorded mode (``stages``: mode -> stage arrays), the probes and the twin,
-    every float finite, and (schema 1) the stored detections consistent with the ``nms`` shape."""
+    every float finite, and (schema 1, given ``detections``) the stored detections consistent
+    with the ``nms`` shape and the probes of workload version 1."""
+    probe_spec = PROBE_SPEC if detections is None else PROBE_SPEC_V1
     groups = [(f"stages.{mode}", arrays, STAGE_SPEC) for mode, arrays in stages.items()]
-    for group, arrays, spec in (*groups, ("probes", probes, PROBE_SPEC),
+    for group, arrays, spec in (*groups, ("probes", probes, probe_spec),
                                 ("twin", twin, TWIN_SPEC)):
         if tuple(arrays) != tuple(spec):
             raise _unusable(where, f"its {group} are {_names(arrays)}, this workload records"
