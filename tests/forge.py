@@ -46,7 +46,10 @@ def write_v1(source: Path, target: Path,
 
     bundle = store.load_bundle(source)
     d = detections_from_nms(bundle.stages_by_mode["eager"]["nms"])
-    groups = {"stages": bundle.stages_by_mode["eager"], "probes": bundle.probes,
+    from envaudit.workload.architecture import PROBES_V1
+
+    groups = {"stages": bundle.stages_by_mode["eager"],
+              "probes": {name: bundle.probes[name] for name in PROBES_V1},
               "twin": bundle.twin,
               "detections": {"image": d.image, "boxes": d.boxes, "classes": d.classes,
                              "scores": d.scores, **(detections or {})}}

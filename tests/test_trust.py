@@ -329,7 +329,7 @@ def huge_header_npz() -> bytes:
 @pytest.mark.parametrize(("file", "content", "message"), [
     ("stages.eager.npz", b"", "stages.eager.npz is unreadable"),
     ("stages.graph.npz", npz_bytes(), "stages.graph.npz holds 0 arrays, its manifest lists 13"),
-    ("probes.npz", b"PK\x05\x06" + b"\0" * 18, "probes.npz holds 0 arrays, its manifest lists 24"),
+    ("probes.npz", b"PK\x05\x06" + b"\0" * 18, "probes.npz holds 0 arrays, its manifest lists 35"),
     ("stages.xla.npz", huge_header_npz(), "stages.xla.npz is unreadable"),
     ("twin.npz", npz_bytes(x=np.array(["text"])), "twin.npz is unreadable (array 'x' has dtype"
                                                   " <U4, not a number type)"),

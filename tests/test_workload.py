@@ -101,7 +101,4 @@ def test_a_real_run_records_exactly_what_the_golden_spec_says(workload_result, t
     got = {name: (a.dtype, a.shape) for name, a in workload_result.probes.items()}
     assert got == dict(PROBE_SPEC)
     assert {name: (a.dtype, a.shape) for name, a in twin.items()} == dict(TWIN_SPEC)
-    d = workload_result.detections
-    validate_golden("this run", {"eager": workload_result.stages}, workload_result.probes, twin,
-                    {"image": d.image, "boxes": d.boxes, "classes": d.classes,
-                     "scores": d.scores})
+    validate_golden("this run", {"eager": workload_result.stages}, workload_result.probes, twin)
