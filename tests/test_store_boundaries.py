@@ -705,3 +705,42 @@ def test_any_json_value_in_a_manifest_field_loads_only_if_valid(pristine, field,
             assert not FIELDS[field](value), (field, value)
             return
         assert FIELDS[field](value), (field, value)
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (_set("modes", value=[]), "'modes' must list recorded modes in the order eager, graph, xla"),
+    (_set("modes", value=["graph", "eager"]),
+     "'modes' must list recorded modes in the order eager, graph, xla"),
+    (_set("modes", value=["turbo"]),
+     "'modes' must list recorded modes in the order eager, graph, xla"),
+    (_set("modes", value="eager"), "'modes' must list recorded modes in the order eager, graph,"
+                                   " xla"),
+    (_set("not_run", value={"eager": "no"}), "'not_run' must map modes that did not run to the"
+                                             " reason"),
+    (_set("not_run", value={"xla": 5}), "'not_run' must map modes that did not run to the reason"),
+    (_set("not_run", value={"turbo": "no"}), "'not_run' must map modes that did not run to the"
+                                             " reason"),
+    (_set("not_run", value=[]), "'not_run' must map modes that did not run to the reason"),
+    (_set("outside_xla", value={"nms": 1}), "'outside_xla' must map stages to what ran them"),
+    (_set("outside_xla", value=["nms"]), "'outside_xla' must map stages to what ran them"),
+    (_drop("modes"), "it has no 'modes'"),
+], ids=["no modes", "modes out of order", "unknown mode", "modes as text", "not_run of a recorded",
+        "not_run reason a number", "not_run unknown mode", "not_run a list", "outside a number",
+        "outside a list", "modes missing"])
+def test_each_malformed_mode_field_names_its_problem(valid, edit, expected):
+    manifest = copy.deepcopy(valid)
+    edit(manifest)
+    assert store._manifest_problem(manifest) == expected
+
+
+def test_a_schema_1_manifest_needs_no_mode_fields(valid):
+    manifest = copy.deepcopy(valid)
+    for key in ("modes", "not_run", "outside_xla"):
+        manifest.pop(key)
+    manifest["schema"] = store.SCHEMA_V1
+    assert store._manifest_problem(manifest) == ("'files' must list exactly stages.npz,"
+                                                 " probes.npz, twin.npz, detections.npz")
+    assert store.array_groups(manifest) == ("stages", "probes", "twin", "detections")
+    manifest["modes"] = ["eager"]
+    assert store._manifest_problem(manifest).startswith(
+        "it has fields this envaudit does not know: 'modes'")

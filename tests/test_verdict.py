@@ -358,3 +358,39 @@ def test_drift_headlines():
 ])
 def test_detections_phrase(diff, phrase):
     assert headline("drift", [], [], diff) == f"Drift: detections changed: {phrase}."
+
+
+def test_the_verdict_over_modes_is_the_worst_one():
+    from envaudit.compare.verdict import worst
+
+    assert worst([]) == "identical"
+    assert worst(["identical", "identical"]) == "identical"
+    assert worst(["identical", "equivalent"]) == "equivalent"
+    assert worst(["equivalent", "not_run"]) == "drift"  # a mode that could not run is no pass
+    assert worst(["drift", "precision_loss", "equivalent"]) == "precision_loss"
+    assert worst(["precision_loss", "not_run"]) == "precision_loss"
+
+
+def test_the_headline_names_the_modes_that_moved():
+    from envaudit.compare.model import DetectionDiff, ModeResult
+    from envaudit.compare.verdict import _modes_phrase
+
+    same = DetectionDiff(1, 1, 1, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0)
+
+    def modes(**verdicts):
+        return [ModeResult(m, v, None, None if v == "not_run" else same) for m, v in
+                verdicts.items()]
+
+    assert _modes_phrase(modes(eager="identical")) == ""
+    assert _modes_phrase(modes(eager="identical", graph="identical", xla="identical")) == \
+        "; in all 3 modes (eager, graph and xla)"
+    assert _modes_phrase(modes(eager="identical", graph="identical", xla="equivalent")) == \
+        "; moved in xla mode (eager and graph identical)"
+    assert _modes_phrase(modes(eager="drift", graph="equivalent", xla="identical")) == \
+        "; moved in eager and graph modes (xla identical)"
+    assert _modes_phrase(modes(eager="drift", graph="drift", xla="drift")) == \
+        "; moved in eager, graph and xla modes"
+    assert _modes_phrase(modes(eager="identical", graph="identical", xla="not_run")) == \
+        "; xla mode could not run here"
+    assert _modes_phrase(modes(eager="drift", graph="not_run", xla="not_run")) == \
+        "; moved in eager mode; graph and xla modes could not run here"
