@@ -304,3 +304,26 @@ def test_repeated_identical_runs_are_deterministic():
     byte_only = nondeterminism([run, {"stage/a": np.array([1.0, 0.0])}])
     assert byte_only == Nondeterminism(runs=2, deterministic=False,
                                        differing_arrays=("stage/a",), max_spread=0.0)
+
+
+def test_a_mode_result_is_plain_json_data():
+    from envaudit.compare.model import (
+        DetectionDiff,
+        FirstDivergence,
+        ModeResult,
+        StageReplay,
+    )
+
+    result = ModeResult("xla", "equivalent",
+                        FirstDivergence("stem", 3, (StageReplay("stem", False, 1e-7),), ("stem",)),
+                        DetectionDiff(2, 2, 2, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0))
+    assert result.to_dict() == {
+        "mode": "xla", "verdict": "equivalent",
+        "first_divergence": {"stage": "stem", "index": 3,
+                             "replay": [{"stage": "stem", "identical": False, "max_abs": 1e-7}],
+                             "changed_stages": ["stem"]},
+        "detections": {"golden": 2, "current": 2, "matched": 2, "added": 0, "removed": 0,
+                       "class_changed": 0, "max_score_delta": 0.0, "min_iou": 1.0,
+                       "max_box_delta": 0.0, "changes": [], "noise": 0.0},
+        "not_run": None}
+    assert ModeResult("graph", "not_run", None, None, "no XLA").to_dict()["not_run"] == "no XLA"

@@ -139,7 +139,9 @@ def _report(codes: dict[str, int], seconds: float) -> int:
             per_module[module][0] += 1
         else:
             survivors[module].append(name)
-    stale = sorted(n for n in equivalent if n not in codes or codes[n] in KILLED)
+    ran = {_module(name) for name in codes}  # a listed mutant of a group not run is not stale
+    stale = sorted(n for n in equivalent
+                   if _module(n) in ran and (n not in codes or codes[n] in KILLED))
     failing = []
     print(f"{'module':40} {'killed':>7} {'counted':>8} {'score':>7}")
     for module, (killed, counted) in sorted(per_module.items()):
