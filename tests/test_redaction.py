@@ -397,3 +397,25 @@ def test_every_check_format_of_a_redacted_result_is_clean(render):
     text = render(redact_result(check_result_with_secrets(), redactor))
     assert [leak for leak in leaks if leak in text] == []
     assert "TF_VAR_db_pass" not in text or "[redacted]" in text
+
+
+def test_mode_names_are_vocabulary_not_data():
+    """A host called "xla" must not turn the xla mode of a result into "[hostname]"."""
+    from dataclasses import replace
+
+    from test_render_check import make_result
+
+    from envaudit.compare.model import ModeResult
+    from envaudit.fingerprint.redact import Identity, Redactor
+    from envaudit.redact_result import redact_result
+
+    result = make_result()
+    result = replace(result, stages=tuple(replace(s, mode="xla") for s in result.stages),
+                     modes=(ModeResult("xla", "drift", None, None),), moved_modes=("xla",),
+                     golden_schema="envaudit.golden/2", headline="moved on xla")
+    redactor = Redactor.for_trees(salt=b"s", identity=Identity.of(["xla"], [], []))
+    shared = redact_result(result, redactor)
+    assert {s.mode for s in shared.stages} == {"xla"}
+    assert [m.mode for m in shared.modes] == ["xla"] and shared.moved_modes == ("xla",)
+    assert shared.golden_schema == "envaudit.golden/2"
+    assert shared.headline == "moved on [hostname]"  # free text is still redacted
