@@ -120,7 +120,9 @@ def check(
                              moved_modes=moved, checked_modes=checked)
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
-            ran = tuple(m for m in checked if m in current.runs)
+            # Only the modes that moved need re-running (the probes always run); with none, the
+            # first mode that ran keeps the child's work meaningful.
+            ran = moved or tuple(m for m in checked if m in current.runs)[:1]
             golden_arrays = keyed_arrays({m: bundle.stages_by_mode[m] for m in ran},
                                          bundle.probes)
             differing_now = sum(not a.identical for a in (*stages_t, *probes))

@@ -24,9 +24,12 @@ DETECTION_KEYS = {"golden", "current", "matched", "added", "removed", "class_cha
 
 
 def test_same_environment_is_identical_every_time(check_same):
+    assert len(check_same) == 3  # three checks in a row
     for code, report in check_same:
         assert code == 0
         assert report["verdict"] == "identical"
+        assert [(m["mode"], m["verdict"]) for m in report["modes"]] == [
+            ("eager", "identical"), ("graph", "identical"), ("xla", "identical")]
         assert report["exit_code"] == 0
         assert report["first_divergence"] is None
         assert report["causes"] == []
