@@ -12,12 +12,13 @@ from dataclasses import replace
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from test_compare_detections import dets
 
 from envaudit.compare.detections import box_iou, decision_margins, match_detections
 from envaudit.compare.model import DetectionDiff, TensorComparison
 from envaudit.compare.noise import array_status, at_noise_floor
 from envaudit.compare.verdict import VERDICTS, classify, exit_code
-from envaudit.workload.types import Candidates, Detections
+from envaudit.workload.types import Candidates
 
 GRID = 64.0
 SCORES = (0.625, 0.75, 0.875)  # exact in float32: ties are real ties
@@ -28,16 +29,6 @@ def boxes():
     return st.tuples(st.integers(0, 48), st.integers(0, 48), st.integers(1, 16),
                      st.integers(1, 16)).map(
         lambda t: (t[0] / GRID, t[1] / GRID, (t[0] + t[2]) / GRID, (t[1] + t[3]) / GRID))
-
-
-def dets(rows) -> Detections:
-    """rows: (image, class, score, box)."""
-    if not rows:
-        return Detections(np.zeros(0, np.int32), np.zeros((0, 4), np.float32),
-                          np.zeros(0, np.int32), np.zeros(0, np.float32))
-    image, cls, score, box = zip(*rows, strict=True)
-    return Detections(np.array(image, np.int32), np.array(box, np.float32),
-                      np.array(cls, np.int32), np.array(score, np.float32))
 
 
 # --- IoU ------------------------------------------------------------------------------------
@@ -86,7 +77,7 @@ def _scene(drawn):
         else:
             expected["removed"] += has_g
             expected["added"] += has_c
-    return dets(golden), dets(current), expected
+    return dets(*golden), dets(*current), expected
 
 
 def _counts(diff: DetectionDiff) -> dict[str, int]:
@@ -122,7 +113,7 @@ def test_every_pair_overlaps_at_least_the_matching_iou(drawn):
 def test_the_same_detections_in_any_order_all_match(order, scores):
     rows = [(i % 3, i % 2, scores[i], ((i // 4) * 0.25, (i % 4) * 0.25, (i // 4) * 0.25 + 0.125,
                                       (i % 4) * 0.25 + 0.125)) for i in range(12)]
-    diff = match_detections(dets(rows), dets([rows[i] for i in order]))
+    diff = match_detections(dets(*rows), dets(*[rows[i] for i in order]))
     assert (diff.matched, diff.same, diff.changes, diff.min_iou) == (12, True, (), 1.0)
 
 
@@ -131,7 +122,7 @@ def test_ties_in_golden_score_go_to_the_first_in_array_order(scores):
     """Every golden box overlaps the one current box (IoU above 0.53); the highest score takes it,
     and of equal highest scores the first in the golden arrays."""
     golden = [(0, 0, s, (0.0, i / 256, 0.5, 0.5 + i / 256)) for i, s in enumerate(scores)]
-    diff = match_detections(dets(golden), dets([(0, 0, 0.5, (0.0, 0.0, 0.5, 0.5))]))
+    diff = match_detections(dets(*golden), dets(*[(0, 0, 0.5, (0.0, 0.0, 0.5, 0.5))]))
     winner = scores.index(max(scores))
     (matched,) = [c for c in diff.changes if c.kind == "matched"]
     assert matched.golden_box == (0.0, winner / 256, 0.5, 0.5 + winner / 256)
@@ -141,7 +132,7 @@ def test_ties_in_golden_score_go_to_the_first_in_array_order(scores):
 @given(st.lists(st.sampled_from(SCORES), min_size=2, max_size=40))
 def test_ties_in_iou_go_to_the_first_current_detection(scores):
     current = [(0, 0, s, (0.0, 0.0, 0.5, 0.5)) for s in scores]
-    diff = match_detections(dets([(0, 0, 0.5, (0.0, 0.0, 0.5, 0.5))]), dets(current))
+    diff = match_detections(dets(*[(0, 0, 0.5, (0.0, 0.0, 0.5, 0.5))]), dets(*current))
     (matched,) = [c for c in diff.changes if c.kind == "matched"]
     assert matched.current_score == scores[0]
     assert diff.added == len(scores) - 1

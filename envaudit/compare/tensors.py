@@ -72,7 +72,7 @@ def compare_arrays(
     for name, value in golden.items():
         family = families.get(name, name) if families is not None else name
         if name not in current:
-            compared.append(replace(not_run(name, kind, family, value), mode=mode))
+            compared.append(not_run(name, kind, family, value, mode))
             continue
         compared.append(compare_tensor(
             name, kind, family, value, current[name],
@@ -125,14 +125,15 @@ def _measure(name: str, kind: ArrayKind, family: str, golden: np.ndarray, curren
     )
 
 
-def not_run(name: str, kind: ArrayKind, family: str, golden: np.ndarray) -> TensorComparison:
+def not_run(name: str, kind: ArrayKind, family: str, golden: np.ndarray,
+            mode: str = "eager") -> TensorComparison:
     """A golden array this run did not produce: nothing to measure, never identical."""
     golden = np.asarray(golden)
     return TensorComparison(
         name=name, kind=kind, family=family, shape=tuple(int(n) for n in golden.shape),
         dtype=str(golden.dtype), identical=False, max_abs=INF, max_rel=INF,
         mismatch_fraction=1.0, ulp_at_scale=INF, cosine=float("nan"), golden_error=None,
-        current_error=None, error_growth=None, status="not_run")
+        current_error=None, error_growth=None, status="not_run", mode=mode)
 
 
 def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:
