@@ -4,8 +4,9 @@ When the pipeline drifts, the probes say which family of kernels moved (the ``xl
 same ops compiled by XLA, which emits its own code for them): transcendental functions
 (math library / framework version), reductions and matmuls (BLAS/oneDNN kernels, instruction set,
 threads), convolutions, resize, JPEG decode (image codec), softmax, NMS (near-tie decisions).
-Inputs are generated from integer arithmetic, so they are the same bits on every machine and
-NumPy version.
+The inputs (``probe_inputs``) are generated from integer arithmetic, so they are the same bits on
+every machine and NumPy version; ``probe_reference`` computes the exact, float64 value of each probe
+that has one from the same inputs.
 """
 
 from __future__ import annotations
@@ -15,23 +16,9 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from envaudit.workload import probe_inputs as inputs
 from envaudit.workload.architecture import PROBE_FAMILIES
 from envaudit.workload.tf_runtime import silenced_stderr
-
-
-def fixed_values(count: int, seed: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
-    """``count`` float32 values in [low, high) from a 64-bit LCG: identical bits everywhere."""
-    state = (np.arange(count, dtype=np.uint64) + np.uint64(seed)) * np.uint64(6364136223846793005)
-    state = state + np.uint64(1442695040888963407)
-    state ^= state >> np.uint64(29)
-    state *= np.uint64(0xBF58476D1CE4E5B9)
-    state ^= state >> np.uint64(32)
-    unit = (state >> np.uint64(40)).astype(np.float64) / float(1 << 24)
-    return (low + (high - low) * unit).astype(np.float32)
-
-
-def _t(count: int, seed: int, shape: tuple[int, ...], low=-1.0, high=1.0) -> tf.Tensor:
-    return tf.constant(fixed_values(count, seed, low, high).reshape(shape))
 
 
 def _near_tie_nms() -> np.ndarray:
@@ -47,13 +34,19 @@ def _near_tie_nms() -> np.ndarray:
 
 def run_probes(jpeg_bytes: bytes) -> dict[str, np.ndarray]:
     """Every probe's output, in ``PROBE_FAMILIES`` order."""
-    x = _t(4096, 1, (4096,), -6.0, 6.0)
-    positive = _t(4096, 2, (4096,), 1e-3, 100.0)
-    image = _t(16 * 16 * 8, 3, (1, 16, 16, 8))
-    kernel3 = _t(3 * 3 * 8 * 16, 4, (3, 3, 8, 16))
-    kernel1 = _t(8 * 16, 5, (1, 1, 8, 16))
-    dw = _t(3 * 3 * 8, 6, (3, 3, 8, 1))
-    pixels = _t(1 * 32 * 32 * 3, 7, (1, 32, 32, 3), 0.0, 255.0)
+    x = tf.constant(inputs.transcendental_input())
+    positive = tf.constant(inputs.log_input())
+    image = tf.constant(inputs.conv_image())
+    kernel3 = tf.constant(inputs.conv3x3_kernel())
+    kernel1 = tf.constant(inputs.conv1x1_kernel())
+    dw = tf.constant(inputs.depthwise_kernel())
+    pixels = tf.constant(inputs.resize_pixels())
+    interpolated_size = [inputs.RESIZE_INTERPOLATED_SIZE] * 2
+    area_size = [inputs.RESIZE_AREA_SIZE] * 2
+
+    def matmul(operands: tuple[np.ndarray, np.ndarray]) -> tf.Tensor:
+        return tf.matmul(tf.constant(operands[0]), tf.constant(operands[1]))
+
     probes: dict[str, Callable[[], tf.Tensor]] = {
         "exp": lambda: tf.exp(x),
         "log": lambda: tf.math.log(positive),
@@ -62,24 +55,23 @@ def run_probes(jpeg_bytes: bytes) -> dict[str, np.ndarray]:
         "erf": lambda: tf.math.erf(x),
         "gelu": lambda: tf.nn.gelu(x, approximate=False),
         "softplus": lambda: tf.nn.softplus(x),
-        "reduce_sum_long": lambda: tf.reduce_sum(_t(1 << 20, 8, (1 << 20,))),
-        "reduce_mean_rows": lambda: tf.reduce_mean(_t(64 * 4096, 9, (64, 4096)), axis=1),
-        "matmul_square": lambda: tf.matmul(_t(64 * 64, 10, (64, 64)), _t(64 * 64, 11, (64, 64))),
-        "matmul_long_inner": lambda: tf.matmul(_t(8 * 8192, 12, (8, 8192)),
-                                               _t(8192 * 8, 13, (8192, 8))),
-        "matmul_wide": lambda: tf.matmul(_t(96 * 24, 14, (96, 24)), _t(24 * 96, 15, (24, 96))),
+        "reduce_sum_long": lambda: tf.reduce_sum(tf.constant(inputs.long_sum_input())),
+        "reduce_mean_rows": lambda: tf.reduce_mean(tf.constant(inputs.mean_rows_input()), axis=1),
+        "matmul_square": lambda: matmul(inputs.matmul_square_operands()),
+        "matmul_long_inner": lambda: matmul(inputs.matmul_long_inner_operands()),
+        "matmul_wide": lambda: matmul(inputs.matmul_wide_operands()),
         "conv3x3": lambda: tf.nn.conv2d(image, kernel3, 1, "SAME"),
         "conv1x1": lambda: tf.nn.conv2d(image, kernel1, 1, "SAME"),
         "conv_strided": lambda: tf.nn.conv2d(image, kernel3, 2, "SAME"),
         "conv_dilated": lambda: tf.nn.conv2d(image, kernel3, 1, "SAME", dilations=2),
         "depthwise3x3": lambda: tf.nn.depthwise_conv2d(image, dw, [1, 1, 1, 1], "SAME"),
-        "resize_bilinear": lambda: tf.image.resize(pixels, [21, 21], "bilinear"),
-        "resize_bicubic": lambda: tf.image.resize(pixels, [21, 21], "bicubic"),
-        "resize_area_antialias": lambda: tf.image.resize(pixels, [13, 13], "area", antialias=True),
+        "resize_bilinear": lambda: tf.image.resize(pixels, interpolated_size, "bilinear"),
+        "resize_bicubic": lambda: tf.image.resize(pixels, interpolated_size, "bicubic"),
+        "resize_area_antialias": lambda: tf.image.resize(pixels, area_size, "area", antialias=True),
         "jpeg_decode_default": lambda: tf.io.decode_jpeg(jpeg_bytes, channels=3),
         "jpeg_decode_accurate": lambda: tf.io.decode_jpeg(
             jpeg_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-        "softmax": lambda: tf.nn.softmax(_t(64 * 100, 16, (64, 100), -8.0, 8.0)),
+        "softmax": lambda: tf.nn.softmax(tf.constant(inputs.softmax_logits())),
         "nms_near_tie": _near_tie_nms,
     }
     # The xla.* probes: one compiled function (one compile, not eleven) over the same ops.
