@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from envaudit.fingerprint import Change, Fingerprint
     from envaudit.result import CheckResult
+    from envaudit.usermodel.spec import DetectionNames, Tolerances
     from envaudit.workload.assets import Assets
     from envaudit.workload.types import WorkloadResult
 
@@ -56,14 +57,20 @@ def check(
     strict: bool = False,
     modes: Sequence[str] | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    model: str | None = None,
+    tolerances: Tolerances | None = None,
+    detections: DetectionNames | None = None,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
     default bundle, else the shipped reference), in ``modes`` (default: all the golden
-    recorded); see ``envaudit.checking.check``."""
+    recorded). A golden of the user's own model re-runs that model (``model``: its path, if it
+    moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); see
+    ``envaudit.checking.check``."""
     from envaudit.checking import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
-                  progress=progress)
+                  progress=progress, model=model, tolerances=tolerances,
+                  detections=detections)
 
 
 __all__ = ["__version__", "capture", "diff", "run_workload", "check"]

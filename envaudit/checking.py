@@ -23,19 +23,19 @@ from envaudit.attribute.rank import rank_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
+from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import bit_identical, compare_arrays
 from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.result import CheckResult
 from envaudit.store import SCHEMA_V1, GoldenBundle, load_bundle, resolve_golden
+from envaudit.usermodel.spec import DetectionNames, Tolerances
 from envaudit.workload import detections_from_nms
 from envaudit.workload.architecture import (
     EAGER_COMPATIBLE_VERSIONS,
     MODES,
-    PROBE_FAMILIES,
     WORKLOAD_ID,
     WORKLOAD_VERSION,
-    probe_mode,
 )
 from envaudit.workload.assets import Assets, load_assets, used_checksums
 from envaudit.workload.spec import validate_golden
@@ -52,16 +52,33 @@ def check(
     strict: bool = False,
     modes: Sequence[str] | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    model: str | None = None,
+    tolerances: Tolerances | None = None,
+    detections: DetectionNames | None = None,
 ) -> CheckResult:
     """Check this environment against a golden bundle (``golden``, else the user's bundle, else
     the shipped reference), in each execution mode of ``modes`` (default: every mode the bundle
-    recorded)."""
+    recorded). A bundle of a user's model re-runs that model (``model``: where it is now, when it
+    moved; ``tolerances`` and ``detections``: see ``usermodel/check.py``)."""
     if repeat < 1:
         raise EnvauditError("--repeat must be 1 or more")
     started = time.perf_counter()
     path = resolve_golden(golden)
     progress("verifying the golden bundle")
     bundle = load_bundle(path)
+    if bundle.is_user_model:
+        if modes is not None:
+            raise EnvauditError("--modes applies to the canary workload; a user model is checked"
+                                " in the mode it was recorded in")
+        from envaudit.usermodel.check import check_model
+
+        return check_model(bundle, model=model, tolerances=tolerances, detections=detections,
+                           repeat=repeat, confirm=confirm, strict=strict, progress=progress)
+    for option, value in (("--model", model), ("--tolerance", tolerances),
+                          ("--detections", detections)):
+        if value is not None:
+            raise EnvauditError(f"{option} applies to a golden of your own model; {path} was"
+                                " recorded from envaudit's canary workload")
     assets = load_assets()
     _require_same_workload(bundle, assets)
     validate_golden(str(path), bundle.stages_by_mode, bundle.probes, bundle.twin,
@@ -89,12 +106,7 @@ def check(
         [keyed_arrays({m: mr.stages for m, mr in r.runs.items()}, r.probes) for r in runs]
     ) if repeat > 1 else None
     spread = nondeterminism.max_spread if nondeterminism else 0.0
-    probes = tuple(
-        p for mode in ("eager", "xla")
-        for p in compare_arrays("probe", {k: v for k, v in bundle.probes.items()
-                                          if probe_mode(k) == mode},
-                                current.probes, families=PROBE_FAMILIES, spread=spread,
-                                mode=mode))
+    probes = compare_probes(bundle.probes, current.probes, spread)
     stages: list[TensorComparison] = []
     mode_results: list[ModeResult] = []
     for mode in checked:

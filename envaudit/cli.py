@@ -153,14 +153,34 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from envaudit.store import default_bundle_path
 
     path = Path(args.golden) if args.golden else default_bundle_path(args.name)
-    with _progress("recording golden workload") as progress:  # pragma: no mutate
-        bundle = record(path, force=args.force, redact=not args.no_redact, progress=progress)
+    if args.model is None:
+        for option, value in (("--inputs", args.inputs), ("--signature", args.signature),
+                              ("--detections", args.detections)):
+            if value is not None:
+                raise EnvauditError(f"{option} describes your own model: pass --model PATH too")
+        with _progress("recording golden workload") as progress:  # pragma: no mutate
+            bundle = record(path, force=args.force, redact=not args.no_redact,
+                            progress=progress)
+    else:
+        if args.inputs is None:
+            raise EnvauditError("--model needs --inputs PATH: a folder of PNG/JPEG images or an"
+                                " .npz of named arrays to run the model on")
+        from envaudit.usermodel.record import record_model
+        from envaudit.usermodel.spec import parse_detections
+
+        detections = parse_detections(args.detections) if args.detections else None
+        with _progress("recording your model") as progress:  # pragma: no mutate
+            bundle = record_model(path, model=Path(args.model), inputs=Path(args.inputs),
+                                  signature=args.signature, detections=detections,
+                                  force=args.force, redact=not args.no_redact,
+                                  progress=progress)
     sys.stderr.write(f"recorded golden bundle {bundle.path} ({bundle.array_count} arrays)\n")
     return EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from envaudit.checking import check
+    from envaudit.usermodel.spec import parse_detections, parse_tolerances
 
     with _progress("checking") as progress:  # pragma: no mutate
         result = check(
@@ -170,6 +190,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
             strict=args.strict,
             modes=args.modes,
             progress=progress,
+            model=args.model,
+            tolerances=parse_tolerances(args.tolerance) if args.tolerance else None,
+            detections=parse_detections(args.detections) if args.detections else None,
         )
     for note in result.notes:
         _say(f"envaudit: note: {_one_line(note)}")
@@ -270,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--no-redact", action="store_true",
                    help="store the fingerprint with host, user and paths (secrets never)")
+    p.add_argument("--model", metavar="PATH", type=_path,
+                   help="record your own model instead: a SavedModel folder or a .keras file")
+    p.add_argument("--inputs", metavar="PATH", type=_path,
+                   help="with --model: a folder of PNG/JPEG images or an .npz of named arrays")
+    p.add_argument("--signature", metavar="NAME",
+                   help="with --model: the SavedModel signature to run (default serving_default)")
+    p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
+                   help="with --model: the outputs that hold detections (the Object Detection"
+                        " API's names are recognised without it)")
     # pragma: no mutate end
     p.set_defaults(handler=_cmd_record)
 
@@ -283,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", type=_modes, metavar="MODE,...",
                    help="execution modes to check: eager, graph, xla (default: all the golden"
                         " recorded)")
+    p.add_argument("--model", metavar="PATH", type=_path,
+                   help="a golden of your own model: where the model is now, if it moved")
+    p.add_argument("--tolerance", action="append", metavar="[OUTPUT=]rtol:X,atol:Y",
+                   help="a difference you accept in an output of your model (or, without"
+                        " OUTPUT=, in every output); repeat for several")
+    p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
+                   help="the outputs of your model that hold detections")
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)

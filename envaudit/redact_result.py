@@ -23,7 +23,8 @@ from envaudit.result import CheckResult
 
 # Field names whose values are fixed vocabularies or program-defined labels, not data.
 _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
-                         "status", "origin", "mode", "moved_modes", "golden_schema"})
+                         "status", "origin", "mode", "moved_modes", "golden_schema", "workload",
+                         "input_kind", "sha256"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

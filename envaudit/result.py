@@ -12,12 +12,14 @@ from envaudit.compare.model import (
     FirstDivergence,
     ModeResult,
     Nondeterminism,
+    PrecisionWitness,
     StageReplay,
     TensorComparison,
     plain,
 )
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.usermodel.spec import ModelInfo
 
 SCHEMA = "envaudit.check/2"
 
@@ -47,6 +49,10 @@ class CheckResult:
     moved_modes: tuple[str, ...] = ()  # modes that ran and are not identical
     golden_schema: str = ""  # the golden bundle's schema ("envaudit.golden/1": eager only)
     notes: tuple[str, ...] = ()  # one line each, said on stderr by the CLI (e.g. eager only)
+    workload: str = "canary"  # "canary" (the shipped detector) or "user-model"
+    model: ModelInfo | None = None  # the user's model: identity, signature, inputs, outputs
+    witness: PrecisionWitness | None = None  # fp32 precision measured by the canary probes
+    basis: str = ""  # what the verdict rests on, in words (user models)
     timings: Mapping[str, float] = field(default_factory=dict)
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.

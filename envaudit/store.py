@@ -27,7 +27,7 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from envaudit import __version__, bundle_files
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.shipped import shipped
+from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
+from envaudit.usermodel.spec import workload_problem
 from envaudit.workload.architecture import MODES
 
 SCHEMA = "envaudit.golden/2"
@@ -73,8 +75,13 @@ class GoldenBundle:
     fingerprint: Fingerprint
     stages_by_mode: Mapping[str, Mapping[str, np.ndarray]]  # recorded modes, pipeline order
     probes: Mapping[str, np.ndarray]
-    twin: Mapping[str, np.ndarray]  # float64 twin outputs, stages after "decode"
+    twin: Mapping[str, np.ndarray]  # float64 twin outputs, stages after "decode" (canary only)
     detections: Mapping[str, np.ndarray]  # schema 1 only: image, boxes, classes, scores
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)  # a user model's inputs
+
+    @property
+    def is_user_model(self) -> bool:
+        return is_user_model(self.manifest)
 
     @property
     def schema(self) -> str:
@@ -97,7 +104,13 @@ class GoldenBundle:
     @property
     def array_count(self) -> int:
         return (sum(len(s) for s in self.stages_by_mode.values()) + len(self.probes)
-                + len(self.twin) + len(self.detections))
+                + len(self.twin) + len(self.detections) + len(self.inputs))
+
+
+def is_user_model(manifest: Mapping[str, Any]) -> bool:
+    """Whether a manifest describes a user's model rather than the canary workload."""
+    workload = manifest.get("workload")
+    return isinstance(workload, dict) and workload.get("id") == USER_MODEL
 
 
 def array_groups(manifest: Mapping[str, Any]) -> tuple[str, ...]:
@@ -106,7 +119,8 @@ def array_groups(manifest: Mapping[str, Any]) -> tuple[str, ...]:
         return ARRAY_GROUPS
     modes = manifest.get("modes")
     modes = modes if isinstance(modes, list) else []
-    return (*(f"stages.{mode}" for mode in modes), "probes", "twin")
+    last = "inputs" if is_user_model(manifest) else "twin"
+    return (*(f"stages.{mode}" for mode in modes), "probes", last)
 
 
 def default_bundle_path(name: str = "default") -> Path:
@@ -209,6 +223,8 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(workload, dict) or not isinstance(workload.get("id"), str) or \
             not isinstance(workload.get("version"), str):
         return "'workload' must name the workload's id and version"
+    if is_user_model(m):
+        return workload_problem(workload) or _images_problem(m)
     if sorted(workload) != ["assets", "id", "timings", "version"]:
         return "'workload' must hold exactly its id, version, assets and timings"
     assets = workload["assets"]
@@ -219,6 +235,17 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(timings, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
         return "'workload.timings' must map names to seconds"
+    images = m["images"]
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        return "'images' must be a list of names"
+    if not isinstance(m["fingerprint"], dict):
+        return "'fingerprint' must be an object"
+    if not isinstance(m.get("redacted", False), bool):
+        return "'redacted' must be true or false"
+    return None
+
+
+def _images_problem(m: Mapping[str, Any]) -> str | None:
     images = m["images"]
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         return "'images' must be a list of names"
@@ -310,8 +337,9 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
         fingerprint=Fingerprint.from_dict(manifest["fingerprint"], f"{path / MANIFEST}"),
         stages_by_mode=stages_by_mode,
         probes=groups["probes"],
-        twin=groups["twin"],
+        twin=groups.get("twin", {}),
         detections=groups.get("detections", {}),
+        inputs=groups.get("inputs", {}),
     )
 
 
@@ -350,7 +378,8 @@ def write_bundle(
     images: tuple[str, ...],
     stages: Mapping[str, Mapping[str, np.ndarray]],
     probes: Mapping[str, np.ndarray],
-    twin: Mapping[str, np.ndarray],
+    twin: Mapping[str, np.ndarray] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
     not_run: Mapping[str, str] | None = None,
     outside_xla: Mapping[str, str] | None = None,
     force: bool = False,
@@ -361,7 +390,8 @@ def write_bundle(
     ``stages`` holds each recorded mode's stage outputs (``MODES`` order); ``not_run`` the modes
     the recording environment could not run, with the reason. ``redacted`` says that
     ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
-    way before comparing, so that redaction itself is never a change."""
+    way before comparing, so that redaction itself is never a change. A canary bundle has a
+    ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its ``inputs`` instead."""
     target = Path(target).absolute()
     check_writable(target, force)
     try:
@@ -371,8 +401,9 @@ def write_bundle(
                             " choose a writable --golden path") from None
     try:
         modes = [mode for mode in MODES if mode in stages]
+        last = {"inputs": inputs or {}} if inputs is not None else {"twin": twin or {}}
         groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes,
-                  "twin": twin}
+                  **last}
         blobs = {f"{group}.npz": _npz_bytes(arrays) for group, arrays in groups.items()}
         manifest: dict[str, Any] = {
             "schema": SCHEMA,

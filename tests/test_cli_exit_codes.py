@@ -31,6 +31,7 @@ from envaudit import cli
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint import Fingerprint, capture
 from envaudit.render import check_text, diff_text
+from envaudit.usermodel.spec import DetectionNames, Tolerance, Tolerances
 
 REPORT_IT = "please report it with the command line and the output of 'envaudit report'"
 
@@ -279,11 +280,20 @@ def test_check_forwards_its_options(capsys, checked):
     assert run(capsys, "check")[0] == 1
     assert run(capsys, "check", "--golden", "g", "--repeat", "3", "--no-confirm", "--strict")[0] \
         == 1
+    assert run(capsys, "check", "--golden", "g", "--model", "m.keras", "--tolerance",
+               "rtol:1e-5", "--tolerance", "logits=atol:0.5", "--detections",
+               "boxes=b,scores=s,classes=c")[0] == 1
     forwarded = [{k: v for k, v in call.items() if k != "progress"} for call in checked.calls]
-    assert forwarded == [
-        {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None},
-        {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None},
+    plain = {"model": None, "tolerances": None, "detections": None}
+    assert forwarded[:2] == [
+        {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None, **plain},
+        {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None, **plain},
     ]
+    mine = forwarded[2]
+    assert mine["model"] == "m.keras"
+    assert mine["tolerances"] == Tolerances(Tolerance(1e-5, 0.0),
+                                            {"logits": Tolerance(0.0, 0.5)})
+    assert mine["detections"] == DetectionNames("b", "s", "c")
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "md", "junit"])

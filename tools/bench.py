@@ -6,7 +6,12 @@ Budgets (from the issues), on a 2-core machine:
   xla; first run in a fresh process, tracing and compiling included): <= 1.5 s;
 - ``envaudit check --no-confirm``: <= 1.3 x the floor, where the floor is the median of
   ``python -c "import tensorflow"`` plus the workload's all-mode compute;
-- a golden bundle: <= 12 MiB.
+- a golden bundle: <= 12 MiB;
+- ``envaudit check`` of a user's model (issue 10): <= ``import tensorflow`` + model load + its
+  compute + 0.5 s, for the Keras model and the SavedModel detector the tests build; the floor's
+  compute is one cold run of the model itself (``model.predict``, the serving signature), so the
+  margin pays for everything envaudit adds: the layer outputs, the canary probes, the fingerprint,
+  the bundle and the comparison.
 Also reported: each mode's share, ``envaudit record``, a check that confirms one cause, and the
 peak memory of both.
 Nothing here asserts: timings are printed as ratios against their floor, never used as tests.
@@ -25,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))  # model_builders: the user models the tests build
 PY = sys.executable
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
 
@@ -60,6 +66,64 @@ def workload_compute() -> dict[str, float]:
     )
     out = subprocess.run([PY, "-c", code], env=ENV, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_MODEL_FLOOR = """
+import json, sys, time
+t0 = time.perf_counter()
+import tensorflow as tf
+t1 = time.perf_counter()
+import numpy as np
+kind, path, images = sys.argv[1:4]
+from pathlib import Path
+files = sorted(Path(images).iterdir())
+pixels = np.stack([tf.io.decode_image(f.read_bytes(), channels=3).numpy() for f in files])
+t2 = time.perf_counter()
+if kind == "keras":
+    import keras
+    model = keras.saving.load_model(path, safe_mode=True)
+    t3 = time.perf_counter()
+    model.predict(pixels.astype("float32"), verbose=0)
+else:
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    t3 = time.perf_counter()
+    serve(images=tf.constant(pixels))
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "load": t3 - t2, "compute": t4 - t3}))
+"""
+
+
+def model_floor(kind: str, path: Path, images: Path) -> dict[str, float]:
+    """A bare script's cold cost of the same model on the same inputs: import, load, one run."""
+    out = subprocess.run([PY, "-c", _MODEL_FLOOR, kind, str(path), str(images)], env=ENV,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_user_models(runs: int, import_tf: float) -> None:
+    from model_builders import export_detector_savedmodel, save_keras_model, write_images
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        save_keras_model(folder / "model.keras")
+        export_detector_savedmodel(folder / "detector")
+        write_images(folder / "images")
+        for kind, model in (("keras", folder / "model.keras"), ("saved_model",
+                                                                folder / "detector")):
+            bundle = folder / f"golden-{kind}"
+            subprocess.run([PY, "-m", "envaudit", "record", "--model", str(model), "--inputs",
+                            str(folder / "images"), "--golden", str(bundle)], env=ENV,
+                           capture_output=True, check=True)
+            floors = [model_floor(kind, model, folder / "images") for _ in range(runs)]
+            load = statistics.median(f["load"] for f in floors)
+            compute = statistics.median(f["compute"] for f in floors)
+            floor = import_tf + load + compute
+            check = [PY, "-m", "envaudit", "check", "--golden", str(bundle), "--no-confirm"]
+            check_s = median_of(check, runs)
+            line(f"user model ({kind}): model load + compute", load + compute)
+            line(f"envaudit check of the {kind} model", check_s, "s",
+                 f"budget floor + 0.5 s = {floor + 0.5:.2f} s  (floor {floor:.2f} s;"
+                 f" over floor {check_s - floor:+.2f} s)")
 
 
 def line(label: str, value: float, unit: str = "s", budget: str = "") -> None:
@@ -105,6 +169,7 @@ def main() -> int:
         line(f"envaudit check, confirming one cause (exit {code})", confirm_s, "s",
              f"({confirm_s / floor:.2f} x floor)")
         line("  peak memory (with its re-run)", peak_child_rss_mib(confirm, env_off), "MiB")
+    bench_user_models(runs, import_tf)
     return 0
 
 

@@ -145,10 +145,11 @@ def limits(changes: Sequence[Change], golden: Fingerprint,
     return notes
 
 
-def _rerun(experiment: Experiment, out: Path,
-           modes: Sequence[str] = ("eager",)) -> Mapping[str, np.ndarray] | str:
+def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = ("eager",),
+           child: Sequence[str] = ()) -> Mapping[str, np.ndarray] | str:
     """One child run in this environment with the experiment's settings put back, running the
-    execution ``modes`` the comparison needs and no others."""
+    execution ``modes`` the comparison needs and no others (``child``: the arguments that make it
+    run a user's model instead of the canary)."""
     env = dict(os.environ)
     for name, value in experiment.env.items():
         why = refusal(name, value)
@@ -158,7 +159,7 @@ def _rerun(experiment: Experiment, out: Path,
             env.pop(name, None)
         else:
             env[name] = str(value)
-    command = [sys.executable, "-m", "envaudit.workload", str(out), ",".join(modes)]
+    command = [sys.executable, "-m", "envaudit.workload", str(out), ",".join(modes), *child]
     if experiment.cores:
         cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
         command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
@@ -179,9 +180,10 @@ def run_experiments(
     golden_arrays: Mapping[str, np.ndarray],
     progress: Callable[[str], None] = lambda _m: None,
     modes: Sequence[str] = ("eager",),
+    child: Sequence[str] = (),
 ) -> list[Outcome]:
-    """Run every experiment (in parallel, each in the execution ``modes`` being checked) and
-    compare each with the golden arrays bit for bit."""
+    """Run every experiment (in parallel, each in the execution ``modes`` being checked; with
+    ``child``, on a user's model) and compare each with the golden arrays bit for bit."""
     if not experiments:
         return []
     workers = max(1, min(len(experiments), len(os.sched_getaffinity(0))))
@@ -189,7 +191,7 @@ def run_experiments(
     with tempfile.TemporaryDirectory(prefix="envaudit-confirm-") as tmp, \
             ThreadPoolExecutor(workers) as pool:
         outs = [Path(tmp) / f"rerun-{i}.npz" for i in range(len(experiments))]
-        results = list(pool.map(lambda e, o: _rerun(e, o, modes), experiments, outs))
+        results = list(pool.map(lambda e, o: _rerun(e, o, modes, child), experiments, outs))
     outcomes = []
     for experiment, arrays in zip(experiments, results):
         if isinstance(arrays, str):

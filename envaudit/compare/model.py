@@ -15,10 +15,12 @@ from typing import Any, Literal
 from envaudit.plain import plain
 
 ArrayKind = Literal["stage", "probe"]
-ArrayStatus = Literal["identical", "rounding", "changed", "precision_loss", "not_run"]
+ArrayStatus = Literal["identical", "rounding", "tolerated", "changed", "precision_loss",
+                      "not_run"]
 # Least to most severe; a group of arrays (a probe family) shows its most severe member.
+# "tolerated": not identical, within a tolerance the user gave for that output.
 STATUS_SEVERITY: tuple[ArrayStatus, ...] = (
-    "identical", "rounding", "changed", "not_run", "precision_loss")
+    "identical", "rounding", "tolerated", "changed", "not_run", "precision_loss")
 DetectionKind = Literal["matched", "added", "removed", "class_changed"]
 
 
@@ -42,6 +44,24 @@ class TensorComparison:
     error_growth: float | None = None  # current_error / golden_error (inf from an exact golden)
     status: ArrayStatus = "changed"  # decided by ``noise.array_status``
     mode: str = "eager"  # the execution mode that computed the array (probes: eager)
+    tolerance: str | None = None  # the tolerance the user accepts for it ("rtol 1e-05, atol 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class PrecisionWitness:
+    """Does this environment compute fp32 at full precision? The canary probes' errors against
+    their float64 references, measured beside a user model (which has no float64 twin)."""
+
+    probes: int  # probes with a float64 reference
+    full_precision: bool  # every one within ``limit_ulps`` here, and none lost precision
+    worst_probe: str | None
+    worst_error_ulps: float  # its error here, in unit roundoffs of float32
+    golden_worst_error_ulps: float  # the largest error of the golden's probes
+    limit_ulps: float
+    lossy: tuple[str, ...]  # probes whose status is precision_loss
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

@@ -234,3 +234,25 @@ def _error_or_none(x: np.ndarray, ref: np.ndarray | None) -> float | None:
     if x.shape != ref.shape:
         return INF
     return relative_rms_error(x, ref)
+
+
+def within_tolerance(golden: np.ndarray, current: np.ndarray, rtol: float, atol: float) -> bool:
+    """Every element within ``atol + rtol * |golden|`` (``numpy.isclose`` with the golden as the
+    reference), same shape and dtype; NaN only where the golden has NaN."""
+    golden, current = np.asarray(golden), np.asarray(current)
+    if golden.shape != current.shape or golden.dtype != current.dtype:
+        return False
+    g = golden.astype(np.float64)
+    c = current.astype(np.float64)
+    return bool(np.isclose(c, g, rtol=rtol, atol=atol, equal_nan=True).all())
+
+
+def tolerated(comparison: TensorComparison, golden: np.ndarray, current: np.ndarray | None,
+              rtol: float, atol: float, label: str) -> TensorComparison:
+    """``comparison`` judged against a tolerance the user accepts for it: a difference within it
+    is ``tolerated`` (never ``identical``), one beyond it ``changed`` even where it would be
+    rounding noise; identical, not-run and precision-loss statuses stand."""
+    if comparison.status in ("identical", "not_run", "precision_loss") or current is None:
+        return replace(comparison, tolerance=label)
+    inside = within_tolerance(golden, current, rtol, atol)
+    return replace(comparison, tolerance=label, status="tolerated" if inside else "changed")

@@ -6,7 +6,8 @@ once per array) and the detections, checked in this order:
 - ``precision_loss``: some array's status is ``precision_loss``; this wins whatever the detections
   do, because reduced-precision math (TF32, bf16, fp16) is a finding even when today's images
   happen to come out the same;
-- ``equivalent``: not identical, but every array is ``identical`` or ``rounding`` and the
+- ``equivalent``: not identical, but every array is ``identical``, ``rounding`` or ``tolerated``
+  (within a tolerance the user gave for that output) and the
   detections are the same (no box added, removed or changed class; scores may move);
 - ``drift``: anything else (an array ``changed`` or ``not_run``, or detections changed).
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
-from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
+from envaudit.compare.model import DetectionDiff, ModeResult, PrecisionWitness, TensorComparison
 from envaudit.render.formatting import growth, number
 
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")
-_AT_FLOOR = ("identical", "rounding")
+_AT_FLOOR = ("identical", "rounding", "tolerated")
 
 
 def classify(
@@ -160,3 +161,69 @@ def _detections_phrase(d: DetectionDiff) -> str:
 
 def _num(value: float | None) -> str:
     return number(value, 1, missing="n/a")
+
+
+def model_headline(
+    verdict: Verdict,
+    stages: Sequence[TensorComparison],
+    probes: Sequence[TensorComparison],
+    detections: DetectionDiff | None,
+    witness: PrecisionWitness,
+    first_divergence: str | None = None,
+    top_cause: str | None = None,
+) -> str:
+    """The headline of a user-model check: what moved in the model's own outputs and layers, its
+    detections when it has them, and what the precision verdict rests on (the canary probes, as
+    the model has no float64 twin)."""
+    arrays = _array_counts(stages)
+    differing = [s for s in stages if not s.identical]
+    det = f"; {_detections_phrase(detections)}" if detections is not None else ""
+    if verdict == "identical":
+        text = f"Identical: all {arrays} are bit-identical to golden{det}"
+    elif verdict == "equivalent":
+        worst_rel = max((s.max_rel for s in differing), default=0.0)
+        accepted = ("rounding or the given tolerances"
+                    if any(s.status == "tolerated" for s in stages) else "rounding")
+        text = (f"Equivalent: {len(differing)} of {len(stages)} model arrays differ, within"
+                f" {accepted} (up to {_num(worst_rel)} of scale){det}")
+    elif verdict == "precision_loss":
+        lossy = [p for p in probes if p.status == "precision_loss"]
+        w = max(lossy, key=lambda a: a.error_growth or 0.0)
+        moved = f"{len(differing)} of {len(stages)} model arrays differ" if differing else \
+            "the model's arrays are bit-identical"
+        text = (f"Precision loss: this environment does not compute fp32 at full precision:"
+                f" canary probe '{w.name}' error against float64 grew"
+                f" {growth(w.error_growth, 'n/a')} ({_num(w.golden_error)} ->"
+                f" {_num(w.current_error)}), the signature of TF32 or bf16 math; {moved}{det}")
+    elif verdict == "drift":
+        beyond = [s for s in stages if s.status not in _AT_FLOOR]
+        where = f" from '{first_divergence}' on" if first_divergence else ""
+        if beyond:
+            w = max(beyond, key=lambda a: a.max_rel)
+            text = (f"Drift: the model's outputs moved beyond"
+                    f" {'the tolerance' if w.tolerance else 'rounding noise'}{where} (up to"
+                    f" {_num(w.max_rel)} of scale, {w.name}){det}")
+        elif detections is not None and not detections.same:
+            text = (f"Drift: the model's arrays differ only by rounding{where}, but"
+                    f" {_detections_phrase(detections)}")
+        else:
+            state = "differ only by rounding" if differing else "are bit-identical"
+            changed = [p.name for p in probes if p.status not in _AT_FLOOR]
+            text = (f"Drift: the model's arrays {state}, but canary probes moved beyond rounding"
+                    f" ({', '.join(changed[:4])}){det}")
+    else:
+        raise ValueError(f"unknown verdict {verdict!r}")
+    if verdict != "precision_loss":
+        text += ("; fp32 at full precision here" if witness.full_precision
+                 else "; fp32 precision not shown here") + f" ({witness.probes} canary probes)"
+    if top_cause:
+        text += f"; cause: {top_cause}"
+    return text + "."
+
+
+def _array_counts(stages: Sequence[TensorComparison]) -> str:
+    """"3 outputs, 12 layers and 1 decoded input"."""
+    counts = [(sum(s.name.startswith(prefix) for s in stages), noun) for prefix, noun in
+              (("output.", "output"), ("layer.", "layer"), ("input.", "decoded input"))]
+    parts = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in counts if n]
+    return _listed(parts) if parts else "0 arrays"

@@ -1,18 +1,25 @@
 """``envaudit check --format junit``: JUnit XML for CI dashboards (Jenkins, GitLab, GitHub).
 
 One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
-``envaudit.stages``, pipeline order), one for the detections and one for the probes. Failures
+``envaudit.stages``, pipeline order; for a user's model one per array, inputs then layers then
+outputs), one for the detections (none for a user model without detection outputs), one for the
+probes and, for a user's model, one for the precision witness (``envaudit.precision``). Failures
 mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point at what
 is wrong rather than at everything that is not bit-identical:
 - a stage (or the probes) fails when its status (decided in ``compare/``) is changed, not run
   or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
-  noise floor passes, with a ``<system-out>`` saying it is not bit-identical. So a drift verdict
-  that comes only from changed detections fails the detections case, not the stages that merely
-  rounded differently; every drift or precision_loss verdict has at least one failure, because
-  ``classify`` calls drift only when an array is beyond noise or the detections changed;
+  noise floor, or within the tolerance the user gave for an output, passes, with a
+  ``<system-out>`` saying it is not bit-identical. So a drift verdict that comes only from changed
+  detections fails the detections case, not the stages that merely rounded differently; every
+  drift or precision_loss verdict has at least one failure, because ``classify`` calls drift only
+  when an array is beyond noise or the detections changed;
 - the detections fail when a box was added, removed or changed class, or, with ``--strict``, when
-  any score or box moved.
-The verdict, exit code and fingerprint ids are ``<properties>`` of the suite. Built with
+  any score or box moved;
+- the precision witness fails when probes lost precision here (which makes the verdict
+  precision_loss); fp32 merely not shown at full precision (no probe measured, or the golden was
+  no better) is said in its ``<system-out>``, as it does not change the exit code.
+The verdict, exit code and fingerprint ids (and a user model's identity, how it ran and what the
+verdict rests on) are ``<properties>`` of the suite. Built with
 ``xml.etree`` so the output is always well-formed.
 """
 
@@ -21,9 +28,20 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from envaudit.compare.model import ArrayStatus, DetectionChange, TensorComparison
-from envaudit.render.formatting import class_label, growth, number, percent
+from envaudit.render.formatting import (
+    class_label,
+    class_names,
+    growth,
+    model_identity,
+    model_outputs,
+    model_run,
+    number,
+    percent,
+    witness_sentence,
+)
 from envaudit.result import CheckResult
 
 # The failure type of each status that fails a test case (the status is decided in compare/).
@@ -46,10 +64,19 @@ def render(result: CheckResult) -> str:
                         ("golden_fingerprint_id", result.golden_fingerprint_id),
                         ("current_fingerprint_id", result.current_fingerprint_id)):
         ET.SubElement(props, "property", name=name, value=value)
+    m = result.model
+    if m is not None:
+        for name, value in (("workload", result.workload), ("model", model_identity(m)),
+                            ("model_run", model_run(m)), ("model_outputs", model_outputs(m)),
+                            ("basis", result.basis)):
+            ET.SubElement(props, "property", name=name, value=value)
+    noun = "stage" if m is None else "array"
     for stage in result.stages:
-        _stage_case(suite, stage, result.strict, bool(result.modes))
-    _detections_case(suite, result)
+        _stage_case(suite, stage, result.strict, bool(result.modes), noun)
+    if m is None or m.detections is not None:
+        _detections_case(suite, result)
     _probes_case(suite, result)
+    _witness_case(suite, result)
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
@@ -61,19 +88,26 @@ def render(result: CheckResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
-def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: bool) -> None:
+def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: bool,
+                noun: str = "stage") -> None:
     classname = f"envaudit.stages.{s.mode}" if modes else "envaudit.stages"
     case = ET.SubElement(suite, "testcase", classname=classname, name=s.name, time="0")
     if s.status == "identical":
         return
     detail = _describe(s)
-    what = {"precision_loss": "lost precision", "changed": "drifted", "not_run": "was not run"}
+    beyond = f" beyond the tolerance you gave ({s.tolerance})" if s.tolerance else ""
+    what = {"precision_loss": "lost precision", "changed": f"drifted{beyond}",
+            "not_run": "was not run"}
     if s.status in FAILURE_TYPE:
-        ET.SubElement(case, "failure", message=f"stage '{s.name}' {what[s.status]}: {detail}",
+        ET.SubElement(case, "failure", message=f"{noun} '{s.name}' {what[s.status]}: {detail}",
                       type=FAILURE_TYPE[s.status]).text = detail
     elif strict:
-        ET.SubElement(case, "failure", message=f"stage '{s.name}' is not bit-identical (--strict)"
-                      f": {detail}", type="not_identical").text = detail
+        ET.SubElement(case, "failure", message=f"{noun} '{s.name}' is not bit-identical"
+                      f" (--strict): {detail}", type="not_identical").text = detail
+    elif s.status == "tolerated":
+        ET.SubElement(case, "system-out").text = (
+            f"not bit-identical, within the tolerance you gave: {s.tolerance}; {detail}"
+        )
     else:
         ET.SubElement(case, "system-out").text = (
             f"not bit-identical, at the rounding-noise floor: {detail}"
@@ -87,7 +121,8 @@ def _detections_case(suite: ET.Element, result: CheckResult) -> None:
     summary = (f"golden {d.golden}, current {d.current}, matched {d.matched}, added {d.added}, "
                f"removed {d.removed}, class changed {d.class_changed}, max score delta "
                f"{_num(d.max_score_delta)}, min IoU {_num(d.min_iou)}")
-    lines = [summary] + [_change_line(c) for c in d.changes if c.kind != "matched"]
+    names = class_names(result.model)
+    lines = [summary] + [_change_line(c, names) for c in d.changes if c.kind != "matched"]
     if not d.same:
         fragile = sum(1 for c in d.changes if c.expected_fragility)
         message = (f"detections changed: {d.added} added, {d.removed} removed, "
@@ -126,11 +161,26 @@ def _probes_case(suite: ET.Element, result: CheckResult) -> None:
         )
 
 
-def _change_line(c: DetectionChange) -> str:
-    if c.kind == "class_changed":
-        what = f"{class_label(c.golden_class)} -> {class_label(c.current_class)}"
+def _witness_case(suite: ET.Element, result: CheckResult) -> None:
+    """Whether fp32 ran at full precision here: what a user model's precision verdict rests on."""
+    w = result.witness
+    if w is None:
+        return
+    case = ET.SubElement(suite, "testcase", classname="envaudit.precision", name="witness",
+                         time="0")
+    sentence = witness_sentence(w)
+    if not w.full_precision and w.lossy:
+        ET.SubElement(case, "failure", message=sentence, type="precision_loss").text = sentence
     else:
-        what = class_label(c.golden_class if c.golden_class is not None else c.current_class)
+        ET.SubElement(case, "system-out").text = sentence
+
+
+def _change_line(c: DetectionChange, names: Sequence[str]) -> str:
+    if c.kind == "class_changed":
+        what = f"{class_label(c.golden_class, names)} -> {class_label(c.current_class, names)}"
+    else:
+        what = class_label(c.golden_class if c.golden_class is not None else c.current_class,
+                           names)
     score = c.golden_score if c.golden_score is not None else c.current_score
     fragile = ", expected fragility" if c.expected_fragility else ""
     return (f"{c.kind.replace('_', ' ')}: image {c.image}, {what}, score {score:.4f} "

@@ -1,7 +1,9 @@
 """``envaudit check --format md``: a Markdown report to paste into a pull request or a bug report.
 
-GitHub-flavored Markdown: a verdict heading and the headline first, then pipe tables (environment
-changes, stages, probes by family, changed detections) and the causes with their evidence. Every
+GitHub-flavored Markdown: a verdict heading and the headline first (for a user's model, what it
+is and what the verdict rests on), then pipe tables (environment changes, stages or a user model's
+arrays, probes by family and the precision witness, changed detections) and the causes with their
+evidence. Every
 value that goes into a table cell is escaped (pipes, newlines), so a strange path cannot break the
 table.
 """
@@ -15,13 +17,24 @@ from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, TensorCompariso
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change
 from envaudit.render.change_table import folded_summary, heading
-from envaudit.render.formatting import class_label, growth, number, percent
+from envaudit.render.formatting import (
+    class_label,
+    class_names,
+    growth,
+    model_identity,
+    model_outputs,
+    model_run,
+    number,
+    percent,
+    witness_sentence,
+)
 from envaudit.result import CheckResult
 
 # Each array status in words; the changed ones in bold (the status is decided in compare/).
 STATUS_WORDS: dict[ArrayStatus, str] = {
     "identical": "identical",
     "rounding": "rounding noise",
+    "tolerated": "within tolerance",
     "changed": "**changed**",
     "not_run": "**not run**",
     "precision_loss": "**precision loss**",
@@ -44,15 +57,30 @@ def render(result: CheckResult) -> str:
         f"- golden: `{result.golden_path}` (fingerprint `{result.golden_fingerprint_id[:12]}`)",
         f"- current fingerprint: `{result.current_fingerprint_id[:12]}`",
         f"- exit code: {result.exit_code}{' (--strict)' if result.strict else ''}",
+        *_model(result),
         "",
     ]
     lines += _fingerprint(result)
     lines += _stages(result)
     lines += _probes(result)
+    lines += _witness(result)
     lines += _detections(result)
     lines += _causes(result)
     lines += _nondeterminism(result)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _model(result: CheckResult) -> list[str]:
+    """A user's model, as more of the list under the headline."""
+    m = result.model
+    if m is None:
+        return []
+    lines = [f"- model: {_inline(model_identity(m, _code))}",
+             f"- ran: {_inline(model_run(m, _code))}",
+             f"- outputs: {model_outputs(m, _code)}"]
+    if result.basis:
+        lines.append(f"- basis: {_inline(result.basis)}")
+    return lines
 
 
 def _fingerprint(result: CheckResult) -> list[str]:
@@ -82,6 +110,8 @@ def _change_rows(changes: Sequence[Change]) -> list[str]:
 def _stages(result: CheckResult) -> list[str]:
     if not result.stages:
         return []
+    if result.model is not None:
+        return _model_arrays(result)
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
         title = "### Stages" if mode is None else f"### Stages, {mode} mode"
@@ -106,6 +136,27 @@ def _stages(result: CheckResult) -> list[str]:
     return lines
 
 
+def _model_arrays(result: CheckResult) -> list[str]:
+    """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
+    lines: list[str] = []
+    for mode, members, fd, not_run in result.by_mode():
+        title = (f"### Model arrays, {mode or (result.model.mode if result.model else '')} mode"
+                 " (inputs, layers, outputs)")
+        if not_run:
+            lines += [title, "", f"Not run: {_inline(not_run)}", ""]
+            continue
+        rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+                 percent(s.mismatch_fraction), _num(s.ulp_at_scale), s.tolerance or "—"]
+                for i, s in enumerate(members)]
+        lines += [title, "",
+                  *_table(["#", "array", "result", "max rel", "max abs", "mismatch", "ulp@scale",
+                           "tolerance"], rows), ""]
+        if fd is not None:
+            lines += [f"First divergence: **`{fd.stage}`** (#{fd.index}: inputs, then layers, then"
+                      " outputs).", ""]
+    return lines
+
+
 def _probes(result: CheckResult) -> list[str]:
     if not result.probes:
         return []
@@ -121,8 +172,17 @@ def _probes(result: CheckResult) -> list[str]:
             ""]
 
 
+def _witness(result: CheckResult) -> list[str]:
+    """Whether fp32 ran at full precision here (a user model's precision rests on it)."""
+    return [] if result.witness is None else [witness_sentence(result.witness), ""]
+
+
 def _detections(result: CheckResult) -> list[str]:
+    if result.model is not None and result.model.detections is None:
+        return ["### Detections", "", "None: the model's outputs are not detections; name them "
+                "with `--detections boxes=NAME,scores=NAME,classes=NAME` to compare boxes.", ""]
     d = result.detections
+    names = class_names(result.model)
     lines = ["### Detections", "",
              *_table(["golden", "current", "matched", "added", "removed", "class changed",
                       "max score Δ", "min IoU", "max box Δ"],
@@ -132,7 +192,8 @@ def _detections(result: CheckResult) -> list[str]:
                        _num(d.max_box_delta)]]), ""]
     decided = [c for c in d.changes if c.kind != "matched"]
     if decided:
-        rows = [[c.kind.replace("_", " "), str(c.image), _classes(c.golden_class, c.current_class),
+        rows = [[c.kind.replace("_", " "), str(c.image),
+                 _classes(c.golden_class, c.current_class, names),
                  _score(c.golden_score), _score(c.current_score), _num(c.margin),
                  "expected fragility" if c.expected_fragility else ""] for c in decided]
         lines += _table(["change", "image", "class", "golden score", "current score", "margin",
@@ -181,17 +242,22 @@ def _inline(text: str) -> str:
     return text.replace("\n", " ")
 
 
+def _code(text: str) -> str:
+    """Inline code that a backtick or a newline in someone's path cannot end early."""
+    return "`" + _inline(text).replace("`", "'") + "`"
+
+
 def _growth(c: TensorComparison) -> str:
     if c.error_growth is None or c.error_growth == 1.0 or c.identical:
         return ""
     return f" ({growth(c.error_growth)})"
 
 
-def _classes(golden: int | None, current: int | None) -> str:
-    names = [class_label(golden), class_label(current)]
+def _classes(golden: int | None, current: int | None, names: Sequence[str]) -> str:
+    labels = [class_label(golden, names), class_label(current, names)]
     if golden is None or current is None:
-        return names[0] if current is None else names[1]
-    return names[0] if golden == current else f"{names[0]} → {names[1]}"
+        return labels[0] if current is None else labels[1]
+    return labels[0] if golden == current else f"{labels[0]} → {labels[1]}"
 
 
 def _score(value: float | None) -> str:

@@ -1,11 +1,13 @@
 """``envaudit check`` in the terminal: a rich renderable, read top to bottom.
 
-Order: the headline verdict (colored by verdict), the environment changes (numerics-relevant
-first), the stages with a log-scale bar of each stage's max_rel, the first divergence and its
-replay, the probes, the detections and every decision that changed (with "expected fragility"
-marks), the causes with their evidence, nondeterminism. Everything must still read well without
-color (NO_COLOR, a file, a CI log): colors only repeat what the words already say, and every dynamic
-string goes in as ``Text`` so that a path with brackets is never read as rich markup.
+Order: the headline verdict (colored by verdict), for a user's model what it is and what the
+verdict rests on, the environment changes (numerics-relevant first), the stages (a user model's
+arrays, with the tolerance each was given) with a log-scale bar of each one's max_rel, the first
+divergence and its replay, the probes and the precision witness, the detections and every decision
+that changed (with "expected fragility" marks), the causes with their evidence, nondeterminism.
+Everything must still read well without color (NO_COLOR, a file, a CI log): colors only repeat what
+the words already say, and every dynamic string goes in as ``Text`` so that a path with brackets is
+never read as rich markup.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from envaudit.compare.model import (
 )
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable
-from envaudit.render.formatting import class_label, growth, number, percent
+from envaudit.render.formatting import (
+    class_label,
+    class_names,
+    growth,
+    model_identity,
+    model_outputs,
+    model_run,
+    number,
+    percent,
+    witness_sentence,
+)
 from envaudit.result import CheckResult
 
 VERDICT_STYLE = {
@@ -42,6 +54,7 @@ CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "
 STATUS_STYLE: dict[ArrayStatus, tuple[str, str]] = {
     "identical": ("identical", "green"),
     "rounding": ("rounding noise", "cyan"),
+    "tolerated": ("within tolerance", "cyan"),
     "changed": ("changed", "yellow"),
     "not_run": ("not run", "yellow"),
     "precision_loss": ("precision loss", "red"),
@@ -54,10 +67,11 @@ BAR_WIDTH = 8
 def render(result: CheckResult, verbose: bool = False) -> Group:
     """The whole report as one rich renderable; ``verbose`` lists every environment change, build
     details included."""
-    parts: list[Any] = [_headline(result), _where(result), Text()]
+    parts: list[Any] = [_headline(result), _where(result), *_model(result), Text()]
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
     parts += _probes(result.probes, result.changed_probe_families)
+    parts += _witness(result)
     parts += _detections(result)
     parts += _causes(result)
     parts.append(_nondeterminism(result))
@@ -91,6 +105,18 @@ def _where(result: CheckResult) -> Text:
     return Text(text, style="dim")
 
 
+def _model(result: CheckResult) -> list[Any]:
+    """A user's model: which one, how it ran on what, its outputs, and what the verdict rests on."""
+    m = result.model
+    if m is None:
+        return []
+    parts: list[Any] = [Text(f"Model: {model_identity(m)}"), Text(f"  ran {model_run(m)}"),
+                        Text(f"  outputs: {model_outputs(m)}")]
+    if result.basis:
+        parts.append(Text(f"  basis: {result.basis}", style="dim"))
+    return parts
+
+
 def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
     """The environment changes grouped by origin (the grouping and folding come with the data)."""
     changes = result.fingerprint_changes
@@ -105,6 +131,8 @@ def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
 def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any]:
     if not stages:
         return [Text("Stages: none recorded."), Text()]
+    if result.model is not None:
+        return _model_arrays(result)
     parts: list[Any] = []
     for label, members, fd, not_run in result.by_mode():
         title = "Stages (pipeline order)" if label is None else \
@@ -140,6 +168,30 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
     return parts
 
 
+def _model_arrays(result: CheckResult) -> list[Any]:
+    """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
+    parts: list[Any] = []
+    for label, members, fd, not_run in result.by_mode():
+        mode = label or (result.model.mode if result.model else "")
+        title = f"Model arrays, {mode} mode (inputs, layers, outputs)"
+        if not_run:
+            parts += [Text(f"{title}: not run: {not_run}", style="yellow"), Text()]
+            continue
+        table = _table(title, "#", "array", "result", "max rel", "log scale", "mismatch",
+                       "tolerance")
+        for i, s in enumerate(members):
+            status, style = STATUS_STYLE[s.status]
+            table.add_row(_t(str(i)), _t(s.name), _t(status, style), _t(_num(s.max_rel)),
+                          _t(bar(s.max_rel, s.identical), style),
+                          _t(percent(s.mismatch_fraction)), _t(s.tolerance or "—"))
+        parts.append(table)
+        if fd is not None:
+            parts.append(Text(f"First divergence: {fd.stage} (#{fd.index}: inputs, then layers,"
+                              " then outputs)."))
+        parts.append(Text())
+    return parts
+
+
 def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list[Any]:
     if not probes:
         return []
@@ -161,8 +213,22 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list
     return [head, table, Text()]
 
 
+def _witness(result: CheckResult) -> list[Any]:
+    """Whether fp32 ran at full precision here (a user model's precision rests on it)."""
+    w = result.witness
+    if w is None:
+        return []
+    style = None if w.full_precision else ("red" if w.lossy else "yellow")
+    return [Text(witness_sentence(w), style=style), Text()]
+
+
 def _detections(result: CheckResult) -> list[Any]:
+    if result.model is not None and result.model.detections is None:
+        return [Text("Detections: none (the model's outputs are not detections; name them with "
+                     "--detections boxes=NAME,scores=NAME,classes=NAME to compare boxes)."),
+                Text()]
     d = result.detections
+    names = class_names(result.model)
     moved = sum(1 for c in d.changes if c.kind == "matched")
     summary = (f"Detections: golden {d.golden}, current {d.current}; {d.matched} matched"
                f"{f' ({moved} with moved score or box)' if moved else ''}, {d.removed} removed, "
@@ -181,7 +247,7 @@ def _detections(result: CheckResult) -> list[Any]:
     if decided:
         table = _table(None, "change", "image", "class", "score", "box", "IoU", "margin", "")
         for c in decided:
-            table.add_row(_t(c.kind.replace("_", " ")), _t(str(c.image)), _t(_classes(c)),
+            table.add_row(_t(c.kind.replace("_", " ")), _t(str(c.image)), _t(_classes(c, names)),
                           _t(_pair(c.golden_score, c.current_score)),
                           _t(_box(c.golden_box if c.golden_box is not None else c.current_box)),
                           _t(_iou(c.iou)), _t(_num(c.margin)),
@@ -259,10 +325,10 @@ def _errors(c: TensorComparison) -> str:
     return f"{_num(c.current_error)} ({growth(c.error_growth)})"
 
 
-def _classes(c: DetectionChange) -> str:
+def _classes(c: DetectionChange, names: Sequence[str]) -> str:
     if c.kind == "class_changed":
-        return f"{class_label(c.golden_class)} → {class_label(c.current_class)}"
-    return class_label(c.golden_class if c.golden_class is not None else c.current_class)
+        return f"{class_label(c.golden_class, names)} → {class_label(c.current_class, names)}"
+    return class_label(c.golden_class if c.golden_class is not None else c.current_class, names)
 
 
 def _pair(golden: float | None, current: float | None) -> str:

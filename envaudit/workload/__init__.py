@@ -65,9 +65,7 @@ def run_workload(assets: Assets | None = None,
     if not runs:
         raise EnvauditError("no execution mode could run here: " + "; ".join(not_run.values()))
     probes_start = time.perf_counter()
-    jpeg = assets.encoded[assets.image_names.index(next(
-        n for n in assets.image_names if n.endswith(".jpg")))]
-    probes = run_probes(jpeg)
+    probes = run_probes(assets.probe_jpeg)
     done = time.perf_counter()
     return WorkloadResult(
         workload_id=WORKLOAD_ID,

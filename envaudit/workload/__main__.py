@@ -1,14 +1,19 @@
-"""``python -m envaudit.workload OUT.npz [MODES]``: run the workload once and save its arrays.
+"""``python -m envaudit.workload OUT.npz [MODES [MODEL.json]]``: run the workload once and save
+its arrays.
 
 This is the child process of a confirmation re-run: the parent starts it with one environment
 setting put back (a variable restored, an instruction set capped) and compares what it wrote with
 the golden bundle. It must run in a fresh process because most such settings are read once, when
-TensorFlow and its kernel libraries load.
+TensorFlow and its kernel libraries load. With ``MODEL.json`` (written by the parent into its own
+private folder, from a model it has already verified) it runs the user's model on the inputs that
+file names, instead of the canary, and the canary probes beside it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -17,20 +22,44 @@ from envaudit.workload.types import keyed_arrays
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        sys.stderr.write("usage: python -m envaudit.workload OUT.npz [MODE,MODE,...]\n")
+    if len(argv) not in (1, 2, 3):
+        sys.stderr.write("usage: python -m envaudit.workload OUT.npz"
+                         " [MODE,MODE,... [MODEL.json]]\n")
         return 2
-    from envaudit.workload import run_workload
-
-    modes = argv[1].split(",") if len(argv) == 2 else ["eager"]
+    modes = argv[1].split(",") if len(argv) >= 2 else ["eager"]
     try:
-        result = run_workload(modes=modes)
+        if len(argv) == 3:
+            arrays = _user_model(Path(argv[2]), modes[0])
+        else:
+            from envaudit.workload import run_workload
+
+            result = run_workload(modes=modes)
+            arrays = keyed_arrays({m: r.stages for m, r in result.runs.items()}, result.probes)
     except EnvauditError as exc:
         sys.stderr.write(f"envaudit: error: {exc}\n")
         return 2
-    np.savez(argv[0], **keyed_arrays({m: r.stages for m, r in result.runs.items()},
-                                     result.probes))
+    np.savez(argv[0], **arrays)
     return 0
+
+
+def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
+    spec = json.loads(spec_path.read_text())
+    from envaudit.workload import tf_runtime
+
+    tf_runtime.quiet()
+    from envaudit.workload.assets import load_assets
+    from envaudit.workload.probes import run_probes
+    from envaudit.workload.user_model import LoadedModel, run_model
+
+    with np.load(spec["inputs"], allow_pickle=False) as npz:
+        stored = {name: npz[name] for name in npz.files}
+    model = LoadedModel(Path(spec["path"]), spec["kind"], spec["signature"])
+    if spec["input_kind"] == "images":
+        encoded = [stored[f"image.{i}"].tobytes() for i in range(len(spec["files"]))]
+        run = run_model(model, images=(spec["files"], encoded), layers=spec["layers"])
+    else:
+        run = run_model(model, arrays=stored, layers=spec["layers"])
+    return keyed_arrays({mode: run.stages}, run_probes(load_assets().probe_jpeg))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ class Assets:
     image_names: tuple[str, ...]  # batch order, e.g. "scene0.png"
     encoded: tuple[bytes, ...]  # the image files' bytes, in batch order
 
+    @property
+    def probe_jpeg(self) -> bytes:
+        """The JPEG scene the decode probes read: the first JPEG of the batch."""
+        return self.encoded[next(i for i, n in enumerate(self.image_names) if n.endswith(".jpg"))]
+
 
 def expected_checksums(folder: Path) -> dict[str, str]:
     listing = folder / CHECKSUMS

@@ -1,0 +1,149 @@
+"""``envaudit record --model PATH --inputs PATH``: run the user's model here and store a bundle.
+
+Everything a user can get wrong is checked before the model is loaded or anything is written: the
+target path, the model's kind, the inputs. What only the model can tell (its signature, input
+specs, output names, detection outputs) is checked after one run and before the bundle is written,
+so a refused record never leaves a file behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from envaudit.errors import EnvauditError
+from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
+from envaudit.usermodel import WORKLOAD_ID, WORKLOAD_VERSION
+from envaudit.usermodel.detections import shape_problem
+from envaudit.usermodel.files import ImageFiles, model_digest, model_kind, read_arrays, read_images
+from envaudit.usermodel.spec import OD_API, PLAIN, DetectionNames, ModelInfo, require_outputs
+
+
+def record_model(
+    path: Path,
+    *,
+    model: Path,
+    inputs: Path,
+    signature: str | None = None,
+    detections: DetectionNames | None = None,
+    force: bool = False,
+    redact: bool = True,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> GoldenBundle:
+    """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
+    ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
+    False."""
+    path, model, inputs = Path(path), Path(model), Path(inputs)
+    check_writable(path, force)
+    kind = model_kind(model)
+    if kind == "keras" and signature is not None:
+        raise EnvauditError("--signature names a SavedModel signature; a Keras model has none")
+    if signature is not None and not PLAIN.fullmatch(signature):
+        raise EnvauditError(f"--signature {signature!r} is not a plain signature name")
+    images: ImageFiles | None = None
+    arrays: dict[str, np.ndarray] | None = None
+    if inputs.is_dir():
+        images = read_images(inputs)
+    elif inputs.suffix == ".npz" or inputs.is_file():
+        arrays = read_arrays(inputs)
+    else:
+        raise EnvauditError(f"inputs {inputs} do not exist; pass a folder of PNG/JPEG images or"
+                            " an .npz of named arrays")
+    identity = model_digest(model)
+
+    started = time.perf_counter()
+    progress("loading the model")
+    from envaudit.workload import tf_runtime
+
+    tf_runtime.quiet()
+    from envaudit.workload.probes import run_probes
+    from envaudit.workload.user_model import LoadedModel, image_input, run_model
+
+    loaded = LoadedModel(model, kind, signature)
+    progress("running the model")
+    if images is not None:
+        run = run_model(loaded, images=(images.names, images.encoded))
+        feed: str | None = image_input(loaded)[0]
+    else:
+        run = run_model(loaded, arrays=arrays)
+        feed = None
+    outputs = {k[len("output."):]: v for k, v in run.stages.items() if k.startswith("output.")}
+    _require_recordable(outputs)
+    names = _detection_names(detections, outputs)
+    progress("running the canary probes")
+    from envaudit.workload.assets import load_assets
+
+    probes = run_probes(load_assets().probe_jpeg)
+    computed = time.perf_counter()
+    progress("capturing the fingerprint")
+    from envaudit.fingerprint import capture
+
+    fingerprint = capture()
+    shown = str(model.absolute())
+    if redact:
+        from envaudit.fingerprint.model import Fingerprint
+        from envaudit.fingerprint.redact import Redactor
+
+        redactor = Redactor.for_trees(fingerprint)
+        fingerprint = Fingerprint(redactor.tree(fingerprint.data))
+        shown = redactor.text(shown)
+    info = ModelInfo(
+        kind=kind, path=shown, sha256=identity.sha256, files=identity.files,
+        size=identity.size, signature=loaded.signature, inputs=loaded.inputs,
+        outputs=tuple(outputs), layers=loaded.layers, detections=names, mode=run.mode,
+        input_kind="images" if images is not None else "arrays",
+        image_files=images.names if images is not None else (), image_feed=feed)
+    model_entry, inputs_entry = info.to_manifest()
+    stored = ({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
+               enumerate(images.encoded)} if images is not None else dict(arrays or {}))
+    progress("writing the bundle")
+    write_bundle(
+        path,
+        fingerprint=fingerprint,
+        workload={"id": WORKLOAD_ID, "version": WORKLOAD_VERSION, "model": model_entry,
+                  "inputs": inputs_entry,
+                  "timings": {"load_s": run.load_seconds, "run_s": run.run_seconds,
+                              "total_s": computed - started}},
+        images=images.names if images is not None else (),
+        stages={run.mode: run.stages},
+        probes=probes,
+        inputs=stored,
+        force=force,
+        redacted=redact,
+    )
+    return load_bundle(path)
+
+
+def _require_recordable(outputs: dict[str, np.ndarray]) -> None:
+    """Outputs a later check can compare: plain names, numbers, finite values."""
+    for name, array in outputs.items():
+        if not PLAIN.fullmatch(name):
+            raise EnvauditError(f"model output {name!r} has a name envaudit cannot store (use"
+                                " letters, digits, . _ -); rename the output")
+        if array.dtype.kind not in "biuf":
+            raise EnvauditError(f"model output {name} is {array.dtype}, not numbers; envaudit"
+                                " compares numeric outputs")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise EnvauditError(f"model output {name} holds NaN or infinity on these inputs;"
+                                " a golden of it could not be compared")
+
+
+def _detection_names(given: DetectionNames | None,
+                     outputs: dict[str, np.ndarray]) -> DetectionNames | None:
+    """The outputs read as detections: those given, else the Object Detection API's names when
+    the model has them, else none."""
+    if given is None:
+        if not all(n in outputs for n in (OD_API.boxes, OD_API.scores, OD_API.classes)):
+            return None
+        given = OD_API if OD_API.count in outputs else DetectionNames(
+            OD_API.boxes, OD_API.scores, OD_API.classes)
+    require_outputs(given.names(), tuple(outputs), "--detections")
+    problem = shape_problem(given, outputs)
+    if problem:
+        raise EnvauditError(f"the detection outputs cannot be compared: {problem}; name the"
+                            " right outputs with --detections boxes=NAME,scores=NAME,"
+                            "classes=NAME[,count=NAME]")
+    return given

@@ -1,0 +1,277 @@
+"""Run a user's model on the user's inputs, the way it is deployed, and capture every output.
+
+- A SavedModel runs through its serving signature (``loaded.signatures[NAME]``), as TF Serving runs
+  it: one concrete function, grappler-optimized: the ``graph`` mode. A signature with a fixed batch
+  size is fed in batches of that size.
+- A Keras ``.keras`` file is loaded with ``safe_mode=True`` (no deserialized lambdas) and run with
+  ``model.predict``, XLA included when Keras compiles it: the mode is what ``predict`` used
+  (``xla`` when ``model.jit_compile`` is on, else ``graph``; ``eager`` when ``run_eagerly``).
+- A Keras functional model's named layers are recorded too: one extra model over the same inputs
+  whose outputs are those layers' outputs, predicted with the same ``jit_compile``, so a check can
+  name the first layer that diverged. Layers are recorded in model order until ``LAYER_BYTES``;
+  a layer shared between calls has no single output and is left out.
+
+Inputs are checked against the model's declared inputs before anything runs; a mismatch is one
+line saying what the model expects. Images are decoded here (TensorFlow's decoders, which are part
+of the environment under test) and recorded as the ``input.NAME`` stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from envaudit.errors import EnvauditError
+from envaudit.usermodel.spec import DEFAULT_SIGNATURE, PLAIN, ModelKind, TensorSpec
+from envaudit.workload.tf_runtime import silenced_stderr
+
+LAYER_BYTES = 256 << 20  # intermediate outputs kept per run; the rest of the layers go unrecorded
+
+
+@dataclass(frozen=True)
+class UserModelRun:
+    mode: str
+    stages: dict[str, np.ndarray]  # input.*, layer.*, output.* (``ModelInfo.stage_names`` order)
+    load_seconds: float
+    run_seconds: float
+
+
+class LoadedModel:
+    """A model loaded once; ``run`` feeds it and returns its outputs by name."""
+
+    def __init__(self, path: Path, kind: ModelKind, signature: str | None) -> None:
+        self.kind = kind
+        self.signature = signature if kind == "saved_model" else None
+        start = time.perf_counter()
+        with silenced_stderr():
+            if kind == "saved_model":
+                self._load_saved_model(path, signature or DEFAULT_SIGNATURE)
+            else:
+                self._load_keras(path)
+        self.load_seconds = time.perf_counter() - start
+        self.mode = "graph"
+
+    # --- loading ---
+
+    def _load_saved_model(self, path: Path, signature: str) -> None:
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # TF raises many types for a broken SavedModel
+            raise EnvauditError(f"{path} could not be loaded as a SavedModel ({_first(exc)});"
+                                " pass the folder tf.saved_model.save wrote") from None
+        signatures = dict(getattr(self._loaded, "signatures", {}) or {})
+        if signature not in signatures:
+            have = ", ".join(sorted(signatures)) or "none"
+            raise EnvauditError(f"SavedModel {path} has no signature {signature!r} (it has"
+                                f" {have}); pass --signature NAME")
+        self.signature = signature
+        self._function = signatures[signature]
+        _args, kwargs = self._function.structured_input_signature
+        self.inputs = {name: TensorSpec(spec.dtype.name, tuple(spec.shape.as_list()))
+                       for name, spec in sorted(kwargs.items())}
+        self.outputs = tuple(self._function.structured_outputs)
+        self.layers: tuple[str, ...] = ()
+
+    def _load_keras(self, path: Path) -> None:
+        import keras
+
+        try:
+            self._model = keras.saving.load_model(str(path), safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a broken or unsafe file
+            raise EnvauditError(f"{path} could not be loaded as a Keras model ({_first(exc)})")\
+                from None
+        model = self._model
+        try:
+            tensors = list(model.inputs)
+        except (AttributeError, ValueError, TypeError):
+            raise EnvauditError(f"Keras model {path} has no defined inputs (a subclassed model"
+                                " that was never called); build it on an input shape and save it"
+                                " again") from None
+        self.inputs = {t.name: TensorSpec(str(tf.as_dtype(t.dtype).name), tuple(t.shape))
+                       for t in tensors}
+        self.outputs = tuple(model.output_names)
+        self._layer_tensors = _layer_outputs(model)
+        self.layers = tuple(self._layer_tensors)
+
+    # --- running ---
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Refuse inputs that do not fit the model's declared inputs, saying what it expects."""
+        expected = "; ".join(f"{k}: {v.describe()}" for k, v in self.inputs.items())
+        if sorted(feeds) != sorted(self.inputs):
+            raise EnvauditError(f"the inputs are named {', '.join(sorted(feeds))}, the model"
+                                f" expects {expected}")
+        for name, spec in self.inputs.items():
+            array = feeds[name]
+            fits = array.dtype.name == spec.dtype and array.ndim == len(spec.shape) and all(
+                want is None or want == have for want, have in zip(spec.shape, array.shape))
+            if not fits:
+                raise EnvauditError(f"input {name} is {array.dtype.name}{list(array.shape)}, the"
+                                    f" model expects {expected}")
+        counts = {a.shape[0] for a in feeds.values() if a.ndim}
+        if len(counts) > 1:
+            raise EnvauditError(f"the inputs hold different numbers of examples"
+                                f" ({', '.join(map(str, sorted(counts)))}); give each the same")
+
+    def run(self, feeds: Mapping[str, np.ndarray],
+            layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Outputs (``output.NAME``) and, for a Keras model, the outputs of ``layers`` (all that
+        were found when None) as ``layer.NAME``."""
+        self.check_feeds(feeds)
+        with silenced_stderr():
+            if self.kind == "saved_model":
+                return {f"output.{k}": v for k, v in self._serve(feeds).items()}
+            outputs = self._predict(self._model, feeds, self.outputs)
+            self.mode = ("eager" if self._model.run_eagerly else
+                         "xla" if self._model.jit_compile else "graph")
+            chosen = self.layers if layers is None else tuple(layers)
+            missing = [n for n in chosen if n not in self._layer_tensors]
+            if missing:
+                raise EnvauditError(f"the model has no layer {', '.join(missing)} whose output"
+                                    " can be recorded; is this the model that was recorded?")
+            recorded = self._layers(feeds, chosen) if chosen else {}
+        return {**{f"layer.{k}": v for k, v in recorded.items()},
+                **{f"output.{k}": v for k, v in outputs.items()}}
+
+    def _serve(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = next(iter(self.inputs.values())).shape[:1]
+        size = batch[0] if batch and batch[0] else None
+        count = next(iter(feeds.values())).shape[0] if next(iter(feeds.values())).ndim else 1
+        if size and count % size:
+            raise EnvauditError(f"the model takes batches of exactly {size}, the inputs hold"
+                                f" {count} examples; give a multiple of {size}")
+        starts = range(0, count, size) if size else [0]
+        parts: list[dict[str, np.ndarray]] = []
+        for start in starts:
+            chunk = {k: tf.constant(v[start:start + size] if size else v)
+                     for k, v in feeds.items()}
+            try:
+                result = self._function(**chunk)
+            except (tf.errors.OpError, ValueError, TypeError) as exc:
+                raise EnvauditError(f"the model failed on these inputs: {_first(exc)}") from None
+            parts.append({k: v.numpy() for k, v in result.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _layers(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]
+                ) -> dict[str, np.ndarray]:
+        import keras
+
+        model = self._model
+        probe = keras.Model(model.inputs, [self._layer_tensors[n] for n in names])
+        probe.compile(jit_compile=bool(model.jit_compile), run_eagerly=bool(model.run_eagerly))
+        return self._predict(probe, feeds, tuple(names))
+
+    @staticmethod
+    def _predict(model: Any, feeds: Mapping[str, np.ndarray],
+                 names: Sequence[str]) -> dict[str, np.ndarray]:
+        x = next(iter(feeds.values())) if len(feeds) == 1 else dict(feeds)
+        try:
+            result = model.predict(x, verbose=0)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise EnvauditError(f"the model failed on these inputs: {_first(exc)}") from None
+        if isinstance(result, dict):
+            return {k: np.asarray(result[k]) for k in names if k in result}
+        if isinstance(result, (list, tuple)):
+            return {k: np.asarray(v) for k, v in zip(names, result)}
+        return {names[0]: np.asarray(result)}
+
+
+def _layer_outputs(model: Any) -> dict[str, Any]:
+    """The named layers of a functional model whose single output can be recorded, in model
+    order (an InputLayer, a layer reused across calls and a model output are left out)."""
+    try:
+        outputs = {id(t) for t in model.outputs}
+    except (AttributeError, ValueError):
+        return {}
+    found: dict[str, Any] = {}
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ == "InputLayer" or not PLAIN.fullmatch(layer.name):
+            continue
+        try:
+            tensor = layer.output
+        except (AttributeError, ValueError, RuntimeError):
+            continue
+        if isinstance(tensor, (list, tuple, dict)) or id(tensor) in outputs:
+            continue
+        found[layer.name] = tensor
+    return found
+
+
+def decode_images(encoded: Sequence[bytes], names: Sequence[str], spec: TensorSpec) -> np.ndarray:
+    """The images decoded by TensorFlow into one uint8 batch fitting ``spec``'s size."""
+    channels = spec.shape[-1] if spec.shape and spec.shape[-1] in (1, 3, 4) else 3
+    if len(spec.shape) != 4:
+        raise EnvauditError(f"the model's image input is {spec.describe()}, not a batch of"
+                            " images [N, H, W, C]; pass an .npz of arrays instead")
+    decoded = []
+    with silenced_stderr():
+        for name, data in zip(names, encoded):
+            try:
+                decoded.append(tf.io.decode_image(data, channels=channels,
+                                                  expand_animations=False).numpy())
+            except tf.errors.OpError as exc:
+                raise EnvauditError(f"input image {name} cannot be decoded ({_first(exc)})") \
+                    from None
+    sizes = {a.shape[:2] for a in decoded}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{n} {a.shape[1]}x{a.shape[0]}" for n, a in zip(names, decoded))
+        raise EnvauditError(f"the input images have different sizes ({shown}); the model takes"
+                            " them as one batch: give images of one size")
+    height, width = decoded[0].shape[:2]
+    want_h, want_w = spec.shape[1], spec.shape[2]
+    if (want_h and want_h != height) or (want_w and want_w != width):
+        raise EnvauditError(f"the input images are {width}x{height}, the model expects"
+                            f" {spec.describe()}; resize them to the model's input size")
+    return np.stack(decoded)
+
+
+def image_feed(decoded: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Decoded pixels as the model's image input dtype (pixel values unchanged)."""
+    if spec.dtype == "uint8":
+        return decoded
+    if spec.dtype in ("float16", "float32", "float64"):
+        return decoded.astype(spec.dtype)
+    raise EnvauditError(f"the model's image input is {spec.describe()}; images can be fed as"
+                        " uint8 or float pixels only: pass an .npz of arrays instead")
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def image_input(model: LoadedModel) -> tuple[str, TensorSpec]:
+    """The one input images are fed as."""
+    if len(model.inputs) != 1:
+        shown = "; ".join(f"{k}: {v.describe()}" for k, v in model.inputs.items())
+        raise EnvauditError(f"the model has {len(model.inputs)} inputs ({shown}); a folder of"
+                            " images feeds one: pass an .npz with one array per input")
+    return next(iter(model.inputs.items()))
+
+
+def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes]] | None = None,
+              arrays: Mapping[str, np.ndarray] | None = None,
+              layers: Sequence[str] | None = None) -> UserModelRun:
+    """One run on ``images`` (names, encoded bytes) or ``arrays`` (input name -> array): the
+    decoded images, the recorded layers and the outputs, in localization order."""
+    start = time.perf_counter()
+    stages: dict[str, np.ndarray] = {}
+    if images is not None:
+        name, spec = image_input(model)
+        decoded = decode_images(images[1], images[0], spec)
+        stages[f"input.{name}"] = decoded
+        feeds = {name: image_feed(decoded, spec)}
+    else:
+        feeds = dict(arrays or {})
+    stages.update(model.run(feeds, layers))
+    return UserModelRun(mode=model.mode, stages=stages, load_seconds=model.load_seconds,
+                        run_seconds=time.perf_counter() - start)
