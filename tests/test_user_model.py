@@ -412,3 +412,37 @@ def test_a_check_in_an_environment_that_rounds_matmuls_to_bf16_is_precision_loss
     assert report["witness"]["full_precision"] is False
     assert any(name.startswith("matmul") for name in report["witness"]["lossy"])
     assert "does not compute fp32 at full precision" in report["headline"]
+
+
+# --- the other ways a model runs and is fed ---------------------------------------------------
+
+
+def test_a_keras_model_compiled_with_xla_is_recorded_and_checked_in_xla_mode(models, tmp_path):
+    from model_builders import keras_model
+
+    compiled = keras_model()
+    compiled.compile(jit_compile=True)  # Keras keeps this in the file; predict then uses XLA
+    compiled.save(tmp_path / "compiled.keras")
+    golden = tmp_path / "golden"
+    proc = run_cli("record", "--model", str(tmp_path / "compiled.keras"), "--inputs",
+                   str(models / "images"), "--golden", str(golden))
+    assert proc.returncode == 0, proc.stderr
+    bundle = load_bundle(golden)
+    assert bundle.manifest["workload"]["model"]["mode"] == "xla" and bundle.modes == ("xla",)
+    assert any(name.startswith("xla.") for name in bundle.probes)  # XLA's own witness probes
+    code, report = _check(golden)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert report["modes"][0]["mode"] == "xla" and report["witness"]["probes"] == 31
+
+
+def test_arrays_from_an_npz_feed_the_signature_by_name(models, tmp_path):
+    golden = tmp_path / "golden"
+    proc = run_cli("record", "--model", str(models / "detector"), "--inputs",
+                   str(models / "inputs.npz"), "--golden", str(golden))
+    assert proc.returncode == 0, proc.stderr
+    bundle = load_bundle(golden)
+    assert bundle.manifest["workload"]["inputs"] == {"kind": "arrays", "files": [], "feed": None}
+    assert list(bundle.stages_by_mode["graph"])[0] == "output.detection_boxes"  # nothing decoded
+    code, report = _check(golden)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert report["detections"]["golden"] == 23

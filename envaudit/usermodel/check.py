@@ -15,8 +15,10 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,15 +31,17 @@ from envaudit.compare.model import (
     DetectionDiff,
     FirstDivergence,
     ModeResult,
+    Nondeterminism,
     PrecisionWitness,
     TensorComparison,
 )
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import compare_arrays, tolerated
-from envaudit.compare.verdict import classify, exit_code, model_headline, worst
+from envaudit.compare.verdict import Verdict, classify, exit_code, model_headline, worst
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError
+from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.result import CheckResult
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import detections_from_outputs, shape_problem
@@ -45,6 +49,9 @@ from envaudit.usermodel.files import location_problem, model_digest, model_kind
 from envaudit.usermodel.spec import DetectionNames, ModelInfo, Tolerances, require_outputs
 from envaudit.workload.spec import PROBE_SPEC
 from envaudit.workload.types import keyed_arrays
+
+if TYPE_CHECKING:
+    from envaudit.workload.user_model import UserModelRun
 
 EMPTY_DETECTIONS = DetectionDiff(0, 0, 0, 0, 0, 0, 0.0, None, 0.0, (), 0.0)
 
@@ -89,74 +96,50 @@ def check_model(
     strict: bool = False,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> CheckResult:
+    """Check the model a user-model ``bundle`` recorded (``model``: where it is now), every bad
+    input refused before TensorFlow is imported."""
     started = time.perf_counter()
     info = ModelInfo.from_manifest(bundle.manifest["workload"])
     golden = _validated(bundle, info)
     tolerances = tolerances or Tolerances()
     require_outputs((tolerances.per_output or {}), info.outputs, "--tolerance")
-    names = detections or info.detections
     if detections is not None:
         require_outputs(detections.names(), info.outputs, "--detections")
         problem = shape_problem(detections, _outputs(golden))
         if problem:
             raise EnvauditError(f"--detections {problem}")
+        info = replace(info, detections=detections)
     path = locate(info, model)
+    feeds = _feeds(bundle, info)
 
-    progress("loading the model")
+    runs, probe_runs = _run(path, info, feeds, repeat, progress)
+    workload_done = time.perf_counter()
     from envaudit.fingerprint import capture, diff
     from envaudit.fingerprint.redact import like
-    from envaudit.workload import tf_runtime
 
-    tf_runtime.quiet()
-    from envaudit.workload.user_model import LoadedModel, run_model
-
-    loaded = LoadedModel(path, info.kind, info.signature)
-    feeds = _feeds(bundle, info)
-    from envaudit.workload.assets import load_assets
-
-    jpeg = load_assets().probe_jpeg
-    from envaudit.workload.probes import run_probes
-
-    runs, probe_runs = [], []
-    for i in range(repeat):
-        progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
-        runs.append(run_model(loaded, layers=info.layers, **feeds))
-        probe_runs.append(run_probes(jpeg))
-    run, probes_now = runs[0], probe_runs[0]
-    workload_done = time.perf_counter()
-    fingerprint = capture()
+    with ThreadPoolExecutor(1) as pool:
+        # Captured after every TensorFlow run (so the libraries it loaded are listed), while
+        # the arrays are compared.
+        captured = pool.submit(capture)
+        progress("comparing")
+        found = _compare(bundle, info, golden, runs, probe_runs, tolerances)
+        fingerprint = captured.result()
     changes = diff(bundle.fingerprint, like(bundle.fingerprint, bool(bundle.manifest.get(
         "redacted")), fingerprint))
-
-    progress("comparing")
-    nondeterminism = localize.nondeterminism(
-        [keyed_arrays({info.mode: r.stages}, p) for r, p in zip(runs, probe_runs)]
-    ) if repeat > 1 else None
-    spread = nondeterminism.max_spread if nondeterminism else 0.0
-    probes = compare_probes(bundle.probes, probes_now, spread)
-    stages = _compare_stages(golden, run.stages, info, tolerances, spread)
-    boxes = (match_detections(detections_from_outputs(names, _outputs(golden)),
-                              detections_from_outputs(names, _outputs(run.stages)), noise=spread)
-             if names else None)
-    first = _first_divergence(stages)
-    mode_result = ModeResult(info.mode, classify(stages, (), boxes), first,
-                             boxes or EMPTY_DETECTIONS)
-    verdict = worst([mode_result.verdict, classify((), probes)])
-    witness = precision_witness(probes)
-    families = tuple(sorted({p.family for p in probes if not p.identical}))
-    moved = (info.mode,) if mode_result.verdict != "identical" else ()
     compared = time.perf_counter()
 
     causes: list[Cause] = []
     confirmation_ran = False
-    if verdict != "identical":
-        causes = rank_causes(changes, families, first.stage if first else None, (),
-                             verdict == "precision_loss", moved_modes=moved,
+    if found.verdict != "identical":
+        first = found.mode.first_divergence
+        causes = rank_causes(changes, found.families, first.stage if first else None, (),
+                             found.verdict == "precision_loss",
+                             moved_modes=(info.mode,) if found.moved else (),
                              checked_modes=(info.mode,))
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
             golden_arrays = keyed_arrays({info.mode: golden}, bundle.probes)
-            differing_now = sum(not a.identical for a in (*stages, *probes))
+            differing_now = sum(not a.identical for a in (*found.stages, *found.probes))
             with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
                 child = _child_spec(Path(tmp), path, info, feeds)
                 outcomes = run_experiments(experiments, golden_arrays, progress,
@@ -164,47 +147,127 @@ def check_model(
             causes = apply_outcomes(causes, outcomes, differing_now,
                                     limits(changes, bundle.fingerprint, fingerprint))
             confirmation_ran = bool(experiments)
-    top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
     finished = time.perf_counter()
+    return _result(bundle, info, found, causes, changes, fingerprint, tolerances, strict,
+                   confirmation_ran, ran_in=runs[0].mode, timings={
+                       "load": runs[0].load_seconds,
+                       "workload": workload_done - started,
+                       "compare": compared - workload_done,
+                       "confirm": finished - compared,
+                       "total": finished - started,
+                   })
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the comparison found, before any cause is ranked."""
+
+    stages: tuple[TensorComparison, ...]
+    probes: tuple[TensorComparison, ...]
+    mode: ModeResult
+    verdict: Verdict
+    witness: PrecisionWitness
+    families: tuple[str, ...]  # probe families that are not bit-identical
+    nondeterminism: Nondeterminism | None
+
+    @property
+    def moved(self) -> bool:
+        return self.mode.verdict != "identical"
+
+
+def _run(path: Path, info: ModelInfo, feeds: Mapping[str, object], repeat: int,
+         progress: Callable[[str], None]) -> tuple[list[UserModelRun], list[dict]]:
+    """The model run ``repeat`` times on the recorded inputs, with the canary probes each time."""
+    progress("loading the model")
+    from envaudit.workload import tf_runtime
+
+    tf_runtime.quiet()
+    from envaudit.workload.assets import load_probe_jpeg
+    from envaudit.workload.probes import run_probes
+    from envaudit.workload.user_model import LoadedModel, run_model
+
+    jpeg = load_probe_jpeg()
+    xla = info.mode == "xla"  # the xla.* probes witness XLA's code generation only
+    runs, probe_runs = [], []
+    # The probes' first run (their XLA compile above all) overlaps the model's loading: both
+    # wait on TensorFlow more than on Python. Kernels split work by shape and thread count,
+    # never by load, so running beside each other changes no bit (the repeat runs do not
+    # overlap, and the tests check identical results run after run).
+    with ThreadPoolExecutor(1) as pool:
+        first_probes = pool.submit(run_probes, jpeg, xla)
+        loaded = LoadedModel(path, info.kind, info.signature)
+        for i in range(repeat):
+            progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
+            runs.append(run_model(loaded, layers=info.layers, **feeds))
+            probe_runs.append(first_probes.result() if i == 0 else run_probes(jpeg, xla))
+    return runs, probe_runs
+
+
+def _compare(bundle: GoldenBundle, info: ModelInfo, golden: Mapping[str, np.ndarray],
+             runs: Sequence[UserModelRun], probe_runs: Sequence[Mapping[str, np.ndarray]],
+             tolerances: Tolerances) -> _Found:
+    nondeterminism = localize.nondeterminism(
+        [keyed_arrays({info.mode: r.stages}, p) for r, p in zip(runs, probe_runs)]
+    ) if len(runs) > 1 else None
+    spread = nondeterminism.max_spread if nondeterminism else 0.0
+    probes = compare_probes(bundle.probes, probe_runs[0], spread)
+    current = runs[0].stages
+    stages = _compare_stages(golden, current, info, tolerances, spread)
+    names = info.detections
+    boxes = (match_detections(detections_from_outputs(names, _outputs(golden)),
+                              detections_from_outputs(names, _outputs(current)), noise=spread)
+             if names else None)
+    mode = ModeResult(info.mode, classify(stages, (), boxes), _first_divergence(stages),
+                      boxes or EMPTY_DETECTIONS)
+    return _Found(
+        stages=stages, probes=probes, mode=mode,
+        verdict=worst([mode.verdict, classify((), probes)]),
+        witness=precision_witness(probes),
+        families=tuple(sorted({p.family for p in probes if not p.identical})),
+        nondeterminism=nondeterminism)
+
+
+def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequence[Cause],
+            changes: Sequence[Change], fingerprint: Fingerprint, tolerances: Tolerances,
+            strict: bool, confirmation_ran: bool, ran_in: str,
+            timings: Mapping[str, float]) -> CheckResult:
+    first = found.mode.first_divergence
+    top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
     notes = []
-    if run.mode != info.mode:
-        notes.append(f"the model was recorded in {info.mode} mode and ran in {run.mode} mode here"
+    if ran_in != info.mode:
+        notes.append(f"the model was recorded in {info.mode} mode and ran in {ran_in} mode here"
                      " (Keras chose otherwise); its arrays are compared all the same")
+    has_boxes = info.detections is not None
     return CheckResult(
-        verdict=verdict,
-        exit_code=exit_code(verdict, strict),
-        headline=model_headline(verdict, stages, probes, boxes, witness,
+        verdict=found.verdict,
+        exit_code=exit_code(found.verdict, strict),
+        headline=model_headline(found.verdict, found.stages, found.probes,
+                                found.mode.detections if has_boxes else None, found.witness,
                                 first_divergence=first.stage if first else None, top_cause=top),
         golden_path=str(bundle.path),
         golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
         current_fingerprint_id=fingerprint.fingerprint_id,
         fingerprint_changes=tuple(changes),
-        stages=stages,
-        probes=probes,
-        changed_probe_families=families,
+        stages=found.stages,
+        probes=found.probes,
+        changed_probe_families=found.families,
         first_divergence=first,
-        detections=boxes or EMPTY_DETECTIONS,
+        detections=found.mode.detections or EMPTY_DETECTIONS,
         causes=tuple(causes),
-        nondeterminism=nondeterminism,
+        nondeterminism=found.nondeterminism,
         confirmation_ran=confirmation_ran,
         strict=strict,
-        modes=(mode_result,),
-        moved_modes=moved,
+        modes=(found.mode,),
+        moved_modes=(info.mode,) if found.moved else (),
         golden_schema=bundle.schema,
         notes=tuple(notes),
         workload="user-model",
-        model=replace(info, detections=names),
-        witness=witness,
-        basis=_basis(info, tolerances, witness),
+        model=info,
+        witness=found.witness,
+        basis=_basis(info, tolerances, found.witness),
         golden_fingerprint=bundle.fingerprint,
         current_fingerprint=fingerprint,
-        timings={
-            "load": run.load_seconds,
-            "workload": workload_done - started,
-            "compare": compared - workload_done,
-            "confirm": finished - compared,
-            "total": finished - started,
-        },
+        timings=dict(timings),
     )
 
 
@@ -226,9 +289,12 @@ def _validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray
         if name.startswith("input.") and (array.dtype != np.uint8 or array.ndim != 4):
             raise _unusable(where, f"{name} is {array.dtype}{list(array.shape)}, decoded images"
                             " are uint8[N, H, W, C]")
-    if tuple(bundle.probes) != tuple(PROBE_SPEC):
-        raise _unusable(where, "its probes are not the probes this envaudit runs")
-    for name, (dtype, shape) in PROBE_SPEC.items():
+    expected_probes = witness_probes(info.mode)
+    if tuple(bundle.probes) != expected_probes:
+        raise _unusable(where, "its probes are not the probes this envaudit runs beside a model"
+                        f" in {info.mode} mode")
+    for name in expected_probes:
+        dtype, shape = PROBE_SPEC[name]
         array = bundle.probes[name]
         if array.dtype != dtype or array.shape != shape:
             raise _unusable(where, f"probe {name} is {array.dtype}{list(array.shape)}, expected"
@@ -245,6 +311,12 @@ def _validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray
         if problem:
             raise _unusable(where, f"its detection outputs do not fit: {problem}")
     return stages
+
+
+def witness_probes(mode: str) -> tuple[str, ...]:
+    """The canary probes that run beside a model in ``mode``: the ``xla.*`` ones only where XLA
+    compiles the model (they witness XLA's code generation, which no other mode uses)."""
+    return tuple(n for n in PROBE_SPEC if mode == "xla" or not n.startswith("xla."))
 
 
 def _unusable(where: str, why: str) -> EnvauditError:

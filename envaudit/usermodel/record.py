@@ -74,9 +74,9 @@ def record_model(
     _require_recordable(outputs)
     names = _detection_names(detections, outputs)
     progress("running the canary probes")
-    from envaudit.workload.assets import load_assets
+    from envaudit.workload.assets import load_probe_jpeg
 
-    probes = run_probes(load_assets().probe_jpeg)
+    probes = run_probes(load_probe_jpeg(), xla=run.mode == "xla")
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     from envaudit.fingerprint import capture

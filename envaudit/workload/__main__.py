@@ -47,7 +47,7 @@ def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
-    from envaudit.workload.assets import load_assets
+    from envaudit.workload.assets import load_probe_jpeg
     from envaudit.workload.probes import run_probes
     from envaudit.workload.user_model import LoadedModel, run_model
 
@@ -59,7 +59,7 @@ def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
         run = run_model(model, images=(spec["files"], encoded), layers=spec["layers"])
     else:
         run = run_model(model, arrays=stored, layers=spec["layers"])
-    return keyed_arrays({mode: run.stages}, run_probes(load_assets().probe_jpeg))
+    return keyed_arrays({mode: run.stages}, run_probes(load_probe_jpeg(), xla=mode == "xla"))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ WEIGHTS = "detector_weights.npz"
 # pipeline runs every PNG, then every JPEG, as one batch.
 GOLDEN_SCENES = {"scene0": 1000, "scene1": 1015, "scene2": 1021}
 FORMATS = ("png", "jpg")
+PROBE_IMAGE = "scene0.jpg"  # the JPEG the decode probes read
 
 
 def asset_dir() -> Path:
@@ -59,8 +60,8 @@ class Assets:
 
     @property
     def probe_jpeg(self) -> bytes:
-        """The JPEG scene the decode probes read: the first JPEG of the batch."""
-        return self.encoded[next(i for i, n in enumerate(self.image_names) if n.endswith(".jpg"))]
+        """The JPEG scene the decode probes read."""
+        return self.encoded[self.image_names.index(PROBE_IMAGE)]
 
 
 def expected_checksums(folder: Path) -> dict[str, str]:
@@ -105,6 +106,12 @@ def load_assets(folder: Path | None = None) -> Assets:
     with np.load(io.BytesIO(blobs[WEIGHTS])) as npz:
         weights = {k: npz[k] for k in npz.files}
     return Assets(folder, sums, weights, image_names, tuple(blobs[n] for n in image_names))
+
+
+def load_probe_jpeg(folder: Path | None = None) -> bytes:
+    """The decode probes' JPEG alone, verified (what a user-model check needs of the assets)."""
+    folder = folder or asset_dir()
+    return verified_bytes(folder, PROBE_IMAGE, expected_checksums(folder))
 
 
 def used_checksums(assets: Assets) -> dict[str, str]:

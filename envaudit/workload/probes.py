@@ -32,8 +32,9 @@ def _near_tie_nms() -> np.ndarray:
     return np.concatenate([selected.numpy().astype(np.float32), kept_scores.numpy()])
 
 
-def run_probes(jpeg_bytes: bytes) -> dict[str, np.ndarray]:
-    """Every probe's output, in ``PROBE_FAMILIES`` order."""
+def run_probes(jpeg_bytes: bytes, xla: bool = True) -> dict[str, np.ndarray]:
+    """Every probe's output, in ``PROBE_FAMILIES`` order (``xla`` False: without the ``xla.*``
+    probes, for a user model that XLA does not compile)."""
     x = tf.constant(inputs.transcendental_input())
     positive = tf.constant(inputs.log_input())
     image = tf.constant(inputs.conv_image())
@@ -75,13 +76,15 @@ def run_probes(jpeg_bytes: bytes) -> dict[str, np.ndarray]:
         "nms_near_tie": _near_tie_nms,
     }
     # The xla.* probes: one compiled function (one compile, not eleven) over the same ops.
-    compiled_names = [name for name in PROBE_FAMILIES if name.startswith("xla.")]
+    compiled_names = [name for name in PROBE_FAMILIES if name.startswith("xla.")] if xla else []
     compiled = tf.function(lambda: {name: probes[name[4:]]() for name in compiled_names},
                            jit_compile=True, autograph=False)
     with silenced_stderr():  # XLA logs its first compile on fd 2
-        xla_results = {name: value.numpy() for name, value in compiled().items()}
+        xla_results = {name: value.numpy() for name, value in compiled().items()} if xla else {}
     results = {}
     for name in PROBE_FAMILIES:
+        if name.startswith("xla.") and not xla:
+            continue
         if name in xla_results:
             results[name] = xla_results[name]
             continue

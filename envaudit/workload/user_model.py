@@ -7,8 +7,9 @@
   ``model.predict``, XLA included when Keras compiles it: the mode is what ``predict`` used
   (``xla`` when ``model.jit_compile`` is on, else ``graph``; ``eager`` when ``run_eagerly``).
 - A Keras functional model's named layers are recorded too: one extra model over the same inputs
-  whose outputs are those layers' outputs, predicted with the same ``jit_compile``, so a check can
-  name the first layer that diverged. Layers are recorded in model order until ``LAYER_BYTES``;
+  whose outputs are those layers' outputs, called as one traced function with the same
+  ``jit_compile`` (the whole batch at once), so a check can name the first layer that diverged.
+  Layers are recorded in model order until ``LAYER_BYTES``;
   a layer shared between calls has no single output and is left out.
 
 Inputs are checked against the model's declared inputs before anything runs; a mismatch is one
@@ -75,7 +76,8 @@ class LoadedModel:
         _args, kwargs = self._function.structured_input_signature
         self.inputs = {name: TensorSpec(spec.dtype.name, tuple(spec.shape.as_list()))
                        for name, spec in sorted(kwargs.items())}
-        self.outputs = tuple(self._function.structured_outputs)
+        self.outputs = tuple(sorted(self._function.structured_outputs))  # a signature's order
+        # is not kept from one load to the next
         self.layers: tuple[str, ...] = ()
 
     def _load_keras(self, path: Path) -> None:
@@ -126,7 +128,8 @@ class LoadedModel:
         self.check_feeds(feeds)
         with silenced_stderr():
             if self.kind == "saved_model":
-                return {f"output.{k}": v for k, v in self._serve(feeds).items()}
+                served = self._serve(feeds)
+                return {f"output.{k}": served[k] for k in self.outputs}
             outputs = self._predict(self._model, feeds, self.outputs)
             self.mode = ("eager" if self._model.run_eagerly else
                          "xla" if self._model.jit_compile else "graph")
@@ -166,8 +169,17 @@ class LoadedModel:
 
         model = self._model
         probe = keras.Model(model.inputs, [self._layer_tensors[n] for n in names])
-        probe.compile(jit_compile=bool(model.jit_compile), run_eagerly=bool(model.run_eagerly))
-        return self._predict(probe, feeds, tuple(names))
+        x = (tf.constant(next(iter(feeds.values()))) if len(feeds) == 1
+             else {k: tf.constant(v) for k, v in feeds.items()})
+        call = (probe if model.run_eagerly else
+                tf.function(probe, jit_compile=bool(model.jit_compile), autograph=False))
+        try:
+            result = call(x, training=False)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise EnvauditError(f"the model's layers failed on these inputs: {_first(exc)}") \
+                from None
+        values = result if isinstance(result, (list, tuple)) else [result]
+        return {n: np.asarray(v) for n, v in zip(names, values)}
 
     @staticmethod
     def _predict(model: Any, feeds: Mapping[str, np.ndarray],
