@@ -196,7 +196,8 @@ def workload_problem(workload: Mapping[str, Any]) -> str | None:
             i["kind"] not in INPUT_KINDS:
         return "'workload.inputs' must say the kind of inputs, their files and their feed"
     if i["kind"] == "images":
-        if i["feed"] not in inputs or not isinstance(i["files"], list) or not i["files"] or \
+        if not _plain(i["feed"]) or i["feed"] not in inputs or \
+                not isinstance(i["files"], list) or not i["files"] or \
                 not all(_plain(f) for f in i["files"]):
             return "image inputs must list their plain file names and the input they feed"
     elif i["feed"] is not None or i["files"] != []:
