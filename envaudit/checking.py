@@ -17,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from envaudit.attribute import reach
+from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
 from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
-from envaudit.attribute.model import Cause
+from envaudit.attribute.model import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.probes import compare_probes
-from envaudit.compare.tensors import bit_identical, compare_arrays
+from envaudit.compare.tensors import bit_identical, compare_arrays, placed
 from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.result import CheckResult
@@ -55,11 +57,13 @@ def check(
     model: str | None = None,
     tolerances: Tolerances | None = None,
     detections: DetectionNames | None = None,
+    bisect: bool = False,
 ) -> CheckResult:
     """Check this environment against a golden bundle (``golden``, else the user's bundle, else
     the shipped reference), in each execution mode of ``modes`` (default: every mode the bundle
     recorded). A bundle of a user's model re-runs that model (``model``: where it is now, when it
-    moved; ``tolerances`` and ``detections``: see ``usermodel/check.py``)."""
+    moved; ``tolerances`` and ``detections``: see ``usermodel/check.py``). ``bisect``: confirm or
+    rule out package changes by rebuilding environments (``attribute/bisect.py``)."""
     if repeat < 1:
         raise EnvauditError("--repeat must be 1 or more")
     started = time.perf_counter()
@@ -73,7 +77,8 @@ def check(
         from envaudit.usermodel.check import check_model
 
         return check_model(bundle, model=model, tolerances=tolerances, detections=detections,
-                           repeat=repeat, confirm=confirm, strict=strict, progress=progress)
+                           repeat=repeat, confirm=confirm, strict=strict, progress=progress,
+                           bisect=bisect)
     for option, value in (("--model", model), ("--tolerance", tolerances),
                           ("--detections", detections)):
         if value is not None:
@@ -114,7 +119,9 @@ def check(
                                               replay_stages)
         stages += compared_stages
         mode_results.append(result)
-    stages_t = tuple(stages)
+    devices_now = current.devices
+    stages_t = placed(stages, bundle.devices, devices_now)
+    probes = placed(probes, bundle.devices, devices_now)
     families = tuple(sorted({p.family for p in probes if not p.identical}))
     # Each mode is judged on its own stages and boxes; the probes (eager ops) on their own.
     verdict = worst([*(m.verdict for m in mode_results), classify((), probes)])
@@ -125,11 +132,16 @@ def check(
     compared = time.perf_counter()
 
     causes: list[Cause] = []
+    cannot_affect: list[Unreachable] = []
+    bisection: Bisection | None = None
     confirmation_ran = False
     if verdict != "identical":
+        devices = reach.evidence([a for a in (*stages_t, *probes) if not a.identical],
+                                 bundle.fingerprint)
+        cannot_affect = reach.unreachable(changes, devices)
         causes = rank_causes(changes, families, first.stage if first else None,
                              first.changed_stages if first else (), verdict == "precision_loss",
-                             moved_modes=moved, checked_modes=checked)
+                             moved_modes=moved, checked_modes=checked, devices=devices)
         if confirm:
             experiments = plan(changes, bundle.fingerprint, fingerprint)
             # Only the modes that moved need re-running (the probes always run); with none, the
@@ -142,6 +154,14 @@ def check(
             causes = apply_outcomes(causes, outcomes, differing_now,
                                     limits(changes, bundle.fingerprint, fingerprint))
             confirmation_ran = bool(experiments)
+        if bisect:
+            ran = moved or tuple(m for m in checked if m in current.runs)[:1]
+            bisection = run_bisection(
+                bundle.fingerprint, fingerprint,
+                keyed_arrays({m: bundle.stages_by_mode[m] for m in ran}, bundle.probes),
+                keyed_arrays({m: current.runs[m].stages for m in ran}, current.probes),
+                ran, identity=f"{WORKLOAD_ID} {WORKLOAD_VERSION}", progress=progress)
+            causes = apply_bisection(causes, bisection)
     top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
     finished = time.perf_counter()
     return CheckResult(
@@ -160,13 +180,17 @@ def check(
         first_divergence=first,
         detections=detections,
         causes=tuple(causes),
+        cannot_affect=tuple(cannot_affect),
+        bisection=bisection,
         nondeterminism=nondeterminism,
         confirmation_ran=confirmation_ran,
+        confirmation_skipped=not confirm and verdict != "identical",
         strict=strict,
         modes=tuple(mode_results),
         moved_modes=moved,
         golden_schema=bundle.schema,
-        notes=_notes(bundle, checked),
+        notes=(*_notes(bundle, checked),
+               *filter(None, [bisection_note(bisection)])),
         golden_fingerprint=bundle.fingerprint,
         current_fingerprint=fingerprint,
         timings={

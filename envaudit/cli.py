@@ -193,6 +193,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             model=args.model,
             tolerances=parse_tolerances(args.tolerance) if args.tolerance else None,
             detections=parse_detections(args.detections) if args.detections else None,
+            bisect=args.bisect,
         )
     for note in result.notes:
         _say(f"envaudit: note: {_one_line(note)}")
@@ -214,6 +215,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return result.exit_code
     _emit(renderer.render(result), args.output)
     return result.exit_code
+
+
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    """``envaudit bisect``: a check whose package changes are bisected."""
+    args.bisect = True
+    return _cmd_check(args)
+
+
+def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from envaudit.environments.uv import clear_cache, env_root
+
+    removed, freed = clear_cache()
+    sys.stderr.write(f"removed {removed} environment(s) from {env_root()}, {freed / 2**20:.1f}"
+                     " MiB freed\n")
+    return EXIT_OK
 
 
 # pragma: no mutate start
@@ -322,13 +338,42 @@ def build_parser() -> argparse.ArgumentParser:
                         " OUTPUT=, in every output); repeat for several")
     p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
                    help="the outputs of your model that hold detections")
+    p.add_argument("--bisect", action="store_true",
+                   help="confirm or rule out package changes by rebuilding environments with uv")
+    _check_output(p)
+    # pragma: no mutate end
+    p.set_defaults(handler=_cmd_check)
+
+    # pragma: no mutate start
+    p = sub.add_parser("bisect", help="check, and bisect the package changes in environments"
+                                      " rebuilt with uv")
+    p.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
+    p.add_argument("--model", metavar="PATH", type=_path,
+                   help="a golden of your own model: where the model is now, if it moved")
+    p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
+    _check_output(p)
+    p.set_defaults(handler=_cmd_bisect, repeat=1, modes=None, tolerance=None, detections=None)
+    # pragma: no mutate end
+
+    # pragma: no mutate start
+    p = sub.add_parser("cache", help="the environments --bisect builds")
+    cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser,
+                             required=True)
+    clear = cache.add_parser("clear", help="remove every environment envaudit built, and the"
+                                           " results cached in them")
+    # pragma: no mutate end
+    clear.set_defaults(handler=_cmd_cache_clear)
+    return parser
+
+
+def _check_output(p: argparse.ArgumentParser) -> None:
+    # pragma: no mutate start
     p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.add_argument("--verbose", action="store_true", help=_VERBOSE)
     # pragma: no mutate end
-    p.set_defaults(handler=_cmd_check)
-    return parser
 
 
 def _positive_int(text: str) -> int:

@@ -45,6 +45,8 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         twin=twin,
         not_run=result.not_run,
         outside_xla=OUTSIDE_XLA if "xla" in result.runs else {},
+        devices=result.devices,
+        device_names=result.device_names,
         force=force,
         redacted=redact,
     )

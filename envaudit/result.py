@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envaudit.attribute.model import Cause
+from envaudit.attribute.bisect import Bisection
+from envaudit.attribute.model import Cause, Unreachable
 from envaudit.compare.model import (
     DetectionDiff,
     FirstDivergence,
@@ -45,6 +46,7 @@ class CheckResult:
     nondeterminism: Nondeterminism | None
     confirmation_ran: bool
     strict: bool = False
+    confirmation_skipped: bool = False  # --no-confirm on a result that is not identical
     modes: tuple[ModeResult, ...] = ()  # per execution mode, in mode order
     moved_modes: tuple[str, ...] = ()  # modes that ran and are not identical
     golden_schema: str = ""  # the golden bundle's schema ("envaudit.golden/1": eager only)
@@ -53,6 +55,9 @@ class CheckResult:
     model: ModelInfo | None = None  # the user's model: identity, signature, inputs, outputs
     witness: PrecisionWitness | None = None  # fp32 precision measured by the canary probes
     basis: str = ""  # what the verdict rests on, in words (user models)
+    # Changes that cannot have moved what moved (they reach another kind of device), not ranked.
+    cannot_affect: tuple[Unreachable, ...] = ()
+    bisection: Bisection | None = None  # environment bisection of package changes (--bisect)
     timings: Mapping[str, float] = field(default_factory=dict)
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.

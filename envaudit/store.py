@@ -58,7 +58,8 @@ MAX_ARRAY_BYTES = 1 << 30
 # Array names inside an .npz: plain names, as the workload writes them.
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Every field a manifest must have ("redacted" is optional: bundles before it was added lack it);
+# Every field a manifest must have ("redacted" and "devices" are optional: bundles before they were
+# added lack them);
 # schema 2 adds the recorded modes, the modes that could not run and why, and what the xla mode
 # runs outside XLA.
 _MANIFEST_KEYS = ("schema", "envaudit_version", "created_at", "workload", "images", "arrays",
@@ -82,6 +83,16 @@ class GoldenBundle:
     @property
     def is_user_model(self) -> bool:
         return is_user_model(self.manifest)
+
+    @property
+    def devices(self) -> Mapping[str, str]:
+        """The device that computed each array (``keyed_arrays`` keys); empty for a bundle
+        recorded before envaudit kept them."""
+        return self.manifest.get("devices", {}).get("arrays", {})
+
+    @property
+    def device_names(self) -> Mapping[str, str]:
+        return self.manifest.get("devices", {}).get("names", {})
 
     @property
     def schema(self) -> str:
@@ -203,9 +214,12 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
             return problem
     groups = array_groups(m)
     files_expected = [f"{group}.npz" for group in groups]
-    unknown = sorted(set(m) - {*keys, "redacted"})
+    unknown = sorted(set(m) - {*keys, "redacted", "devices"})
     if unknown:
         return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
+    if "devices" in m and not _devices_ok(m["devices"]):
+        return ("'devices' must map array keys to devices (CPU:N, GPU:N) and devices to their"
+                " names")
     if not isinstance(m["envaudit_version"], str) or not isinstance(m["created_at"], str):
         return "'envaudit_version' and 'created_at' must be text"
     files, arrays, workload = m["files"], m["arrays"], m["workload"]
@@ -243,6 +257,20 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(m.get("redacted", False), bool):
         return "'redacted' must be true or false"
     return None
+
+
+_DEVICE = re.compile(r"(CPU|GPU):\d{1,3}")
+
+
+def _devices_ok(devices: Any) -> bool:
+    if not isinstance(devices, dict) or sorted(devices) != ["arrays", "names"]:
+        return False
+    arrays, names = devices["arrays"], devices["names"]
+    return (isinstance(arrays, dict) and isinstance(names, dict)
+            and all(isinstance(k, str) and len(k) <= 200 and isinstance(v, str)
+                    and _DEVICE.fullmatch(v) for k, v in arrays.items())
+            and all(isinstance(k, str) and _DEVICE.fullmatch(k) and isinstance(v, str)
+                    and len(v) <= 200 for k, v in names.items()))
 
 
 def _images_problem(m: Mapping[str, Any]) -> str | None:
@@ -382,16 +410,20 @@ def write_bundle(
     inputs: Mapping[str, np.ndarray] | None = None,
     not_run: Mapping[str, str] | None = None,
     outside_xla: Mapping[str, str] | None = None,
+    devices: Mapping[str, str] | None = None,
+    device_names: Mapping[str, str] | None = None,
     force: bool = False,
     redacted: bool = False,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
     ``stages`` holds each recorded mode's stage outputs (``MODES`` order); ``not_run`` the modes
-    the recording environment could not run, with the reason. ``redacted`` says that
-    ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
-    way before comparing, so that redaction itself is never a change. A canary bundle has a
-    ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its ``inputs`` instead."""
+    the recording environment could not run, with the reason; ``devices`` the device that
+    computed each array (``keyed_arrays`` keys) and ``device_names`` which GPU each is.
+    ``redacted`` says that ``fingerprint`` was redacted for sharing; a check then redacts its own
+    fingerprint the same way before comparing, so that redaction itself is never a change. A
+    canary bundle has a ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its
+    ``inputs`` instead."""
     target = Path(target).absolute()
     check_writable(target, force)
     try:
@@ -421,6 +453,7 @@ def write_bundle(
             "arrays": {group: list(arrays) for group, arrays in groups.items()},
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
             "redacted": redacted,
+            "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
             "fingerprint": fingerprint.to_dict(),
         }
         manifest["manifest_sha256"] = _manifest_digest(manifest)

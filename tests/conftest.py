@@ -113,3 +113,56 @@ def check_onednn_off(golden_bundle: Path) -> tuple[int, dict]:
                    env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
+
+
+# The golden side of an upgrade: an earlier TensorFlow release (the CPU-only distribution) and an
+# earlier NumPy, as a team that recorded a while ago would have them.
+OTHER_RELEASE = ("tensorflow-cpu==2.20.0", "numpy==2.3.5")
+RUNTIME = ("psutil", "py-cpuinfo", "nvidia-ml-py", "rich")
+
+
+def build_other_release(venv: Path) -> str | None:
+    """Create ``venv`` with the other releases and this checkout; why not, or None."""
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+         "--disable-pip-version-check", *OTHER_RELEASE, *RUNTIME],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+         "--disable-pip-version-check", "--no-deps", "-e", str(ROOT)],
+    ]
+    for step in steps:
+        try:
+            proc = subprocess.run(step, env=cli_env(), capture_output=True, text=True,
+                                  timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"cannot build an environment with {', '.join(OTHER_RELEASE)}: {exc}"
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return (f"cannot build an environment with {', '.join(OTHER_RELEASE)} (package"
+                    f" index?): {last}")
+    return None
+
+
+@pytest.fixture(scope="session")
+def other_release_golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A golden recorded under TensorFlow 2.20 (tensorflow-cpu) and NumPy 2.3.5; the test that
+    asks for it is skipped, with the reason, where that environment cannot be built."""
+    base = tmp_path_factory.mktemp("other-release")
+    why = build_other_release(base / "venv")
+    if why:
+        pytest.skip(why)
+    golden = base / "golden"
+    proc = subprocess.run([str(base / "venv" / "bin" / "python"), "-m", "envaudit", "record",
+                           "--golden", str(golden)], env=cli_env(), capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return golden
+
+
+def real_uv_cache() -> str:
+    """uv's wheel cache of the real user (the hermetic HOME is empty and deleted after the
+    session): TensorFlow's wheels are downloaded once per machine, not once per test run."""
+    import pwd
+
+    return os.environ.get("UV_CACHE_DIR") or str(
+        Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "uv")

@@ -69,14 +69,14 @@ def test_a_mode_that_cannot_run_is_not_run_never_identical(golden_bundle, worklo
     import envaudit
     from envaudit.workload import modes
 
-    real = modes.ModeRunner.run
+    real = modes.ModeRunner.run_on_devices
 
     def no_xla(self, mode, encoded):
         if mode == "xla":
             raise modes.ModeUnavailable("xla mode cannot run here: XLA is not built in")
         return real(self, mode, encoded)
 
-    monkeypatch.setattr(modes.ModeRunner, "run", no_xla)
+    monkeypatch.setattr(modes.ModeRunner, "run_on_devices", no_xla)
     result = envaudit.check(golden=str(golden_bundle), confirm=False)
     by_mode = {m.mode: m for m in result.modes}
     assert (by_mode["eager"].verdict, by_mode["graph"].verdict) == ("identical", "identical")

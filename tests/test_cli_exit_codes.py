@@ -284,7 +284,7 @@ def test_check_forwards_its_options(capsys, checked):
                "rtol:1e-5", "--tolerance", "logits=atol:0.5", "--detections",
                "boxes=b,scores=s,classes=c")[0] == 1
     forwarded = [{k: v for k, v in call.items() if k != "progress"} for call in checked.calls]
-    plain = {"model": None, "tolerances": None, "detections": None}
+    plain = {"model": None, "tolerances": None, "detections": None, "bisect": False}
     assert forwarded[:2] == [
         {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None, **plain},
         {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None, **plain},
@@ -630,3 +630,31 @@ def test_a_lost_stderr_keeps_the_exit_code(monkeypatch):
     failing(monkeypatch, EnvauditError("refused"))
     monkeypatch.setattr("sys.stderr", None)
     assert cli.main(["report"]) == 2
+
+
+def test_bisect_is_a_check_with_bisect(capsys, checked):
+    assert run(capsys, "bisect", "--golden", "g", "--no-confirm", "--format", "json")[0] == 1
+    call = checked.calls[-1]
+    assert call["bisect"] is True and call["golden"] == "g" and call["confirm"] is False
+    assert run(capsys, "check", "--golden", "g", "--bisect")[0] == 1
+    assert checked.calls[-1]["bisect"] is True
+
+
+def test_cache_clear_removes_the_environments_envaudit_built_and_nothing_else(capsys, tmp_path,
+                                                                             monkeypatch):
+    from envaudit.environments.cache import write_marker
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    envs = tmp_path / "envaudit" / "envs"
+    built = envs / ("a" * 64)
+    (built / "results").mkdir(parents=True)
+    (built / "results" / "x.npz").write_bytes(b"0" * 2048)
+    write_marker(built, "a" * 64, [["numpy", "2.4.6"]], "lib/python3.11/site-packages",
+                 "3.11.7", 0.0)
+    foreign = envs / "notes"
+    foreign.mkdir()
+    code, out, err = run(capsys, "cache", "clear")
+    assert (code, out) == (0, "")
+    assert err.startswith(f"removed 1 environment(s) from {envs}")
+    assert not built.exists() and foreign.exists()
+    assert usage_error(capsys, "cache").startswith("envaudit cache: error:")

@@ -172,10 +172,13 @@ def test_junit_drift_from_detections_fails_the_detections_case(drift):
     root, cases, failed = _junit(drift)
     assert root.tag == "testsuite" and root.get("name") == "envaudit"
     assert [c.get("name") for c in cases] == ["decode", "normalize", "hidden", "logits",
-                                              "detections", "probes"]
+                                              "detections", "probes", "causes"]
     # The stages and probes only rounded differently: they pass with a note; the detections fail.
+    # The causes explain the finding, so they pass and carry the ranking as their output.
     assert failed == ["detections"]
-    assert root.get("tests") == "6" and root.get("failures") == "1"
+    assert root.get("tests") == "7" and root.get("failures") == "1"
+    causes = cases[-1].find("system-out").text
+    assert causes.startswith(f"1. [{drift.causes[0].confidence}] {drift.causes[0].change}")
     assert root.get("errors") == "0" and root.get("skipped") == "0" and root.get("time") == "2.500"
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props["verdict"] == "drift" and props["exit_code"] == "1"
@@ -199,12 +202,12 @@ def test_junit_fails_stages_beyond_noise_and_precision_loss(drift):
     types = {c.get("name"): c.find("failure").get("type") for c in cases
              if c.find("failure") is not None}
     assert types == {"boxes": "drift", "scores": "precision_loss", "detections": "detections"}
-    assert root.get("failures") == "3" and root.get("tests") == "8"
+    assert root.get("failures") == "3" and root.get("tests") == "9"  # the causes case passes
 
 
 def test_junit_equivalent_passes_with_a_note(equivalent):
     root, cases, failed = _junit(equivalent)
-    assert failed == [] and root.get("failures") == "0" and root.get("tests") == "6"
+    assert failed == [] and root.get("failures") == "0" and root.get("tests") == "7"  # + causes
     note = cases[2].find("system-out").text
     assert "not bit-identical" in note and "rounding-noise floor" in note
 

@@ -12,6 +12,8 @@ Budgets (from the issues), on a 2-core machine:
   imports TensorFlow, loads the same model and runs it once (``model.predict``, the serving
   signature) on the same images; the margin pays for everything envaudit adds: the layer outputs,
   the canary probes, the fingerprint, the bundle and the comparison.
+- a second ``envaudit check --bisect`` of one golden: <= 1.5 x a plain check (issue 11; the
+  first bisection of one package group is reported, ``tools/bench_bisect.py``).
 Also reported: each mode's share, ``envaudit record``, a check that confirms one cause, and the
 peak memory of both.
 Nothing here asserts: timings are printed as ratios against their floor, never used as tests.
@@ -173,6 +175,9 @@ def main() -> int:
              f"({confirm_s / floor:.2f} x floor)")
         line("  peak memory (with its re-run)", peak_child_rss_mib(confirm, env_off), "MiB")
     bench_user_models(max(runs, 5))
+    from bench_bisect import main as bench_bisection
+
+    bench_bisection([str(max(3, runs // 2))])
     return 0
 
 

@@ -29,6 +29,10 @@ from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.model import Change, Fingerprint
 
 RERUN_TIMEOUT_S = 300
+# The evidence of a change no re-run of this process can put back (a package, hardware); an
+# environment bisection (``bisect.py``) replaces it with what rebuilding the environment showed.
+NO_RERUN = ("no re-run can put this change back from here (it is not a setting of this process),"
+            " so it cannot be confirmed")
 
 # oneDNN ISA caps, most capable first, with the CPU flags each needs.
 ISA_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -216,8 +220,7 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
         confidence, evidence = cause.confidence, list(cause.evidence)
         if cause.path and not any(set(o.experiment.cause_paths) & cause.paths for o in outcomes):
             why = next((notes[p] for p in sorted(cause.paths) if notes and p in notes), None)
-            evidence.append(why or "no re-run can put this change back from here (it is not a"
-                            " setting of this process), so it cannot be confirmed")
+            evidence.append(why or NO_RERUN)
         for outcome in outcomes:
             restored = set(outcome.experiment.cause_paths)
             if not restored & cause.paths:

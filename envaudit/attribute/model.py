@@ -7,8 +7,9 @@ from typing import Any, Literal, get_args
 
 from envaudit.plain import plain
 
-# Strongest first: "confirmed" only after a re-run with the change put back gave golden bits.
-Confidence = Literal["confirmed", "likely", "possible"]
+# Strongest first: "confirmed" only after a re-run with the change put back gave golden bits;
+# "ruled_out" only after putting it back (a rebuilt environment) changed nothing.
+Confidence = Literal["confirmed", "likely", "possible", "ruled_out"]
 CONFIDENCES: tuple[Confidence, ...] = get_args(Confidence)
 
 
@@ -25,6 +26,18 @@ class Cause:
     @property
     def paths(self) -> frozenset[str]:
         return frozenset(p for p in (self.path, *self.related) if p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A change that cannot have moved what moved (it reaches another kind of device)."""
+
+    change: str  # as a cause would show it
+    path: str
+    reason: str  # "cannot affect: ran on CPU (the arrays that moved were computed on CPU:0 ...)"
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envaudit.attribute.model import Cause
+from envaudit.attribute.reach import DeviceEvidence, device_reach
 from envaudit.fingerprint.model import Change
 from envaudit.workload.architecture import MODES
 
@@ -116,9 +117,11 @@ def _env_rule(name: str) -> tuple[set[str], str]:
 def _groups(changes: Sequence[Change]) -> list[list[Change]]:
     """Numerics-relevant changes grouped by origin, the most telling one first in each group.
 
-    Every variable is its own group (each can be put back and confirmed alone); other changes
-    group by category, so one TensorFlow upgrade is one cause and not five. The installed
-    ``tensorflow`` distribution joins the TensorFlow group.
+    Every variable is its own group (each can be put back and confirmed alone), and so is every
+    installed distribution (each can be put back by an environment bisection); other changes
+    group by category, so one TensorFlow upgrade is one cause and not five. Everything that comes
+    with the TensorFlow install (``is_tensorflow_install``: its version, distribution name, build
+    fields, CUDA build numbers included) is the TensorFlow group, headed by its version.
     """
     groups: dict[str, list[Change]] = {}
     for change in changes:
@@ -126,8 +129,12 @@ def _groups(changes: Sequence[Change]) -> list[list[Change]]:
             continue
         if change.path.startswith("env."):
             key = change.path
-        elif change.path.startswith("packages.tensorflow"):
+        elif is_tensorflow_install(change.path):
             key = "tensorflow"
+        elif change.path.startswith("packages."):
+            key = "packages." + change.path.split(".")[1]
+        elif change.path.startswith("numerics_libs."):
+            key = "packages.numpy"  # NumPy's version, build and the OpenBLAS it carries
         else:
             key = change.category
         groups.setdefault(key, []).append(change)
@@ -136,11 +143,47 @@ def _groups(changes: Sequence[Change]) -> list[list[Change]]:
     return list(groups.values())
 
 
+# Distributions that install TensorFlow itself (their ``packages.NAME`` fields join its group).
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly",
+                            "tf-nightly-cpu", "tensorflow-intel", "intel-tensorflow",
+                            "tensorflow-macos", "tensorflow-aarch64", "tensorflow-cpu-aws",
+                            "tensorflow-rocm")
+
+
+def is_tensorflow_install(path: str) -> bool:
+    """Whether a fingerprint path describes the TensorFlow install: ``tensorflow.*`` (version,
+    distribution, build info) but not the CUDA libraries it found or loaded, and the
+    ``packages.<distribution>`` entries of TensorFlow's own distributions."""
+    if path.startswith(("tensorflow.nvidia_wheels", "tensorflow.loaded_libraries")):
+        return False
+    if path.startswith("tensorflow.") or path == "tensorflow":
+        return True
+    parts = path.split(".")
+    return parts[0] == "packages" and len(parts) > 1 and parts[1] in TENSORFLOW_DISTRIBUTIONS
+
+
 def describe(change: Change) -> str:
     def show(value: object) -> str:
         return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
 
     return f"{change.path}: {show(change.golden)} -> {show(change.current)}"
+
+
+# How a cause's score is made (the ranking is by score, ties keep the diff's order). Each weight
+# rewards a piece of evidence held as data, never words in the evidence text:
+# - W_LIKELY: the change's rule explains what moved (it is known to move a probe family that
+#   changed, it reaches a mode that moved, and reduced precision if that is what was seen). It
+#   outweighs everything else a "possible" cause can earn (at most W_SETTING), so every likely
+#   cause ranks above every possible one.
+W_LIKELY = 10
+# - W_FAMILY, per probe family that changed and that the change is known to move: the more of
+#   what moved a change explains, the more telling it is.
+W_FAMILY = 2
+# - W_SETTING: a variable is set on purpose, one at a time, and a re-run can put it back: where it
+#   explains as much as another change, it is the better lead.
+W_SETTING = 3
+# Changes that cannot reach the devices that computed what moved are not ranked at all
+# (``reach.unreachable`` lists them); devices are evidence, not a weight.
 
 
 def rank_causes(
@@ -151,10 +194,13 @@ def rank_causes(
     precision_lost: bool,
     moved_modes: Sequence[str] = (),
     checked_modes: Sequence[str] = (),
+    devices: DeviceEvidence | None = None,
 ) -> list[Cause]:
     """Candidate causes, most plausible first; confidences are "likely" or "possible".
     ``moved_modes`` of ``checked_modes``: which execution modes moved (evidence, see
-    ``MODE_PATTERNS``); a change that reaches none of them is only "possible"."""
+    ``MODE_PATTERNS``); a change that reaches none of them is only "possible". ``devices``: where
+    the arrays that moved were computed; a group whose leading change cannot reach them is left
+    out (``reach.unreachable`` says so)."""
     modes_evidence = mode_pattern(moved_modes, checked_modes)
     observed = set(changed_families) | ({"precision"} if precision_lost else set())
     where = (f"the first divergent stage is {first_stage}"
@@ -164,8 +210,11 @@ def rank_causes(
                if changed_families else "no op probe changed")
     scored: list[tuple[int, Cause]] = []
     precision_explained = False  # does some change's rule name reduced precision?
+    ran = devices.known if devices else None
     for group in _groups(changes):
         change = group[0]
+        if ran and not device_reach(change) & ran:
+            continue
         if change.path.startswith("env."):
             families, why = _env_rule(change.path[4:])
         else:
@@ -178,6 +227,8 @@ def rank_causes(
             not precision_lost or "precision" in families
             or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
         evidence = [f"{describe(change)} — {why}", where, pattern]
+        if devices:
+            evidence.append(f"the arrays that moved were computed on {devices.shown}")
         if modes_evidence:
             evidence.append(modes_evidence)
             if not reaches_moved:
@@ -191,7 +242,8 @@ def rank_causes(
             shown = ", ".join(c.path for c in group[1:6]) + (
                 f" and {len(group) - 6} more" if len(group) > 6 else "")
             evidence.append(f"changed with it: {shown}")
-        score = 2 * len(overlap) + (3 if change.path.startswith("env.") else 0) + likely * 10
+        score = (W_FAMILY * len(overlap) + (W_SETTING if change.path.startswith("env.") else 0)
+                 + (W_LIKELY if likely else 0))
         cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
                       evidence=tuple(evidence), path=change.path,
                       related=tuple(c.path for c in group[1:]))

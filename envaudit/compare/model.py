@@ -45,6 +45,8 @@ class TensorComparison:
     status: ArrayStatus = "changed"  # decided by ``noise.array_status``
     mode: str = "eager"  # the execution mode that computed the array (probes: eager)
     tolerance: str | None = None  # the tolerance the user accepts for it ("rtol 1e-05, atol 0")
+    device: str | None = None  # where this run computed it: "CPU:0", "GPU:0" (None: unknown)
+    golden_device: str | None = None  # where the golden run did (None: an older bundle)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

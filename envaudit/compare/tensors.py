@@ -20,7 +20,7 @@ Constraints for the next editor:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -260,3 +260,14 @@ def tolerated(comparison: TensorComparison, golden: np.ndarray, current: np.ndar
         return replace(comparison, tolerance=label)
     inside = within_tolerance(golden, current, rtol, atol)
     return replace(comparison, tolerance=label, status="tolerated" if inside else "changed")
+
+
+def placed(comparisons: Sequence[TensorComparison], golden: Mapping[str, str],
+           current: Mapping[str, str]) -> tuple[TensorComparison, ...]:
+    """The comparisons with the device that computed each array on both sides, looked up under
+    its ``keyed_arrays`` key (``stage/MODE/NAME``, ``probe/NAME``)."""
+    def key(c: TensorComparison) -> str:
+        return f"probe/{c.name}" if c.kind == "probe" else f"stage/{c.mode}/{c.name}"
+
+    return tuple(replace(c, device=current.get(key(c)), golden_device=golden.get(key(c)))
+                 for c in comparisons)

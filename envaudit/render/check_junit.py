@@ -76,6 +76,7 @@ def render(result: CheckResult) -> str:
     if m is None or m.detections is not None:
         _detections_case(suite, result)
     _probes_case(suite, result)
+    _causes_case(suite, result)
     _witness_case(suite, result)
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))
@@ -173,6 +174,23 @@ def _witness_case(suite: ET.Element, result: CheckResult) -> None:
         ET.SubElement(case, "failure", message=sentence, type="precision_loss").text = sentence
     else:
         ET.SubElement(case, "system-out").text = sentence
+
+
+def _causes_case(suite: ET.Element, result: CheckResult) -> None:
+    """The ranked causes (and what cannot affect the results) as the output of one passing
+    case: a cause explains a finding, the array cases already fail for it."""
+    if not result.causes and not result.cannot_affect and result.bisection is None:
+        return
+    case = ET.SubElement(suite, "testcase", classname="envaudit.causes", name="causes", time="0")
+    lines = []
+    for i, cause in enumerate(result.causes, 1):
+        lines.append(f"{i}. [{cause.confidence}] {cause.change}")
+        lines += [f"   - {e}" for e in cause.evidence]
+    lines += [f"cannot affect: {u.change} ({u.reason})" for u in result.cannot_affect]
+    if result.bisection is not None:
+        lines += [f"bisection: {t.label} [{t.outcome}]: {', '.join(t.pins)}: {t.detail}"
+                  for t in result.bisection.trials]
+    ET.SubElement(case, "system-out").text = "\n".join(lines)
 
 
 def _change_line(c: DetectionChange, names: Sequence[str]) -> str:

@@ -210,8 +210,21 @@ def _causes(result: CheckResult) -> list[str]:
     for i, cause in enumerate(result.causes, 1):
         lines.append(f"{i}. **{cause.confidence}**: {_inline(cause.change)}")
         lines += [f"   - {_inline(e)}" for e in cause.evidence]
-    if not result.confirmation_ran:
-        lines += ["", "_Confirmation re-runs were skipped: nothing is confirmed._"]
+    if result.confirmation_skipped:
+        lines += ["", "_Confirmation re-runs were skipped (`--no-confirm`): no variable was put"
+                  " back._"]
+    if result.cannot_affect:
+        lines += ["", "Cannot affect these results (not ranked):", ""]
+        lines += [f"- {_inline(u.change)} — {_inline(u.reason)}" for u in result.cannot_affect]
+    b = result.bisection
+    if b is not None:
+        lines += ["", "**Environment bisection (uv)**", ""]
+        lines += _table(["environment", "outcome", "packages", "what the bits showed"],
+                        [[t.label, t.outcome + (" (cached)" if t.cached else ""),
+                          ", ".join(f"`{p}`" for p in t.pins), t.detail] for t in b.trials])
+        lines += [f"- not restored: {_inline(k)}: {_inline(v)}" for k, v in b.refused.items()]
+        if b.failure:
+            lines.append(f"- no environment could be built: {_inline(b.failure)}")
     return [*lines, ""]
 
 

@@ -49,7 +49,8 @@ VERDICT_STYLE = {
     "drift": ("▲", "bold yellow"),
     "precision_loss": ("✖", "bold red"),
 }
-CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim"}
+CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim",
+                    "ruled_out": "dim"}
 # Each array status in words and colour (the status itself is decided in compare/).
 STATUS_STYLE: dict[ArrayStatus, tuple[str, str]] = {
     "identical": ("identical", "green"),
@@ -274,10 +275,36 @@ def _causes(result: CheckResult) -> list[Any]:
         line.append(f" {cause.change}")
         parts.append(line)
         parts.extend(Text(f"   • {e}") for e in cause.evidence)
-    if not result.confirmation_ran and result.verdict != "identical":
-        parts.append(Text("Confirmation re-runs were skipped (--no-confirm): nothing is "
-                          "confirmed.", style="dim"))
+    if result.confirmation_skipped:
+        parts.append(Text("Confirmation re-runs were skipped (--no-confirm): no variable was "
+                          "put back.", style="dim"))
+    parts += _cannot_affect(result)
+    parts += _bisection(result)
     parts.append(Text())
+    return parts
+
+
+def _bisection(result: CheckResult) -> list[Any]:
+    b = result.bisection
+    if b is None:
+        return []
+    parts: list[Any] = [Text("Environment bisection (uv):", style="bold")]
+    parts += [Text(f"   change: {g}") for g in b.groups]
+    for trial in b.trials:
+        cached = ", results cached" if trial.cached else ""
+        parts.append(Text(f"   • {trial.label} [{trial.outcome}{cached}]: {', '.join(trial.pins)}"))
+        parts.append(Text(f"     {trial.detail}", style="dim"))
+    parts += [Text(f"   not restored: {name}: {why}") for name, why in b.refused.items()]
+    if b.failure:
+        parts.append(Text(f"   no environment could be built: {b.failure}", style="yellow"))
+    return parts
+
+
+def _cannot_affect(result: CheckResult) -> list[Any]:
+    if not result.cannot_affect:
+        return []
+    parts: list[Any] = [Text("Cannot affect these results (not ranked):", style="bold")]
+    parts += [Text(f"   • {u.change} — {u.reason}") for u in result.cannot_affect]
     return parts
 
 

@@ -10,6 +10,7 @@ fresh process that runs this model with one setting put back (``attribute/confir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from envaudit.attribute import reach
+from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
 from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
-from envaudit.attribute.model import Cause
+from envaudit.attribute.model import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import match_detections
@@ -37,7 +40,7 @@ from envaudit.compare.model import (
 )
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.probes import compare_probes
-from envaudit.compare.tensors import compare_arrays, tolerated
+from envaudit.compare.tensors import compare_arrays, placed, tolerated
 from envaudit.compare.verdict import Verdict, classify, exit_code, model_headline, worst
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError
@@ -48,7 +51,7 @@ from envaudit.usermodel.detections import detections_from_outputs, shape_problem
 from envaudit.usermodel.files import location_problem, model_digest, model_kind
 from envaudit.usermodel.spec import DetectionNames, ModelInfo, Tolerances, require_outputs
 from envaudit.workload.spec import PROBE_SPEC
-from envaudit.workload.types import keyed_arrays
+from envaudit.workload.types import keyed_arrays, keyed_devices
 
 if TYPE_CHECKING:
     from envaudit.workload.user_model import UserModelRun
@@ -95,9 +98,11 @@ def check_model(
     confirm: bool = True,
     strict: bool = False,
     progress: Callable[[str], None] = lambda _m: None,
+    bisect: bool = False,
 ) -> CheckResult:
     """Check the model a user-model ``bundle`` recorded (``model``: where it is now), every bad
-    input refused before TensorFlow is imported."""
+    input refused before TensorFlow is imported; ``bisect``: rebuild environments to confirm or
+    rule out package changes."""
     started = time.perf_counter()
     info = ModelInfo.from_manifest(bundle.manifest["workload"])
     golden = _validated(bundle, info)
@@ -112,7 +117,7 @@ def check_model(
     path = locate(info, model)
     feeds = _feeds(bundle, info)
 
-    runs, probe_runs = _run(path, info, feeds, repeat, progress)
+    runs, probe_runs, devices_now = _run(path, info, feeds, repeat, progress)
     workload_done = time.perf_counter()
     from envaudit.fingerprint import capture, diff
     from envaudit.fingerprint.redact import like
@@ -122,34 +127,47 @@ def check_model(
         # the arrays are compared.
         captured = pool.submit(capture)
         progress("comparing")
-        found = _compare(bundle, info, golden, runs, probe_runs, tolerances)
+        found = _compare(bundle, info, golden, runs, probe_runs, tolerances, devices_now)
         fingerprint = captured.result()
     changes = diff(bundle.fingerprint, like(bundle.fingerprint, bool(bundle.manifest.get(
         "redacted")), fingerprint))
     compared = time.perf_counter()
 
     causes: list[Cause] = []
+    cannot_affect: list[Unreachable] = []
+    bisection: Bisection | None = None
     confirmation_ran = False
     if found.verdict != "identical":
         first = found.mode.first_divergence
+        devices = reach.evidence([a for a in (*found.stages, *found.probes) if not a.identical],
+                                 bundle.fingerprint)
+        cannot_affect = reach.unreachable(changes, devices)
         causes = rank_causes(changes, found.families, first.stage if first else None, (),
                              found.verdict == "precision_loss",
                              moved_modes=(info.mode,) if found.moved else (),
-                             checked_modes=(info.mode,))
-        if confirm:
-            experiments = plan(changes, bundle.fingerprint, fingerprint)
-            golden_arrays = keyed_arrays({info.mode: golden}, bundle.probes)
-            differing_now = sum(not a.identical for a in (*found.stages, *found.probes))
-            with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
-                child = _child_spec(Path(tmp), path, info, feeds)
+                             checked_modes=(info.mode,), devices=devices)
+        golden_arrays = keyed_arrays({info.mode: golden}, bundle.probes)
+        with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
+            child = _child_spec(Path(tmp), path, info, feeds)
+            if confirm:
+                experiments = plan(changes, bundle.fingerprint, fingerprint)
+                differing_now = sum(not a.identical for a in (*found.stages, *found.probes))
                 outcomes = run_experiments(experiments, golden_arrays, progress,
                                            modes=(info.mode,), child=child)
-            causes = apply_outcomes(causes, outcomes, differing_now,
-                                    limits(changes, bundle.fingerprint, fingerprint))
-            confirmation_ran = bool(experiments)
+                causes = apply_outcomes(causes, outcomes, differing_now,
+                                        limits(changes, bundle.fingerprint, fingerprint))
+                confirmation_ran = bool(experiments)
+            if bisect:
+                bisection = run_bisection(
+                    bundle.fingerprint, fingerprint, golden_arrays,
+                    keyed_arrays({info.mode: runs[0].stages}, probe_runs[0]), (info.mode,),
+                    extra=child, identity=_identity(info, bundle), progress=progress)
+                causes = apply_bisection(causes, bisection)
     finished = time.perf_counter()
-    return _result(bundle, info, found, causes, changes, fingerprint, tolerances, strict,
-                   confirmation_ran, ran_in=runs[0].mode, timings={
+    confirmation_skipped = not confirm and found.verdict != "identical"
+    return _result(bundle, info, found, causes, cannot_affect, changes, fingerprint, tolerances,
+                   strict, (confirmation_ran, confirmation_skipped), bisection,
+                   ran_in=runs[0].mode, timings={
                        "load": runs[0].load_seconds,
                        "workload": workload_done - started,
                        "compare": compared - workload_done,
@@ -176,14 +194,16 @@ class _Found:
 
 
 def _run(path: Path, info: ModelInfo, feeds: Mapping[str, object], repeat: int,
-         progress: Callable[[str], None]) -> tuple[list[UserModelRun], list[dict]]:
-    """The model run ``repeat`` times on the recorded inputs, with the canary probes each time."""
+         progress: Callable[[str], None]
+         ) -> tuple[list[UserModelRun], list[dict], dict[str, str]]:
+    """The model run ``repeat`` times on the recorded inputs, with the canary probes each time,
+    and the device of every array of the first run (``keyed_arrays`` keys)."""
     progress("loading the model")
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
     from envaudit.workload.assets import load_probe_jpeg
-    from envaudit.workload.probes import run_probes
+    from envaudit.workload.probes import run_probes, run_probes_on_devices
     from envaudit.workload.user_model import LoadedModel, run_model
 
     jpeg = load_probe_jpeg()
@@ -194,25 +214,28 @@ def _run(path: Path, info: ModelInfo, feeds: Mapping[str, object], repeat: int,
     # never by load, so running beside each other changes no bit (the repeat runs do not
     # overlap, and the tests check identical results run after run).
     with ThreadPoolExecutor(1) as pool:
-        first_probes = pool.submit(run_probes, jpeg, xla)
+        first_probes = pool.submit(run_probes_on_devices, jpeg, xla)
         loaded = LoadedModel(path, info.kind, info.signature)
         for i in range(repeat):
             progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
             runs.append(run_model(loaded, layers=info.layers, **feeds))
-            probe_runs.append(first_probes.result() if i == 0 else run_probes(jpeg, xla))
-    return runs, probe_runs
+            probe_runs.append(first_probes.result()[0] if i == 0 else run_probes(jpeg, xla))
+    devices = keyed_devices({info.mode: runs[0].devices}, first_probes.result()[1])
+    return runs, probe_runs, devices
 
 
 def _compare(bundle: GoldenBundle, info: ModelInfo, golden: Mapping[str, np.ndarray],
              runs: Sequence[UserModelRun], probe_runs: Sequence[Mapping[str, np.ndarray]],
-             tolerances: Tolerances) -> _Found:
+             tolerances: Tolerances, devices: Mapping[str, str]) -> _Found:
     nondeterminism = localize.nondeterminism(
         [keyed_arrays({info.mode: r.stages}, p) for r, p in zip(runs, probe_runs)]
     ) if len(runs) > 1 else None
     spread = nondeterminism.max_spread if nondeterminism else 0.0
-    probes = compare_probes(bundle.probes, probe_runs[0], spread)
+    probes = placed(compare_probes(bundle.probes, probe_runs[0], spread), bundle.devices,
+                    devices)
     current = runs[0].stages
-    stages = _compare_stages(golden, current, info, tolerances, spread)
+    stages = placed(_compare_stages(golden, current, info, tolerances, spread), bundle.devices,
+                    devices)
     names = info.detections
     boxes = (match_detections(detections_from_outputs(names, _outputs(golden)),
                               detections_from_outputs(names, _outputs(current)), noise=spread)
@@ -228,12 +251,14 @@ def _compare(bundle: GoldenBundle, info: ModelInfo, golden: Mapping[str, np.ndar
 
 
 def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequence[Cause],
-            changes: Sequence[Change], fingerprint: Fingerprint, tolerances: Tolerances,
-            strict: bool, confirmation_ran: bool, ran_in: str,
+            cannot_affect: Sequence[Unreachable], changes: Sequence[Change],
+            fingerprint: Fingerprint, tolerances: Tolerances,
+            strict: bool, confirmation: tuple[bool, bool], bisection: Bisection | None,
+            ran_in: str,
             timings: Mapping[str, float]) -> CheckResult:
     first = found.mode.first_divergence
     top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
-    notes = []
+    notes = list(filter(None, [bisection_note(bisection)]))
     if ran_in != info.mode:
         notes.append(f"the model was recorded in {info.mode} mode and ran in {ran_in} mode here"
                      " (Keras chose otherwise); its arrays are compared all the same")
@@ -254,8 +279,11 @@ def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequen
         first_divergence=first,
         detections=found.mode.detections or EMPTY_DETECTIONS,
         causes=tuple(causes),
+        cannot_affect=tuple(cannot_affect),
+        bisection=bisection,
         nondeterminism=found.nondeterminism,
-        confirmation_ran=confirmation_ran,
+        confirmation_ran=confirmation[0],
+        confirmation_skipped=confirmation[1],
         strict=strict,
         modes=(found.mode,),
         moved_modes=(info.mode,) if found.moved else (),
@@ -363,6 +391,15 @@ def _first_divergence(stages: Sequence[TensorComparison]) -> FirstDivergence | N
         replay=(),
         changed_stages=(),
     )
+
+
+def _identity(info: ModelInfo, bundle: GoldenBundle) -> str:
+    """What a re-run of this model computes on, for the bisection's result cache."""
+    inputs = hashlib.sha256()
+    for name in sorted(bundle.inputs):
+        inputs.update(name.encode() + b"\0" + bundle.inputs[name].tobytes())
+    return json.dumps({"model": info.sha256, "signature": info.signature, "mode": info.mode,
+                       "layers": list(info.layers), "inputs": inputs.hexdigest()})
 
 
 def _child_spec(folder: Path, path: Path, info: ModelInfo,

@@ -20,6 +20,7 @@ from envaudit.usermodel import WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.usermodel.detections import shape_problem
 from envaudit.usermodel.files import ImageFiles, model_digest, model_kind, read_arrays, read_images
 from envaudit.usermodel.spec import OD_API, PLAIN, DetectionNames, ModelInfo, require_outputs
+from envaudit.workload.types import keyed_devices
 
 
 def record_model(
@@ -59,7 +60,8 @@ def record_model(
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
-    from envaudit.workload.probes import run_probes
+    from envaudit.workload import devices
+    from envaudit.workload.probes import run_probes_on_devices
     from envaudit.workload.user_model import LoadedModel, image_input, run_model
 
     loaded = LoadedModel(model, kind, signature)
@@ -76,7 +78,7 @@ def record_model(
     progress("running the canary probes")
     from envaudit.workload.assets import load_probe_jpeg
 
-    probes = run_probes(load_probe_jpeg(), xla=run.mode == "xla")
+    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), xla=run.mode == "xla")
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     from envaudit.fingerprint import capture
@@ -111,6 +113,8 @@ def record_model(
         stages={run.mode: run.stages},
         probes=probes,
         inputs=stored,
+        devices=keyed_devices({run.mode: run.devices}, probe_devices),
+        device_names=devices.names(),
         force=force,
         redacted=redact,
     )

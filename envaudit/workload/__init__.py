@@ -44,9 +44,10 @@ def run_workload(assets: Assets | None = None,
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
+    from envaudit.workload import devices
     from envaudit.workload.detector import Detector
     from envaudit.workload.modes import ModeRunner, ModeUnavailable
-    from envaudit.workload.probes import run_probes
+    from envaudit.workload.probes import run_probes_on_devices
 
     runner = ModeRunner(Detector(assets.weights))
     runs: dict[str, ModeRun] = {}
@@ -54,18 +55,18 @@ def run_workload(assets: Assets | None = None,
     for mode in (m for m in MODES if m in modes):
         start = time.perf_counter()
         try:
-            stages = runner.run(mode, assets.encoded)
+            stages, placed = runner.run_on_devices(mode, assets.encoded)
         except ModeUnavailable as exc:
             not_run[mode] = str(exc)
             continue
         runs[mode] = ModeRun(
             mode=mode, stages=stages, detections=detections_from_nms(stages["nms"]),
             candidates=Candidates(boxes=stages["boxes"], scores=stages["scores"]),
-            seconds=time.perf_counter() - start)
+            seconds=time.perf_counter() - start, devices=placed)
     if not runs:
         raise EnvauditError("no execution mode could run here: " + "; ".join(not_run.values()))
     probes_start = time.perf_counter()
-    probes = run_probes(assets.probe_jpeg)
+    probes, probe_devices = run_probes_on_devices(assets.probe_jpeg)
     done = time.perf_counter()
     return WorkloadResult(
         workload_id=WORKLOAD_ID,
@@ -76,6 +77,8 @@ def run_workload(assets: Assets | None = None,
         not_run=not_run,
         timings={**{f"{m}_s": r.seconds for m, r in runs.items()},
                  "probes_s": done - probes_start},
+        probe_devices=probe_devices,
+        device_names=devices.names(),
     )
 
 

@@ -140,10 +140,14 @@ class Detector:
 
     def run(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """The whole pipeline; every stage's output as a NumPy array, in pipeline order."""
+        return {name: tensor.numpy() for name, tensor in self.run_tensors(encoded).items()}
+
+    def run_tensors(self, encoded: Sequence[bytes]) -> dict[str, tf.Tensor]:
+        """The whole pipeline, eagerly; every stage's output tensor, in pipeline order."""
         outputs: dict[str, tf.Tensor] = {"decode": decode_images(encoded)}
         for name in arch.STAGES[1:]:
             outputs[name] = self.run_stage(name, outputs)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return outputs
 
     def replay(self, name: str, golden_inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One stage alone, fed golden inputs: did this stage itself change?"""

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from envaudit.workload import architecture as arch
+from envaudit.workload import devices
 from envaudit.workload.detector import Detector, decode_images
 from envaudit.workload.tf_runtime import silenced_stderr
 
@@ -38,18 +39,25 @@ class ModeRunner:
 
     def run(self, mode: str, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Every stage output of the whole pipeline in ``mode``, in pipeline order."""
+        return self.run_on_devices(mode, encoded)[0]
+
+    def run_on_devices(self, mode: str, encoded: Sequence[bytes]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """``run``, and the device each stage's output was computed on (``devices.short``)."""
         if mode == "eager":
-            return self.detector.run(encoded)
-        if mode == "graph":
+            stages = self.detector.run_tensors(encoded)
+        elif mode == "graph":
             outputs = _guarded(mode, lambda: self._graph(tf.constant(list(encoded))))
-            return {name: outputs[name].numpy() for name in arch.STAGES}
-        if mode == "xla":
+            stages = {name: outputs[name] for name in arch.STAGES}
+        elif mode == "xla":
             decoded = decode_images(encoded)
             core = _guarded(mode, lambda: self._xla(decoded))
             stages = {"decode": decoded, **core}
             stages["nms"] = self.detector.run_stage("nms", stages)
-            return {name: stages[name].numpy() for name in arch.STAGES}
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(arch.MODES)}")
+        else:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(arch.MODES)}")
+        return ({name: stages[name].numpy() for name in arch.STAGES},
+                {name: devices.of(stages[name]) for name in arch.STAGES})
 
     def replay(self, mode: str, name: str, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One stage alone in ``mode``, fed golden inputs: in graph mode traced alone, in xla

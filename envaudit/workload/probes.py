@@ -16,12 +16,13 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from envaudit.workload import devices
 from envaudit.workload import probe_inputs as inputs
 from envaudit.workload.architecture import PROBE_FAMILIES
 from envaudit.workload.tf_runtime import silenced_stderr
 
 
-def _near_tie_nms() -> np.ndarray:
+def _near_tie_nms() -> tf.Tensor:
     """Boxes whose scores differ by one float32 ulp and whose IoUs sit at the threshold."""
     base = np.float32(0.8)
     scores = np.array([base, np.nextafter(base, np.float32(1)), base, np.float32(0.5)], np.float32)
@@ -29,12 +30,18 @@ def _near_tie_nms() -> np.ndarray:
                       [0.0, 0.0, 1.0, 2.0 / 3.0], [0.5, 0.5, 1.5, 1.5]], np.float32)
     selected, kept_scores = tf.image.non_max_suppression_with_scores(
         boxes, scores, max_output_size=4, iou_threshold=0.5, score_threshold=0.0)
-    return np.concatenate([selected.numpy().astype(np.float32), kept_scores.numpy()])
+    return tf.concat([tf.cast(selected, tf.float32), kept_scores], axis=0)
 
 
 def run_probes(jpeg_bytes: bytes, xla: bool = True) -> dict[str, np.ndarray]:
     """Every probe's output, in ``PROBE_FAMILIES`` order (``xla`` False: without the ``xla.*``
     probes, for a user model that XLA does not compile)."""
+    return run_probes_on_devices(jpeg_bytes, xla)[0]
+
+
+def run_probes_on_devices(jpeg_bytes: bytes, xla: bool = True
+                          ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``run_probes``, and the device each probe was computed on (``devices.short``)."""
     x = tf.constant(inputs.transcendental_input())
     positive = tf.constant(inputs.log_input())
     image = tf.constant(inputs.conv_image())
@@ -80,14 +87,12 @@ def run_probes(jpeg_bytes: bytes, xla: bool = True) -> dict[str, np.ndarray]:
     compiled = tf.function(lambda: {name: probes[name[4:]]() for name in compiled_names},
                            jit_compile=True, autograph=False)
     with silenced_stderr():  # XLA logs its first compile on fd 2
-        xla_results = {name: value.numpy() for name, value in compiled().items()} if xla else {}
-    results = {}
+        xla_results = dict(compiled()) if xla else {}
+    results, placed = {}, {}
     for name in PROBE_FAMILIES:
         if name.startswith("xla.") and not xla:
             continue
-        if name in xla_results:
-            results[name] = xla_results[name]
-            continue
-        value = probes[name]()
+        value = xla_results[name] if name in xla_results else probes[name]()
         results[name] = value if isinstance(value, np.ndarray) else value.numpy()
-    return results
+        placed[name] = devices.of(value)
+    return results, placed

@@ -51,6 +51,7 @@ class ModeRun:
     detections: Detections
     candidates: Candidates
     seconds: float  # wall time of this mode's run, tracing and compiling included
+    devices: Mapping[str, str] = field(default_factory=dict)  # stage -> "CPU:0", "GPU:0", ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ class WorkloadResult:
     probes: Mapping[str, np.ndarray]
     not_run: Mapping[str, str] = field(default_factory=dict)  # mode -> why it could not run
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds
+    probe_devices: Mapping[str, str] = field(default_factory=dict)  # probe -> "CPU:0", ...
+    device_names: Mapping[str, str] = field(default_factory=dict)  # "GPU:0" -> its name
+
+    @property
+    def devices(self) -> dict[str, str]:
+        """The device of every array, under its ``keyed_arrays`` key."""
+        return keyed_devices({m: r.devices for m, r in self.runs.items()}, self.probe_devices)
 
     @property
     def primary(self) -> ModeRun:
@@ -90,4 +98,12 @@ def keyed_arrays(stages: Mapping[str, Mapping[str, np.ndarray]],
     and how nondeterminism names an array. The one place these keys are spelled."""
     return {**{f"stage/{mode}/{k}": v for mode, arrays in stages.items()
                for k, v in arrays.items()},
+            **{f"probe/{k}": v for k, v in probes.items()}}
+
+
+def keyed_devices(stages: Mapping[str, Mapping[str, str]],
+                  probes: Mapping[str, str]) -> dict[str, str]:
+    """Devices under the keys of ``keyed_arrays``."""
+    return {**{f"stage/{mode}/{k}": v for mode, placed in stages.items()
+               for k, v in placed.items()},
             **{f"probe/{k}": v for k, v in probes.items()}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from envaudit.errors import EnvauditError
 from envaudit.usermodel.spec import DEFAULT_SIGNATURE, PLAIN, ModelKind, TensorSpec
+from envaudit.workload import devices
 from envaudit.workload.tf_runtime import silenced_stderr
 
 LAYER_BYTES = 256 << 20  # intermediate outputs kept per run; the rest of the layers go unrecorded
@@ -41,6 +42,7 @@ class UserModelRun:
     stages: dict[str, np.ndarray]  # input.*, layer.*, output.* (``ModelInfo.stage_names`` order)
     load_seconds: float
     run_seconds: float
+    devices: dict[str, str] = field(default_factory=dict)  # stage -> "CPU:0", "GPU:0", ...
 
 
 class LoadedModel:
@@ -57,6 +59,8 @@ class LoadedModel:
                 self._load_keras(path)
         self.load_seconds = time.perf_counter() - start
         self.mode = "graph"
+        # Keras hands outputs back as NumPy: they were computed where TensorFlow places ops.
+        self.output_devices: dict[str, str] = {}
 
     # --- loading ---
 
@@ -158,6 +162,7 @@ class LoadedModel:
                 result = self._function(**chunk)
             except (tf.errors.OpError, ValueError, TypeError) as exc:
                 raise EnvauditError(f"the model failed on these inputs: {_first(exc)}") from None
+            self.output_devices = {k: devices.of(v) for k, v in result.items()}
             parts.append({k: v.numpy() for k, v in result.items()})
         if len(parts) == 1:
             return parts[0]
@@ -285,5 +290,9 @@ def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes
     else:
         feeds = dict(arrays or {})
     stages.update(model.run(feeds, layers))
-    return UserModelRun(mode=model.mode, stages=stages, load_seconds=model.load_seconds,
-                        run_seconds=time.perf_counter() - start)
+    placed = devices.default()
+    return UserModelRun(
+        mode=model.mode, stages=stages, load_seconds=model.load_seconds,
+        run_seconds=time.perf_counter() - start,
+        devices={k: "CPU:0" if k.startswith("input.") else  # TensorFlow's decoders: CPU only
+                 model.output_devices.get(k[len("output."):], placed) for k in stages})
