@@ -154,3 +154,40 @@ def test_what_each_kind_of_change_can_reach(path, category, reach_kinds):
     from envaudit.fingerprint.model import Change
 
     assert reach.device_reach(Change(path, "a", "b", category, True)) == reach_kinds
+
+
+# --- devices in bundles -------------------------------------------------------------------------
+
+
+def test_a_recorded_bundle_keeps_the_device_of_every_array(golden_bundle):
+    from envaudit.store import load_bundle
+    from envaudit.workload.types import keyed_arrays
+
+    bundle = load_bundle(golden_bundle)
+    keys = keyed_arrays(bundle.stages_by_mode, bundle.probes)
+    assert set(bundle.devices) == set(keys)
+    assert set(bundle.devices.values()) == {"CPU:0"}  # this machine has no GPU
+    assert bundle.device_names == {}
+
+
+@pytest.mark.parametrize("devices", [
+    {"arrays": {"stage/eager/decode": "GPU:0; rm -rf /"}, "names": {}},
+    {"arrays": {"stage/eager/decode": "TPU:0"}, "names": {}},
+    {"arrays": {}, "names": {"GPU:0": 7}},
+    {"arrays": []},
+    "CPU:0",
+])
+def test_forged_devices_are_refused(golden_bundle, tmp_path, devices):
+    import json
+    import shutil
+
+    from envaudit.errors import EnvauditError
+    from envaudit.store import MANIFEST, _manifest_digest, load_bundle
+    target = tmp_path / "forged"
+    shutil.copytree(golden_bundle, target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest["devices"] = devices
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(EnvauditError, match="'devices' must map array keys to devices"):
+        load_bundle(target)

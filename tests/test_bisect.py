@@ -182,3 +182,43 @@ def test_an_unreadable_packages_section_bisects_nothing(section):
     result = bisect(Fingerprint(golden), fingerprint(CURRENT), GOLDEN_BITS, CURRENT_BITS,
                     run=Lab(lambda p: True).run, build=Lab(lambda p: True).build)
     assert result.trials == () and result.failure is None
+
+
+def test_every_format_shows_the_package_sets_tried_and_what_cannot_affect():
+    import dataclasses
+    import io
+    import json
+    import xml.etree.ElementTree as ET
+
+    from rich.console import Console
+    from test_render_check import make_result
+
+    from envaudit.attribute.model import Unreachable
+    from envaudit.render import check_json, check_junit, check_md
+    from envaudit.render.check_text import render
+
+    bisection = run(Lab(lambda p: p.get("tensorflow-cpu") == "2.20.0"))
+    result = dataclasses.replace(
+        make_result(), bisection=bisection,
+        causes=tuple(apply_bisection(list(make_result().causes), bisection)),
+        cannot_affect=(Unreachable("tensorflow.build_info.cuda_version: unset -> '12.5.1'",
+                                   "tensorflow.build_info.cuda_version",
+                                   "cannot affect: ran on CPU (...)"),))
+    console = Console(width=200, no_color=True, record=True, file=io.StringIO())
+    console.print(render(result))
+    text = console.export_text()
+    assert "Environment bisection (uv):" in text
+    assert "the whole golden package set [reproduced]:" in text and "numpy==2.3.5" in text
+    assert "[ruled_out]" in text and "Cannot affect these results (not ranked):" in text
+    md = check_md.render(result)
+    assert "**Environment bisection (uv)**" in md and "| the whole golden package set |" in md
+    report = json.loads(check_json.render(result))
+    assert report["bisection"]["confirmed"] == ["tensorflow"]
+    assert "tensorflow-cpu==2.20.0" in report["bisection"]["trials"][0]["pins"]
+    assert "changes" not in report["bisection"]  # the groups' detail stays out of the JSON
+    assert report["cannot_affect"][0]["path"] == "tensorflow.build_info.cuda_version"
+    junit = ET.fromstring(check_junit.render(result).encode())
+    causes = next(c for c in junit.iter("testcase") if c.get("name") == "causes")
+    out = causes.find("system-out").text
+    assert "bisection: the whole golden package set [reproduced]" in out
+    assert "cannot affect: tensorflow.build_info.cuda_version" in out

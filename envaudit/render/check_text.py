@@ -289,6 +289,8 @@ def _bisection(result: CheckResult) -> list[Any]:
     if b is None:
         return []
     parts: list[Any] = [Text("Environment bisection (uv):", style="bold")]
+    if not b.groups:
+        return [*parts, Text("   no package that can move numbers changed: nothing to bisect")]
     parts += [Text(f"   change: {g}") for g in b.groups]
     for trial in b.trials:
         cached = ", results cached" if trial.cached else ""
