@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,44 +47,14 @@ from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.result import CheckResult
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import detections_from_outputs, shape_problem
-from envaudit.usermodel.files import location_problem, model_digest, model_kind
+from envaudit.usermodel.golden import locate, outputs_of, validated
 from envaudit.usermodel.spec import DetectionNames, ModelInfo, Tolerances, require_outputs
-from envaudit.workload.spec import PROBE_SPEC
 from envaudit.workload.types import keyed_arrays, keyed_devices
 
 if TYPE_CHECKING:
     from envaudit.workload.user_model import UserModelRun
 
 EMPTY_DETECTIONS = DetectionDiff(0, 0, 0, 0, 0, 0, 0.0, None, 0.0, (), 0.0)
-
-
-def locate(info: ModelInfo, given: str | None) -> Path:
-    """The model to run: ``given`` (the user's choice) or the recorded path, which must not be
-    writable by anyone but this user and root; either must hash to the recorded SHA-256."""
-    if given is not None:
-        path = Path(given)
-    else:
-        recorded = info.path
-        path = Path(os.path.expanduser(recorded) if recorded.startswith("~/") else recorded)
-        if not path.is_absolute() or not path.exists():
-            raise EnvauditError(f"the recorded model {recorded} is not there (moved, or recorded"
-                                " on another machine); pass --model PATH to the model")
-        unsafe = location_problem(path)
-        if unsafe:
-            raise EnvauditError(f"the recorded model path {recorded} is not safe to load from"
-                                f" ({unsafe}); pass --model PATH to name the model yourself")
-    kind = model_kind(path)
-    if kind != info.kind:
-        raise EnvauditError(f"{path} is a {kind.replace('_', ' ')} model, the golden was recorded"
-                            f" from a {info.kind.replace('_', ' ')} model; pass --model PATH to"
-                            " the recorded model")
-    identity = model_digest(path)
-    if identity.sha256 != info.sha256:
-        raise EnvauditError(f"model {path} changed since the golden was recorded (sha256"
-                            f" {identity.sha256[:16]}..., recorded {info.sha256[:16]}...);"
-                            " restore it, pass --model PATH to the recorded copy, or re-record"
-                            " with 'envaudit record --model ... --force'")
-    return path
 
 
 def check_model(
@@ -105,12 +74,12 @@ def check_model(
     rule out package changes."""
     started = time.perf_counter()
     info = ModelInfo.from_manifest(bundle.manifest["workload"])
-    golden = _validated(bundle, info)
+    golden = validated(bundle, info)
     tolerances = tolerances or Tolerances()
     require_outputs((tolerances.per_output or {}), info.outputs, "--tolerance")
     if detections is not None:
         require_outputs(detections.names(), info.outputs, "--detections")
-        problem = shape_problem(detections, _outputs(golden))
+        problem = shape_problem(detections, outputs_of(golden))
         if problem:
             raise EnvauditError(f"--detections {problem}")
         info = replace(info, detections=detections)
@@ -237,8 +206,8 @@ def _compare(bundle: GoldenBundle, info: ModelInfo, golden: Mapping[str, np.ndar
     stages = placed(_compare_stages(golden, current, info, tolerances, spread), bundle.devices,
                     devices)
     names = info.detections
-    boxes = (match_detections(detections_from_outputs(names, _outputs(golden)),
-                              detections_from_outputs(names, _outputs(current)), noise=spread)
+    boxes = (match_detections(detections_from_outputs(names, outputs_of(golden)),
+                              detections_from_outputs(names, outputs_of(current)), noise=spread)
              if names else None)
     mode = ModeResult(info.mode, classify(stages, (), boxes), _first_divergence(stages),
                       boxes or EMPTY_DETECTIONS)
@@ -300,60 +269,6 @@ def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequen
 
 
 # --- pieces -----------------------------------------------------------------------------------
-
-
-def _validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray]:
-    """The golden stages of the recorded mode, refused unless they are exactly the arrays the
-    manifest describes (someone else's data: checked before anything is compared)."""
-    where = f"golden bundle {bundle.path}"
-    if bundle.modes != (info.mode,):
-        raise _unusable(where, f"it holds modes {', '.join(bundle.modes)}, its model ran in"
-                        f" {info.mode}")
-    stages = bundle.stages_by_mode[info.mode]
-    if tuple(stages) != info.stage_names():
-        raise _unusable(where, "its arrays are not the inputs, layers and outputs its manifest"
-                        " lists")
-    for name, array in stages.items():
-        if name.startswith("input.") and (array.dtype != np.uint8 or array.ndim != 4):
-            raise _unusable(where, f"{name} is {array.dtype}{list(array.shape)}, decoded images"
-                            " are uint8[N, H, W, C]")
-    expected_probes = witness_probes(info.mode)
-    if tuple(bundle.probes) != expected_probes:
-        raise _unusable(where, "its probes are not the probes this envaudit runs beside a model"
-                        f" in {info.mode} mode")
-    for name in expected_probes:
-        dtype, shape = PROBE_SPEC[name]
-        array = bundle.probes[name]
-        if array.dtype != dtype or array.shape != shape:
-            raise _unusable(where, f"probe {name} is {array.dtype}{list(array.shape)}, expected"
-                            f" {dtype}{list(shape)}")
-    expected = ([f"image.{i}" for i in range(len(info.image_files))]
-                if info.input_kind == "images" else sorted(info.inputs))
-    if sorted(bundle.inputs) != sorted(expected):
-        raise _unusable(where, "its inputs are not the ones its manifest lists")
-    if info.input_kind == "images" and any(
-            a.dtype != np.uint8 or a.ndim != 1 for a in bundle.inputs.values()):
-        raise _unusable(where, "its image inputs are not encoded image bytes")
-    if info.detections:
-        problem = shape_problem(info.detections, _outputs(stages))
-        if problem:
-            raise _unusable(where, f"its detection outputs do not fit: {problem}")
-    return stages
-
-
-def witness_probes(mode: str) -> tuple[str, ...]:
-    """The canary probes that run beside a model in ``mode``: the ``xla.*`` ones only where XLA
-    compiles the model (they witness XLA's code generation, which no other mode uses)."""
-    return tuple(n for n in PROBE_SPEC if mode == "xla" or not n.startswith("xla."))
-
-
-def _unusable(where: str, why: str) -> EnvauditError:
-    return EnvauditError(f"{where} is unusable: {why}; re-record it with 'envaudit record"
-                         " --model MODEL --inputs INPUTS --golden PATH --force'")
-
-
-def _outputs(stages: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[len("output."):]: v for k, v in stages.items() if k.startswith("output.")}
 
 
 def _feeds(bundle: GoldenBundle, info: ModelInfo) -> dict[str, object]:
