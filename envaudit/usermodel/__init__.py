@@ -8,8 +8,9 @@ outputs and the model outputs; ``inputs`` holds the inputs themselves; ``probes`
 probes, run beside the model as the precision witness (a user model has no float64 twin).
 
 Roles: ``spec.py`` (what a manifest says about the model, validated; option parsing), ``files.py``
-(model identity and location, input files; no TensorFlow), ``detections.py`` (detections from output
-arrays), ``record.py`` and ``check.py`` (compose). Running the model is ``workload/user_model.py``:
+(model identity and location, input files; no TensorFlow), ``golden.py`` (the golden and its
+model verified before anything runs), ``detections.py`` (detections from output arrays),
+``record.py`` and ``check.py`` (compose). Running the model is ``workload/user_model.py``:
 only ``workload/`` imports TensorFlow.
 """
 
