@@ -26,7 +26,7 @@ from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.probes import compare_probes
-from envaudit.compare.tensors import bit_identical, compare_arrays, placed
+from envaudit.compare.tensors import bit_identical, compare_arrays, digest, placed
 from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.result import CheckResult
@@ -182,6 +182,8 @@ def check(
         causes=tuple(causes),
         cannot_affect=tuple(cannot_affect),
         bisection=bisection,
+        array_digests={k: digest(v) for k, v in keyed_arrays(
+            {m: r.stages for m, r in current.runs.items()}, current.probes).items()},
         nondeterminism=nondeterminism,
         confirmation_ran=confirmation_ran,
         confirmation_skipped=not confirm and verdict != "identical",
@@ -279,12 +281,12 @@ def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:
             f" v{recorded.get('version')}, this envaudit runs {WORKLOAD_ID} v{WORKLOAD_VERSION};"
             " re-record it with 'envaudit record --golden PATH --force'")
     now = used_checksums(assets)
-    for name, digest in recorded.get("assets", {}).items():
-        if now.get(name) != digest:
+    for name, recorded_sha in recorded.get("assets", {}).items():
+        if now.get(name) != recorded_sha:
             raise EnvauditError(
                 f"golden bundle {bundle.path} was recorded with other workload assets ({name}"
-                f" sha256 {digest[:16]}..., now {str(now.get(name))[:16]}...); re-record it with"
-                " 'envaudit record --golden PATH --force'")
+                f" sha256 {recorded_sha[:16]}..., now {str(now.get(name))[:16]}...); re-record it"
+                " with 'envaudit record --golden PATH --force'")
 
 
 def _current_twin(bundle: GoldenBundle, assets: Assets,

@@ -24,7 +24,7 @@ from envaudit.result import CheckResult
 # Field names whose values are fixed vocabularies or program-defined labels, not data.
 _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
                          "status", "origin", "mode", "moved_modes", "golden_schema", "workload",
-                         "input_kind", "sha256"})
+                         "input_kind", "sha256", "array_digests", "outcome"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

@@ -58,6 +58,8 @@ class CheckResult:
     # Changes that cannot have moved what moved (they reach another kind of device), not ranked.
     cannot_affect: tuple[Unreachable, ...] = ()
     bisection: Bisection | None = None  # environment bisection of package changes (--bisect)
+    # This run's arrays by ``keyed_arrays`` key -> ``tensors.digest``: equal digests, equal bits.
+    array_digests: Mapping[str, str] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.

@@ -19,6 +19,7 @@ Constraints for the next editor:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -271,3 +272,11 @@ def placed(comparisons: Sequence[TensorComparison], golden: Mapping[str, str],
 
     return tuple(replace(c, device=current.get(key(c)), golden_device=golden.get(key(c)))
                  for c in comparisons)
+
+
+def digest(array: np.ndarray) -> str:
+    """A short SHA-256 of an array's dtype, shape and bytes: equal digests, equal bits (how fleet
+    peers that share a fingerprint are compared without sending their arrays)."""
+    array = np.ascontiguousarray(array)
+    head = f"{array.dtype.str}{list(array.shape)}".encode()
+    return hashlib.sha256(head + b"\0" + array.tobytes()).hexdigest()[:32]

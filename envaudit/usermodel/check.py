@@ -39,7 +39,7 @@ from envaudit.compare.model import (
 )
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.probes import compare_probes
-from envaudit.compare.tensors import compare_arrays, placed, tolerated
+from envaudit.compare.tensors import compare_arrays, digest, placed, tolerated
 from envaudit.compare.verdict import Verdict, classify, exit_code, model_headline, worst
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError
@@ -136,6 +136,8 @@ def check_model(
     confirmation_skipped = not confirm and found.verdict != "identical"
     return _result(bundle, info, found, causes, cannot_affect, changes, fingerprint, tolerances,
                    strict, (confirmation_ran, confirmation_skipped), bisection,
+                   {k: digest(v) for k, v in keyed_arrays(
+                       {info.mode: runs[0].stages}, probe_runs[0]).items()},
                    ran_in=runs[0].mode, timings={
                        "load": runs[0].load_seconds,
                        "workload": workload_done - started,
@@ -223,7 +225,7 @@ def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequen
             cannot_affect: Sequence[Unreachable], changes: Sequence[Change],
             fingerprint: Fingerprint, tolerances: Tolerances,
             strict: bool, confirmation: tuple[bool, bool], bisection: Bisection | None,
-            ran_in: str,
+            digests: Mapping[str, str], ran_in: str,
             timings: Mapping[str, float]) -> CheckResult:
     first = found.mode.first_divergence
     top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
@@ -250,6 +252,7 @@ def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequen
         causes=tuple(causes),
         cannot_affect=tuple(cannot_affect),
         bisection=bisection,
+        array_digests=dict(digests),
         nondeterminism=found.nondeterminism,
         confirmation_ran=confirmation[0],
         confirmation_skipped=confirmation[1],
