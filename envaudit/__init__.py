@@ -60,17 +60,19 @@ def check(
     model: str | None = None,
     tolerances: Tolerances | None = None,
     detections: DetectionNames | None = None,
+    bisect: bool = False,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
     default bundle, else the shipped reference), in ``modes`` (default: all the golden
     recorded). A golden of the user's own model re-runs that model (``model``: its path, if it
-    moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); see
+    moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); ``bisect`` rebuilds
+    environments with uv to confirm or rule out package changes; see
     ``envaudit.checking.check``."""
     from envaudit.checking import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
                   progress=progress, model=model, tolerances=tolerances,
-                  detections=detections)
+                  detections=detections, bisect=bisect)
 
 
 __all__ = ["__version__", "capture", "diff", "run_workload", "check"]
