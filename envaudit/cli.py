@@ -223,6 +223,48 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     return _cmd_check(args)
 
 
+def _cmd_fleet_check(args: argparse.Namespace) -> int:
+    from envaudit.fleet.run import fleet_check
+
+    with _progress("fleet check") as progress:  # pragma: no mutate
+        report = fleet_check(scheduler=args.scheduler, local=args.local, golden=args.golden,
+                             timeout=args.timeout, rerun=args.rerun, redact=not args.no_redact,
+                             modes=args.modes, progress=_node_lines(progress))
+    return _emit_fleet(report, args)
+
+
+def _cmd_fleet_fingerprint(args: argparse.Namespace) -> int:
+    from envaudit.fleet.run import fleet_fingerprint
+
+    with _progress("fleet fingerprint") as progress:  # pragma: no mutate
+        report = fleet_fingerprint(scheduler=args.scheduler, local=args.local,
+                                   redact=not args.no_redact, progress=_node_lines(progress))
+    return _emit_fleet(report, args)
+
+
+def _emit_fleet(report: Any, args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt == "json":
+        from envaudit.render import fleet_json as renderer
+    elif fmt == "md":
+        from envaudit.render import fleet_md as renderer
+    elif fmt == "junit":
+        from envaudit.render import fleet_junit as renderer
+    else:
+        from envaudit.render import fleet_text as renderer
+    _emit(renderer.render(report), args.output)
+    return report.exit_code
+
+
+def _node_lines(progress: _progress):
+    """Per node, one line on a terminal's stderr (and the status line); silent off a terminal."""
+    def say(message: str) -> None:
+        progress(message)
+        if sys.stderr is not None and sys.stderr.isatty():  # pragma: no mutate
+            _say(f"envaudit: {_one_line(message)}")
+    return say
+
+
 def _cmd_cache_clear(args: argparse.Namespace) -> int:
     from envaudit.environments.uv import clear_cache, env_root
 
@@ -357,6 +399,33 @@ def build_parser() -> argparse.ArgumentParser:
     # pragma: no mutate end
 
     # pragma: no mutate start
+    p = sub.add_parser("fleet", help="check every node of a Dask distributed cluster")
+    fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=_Parser,
+                             required=True)
+    fc = fleet.add_parser("check", help="run envaudit check on every node: groups, drift and"
+                                        " suspected hardware faults")
+    fc.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
+    fc.add_argument("--timeout", type=_positive_int, default=600, metavar="S",
+                    help="seconds one node's check may take (default 600)")
+    fc.add_argument("--rerun", type=_count, default=2, metavar="K",
+                    help="re-runs of a suspected faulty node on that node (default 2)")
+    fc.add_argument("--modes", type=_modes, metavar="MODE,...",
+                    help="execution modes each node checks (default: all the golden recorded)")
+    ff = fleet.add_parser("fingerprint", help="every node's fingerprint, grouped")
+    for q in (fc, ff):
+        where = q.add_mutually_exclusive_group(required=True)
+        where.add_argument("--scheduler", metavar="ADDRESS",
+                           help="the Dask scheduler, e.g. tcp://10.0.0.1:8786")
+        where.add_argument("--local", type=_positive_int, metavar="N",
+                           help="start a local Dask cluster of N workers (a try on one machine)")
+        q.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
+        q.add_argument("-o", "--output", metavar="FILE", type=_path)
+        q.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
+    # pragma: no mutate end
+    fc.set_defaults(handler=_cmd_fleet_check)
+    ff.set_defaults(handler=_cmd_fleet_fingerprint)
+
+    # pragma: no mutate start
     p = sub.add_parser("cache", help="the environments --bisect builds")
     cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser,
                              required=True)
@@ -383,6 +452,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 

@@ -477,3 +477,16 @@ def _write_synced(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def bundle_bytes(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The files of the verified bundle at ``path`` by name (the manifest and the files it lists),
+    as a fleet check sends them to its nodes, which verify them again there."""
+    bundle = load_bundle(path)
+    names = [MANIFEST, *bundle.manifest["files"]]
+    try:
+        return {name: bundle_files.read_regular(bundle.path / name, MAX_FILE_BYTES)
+                for name in names}
+    except OSError as exc:
+        raise EnvauditError(f"cannot read golden bundle {bundle.path}: {exc.strerror or exc};"
+                            " check its permissions") from None

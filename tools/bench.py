@@ -131,6 +131,22 @@ def bench_user_models(runs: int) -> None:
                  f"budget floor + 0.5 s  (over floor {check_s - floor:+.2f} s)")
 
 
+def bench_fleet(bundle: Path, runs: int) -> None:
+    """Issue 12: ``envaudit fleet check --local 1`` <= 1.3 x a plain check of the same golden, and
+    ``--local N`` on N cores <= 1.3 x ``--local 1`` (each node is its own check subprocess)."""
+    check = [PY, "-m", "envaudit", "check", "--golden", str(bundle)]
+    fleet = [PY, "-m", "envaudit", "fleet", "check", "--golden", str(bundle), "--local"]
+    plain_s = median_of(check, runs)
+    one = median_of([*fleet, "1"], runs)
+    cores = os.cpu_count() or 1
+    many = median_of([*fleet, str(cores)], runs)
+    line("envaudit check (fleet baseline)", plain_s)
+    line("envaudit fleet check --local 1", one, "s",
+         f"budget 1.30 x check  ({one / plain_s:.2f} x check)")
+    line(f"envaudit fleet check --local {cores} ({cores} cores)", many, "s",
+         f"budget 1.30 x --local 1  ({many / one:.2f} x --local 1)")
+
+
 def line(label: str, value: float, unit: str = "s", budget: str = "") -> None:
     print(f"  {label:<52} {value:8.3f} {unit:<4} {budget}")
 
@@ -174,6 +190,7 @@ def main() -> int:
         line(f"envaudit check, confirming one cause (exit {code})", confirm_s, "s",
              f"({confirm_s / floor:.2f} x floor)")
         line("  peak memory (with its re-run)", peak_child_rss_mib(confirm, env_off), "MiB")
+        bench_fleet(bundle, runs)
     bench_user_models(max(runs, 5))
     from bench_bisect import main as bench_bisection
 

@@ -17,6 +17,7 @@ from envaudit.workload.types import CLASS_NAMES
 
 if TYPE_CHECKING:
     from envaudit.compare.model import PrecisionWitness
+    from envaudit.fleet.report import FleetNode
     from envaudit.usermodel.spec import ModelInfo
 
 MODEL_KIND_WORDS = {"saved_model": "SavedModel", "keras": "Keras model"}
@@ -136,3 +137,22 @@ def witness_sentence(witness: PrecisionWitness) -> str:
                 f"{worst}.")
     return (f"{head}fp32 precision not shown here: {witness.probes} probes against float64, "
             f"{worst}; the golden's worst was {roundoffs(witness.golden_worst_error_ulps)}.")
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks and terminal control characters escaped: fleet reports quote
+    what nodes (strangers) wrote, and that must not drive a terminal or break a table."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def fleet_node_result(node: FleetNode) -> str:
+    """One node's outcome in words: its error, or its verdict and suspected fault."""
+    if node.error is not None:
+        return f"error: {printable(node.error)}"
+    words = (node.verdict or "fingerprint only").replace("_", " ")
+    if node.suspect is not None:
+        reruns = len(node.suspect.reruns)
+        again = sum(node.suspect.reruns)
+        words += (f"; suspected fault, {node.suspect.classification} ({again} of {reruns}"
+                  f" re-run(s) deviated again)")
+    return words

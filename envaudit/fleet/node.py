@@ -1,0 +1,197 @@
+"""What runs ON a worker: one ``envaudit check`` (and one ``envaudit fingerprint``) as fresh
+subprocesses, in the worker process's own environment.
+
+Constraints: a fresh subprocess, never the worker's interpreter, so that the node's environment
+variables, libraries and devices take effect exactly as for a plain ``envaudit check`` there (the
+worker process has Dask, threads and maybe TensorFlow state of its own). The golden bundle arrives
+as bytes (file name -> bytes), is written to a private temporary folder that is removed
+afterwards, and is verified there by the check itself (its checksums). Every function here
+returns a plain dict and never raises: a failure is a value (``error``), so that one broken node
+cannot hide the others. Output is capped, and redacted on the node unless ``redact`` is False:
+what leaves the node is already shareable. Nothing here trusts the caller's file names: only
+plain names are written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Plain bundle file names (manifest.json, stages.eager.npz, ...): no folders, no dot files.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+MAX_BUNDLE_BYTES = 1 << 30
+MAX_OUTPUT_CHARS = 4 << 20  # a check JSON is ~100 KiB; more is not envaudit's
+STDERR_TAIL_CHARS = 2000
+# The fingerprint takes ~0.2 s; it gets this share of the node's timeout at most.
+FINGERPRINT_TIMEOUT = 60.0
+
+
+def run_check(bundle: Mapping[str, bytes], *, timeout: float, redact: bool = True,
+              modes: Sequence[str] | None = None, device: str | None = None) -> dict[str, Any]:
+    """``envaudit check --format json`` against ``bundle`` on this node, and this node's
+    fingerprint; a plain dict (``device``, ``exit_code``, ``check``, ``fingerprint``
+    (JSON texts or None), ``stderr``, ``seconds``, ``error``)."""
+    start = time.monotonic()
+    result = _empty(device)
+    folder = None
+    try:
+        folder = tempfile.mkdtemp(prefix="envaudit-fleet-")
+        golden = os.path.join(folder, "golden")
+        problem = _write_bundle(bundle, golden)
+        if problem:
+            result["error"] = problem
+            return result
+        env = _environment(device)
+        check_cmd = [sys.executable, "-m", "envaudit", "check", "--golden", golden,
+                     "--format", "json"]
+        if modes:
+            check_cmd += ["--modes", ",".join(modes)]
+        if not redact:
+            check_cmd.append("--no-redact")
+        # Both at once: the fingerprint's fraction of a second hides behind the check.
+        fingerprint = _start([sys.executable, "-m", "envaudit", "fingerprint", "--format",
+                              "json"], env, folder)
+        check = _start(check_cmd, env, folder)
+        code, out, err = _finish(check, timeout)
+        result.update(exit_code=code, stderr=_tail(err, redact))
+        if code is None:
+            result["error"] = f"envaudit check did not finish within {timeout:g} s (killed)"
+        elif code not in (0, 1):
+            last = (err.strip().splitlines() or [f"exit {code}, no output"])[-1]
+            result["error"] = f"envaudit check failed on the node: {_tail(last, redact)}"
+        else:
+            result["check"] = out[:MAX_OUTPUT_CHARS]
+        fp_code, fp_out, _ = _finish(fingerprint, FINGERPRINT_TIMEOUT)
+        if fp_code == 0:
+            result["fingerprint"] = _redacted_fingerprint(fp_out) if redact else fp_out
+    except Exception as exc:  # a value, never an exception: the other nodes still report
+        result["error"] = f"the node could not run the check: {type(exc).__name__}: {exc}"
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        result["seconds"] = time.monotonic() - start
+    return result
+
+
+def run_fingerprint(*, redact: bool = True, device: str | None = None) -> dict[str, Any]:
+    """``envaudit fingerprint --format json`` on this node, as ``run_check``'s dict (no check)."""
+    start = time.monotonic()
+    result = _empty(device)
+    try:
+        proc = _start([sys.executable, "-m", "envaudit", "fingerprint", "--format", "json"],
+                      _environment(device), None)
+        code, out, err = _finish(proc, FINGERPRINT_TIMEOUT)
+        result.update(exit_code=code, stderr=_tail(err, redact))
+        if code != 0:
+            result["error"] = f"envaudit fingerprint failed on the node (exit {code})"
+        else:
+            result["fingerprint"] = _redacted_fingerprint(out) if redact else out
+    except Exception as exc:
+        result["error"] = f"the node could not capture its fingerprint: {type(exc).__name__}: {exc}"
+    result["seconds"] = time.monotonic() - start
+    return result
+
+
+def visible_gpus() -> dict[str, list[str]]:
+    """``{"gpus": [...]}``: the GPUs a subprocess of this worker would see, as
+    CUDA_VISIBLE_DEVICES values: the worker's own CUDA_VISIBLE_DEVICES entries when set, else
+    one index per NVML device; none on a machine without an NVIDIA driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return {"gpus": [d.strip() for d in visible.split(",")
+                         if d.strip() and d.strip() != "-1"]}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return {"gpus": [str(i) for i in range(pynvml.nvmlDeviceGetCount())]}
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library: a CPU node
+        return {"gpus": []}
+
+
+# --- parts ------------------------------------------------------------------------------------
+
+
+def _write_bundle(bundle: Mapping[str, bytes], folder: str) -> str | None:
+    """Write the bundle's files into ``folder``; why not, or None."""
+    if not isinstance(bundle, Mapping) or "manifest.json" not in bundle:
+        return "the golden bundle sent to the node has no manifest.json"
+    total = 0
+    os.mkdir(folder, 0o700)
+    for name, data in bundle.items():
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or \
+                not isinstance(data, bytes):
+            return f"the golden bundle sent to the node holds an unexpected entry {name!r:.80}"
+        total += len(data)
+        if total > MAX_BUNDLE_BYTES:
+            return "the golden bundle sent to the node is larger than 1 GiB"
+        fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+    return None
+
+
+def _environment(device: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ENVAUDIT_DEBUG", None)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    return env
+
+
+def _start(command: list[str], env: dict[str, str], cwd: str | None) -> subprocess.Popen[str]:
+    # Its own session: a timeout kills the check and anything it started, not the worker.
+    return subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int | None, str, str]:
+    """Exit code (None when killed at the timeout), stdout and stderr of ``proc``."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            proc.kill()
+        out, err = proc.communicate()
+        return None, out, err
+
+
+def _tail(text: str, redact: bool) -> str:
+    text = text[-STDERR_TAIL_CHARS:]
+    if not redact:
+        return text
+    from envaudit.fingerprint.redact import Redactor
+
+    return Redactor.for_trees().text(text)
+
+
+def _redacted_fingerprint(text: str) -> str | None:
+    import json
+
+    from envaudit.fingerprint.redact import redact
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return json.dumps(redact(data)) if isinstance(data, dict) else None
+
+
+def _empty(device: str | None) -> dict[str, Any]:
+    # No host name: the driver names a node by its worker address, and a host name is redacted.
+    return {"device": device, "exit_code": None, "check": None, "fingerprint": None,
+            "stderr": "", "seconds": 0.0, "error": None}
