@@ -316,3 +316,16 @@ def test_fleet_fingerprint_groups_the_same_cluster(fleet):
     print(proc.returncode, [(g["fingerprint_id"], g["nodes"]) for g in report["groups"]])
     assert proc.returncode == 1 and report["findings"] == ["config_drift"]
     assert sorted(len(g["nodes"]) for g in report["groups"]) == [1, 3]
+
+
+@pytest.mark.parametrize(("visible", "gpus"), [("0,1", ["0", "1"]), ("2", ["2"]), ("", []),
+                                               ("-1", []), (" 1 , 3 ", ["1", "3"])])
+def test_one_run_per_gpu_a_worker_can_see(monkeypatch, visible, gpus):
+    """A host's GPUs as CUDA_VISIBLE_DEVICES values, one run each (the NVML branch, a machine
+    with a driver, is verified when a GPU machine is lent; here NVML has no driver)."""
+    from envaudit.fleet.node import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert visible_gpus() == {"gpus": gpus}
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus() == {"gpus": []}  # no NVIDIA driver on this machine: a CPU node
