@@ -26,6 +26,8 @@ from envaudit.errors import EnvauditError
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
 _VERBOSE = "list every environment change in the text table, build details included"
+_NO_HISTORY = ("do not append this run to the history ($XDG_DATA_HOME/envaudit/history.sqlite;"
+               " ENVAUDIT_HISTORY=off does the same)")
 
 
 def _console(file: Any = None):
@@ -175,6 +177,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
                                   force=args.force, redact=not args.no_redact,
                                   progress=progress)
     sys.stderr.write(f"recorded golden bundle {bundle.path} ({bundle.array_count} arrays)\n")
+    if _history_on(args):
+        from envaudit import history
+
+        _warn(history.append_record(bundle))
     return EXIT_OK
 
 
@@ -197,6 +203,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
     for note in result.notes:
         _say(f"envaudit: note: {_one_line(note)}")
+    if _history_on(args):
+        result = _remember_check(result, "bisect" if args.bisect else "check")
     if not args.no_redact:
         from envaudit.redact_result import shareable
 
@@ -208,6 +216,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         from envaudit.render import check_md as renderer
     elif fmt == "junit":
         from envaudit.render import check_junit as renderer
+    elif fmt == "html":
+        from envaudit.render import check_html as renderer
     else:
         from envaudit.render import check_text
 
@@ -215,6 +225,59 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return result.exit_code
     _emit(renderer.render(result), args.output)
     return result.exit_code
+
+
+def _history_on(args: argparse.Namespace) -> bool:
+    from envaudit.history import history_enabled
+
+    return history_enabled(bool(getattr(args, "no_history", False)))
+
+
+def _warn(line: str | None) -> None:
+    if line:
+        _say(f"envaudit: warning: {_one_line(line)}")
+
+
+def _remember_check(result: Any, command: str) -> Any:
+    """The check with what changed since the last identical check of its golden, appended to the
+    history (as captured: it stays on this machine). A history that cannot be read or written is
+    one warning line; the check goes on."""
+    import dataclasses
+
+    from envaudit import history
+    from envaudit.store import read_manifest
+
+    golden_sha = str(read_manifest(Path(result.golden_path))["manifest_sha256"])
+    result = dataclasses.replace(
+        result, since_last_identical=history.since_last_identical(result, golden_sha))
+    _warn(history.append_check(result, golden_sha,
+                               command="check" if command == "check" else command))
+    return result
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from envaudit import history
+
+    action = list(args.action)
+    if action and (action[0] != "show" or len(action) != 2 or not action[1].isdigit()):
+        raise EnvauditError(f"unknown history action {' '.join(action)!r}; use 'envaudit history'"
+                            " to list runs or 'envaudit history show ID' for one")
+    path = history.default_path()
+    if action:
+        found = history.run(int(action[1]), path)
+        if found is None:
+            raise EnvauditError(f"no run {action[1]} in {path}; 'envaudit history' lists them")
+        _emit(history.render_run(found, args.format), args.output)
+        return EXIT_OK
+    since = history.parse_since(args.since) if args.since else None
+    golden_sha = None
+    if args.golden:
+        from envaudit.store import read_manifest
+
+        golden_sha = str(read_manifest(Path(args.golden))["manifest_sha256"])
+    runs = history.runs(path, golden_sha=golden_sha, since=since)
+    _emit(history.render_runs(runs, args.format, path), args.output)
+    return EXIT_OK
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
@@ -230,6 +293,12 @@ def _cmd_fleet_check(args: argparse.Namespace) -> int:
         report = fleet_check(scheduler=args.scheduler, local=args.local, golden=args.golden,
                              timeout=args.timeout, rerun=args.rerun, redact=not args.no_redact,
                              modes=args.modes, progress=_node_lines(progress))
+    if _history_on(args):
+        from envaudit import history
+        from envaudit.store import read_manifest, resolve_golden
+
+        golden_sha = str(read_manifest(resolve_golden(args.golden))["manifest_sha256"])
+        _warn(history.append_fleet(report.to_dict(), golden_sha))
     return _emit_fleet(report, args)
 
 
@@ -360,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
                    help="with --model: the outputs that hold detections (the Object Detection"
                         " API's names are recognised without it)")
+    p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     # pragma: no mutate end
     p.set_defaults(handler=_cmd_record)
 
@@ -411,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-runs of a suspected faulty node on that node (default 2)")
     fc.add_argument("--modes", type=_modes, metavar="MODE,...",
                     help="execution modes each node checks (default: all the golden recorded)")
+    fc.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     ff = fleet.add_parser("fingerprint", help="every node's fingerprint, grouped")
     for q in (fc, ff):
         where = q.add_mutually_exclusive_group(required=True)
@@ -426,6 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     ff.set_defaults(handler=_cmd_fleet_fingerprint)
 
     # pragma: no mutate start
+    p = sub.add_parser("history", help="past records and checks on this machine (envaudit"
+                                       " history; envaudit history show ID)")
+    p.add_argument("action", nargs="*", metavar="show ID", help="one run, all its fields")
+    p.add_argument("--golden", metavar="PATH", type=_path, help="only runs against this golden")
+    p.add_argument("--since", metavar="DATE", help="only runs at or after DATE (ISO, UTC)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    p.set_defaults(handler=_cmd_history)
+    # pragma: no mutate end
+
+    # pragma: no mutate start
     p = sub.add_parser("cache", help="the environments --bisect builds")
     cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser,
                              required=True)
@@ -438,10 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_output(p: argparse.ArgumentParser) -> None:
     # pragma: no mutate start
-    p.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
+    p.add_argument("--format", choices=("text", "json", "md", "junit", "html"), default="text",
+                   help="html: one self-contained page with charts and the boxes on the images")
     p.add_argument("-o", "--output", metavar="FILE", type=_path)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.add_argument("--verbose", action="store_true", help=_VERBOSE)
+    p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     # pragma: no mutate end
 
 

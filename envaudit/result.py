@@ -61,6 +61,9 @@ class CheckResult:
     # This run's arrays by ``keyed_arrays`` key -> ``tensors.digest``: equal digests, equal bits.
     array_digests: Mapping[str, str] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    # When this golden was last identical here and what changed since, from the history (None:
+    # not looked up, e.g. --no-history).
+    since_last_identical: str | None = None
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.
     golden_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})

@@ -86,6 +86,7 @@ def checked(monkeypatch) -> SimpleNamespace:
     """``check`` stubbed: ``checked.calls`` keeps each call's arguments; the answer is
     ``checked.result`` when a test sets one, else the drift result (exit 1) with its ``strict``."""
     stub = SimpleNamespace(calls=[], result=None)
+    monkeypatch.setenv("ENVAUDIT_HISTORY", "off")  # the stub's golden is no bundle to remember
 
     def fake_check(**kwargs: Any):
         stub.calls.append(kwargs)
@@ -242,6 +243,7 @@ def test_report_to_a_file(capsys, fake_capture, tmp_path):
 @pytest.fixture
 def recorded(monkeypatch) -> list[tuple[Path, bool, bool]]:
     calls: list[tuple[Path, bool, bool]] = []
+    monkeypatch.setenv("ENVAUDIT_HISTORY", "off")  # the stub's bundle is no bundle to remember
 
     def fake_record(path: Path, *, force: bool, redact: bool, progress) -> SimpleNamespace:
         calls.append((path, force, redact))
@@ -658,3 +660,54 @@ def test_cache_clear_removes_the_environments_envaudit_built_and_nothing_else(ca
     assert err.startswith(f"removed 1 environment(s) from {envs}")
     assert not built.exists() and foreign.exists()
     assert usage_error(capsys, "cache").startswith("envaudit cache: error:")
+
+
+
+# --- history: what the CLI appends and says --------------------------------------------------
+
+
+def test_checks_are_remembered_and_the_last_identical_one_is_named(capsys, monkeypatch,
+                                                                  tmp_path, golden_bundle):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    base = make_result()
+    identical = dataclasses.replace(base, verdict="identical", exit_code=0,
+                                    golden_path=str(golden_bundle))
+    drifted = dataclasses.replace(base, golden_path=str(golden_bundle))
+    answers = iter([identical, drifted])
+    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: next(answers))
+    assert run(capsys, "check")[0] == 0
+    code, out, err = run(capsys, "check")
+    assert code == 1 and err == ""
+    assert "last identical check against this golden: " in out
+    code, out, err = run(capsys, "history", "--format", "json")
+    runs = json.loads(out)["runs"]
+    assert [r["verdict"] for r in runs] == ["identical", "drift"]
+    assert run(capsys, "history", "show", str(runs[0]["id"]))[0] == 0
+    assert run(capsys, "history", "show", "99") == (
+        2, "", f"envaudit: error: no run 99 in {tmp_path / 'envaudit' / 'history.sqlite'};"
+               " 'envaudit history' lists them\n")
+    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: drifted)
+    assert run(capsys, "check", "--no-history")[0] == 1
+    assert len(json.loads(run(capsys, "history", "--format", "json")[1])["runs"]) == 2
+
+
+def test_a_broken_history_is_one_warning_and_the_check_goes_on(capsys, monkeypatch, tmp_path,
+                                                              golden_bundle):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    broken = tmp_path / "envaudit" / "history.sqlite"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a database" * 100)
+    result = dataclasses.replace(make_result(), golden_path=str(golden_bundle))
+    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: result)
+    code, out, err = run(capsys, "check", "--format", "json")
+    assert code == 1 and json.loads(out)["verdict"] == "drift"
+    assert len(err.splitlines()) == 1 and err.startswith("envaudit: warning: history not"
+                                                         " recorded: ")
+    assert broken.read_bytes() == b"not a database" * 100  # a user's file is never replaced
+
+
+def test_history_on_an_empty_database_says_so(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    code, out, err = run(capsys, "history")
+    assert (code, err) == (0, "") and out.startswith("no checks on record in ")
+    assert run(capsys, "history", "--since", "yesterday")[0] == 2

@@ -56,6 +56,7 @@ def render(result: CheckResult) -> str:
         "",
         f"- golden: `{result.golden_path}` (fingerprint `{result.golden_fingerprint_id[:12]}`)",
         f"- current fingerprint: `{result.current_fingerprint_id[:12]}`",
+        *_since(result),
         f"- exit code: {result.exit_code}{' (--strict)' if result.strict else ''}",
         *_model(result),
         "",
@@ -68,6 +69,13 @@ def render(result: CheckResult) -> str:
     lines += _causes(result)
     lines += _nondeterminism(result)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _since(result: CheckResult) -> list[str]:
+    """When this golden was last identical here, from the history, as one more bullet."""
+    if result.since_last_identical is None:
+        return []
+    return [f"- history: {_inline(result.since_last_identical)}"]
 
 
 def _model(result: CheckResult) -> list[str]:

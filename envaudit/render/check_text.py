@@ -68,7 +68,8 @@ BAR_WIDTH = 8
 def render(result: CheckResult, verbose: bool = False) -> Group:
     """The whole report as one rich renderable; ``verbose`` lists every environment change, build
     details included."""
-    parts: list[Any] = [_headline(result), _where(result), *_model(result), Text()]
+    parts: list[Any] = [_headline(result), _where(result), *_since(result), *_model(result),
+                        Text()]
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
     parts += _probes(result.probes, result.changed_probe_families)
@@ -104,6 +105,13 @@ def _where(result: CheckResult) -> Text:
             f"current fingerprint {result.current_fingerprint_id[:12]}; exit {result.exit_code}"
             f"{strict}")
     return Text(text, style="dim")
+
+
+def _since(result: CheckResult) -> list[Any]:
+    """When this golden was last identical here, from the history (one line, as decided there)."""
+    if result.since_last_identical is None:
+        return []
+    return [Text(result.since_last_identical, style="dim")]
 
 
 def _model(result: CheckResult) -> list[Any]:
