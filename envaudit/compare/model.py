@@ -22,6 +22,10 @@ ArrayStatus = Literal["identical", "rounding", "tolerated", "changed", "precisio
 STATUS_SEVERITY: tuple[ArrayStatus, ...] = (
     "identical", "rounding", "tolerated", "changed", "not_run", "precision_loss")
 DetectionKind = Literal["matched", "added", "removed", "class_changed"]
+# 16 unit roundoffs (~1e-6 for fp32): relative RMS errors against the float64 twin below this are
+# rounding noise however their ratio looks (an exact stage with error 0 against one with error
+# 1e-7 is not a finding). The rule is ``noise.at_noise_floor``; the HTML charts draw the line.
+EQUIVALENT_SLACK_ULPS = 16.0
 
 
 @dataclass(frozen=True)

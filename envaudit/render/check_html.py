@@ -1,0 +1,328 @@
+"""``envaudit check --format html``: one self-contained HTML page to read offline or attach to a
+ticket.
+
+Order: the verdict and headline (for a user's model, what it is and what the verdict rests on),
+the causes with their evidence (and what cannot have mattered), per execution mode a chart of each
+stage's error against the float64 twin (a user model's: max_rel per array), the detections drawn
+over the scene images, the probe families as a grid, the environment changes, and both
+fingerprints collapsed.
+
+Constraints the next editor must keep:
+- Self-contained: no network, no external script, font or stylesheet; CSS inline, pictures as
+  inline SVG. The page must open from a ticket attachment on a machine without internet.
+- Every string from the result is a stranger's (bundle content, paths, environment values): it
+  goes through ``_e`` (``html.escape``) and nothing else reaches the page unescaped.
+- matplotlib is imported only inside ``render`` (through ``charts``), so other commands do not pay
+  for it.
+- Nothing is decided here: statuses, verdicts and fragility come with the result.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, DetectionDiff, TensorComparison
+from envaudit.fingerprint.diff import group
+from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.render.change_table import folded_summary, heading
+from envaudit.render.formatting import (
+    class_label,
+    class_names,
+    growth,
+    model_identity,
+    model_outputs,
+    model_run,
+    number,
+    percent,
+    witness_sentence,
+)
+from envaudit.result import CheckResult
+
+VERDICT_COLOR = {"identical": "#2e7d32", "equivalent": "#00838f", "drift": "#ef6c00",
+                 "precision_loss": "#c62828"}
+# Each array status in words and a cell colour (the status itself is decided in compare/).
+STATUS_CELL: dict[ArrayStatus, tuple[str, str]] = {
+    "identical": ("identical", "#c8e6c9"),
+    "rounding": ("rounding noise", "#b2ebf2"),
+    "tolerated": ("within tolerance", "#b2ebf2"),
+    "changed": ("changed", "#ffe0b2"),
+    "not_run": ("not run", "#ffe0b2"),
+    "precision_loss": ("precision loss", "#ffcdd2"),
+}
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;max-width:1100px;
+color:#222}
+h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:16px 0 6px}
+.verdict{display:inline-block;color:#fff;padding:2px 10px;border-radius:4px}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 7px;
+text-align:left;vertical-align:top;font-size:13px}th{background:#f5f5f5}
+code,pre{font:12px ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;
+word-break:break-all;background:#fafafa;padding:8px;border:1px solid #eee}
+.chart,.overlay{width:1000px;overflow:hidden}.chart svg,.overlay svg{display:block;
+max-width:100%;height:auto}
+.grid td{width:18px;height:18px;padding:0}.grid th{font-weight:normal}
+.note{color:#666}.conf{font-weight:bold}
+"""
+
+
+def render(result: CheckResult) -> str:
+    """The check result as one self-contained HTML document."""
+    from envaudit.render import charts  # matplotlib: only when a page is actually rendered
+
+    parts = [*_head(result), *_causes(result), *_charts(result, charts),
+             *_detections(result, charts), *_probes(result), *_fingerprint(result),
+             "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _head(result: CheckResult) -> list[str]:
+    color = VERDICT_COLOR.get(result.verdict, "#444")
+    words = result.verdict.replace("_", " ")
+    lines = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>envaudit check: {_e(words)}</title>", f"<style>{STYLE}</style>",
+             "</head><body>",
+             f'<h1>envaudit check: <span class="verdict" style="background:{color}">'
+             f"{_e(words)}</span></h1>", f'<p id="headline">{_e(result.headline)}</p>', "<ul>",
+             f"<li>golden: <code>{_e(result.golden_path)}</code> (fingerprint "
+             f"<code>{_e(result.golden_fingerprint_id[:12])}</code>)</li>",
+             f"<li>current fingerprint: <code>{_e(result.current_fingerprint_id[:12])}</code></li>",
+             f"<li>exit code: {result.exit_code}{' (--strict)' if result.strict else ''}</li>"]
+    m = result.model
+    if m is not None:
+        lines += [f"<li>model: {model_identity(m, _code)}</li>",
+                  f"<li>ran: {model_run(m, _code)}</li>",
+                  f"<li>outputs: {model_outputs(m, _code)}</li>"]
+        if result.basis:
+            lines.append(f"<li>basis: {_e(result.basis)}</li>")
+    lines.append("</ul>")
+    if result.witness is not None:
+        lines.append(f"<p>{_e(witness_sentence(result.witness))}</p>")
+    lines += [f'<p class="note">{_e(n)}</p>' for n in result.notes]
+    return lines
+
+
+def _code(text: str) -> str:
+    return f"<code>{_e(text)}</code>"
+
+
+def _causes(result: CheckResult) -> list[str]:
+    lines = ['<h2 id="causes">Causes</h2>']
+    if not result.causes:
+        lines.append("<p>" + ("Nothing moved." if result.verdict == "identical"
+                              else "None identified.") + "</p>")
+    else:
+        lines.append("<ol>")
+        for cause in result.causes:
+            evidence = "".join(f"<li>{_e(e)}</li>" for e in cause.evidence)
+            lines.append(f'<li><span class="conf">{_e(cause.confidence)}</span>: '
+                         f"{_e(cause.change)}<ul>{evidence}</ul></li>")
+        lines.append("</ol>")
+    if result.confirmation_skipped:
+        lines.append('<p class="note">Confirmation re-runs were skipped (--no-confirm): no'
+                     " variable was put back.</p>")
+    if result.cannot_affect:
+        lines.append("<p>Cannot affect these results (not ranked):</p><ul>")
+        lines += [f"<li>{_e(u.change)} — {_e(u.reason)}</li>" for u in result.cannot_affect]
+        lines.append("</ul>")
+    b = result.bisection
+    if b is not None:
+        lines.append("<h3>Environment bisection (uv)</h3>")
+        lines += _table(["environment", "outcome", "packages", "what the bits showed"],
+                        [[t.label, t.outcome + (" (cached)" if t.cached else ""),
+                          ", ".join(t.pins), t.detail] for t in b.trials])
+        lines += [f"<p>not restored: {_e(k)}: {_e(v)}</p>" for k, v in b.refused.items()]
+        if b.failure:
+            lines.append(f"<p>no environment could be built: {_e(b.failure)}</p>")
+    nd = result.nondeterminism
+    if nd is not None and nd.runs > 1:
+        text = (f"none; {nd.runs} runs were bit-identical" if nd.deterministic else
+                f"{nd.runs} runs differ in {', '.join(nd.differing_arrays)} (spread up to "
+                f"{number(nd.max_spread)})")
+        lines.append(f"<p>Nondeterminism: {_e(text)}.</p>")
+    return lines
+
+
+def _charts(result: CheckResult, charts: Any) -> list[str]:
+    if not result.stages:
+        return []
+    user = result.workload == "user-model"
+    lines = ['<h2 id="stages">' + ("Model arrays: max relative difference" if user else
+                                   "Stage error against the float64 twin") + "</h2>"]
+    if not user:
+        lines.append('<p class="note">Relative RMS error of each stage against the float64 twin,'
+                     " golden and current, with the fp32 unit roundoff (dashed) and the absolute"
+                     " slack"
+                     " within which two errors count as the same precision (dotted).</p>")
+    for n, (mode, members, fd, not_run) in enumerate(result.by_mode()):
+        if mode:
+            lines.append(f"<h3>{_e(mode)} mode</h3>")
+        if not_run:
+            lines.append(f"<p>Not run: {_e(not_run)}</p>")
+            continue
+        if not members:
+            continue
+        svg = (charts.max_rel_chart(members, f"arrays-{n}") if user
+               else charts.error_chart(members, f"stages-{n}"))
+        lines.append(f'<div class="chart" id="chart-{n}">{svg}</div>')
+        lines += _stage_table(members, user)
+        if fd is not None:
+            lines.append(f"<p>First divergence: <b>{_e(fd.stage)}</b> (#{fd.index}).</p>")
+    return lines
+
+
+def _stage_table(members: Sequence[TensorComparison], user: bool) -> list[str]:
+    """The chart's numbers, collapsed: the picture first, the table for whoever needs it."""
+    header = ["#", "array" if user else "stage", "result", "max rel", "mismatch",
+              "tolerance" if user else "error vs float64 (golden → current)"]
+    rows = [[str(i), s.name, STATUS_CELL[s.status][0], number(s.max_rel),
+             percent(s.mismatch_fraction),
+             (s.tolerance or "—") if user else
+             f"{number(s.golden_error)} → {number(s.current_error)}"
+             + ("" if s.identical or s.error_growth in (None, 1.0)
+                else f" ({growth(s.error_growth)})")]
+            for i, s in enumerate(members)]
+    return ["<details><summary>numbers</summary>", *_table(header, rows), "</details>"]
+
+
+def _detections(result: CheckResult, charts: Any) -> list[str]:
+    lines = ['<h2 id="detections">Detections</h2>']
+    if result.model is not None and result.model.detections is None:
+        return [*lines, "<p>None: the model's outputs are not detections; name them with"
+                " <code>--detections boxes=NAME,scores=NAME,classes=NAME</code> to compare"
+                " boxes.</p>"]
+    d = result.detections
+    lines += _table(["golden", "current", "matched", "added", "removed", "class changed",
+                     "max score Δ", "min IoU", "max box Δ"],
+                    [[str(d.golden), str(d.current), str(d.matched), str(d.added),
+                      str(d.removed), str(d.class_changed), number(d.max_score_delta),
+                      "—" if d.min_iou is None else f"{d.min_iou:.4f}",
+                      number(d.max_box_delta)]])
+    lines.append(_overlay(result, d, charts))
+    lines += _change_table(d, class_names(result.model))
+    return lines
+
+
+def _overlay(result: CheckResult, d: DetectionDiff, charts: Any) -> str:
+    """The changed detections over the images they were found on."""
+    names = class_names(result.model)
+    moved_matches = sum(1 for c in d.changes if c.kind == "matched")
+    unchanged = d.matched - moved_matches
+    note = (f"Drawn: the {len(d.changes)} detections that changed. The result does not carry the"
+            f" {unchanged} matched detections that did not move, so they are not drawn."
+            if unchanged > 0 else f"Drawn: all {len(d.changes)} detections that changed.")
+    if result.model is None:
+        from envaudit.workload.assets import load_assets
+
+        assets = load_assets()
+        images = [charts.decoded(b) for b in assets.encoded]
+        titles = [f"image {i}: {name}" for i, name in enumerate(assets.image_names)]
+        count = len(images)
+    else:
+        images = None
+        count = 1 + max((c.image for c in d.changes), default=-1)
+        titles = [f"image {i} (boxes only)" for i in range(count)]
+        note += (" The model's input images are not part of the result: boxes are drawn on the"
+                 " image's normalized extent.")
+    if count == 0:
+        return f'<p class="note">{_e(note)}</p>'
+    svg = charts.detection_grid(images, count, d.changes, names, titles, "detections")
+    return f'<p class="note">{_e(note)}</p><div class="overlay" id="overlay">{svg}</div>'
+
+
+def _change_table(d: DetectionDiff, names: Sequence[str]) -> list[str]:
+    if not d.changes:
+        return []
+    rows = []
+    for c in d.changes:
+        classes = (class_label(c.golden_class, names) if c.golden_class == c.current_class
+                   else f"{class_label(c.golden_class, names)} → "
+                        f"{class_label(c.current_class, names)}")
+        rows.append([c.kind.replace("_", " "), str(c.image), classes, _score(c.golden_score),
+                     _score(c.current_score), "—" if c.iou is None else f"{c.iou:.6f}",
+                     number(c.margin),
+                     "near-tie: expected fragility" if c.expected_fragility else ""])
+    return [f'<p>Measured noise: {_e(number(d.noise))}. A change whose decision margin is below'
+            " it is expected fragility (a near-tie flipped), not a model bug.</p>",
+            "<details><summary>changed detections</summary>",
+            *_table(["change", "image", "class", "golden score", "current score", "IoU",
+                     "margin", "fragility"], rows), "</details>"]
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _probes(result: CheckResult) -> list[str]:
+    """Probe families as a grid: a row per family, a coloured cell per probe."""
+    if not result.probes:
+        return []
+    families = list(dict.fromkeys(p.family for p in result.probes))
+    widest = max(sum(1 for p in result.probes if p.family == f) for f in families)
+    lines = ['<h2 id="probes">Probes</h2>', '<table class="grid">']
+    for family in families:
+        members = [p for p in result.probes if p.family == family]
+        worst = max((p.status for p in members), key=STATUS_SEVERITY.index)
+        cells = "".join(
+            f'<td style="background:{STATUS_CELL[p.status][1]}" '
+            f'title="{_e(p.name)}: {_e(STATUS_CELL[p.status][0])}, max rel '
+            f'{_e(number(p.max_rel))}"></td>' for p in members)
+        cells += "<td></td>" * (widest - len(members))
+        lines.append(f"<tr><th>{_e(family)}</th>{cells}<th>{_e(STATUS_CELL[worst][0])}</th></tr>")
+    lines.append("</table>")
+    legend = " ".join(f'<span style="background:{color};padding:0 8px">&nbsp;</span> {_e(words)}'
+                      for words, color in dict(STATUS_CELL.values()).items())
+    lines.append(f'<p class="note">{legend}</p>')
+    return lines
+
+
+def _fingerprint(result: CheckResult) -> list[str]:
+    changes = result.fingerprint_changes
+    lines = ['<h2 id="environment">Environment changes</h2>']
+    if not changes:
+        lines.append("<p>No fingerprint changes.</p>")
+    else:
+        numerics = sum(1 for c in changes if c.numerics)
+        lines.append(f"<p>{len(changes)} fields changed, {numerics} numerics-relevant.</p>")
+        for g in group(changes):
+            if g.listed:
+                lines += [f"<h3>{_e(heading(g))}</h3>", *_change_rows(g.listed)]
+            if g.folded:
+                lines += [f"<details><summary>{_e(folded_summary(g))}</summary>",
+                          *_change_rows(g.folded), "</details>"]
+    for side, fp in (("golden", result.golden_fingerprint),
+                     ("current", result.current_fingerprint)):
+        lines.append(_whole(side, fp))
+    return lines
+
+
+def _change_rows(changes: Iterable[Change]) -> list[str]:
+    return _table(["path", "golden", "current", "category", "numerics"],
+                  [[c.path, _value(c.golden), _value(c.current), c.category,
+                    "yes" if c.numerics else "no"] for c in changes])
+
+
+def _value(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _whole(side: str, fp: Fingerprint | None) -> str:
+    if fp is None:
+        return f'<p class="note">The {side} fingerprint is not part of this result.</p>'
+    text = json.dumps(fp.data, indent=1, sort_keys=True, default=str)
+    return (f"<details><summary>{side} fingerprint (whole)</summary><pre>{_e(text)}</pre>"
+            "</details>")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A table of plain strings, every cell escaped here."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = ["<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows]
+    return [f"<table><tr>{head}</tr>", *body, "</table>"]
