@@ -12,6 +12,7 @@ Budgets (from the issues), on a 2-core machine:
   imports TensorFlow, loads the same model and runs it once (``model.predict``, the serving
   signature) on the same images; the margin pays for everything envaudit adds: the layer outputs,
   the canary probes, the fingerprint, the bundle and the comparison.
+- the HTML page of a check: <= 0.5 s after the check's compute, <= 2 MiB (issue 13);
 - a second ``envaudit check --bisect`` of one golden: <= 1.5 x a plain check (issue 11; the
   first bisection of one package group is reported, ``tools/bench_bisect.py``).
 Also reported: each mode's share, ``envaudit record``, a check that confirms one cause, and the
@@ -147,6 +148,31 @@ def bench_fleet(bundle: Path, runs: int) -> None:
          f"budget 1.30 x --local 1  ({many / one:.2f} x --local 1)")
 
 
+_HTML = """
+import json, sys, time
+import envaudit
+from envaudit.redact_result import shareable
+result = shareable(envaudit.check(golden=sys.argv[1], confirm=False))
+start = time.perf_counter()
+from envaudit.render import check_html
+page = check_html.render(result)
+print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(page.encode())}))
+"""
+
+
+def bench_html(bundle: Path) -> None:
+    """Issue 13: the HTML page of a check, written after the check's compute (matplotlib's
+    import included): <= 0.5 s and <= 2 MiB."""
+    env = {**ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}  # a check that moved: every chart has data
+    out = subprocess.run([PY, "-c", _HTML, str(bundle)], env=env, capture_output=True, text=True,
+                         check=True)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    line("HTML report: render after the check", measured["seconds"], "s",
+         f"budget 0.5 s  ({measured['seconds'] / 0.5:.2f} x budget)")
+    size = measured["bytes"] / 2**20
+    line("HTML report: size", size, "MiB", f"budget 2 MiB  ({size / 2:.2f} x budget)")
+
+
 def line(label: str, value: float, unit: str = "s", budget: str = "") -> None:
     print(f"  {label:<52} {value:8.3f} {unit:<4} {budget}")
 
@@ -190,6 +216,7 @@ def main() -> int:
         line(f"envaudit check, confirming one cause (exit {code})", confirm_s, "s",
              f"({confirm_s / floor:.2f} x floor)")
         line("  peak memory (with its re-run)", peak_child_rss_mib(confirm, env_off), "MiB")
+        bench_html(bundle)
         bench_fleet(bundle, runs)
     bench_user_models(max(runs, 5))
     from bench_bisect import main as bench_bisection
