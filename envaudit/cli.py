@@ -319,6 +319,8 @@ def _emit_fleet(report: Any, args: argparse.Namespace) -> int:
         from envaudit.render import fleet_md as renderer
     elif fmt == "junit":
         from envaudit.render import fleet_junit as renderer
+    elif fmt == "html":
+        from envaudit.render import fleet_html as renderer
     else:
         from envaudit.render import fleet_text as renderer
     _emit(renderer.render(report), args.output)
@@ -489,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the Dask scheduler, e.g. tcp://10.0.0.1:8786")
         where.add_argument("--local", type=_positive_int, metavar="N",
                            help="start a local Dask cluster of N workers (a try on one machine)")
-        q.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
+        q.add_argument("--format", choices=("text", "json", "md", "junit", "html"),
+                       default="text")
         q.add_argument("-o", "--output", metavar="FILE", type=_path)
         q.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     # pragma: no mutate end

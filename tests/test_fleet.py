@@ -329,3 +329,18 @@ def test_one_run_per_gpu_a_worker_can_see(monkeypatch, visible, gpus):
     assert visible_gpus() == {"gpus": gpus}
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert visible_gpus() == {"gpus": []}  # no NVIDIA driver on this machine: a CPU node
+
+
+
+def test_the_fleet_html_page_is_self_contained_and_escapes_what_a_node_wrote():
+    from envaudit.render import fleet_html
+
+    evil = "<script>alert(1)</script>"
+    report = build_report("check", [node("h1", {"error": evil}), node("h2", answer()),
+                                    node("h3", answer(FP_B, verdict="drift"))], "g", FP_A, 2, 1.0)
+    page = fleet_html.render(report)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+    assert f"Fingerprint reference group <code>{FP_A}</code>" in page
+    assert "Findings: " in page and "config_drift" in page
