@@ -171,6 +171,7 @@ def check(
                           first_divergence=first.stage if first else None, top_cause=top,
                           modes=tuple(mode_results)),
         golden_path=str(path),
+        golden_sha256=str(bundle.manifest["manifest_sha256"]),
         golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
         current_fingerprint_id=fingerprint.fingerprint_id,
         fingerprint_changes=tuple(changes),

@@ -245,9 +245,10 @@ def _remember_check(result: Any, command: str) -> Any:
     import dataclasses
 
     from envaudit import history
-    from envaudit.store import read_manifest
 
-    golden_sha = str(read_manifest(Path(result.golden_path))["manifest_sha256"])
+    golden_sha = result.golden_sha256
+    if not golden_sha:  # a result that names no golden bundle: nothing to remember it by
+        return result
     result = dataclasses.replace(
         result, since_last_identical=history.since_last_identical(result, golden_sha))
     _warn(history.append_check(result, golden_sha,
@@ -297,8 +298,12 @@ def _cmd_fleet_check(args: argparse.Namespace) -> int:
         from envaudit import history
         from envaudit.store import read_manifest, resolve_golden
 
-        golden_sha = str(read_manifest(resolve_golden(args.golden))["manifest_sha256"])
-        _warn(history.append_fleet(report.to_dict(), golden_sha))
+        try:
+            golden_sha = str(read_manifest(resolve_golden(args.golden))["manifest_sha256"])
+        except EnvauditError as exc:  # the golden went away after the run: say so, go on
+            _warn(f"history not recorded: {exc}")
+        else:
+            _warn(history.append_fleet(report.to_dict(), golden_sha))
     return _emit_fleet(report, args)
 
 

@@ -60,6 +60,7 @@ class CheckResult:
     bisection: Bisection | None = None  # environment bisection of package changes (--bisect)
     # This run's arrays by ``keyed_arrays`` key -> ``tensors.digest``: equal digests, equal bits.
     array_digests: Mapping[str, str] = field(default_factory=dict)
+    golden_sha256: str = ""  # the golden manifest's own checksum: which golden, for the history
     timings: Mapping[str, float] = field(default_factory=dict)
     # When this golden was last identical here and what changed since, from the history (None:
     # not looked up, e.g. --no-history).

@@ -669,10 +669,13 @@ def test_cache_clear_removes_the_environments_envaudit_built_and_nothing_else(ca
 def test_checks_are_remembered_and_the_last_identical_one_is_named(capsys, monkeypatch,
                                                                   tmp_path, golden_bundle):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    from envaudit.store import read_manifest
+
+    golden = {"golden_path": str(golden_bundle),
+              "golden_sha256": read_manifest(golden_bundle)["manifest_sha256"]}
     base = make_result()
-    identical = dataclasses.replace(base, verdict="identical", exit_code=0,
-                                    golden_path=str(golden_bundle))
-    drifted = dataclasses.replace(base, golden_path=str(golden_bundle))
+    identical = dataclasses.replace(base, verdict="identical", exit_code=0, **golden)
+    drifted = dataclasses.replace(base, **golden)
     answers = iter([identical, drifted])
     monkeypatch.setattr(envaudit.checking, "check", lambda **kw: next(answers))
     assert run(capsys, "check")[0] == 0
@@ -697,7 +700,10 @@ def test_a_broken_history_is_one_warning_and_the_check_goes_on(capsys, monkeypat
     broken = tmp_path / "envaudit" / "history.sqlite"
     broken.parent.mkdir()
     broken.write_bytes(b"not a database" * 100)
-    result = dataclasses.replace(make_result(), golden_path=str(golden_bundle))
+    from envaudit.store import read_manifest
+
+    result = dataclasses.replace(make_result(), golden_path=str(golden_bundle),
+                                 golden_sha256=read_manifest(golden_bundle)["manifest_sha256"])
     monkeypatch.setattr(envaudit.checking, "check", lambda **kw: result)
     code, out, err = run(capsys, "check", "--format", "json")
     assert code == 1 and json.loads(out)["verdict"] == "drift"
@@ -711,3 +717,13 @@ def test_history_on_an_empty_database_says_so(capsys, monkeypatch, tmp_path):
     code, out, err = run(capsys, "history")
     assert (code, err) == (0, "") and out.startswith("no checks on record in ")
     assert run(capsys, "history", "--since", "yesterday")[0] == 2
+
+
+
+def test_a_result_without_a_golden_bundle_is_not_remembered(capsys, monkeypatch, tmp_path):
+    """As from a stub or a future source: history needs the golden's checksum; without one the
+    check is reported as ever, and nothing is appended."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: make_result())
+    assert run(capsys, "check", "--golden", "unused")[0] == 1
+    assert not (tmp_path / "envaudit" / "history.sqlite").exists()

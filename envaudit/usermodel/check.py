@@ -241,6 +241,7 @@ def _result(bundle: GoldenBundle, info: ModelInfo, found: _Found, causes: Sequen
                                 found.mode.detections if has_boxes else None, found.witness,
                                 first_divergence=first.stage if first else None, top_cause=top),
         golden_path=str(bundle.path),
+        golden_sha256=str(bundle.manifest["manifest_sha256"]),
         golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
         current_fingerprint_id=fingerprint.fingerprint_id,
         fingerprint_changes=tuple(changes),
