@@ -249,14 +249,7 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if not isinstance(timings, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
         return "'workload.timings' must map names to seconds"
-    images = m["images"]
-    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-        return "'images' must be a list of names"
-    if not isinstance(m["fingerprint"], dict):
-        return "'fingerprint' must be an object"
-    if not isinstance(m.get("redacted", False), bool):
-        return "'redacted' must be true or false"
-    return None
+    return _images_problem(m)
 
 
 _DEVICE = re.compile(r"(CPU|GPU):\d{1,3}")
@@ -274,6 +267,7 @@ def _devices_ok(devices: Any) -> bool:
 
 
 def _images_problem(m: Mapping[str, Any]) -> str | None:
+    """The fields every manifest shares after its workload: images, fingerprint, redacted."""
     images = m["images"]
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         return "'images' must be a list of names"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from envaudit.fingerprint.model import Change
 from envaudit.plain import plain
 
 # Strongest first: "confirmed" only after a re-run with the change put back gave golden bits;
@@ -41,3 +42,11 @@ class Unreachable:
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+
+def describe(change: Change) -> str:
+    """A change as a cause names it: ``env.X: unset -> '0'``."""
+    def show(value: object) -> str:
+        return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+    return f"{change.path}: {show(change.golden)} -> {show(change.current)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envaudit.attribute.model import Cause
+from envaudit.attribute.model import Cause, describe
 from envaudit.attribute.reach import DeviceEvidence, device_reach
 from envaudit.fingerprint.model import Change
 from envaudit.workload.architecture import MODES
@@ -160,13 +160,6 @@ def is_tensorflow_install(path: str) -> bool:
         return True
     parts = path.split(".")
     return parts[0] == "packages" and len(parts) > 1 and parts[1] in TENSORFLOW_DISTRIBUTIONS
-
-
-def describe(change: Change) -> str:
-    def show(value: object) -> str:
-        return "unset" if value is None else repr(value) if isinstance(value, str) else str(value)
-
-    return f"{change.path}: {show(change.golden)} -> {show(change.current)}"
 
 
 # How a cause's score is made (the ranking is by score, ties keep the diff's order). Each weight

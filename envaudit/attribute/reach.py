@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from envaudit.attribute.model import Unreachable
+from envaudit.attribute.model import Unreachable, describe
 from envaudit.compare.model import TensorComparison
 from envaudit.fingerprint.model import Change, Fingerprint
 
@@ -108,13 +108,7 @@ def unreachable(changes: Iterable[Change], devices: DeviceEvidence | None) -> li
         if change.numerics and not device_reach(change) & ran:
             where = "ran on CPU" if ran == {"cpu"} else "ran on GPU"
             found.append(Unreachable(
-                change=describe_change(change), path=change.path,
+                change=describe(change), path=change.path,
                 reason=f"cannot affect: {where} (the arrays that moved were computed on"
                        f" {devices.shown})"))
     return found
-
-
-def describe_change(change: Change) -> str:
-    from envaudit.attribute.rank import describe
-
-    return describe(change)

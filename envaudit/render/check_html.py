@@ -29,6 +29,7 @@ from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.formatting import (
+    STATUS_WORDS,
     class_label,
     class_names,
     growth,
@@ -43,15 +44,12 @@ from envaudit.result import CheckResult
 
 VERDICT_COLOR = {"identical": "#2e7d32", "equivalent": "#00838f", "drift": "#ef6c00",
                  "precision_loss": "#c62828"}
-# Each array status in words and a cell colour (the status itself is decided in compare/).
+# Each array status in words (``formatting.STATUS_WORDS``) and a cell colour.
+_STATUS_COLOUR: dict[ArrayStatus, str] = {
+    "identical": "#c8e6c9", "rounding": "#b2ebf2", "tolerated": "#b2ebf2", "changed": "#ffe0b2",
+    "not_run": "#ffe0b2", "precision_loss": "#ffcdd2"}
 STATUS_CELL: dict[ArrayStatus, tuple[str, str]] = {
-    "identical": ("identical", "#c8e6c9"),
-    "rounding": ("rounding noise", "#b2ebf2"),
-    "tolerated": ("within tolerance", "#b2ebf2"),
-    "changed": ("changed", "#ffe0b2"),
-    "not_run": ("not run", "#ffe0b2"),
-    "precision_loss": ("precision loss", "#ffcdd2"),
-}
+    status: (STATUS_WORDS[status], colour) for status, colour in _STATUS_COLOUR.items()}
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;max-width:1100px;
 color:#222}

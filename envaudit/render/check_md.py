@@ -16,6 +16,7 @@ from typing import Any
 from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, TensorComparison
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change
+from envaudit.render import formatting
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.formatting import (
     class_label,
@@ -30,15 +31,11 @@ from envaudit.render.formatting import (
 )
 from envaudit.result import CheckResult
 
-# Each array status in words; the changed ones in bold (the status is decided in compare/).
-STATUS_WORDS: dict[ArrayStatus, str] = {
-    "identical": "identical",
-    "rounding": "rounding noise",
-    "tolerated": "within tolerance",
-    "changed": "**changed**",
-    "not_run": "**not run**",
-    "precision_loss": "**precision loss**",
-}
+# Each array status in words (``formatting.STATUS_WORDS``); the ones beyond noise in bold.
+_AT_FLOOR: tuple[ArrayStatus, ...] = ("identical", "rounding", "tolerated")
+STATUS_WORDS: dict[str, str] = {
+    status: words if status in _AT_FLOOR else f"**{words}**"
+    for status, words in formatting.STATUS_WORDS.items()}
 TITLES = {
     "identical": "✅ identical",
     "equivalent": "🟰 equivalent",

@@ -31,6 +31,7 @@ from envaudit.compare.model import (
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable
 from envaudit.render.formatting import (
+    STATUS_WORDS,
     class_label,
     class_names,
     growth,
@@ -51,15 +52,12 @@ VERDICT_STYLE = {
 }
 CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim",
                     "ruled_out": "dim"}
-# Each array status in words and colour (the status itself is decided in compare/).
+# Each array status in words (``formatting.STATUS_WORDS``) and colour.
+_STATUS_COLOUR: dict[ArrayStatus, str] = {
+    "identical": "green", "rounding": "cyan", "tolerated": "cyan", "changed": "yellow",
+    "not_run": "yellow", "precision_loss": "red"}
 STATUS_STYLE: dict[ArrayStatus, tuple[str, str]] = {
-    "identical": ("identical", "green"),
-    "rounding": ("rounding noise", "cyan"),
-    "tolerated": ("within tolerance", "cyan"),
-    "changed": ("changed", "yellow"),
-    "not_run": ("not run", "yellow"),
-    "precision_loss": ("precision loss", "red"),
-}
+    status: (STATUS_WORDS[status], colour) for status, colour in _STATUS_COLOUR.items()}
 # The bar spans 1e-8 (about one fp32 ulp of scale) to 1 (the whole scale), one cell per decade.
 BAR_DECADES = (-8, 0)
 BAR_WIDTH = 8

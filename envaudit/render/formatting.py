@@ -156,3 +156,15 @@ def fleet_node_result(node: FleetNode) -> str:
         words += (f"; suspected fault, {node.suspect.classification} ({again} of {reruns}"
                   f" re-run(s) deviated again)")
     return words
+
+
+# Each array status in words (the status itself is decided once, in compare/); every format
+# shows these words, each in its own style.
+STATUS_WORDS: dict[str, str] = {
+    "identical": "identical",
+    "rounding": "rounding noise",
+    "tolerated": "within tolerance",
+    "changed": "changed",
+    "not_run": "not run",
+    "precision_loss": "precision loss",
+}
