@@ -111,6 +111,12 @@ def _run(client: Any, where: Sequence[NodePlace], function: Callable[..., Any],
          kwargs: Mapping[str, Any], timeout: float, progress: Progress) -> list[Outcome]:
     """``function`` at each place of ``where`` (a place may repeat: each repetition is its own
     run); the outcomes in ``where``'s order."""
+    if where and "bundle" in kwargs:
+        # The golden goes to each worker once, as data, not inside every task's arguments (a
+        # user model's golden is tens of MiB); each task receives it resolved.
+        [shared] = client.scatter([kwargs["bundle"]], workers=sorted({p.worker for p in where}),
+                                  broadcast=True, hash=False)
+        kwargs = {**kwargs, "bundle": shared}
     futures = {}
     for place in where:
         futures[client.submit(function, workers=[place.worker], allow_other_workers=False,
