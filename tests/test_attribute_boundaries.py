@@ -9,6 +9,7 @@ child would have written.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,9 @@ from envaudit.attribute.model import Cause
 from envaudit.attribute.rank import _env_rule, describe, rank_causes
 from envaudit.attribute.settings import SETTINGS, refusal
 from envaudit.fingerprint.model import SCHEMA, Change, Fingerprint
+from envaudit.workload.assets import asset_dir
+
+ISOLATED = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]  # workload/child.py
 
 
 def machine(flags: list[str] | None, cores: int = 2) -> Fingerprint:
@@ -123,9 +127,9 @@ def test_two_variables_add_one_run_restoring_both():
 
 
 def test_a_refused_variable_is_not_planned_and_not_counted_for_together():
-    changes = [env("OMP_NUM_THREADS", "10000", "8"), env("MKL_NUM_THREADS", "9999", "8")]
+    changes = [env("OMP_NUM_THREADS", "10000", "8"), env("MKL_NUM_THREADS", "64", "8")]
     assert plan(changes, machine(AVX2), machine(AVX2)) == [
-        Experiment("MKL_NUM_THREADS restored to '9999'", {"MKL_NUM_THREADS": "9999"},
+        Experiment("MKL_NUM_THREADS restored to '64'", {"MKL_NUM_THREADS": "64"},
                    ("env.MKL_NUM_THREADS",))]
 
 
@@ -266,6 +270,8 @@ class Child:
 
 def test_rerun_sets_only_its_variables_in_this_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ENVAUDIT_TEST_KEEP", "kept")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # chooses code: never reaches the child
+    monkeypatch.setenv("PYTHONHASHSEED", "7")  # a numerics setting: kept
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     monkeypatch.delenv("TF_DETERMINISTIC_OPS", raising=False)
     child = Child({"probe/x": np.array([1.5, -0.0], np.float32)})
@@ -277,15 +283,19 @@ def test_rerun_sets_only_its_variables_in_this_environment(monkeypatch, tmp_path
     assert set(arrays) == {"probe/x"}
     assert arrays["probe/x"].tobytes() == np.array([1.5, -0.0], np.float32).tobytes()
     [(command, kwargs)] = child.calls
-    assert command == [sys.executable, "-m", "envaudit.workload", str(out), "eager"]
+    assert command == [sys.executable, *ISOLATED, "-m", "envaudit.workload", str(out), "eager"]
     child_env = kwargs.pop("env")
-    assert kwargs == {"capture_output": True, "text": True, "timeout": 300, "check": False}
+    assert kwargs == {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 300,
+                      "check": False}
     assert child_env["ENVAUDIT_TEST_KEEP"] == "kept"
     assert child_env["OMP_NUM_THREADS"] == "3"
     assert "TF_ENABLE_ONEDNN_OPTS" not in child_env  # removed, as the golden run had it
     assert "TF_DETERMINISTIC_OPS" not in child_env  # removing an absent variable is no error
-    expected = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    assert child_env == {**expected, "OMP_NUM_THREADS": "3"}
+    assert "PYTHONPATH" not in child_env and child_env["PYTHONHASHSEED"] == "7"
+    expected = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"
+                and (not k.startswith("PYTHON") or k == "PYTHONHASHSEED")}
+    assert child_env == {**expected, "OMP_NUM_THREADS": "3",
+                         "ENVAUDIT_ASSETS": str(asset_dir().resolve())}
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"  # this process's environment is untouched
 
 
@@ -298,7 +308,7 @@ def test_rerun_pinned_to_cores_runs_under_taskset_on_the_first_allowed_cpus(monk
     _rerun(Experiment("pinned", {}, ("cpu.usable_cores",), 2), out)
     _rerun(Experiment("pinned", {}, ("cpu.usable_cores",), 3), out)
     _rerun(Experiment("free", {}, ("env.X",)), out)
-    workload = [sys.executable, "-m", "envaudit.workload", str(out), "eager"]
+    workload = [sys.executable, *ISOLATED, "-m", "envaudit.workload", str(out), "eager"]
     assert [command for command, _kwargs in child.calls] == [
         ["taskset", "-c", "3,5", *workload], ["taskset", "-c", "3,5,7", *workload], workload]
 
@@ -830,7 +840,7 @@ def invalid(value: str, name: str) -> str:
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("OMP_NUM_THREADS", "1", None),
-    ("OMP_NUM_THREADS", "9999", None),
+    ("OMP_NUM_THREADS", "64", None),  # within the bound on any machine (its floor)
     ("OMP_NUM_THREADS", "10000", invalid("'10000'", "OMP_NUM_THREADS")),
     ("OMP_NUM_THREADS", "0", invalid("'0'", "OMP_NUM_THREADS")),
     ("OMP_NUM_THREADS", "01", invalid("'01'", "OMP_NUM_THREADS")),
@@ -838,7 +848,7 @@ def invalid(value: str, name: str) -> str:
     ("OMP_NUM_THREADS", "8,4,2,1", None),  # nested levels: four counts
     ("OMP_NUM_THREADS", "8,4,2,1,1", invalid("'8,4,2,1,1'", "OMP_NUM_THREADS")),
     ("OMP_NUM_THREADS", "4,", invalid("'4,'", "OMP_NUM_THREADS")),
-    ("MKL_NUM_THREADS", "9999", None),
+    ("MKL_NUM_THREADS", "64", None),
     ("MKL_NUM_THREADS", "4,2", invalid("'4,2'", "MKL_NUM_THREADS")),
     ("TF_NUM_INTRAOP_THREADS", "10000", invalid("'10000'", "TF_NUM_INTRAOP_THREADS")),
     ("TF_ENABLE_ONEDNN_OPTS", "TRUE", None),
@@ -870,7 +880,10 @@ def invalid(value: str, name: str) -> str:
      invalid(repr("A" * 40 + "..."), "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LEVEL")),
     ("OPENBLAS_L2_SIZE", "1234567890", None),
     ("OPENBLAS_L2_SIZE", "12345678901", invalid("'12345678901'", "OPENBLAS_L2_SIZE")),
-    ("NPY_DISABLE_CPU_FEATURES", "", None),
+    ("NPY_DISABLE_CPU_FEATURES", "", "not restored: the golden value of NPY_DISABLE_CPU_FEATURES"
+                                     " is empty or blank"),
+    ("NPY_DISABLE_CPU_FEATURES", "  ", "not restored: the golden value of NPY_DISABLE_CPU_FEATURES"
+                                       " is empty or blank"),
     ("NPY_DISABLE_CPU_FEATURES", "AVX512F,AVX512CD", None),
     ("NPY_DISABLE_CPU_FEATURES", "AVX512F\tAVX512CD", invalid("'AVX512F\\tAVX512CD'",
                                                               "NPY_DISABLE_CPU_FEATURES")),
@@ -910,46 +923,157 @@ def files(token: str, name: str = "XLA_FLAGS") -> str:
     return f"not restored: {token} in {name} names files or code, not arithmetic"
 
 
+def unknown(token: str, name: str = "XLA_FLAGS") -> str:
+    return f"not restored: {token} in {name} is not a flag envaudit knows to change arithmetic only"
+
+
+def bad(argument: str, token: str, name: str = "XLA_FLAGS") -> str:
+    return f"not restored: {argument} is not a valid value of {token} in {name}"
+
+
+BLANK = ("not restored: the golden value of {} is empty or blank (XLA would read flags from a"
+         " file of that name)")
+FAST = "--xla_cpu_enable_fast_math"
+
+
 @pytest.mark.parametrize(("name", "value", "expected"), [
-    ("XLA_FLAGS", "", None),
-    ("XLA_FLAGS", "--xla_cpu_enable_fast_math=false", None),
-    ("XLA_FLAGS", "--xla_cpu_enable_fast_math", None),  # a switch without a value
-    ("XLA_FLAGS", "  --xla_a=1\t--xla_b=2  ", None),
-    ("XLA_FLAGS", "--xla_gpu_autotune_level=0 --xla_a=b,c:d+e-f.g", None),
-    ("XLA_FLAGS", "--xla_" + "a" * 96, None),  # a flag name of 100 characters after "--"
-    ("XLA_FLAGS", "--xla_" + "a" * 97, flag(repr("--xla_" + "a" * 34 + "..."))),
-    ("XLA_FLAGS", "--xla_a=" + "1" * 200, None),
-    ("XLA_FLAGS", "--xla_a=" + "1" * 201, flag(repr("--xla_a=" + "1" * 32 + "..."))),
-    ("XLA_FLAGS", "--xla_A=1", flag("'--xla_A=1'")),
-    ("XLA_FLAGS", "--xla_a=1 xla_b=2", flag("'xla_b=2'")),
-    ("XLA_FLAGS", "--xla_a=1 --other=2", flag("'--other=2'")),
-    ("XLA_FLAGS", "--xla_a=/tmp", flag("'--xla_a=/tmp'")),
-    ("XLA_FLAGS", "--xla_a=$HOME", flag("'--xla_a=$HOME'")),
-    ("XLA_FLAGS", "--xla_a=1;id", flag("'--xla_a=1;id'")),
-    ("XLA_FLAGS", "--xla_a=`id`", flag("'--xla_a=`id`'")),
-    ("XLA_FLAGS", "--xla_a==1", flag("'--xla_a==1'")),
+    ("XLA_FLAGS", "", BLANK.format("XLA_FLAGS")),
+    ("XLA_FLAGS", " ", BLANK.format("XLA_FLAGS")),
+    ("XLA_FLAGS", " \t\r\n", BLANK.format("XLA_FLAGS")),
+    ("TF_XLA_FLAGS", "\t", BLANK.format("TF_XLA_FLAGS")),
+    ("XLA_FLAGS", f"{FAST}=false", None),
+    ("XLA_FLAGS", FAST, None),  # a switch without a value
+    ("XLA_FLAGS", f"{FAST}=TRUE", None),
+    ("XLA_FLAGS", f"{FAST}=1", None),
+    ("XLA_FLAGS", f"{FAST}=yes", bad("'yes'", FAST)),  # XLA's parser refuses it
+    ("XLA_FLAGS", f"{FAST}=", bad("''", FAST)),
+    ("XLA_FLAGS", f"  {FAST}=0\t--xla_cpu_multi_thread_eigen=false\n", None),
+    ("XLA_FLAGS", f"{FAST}\x0b--xla_cpu_multi_thread_eigen", flag(repr(
+        f"{FAST}\x0b--xla_cpu_mul..."))),  # XLA does not split on \v: one token
+    ("XLA_FLAGS", "--xla_gpu_autotune_level=0 --xla_backend_optimization_level=3", None),
+    ("XLA_FLAGS", "--xla_backend_optimization_level=4", bad("'4'",
+                                                            "--xla_backend_optimization_level")),
+    ("XLA_FLAGS", "--xla_backend_optimization_level",
+     "not restored: --xla_backend_optimization_level in XLA_FLAGS has no value"),
+    ("XLA_FLAGS", "--xla_gpu_autotune_level=5", None),
+    ("XLA_FLAGS", "--xla_gpu_autotune_level=6", bad("'6'", "--xla_gpu_autotune_level")),
+    ("XLA_FLAGS", "--xla_cpu_max_isa=avx2", None),
+    ("XLA_FLAGS", "--xla_cpu_max_isa=AVX3", bad("'AVX3'", "--xla_cpu_max_isa")),
+    ("XLA_FLAGS", "--xla_cpu_prefer_vector_width=512", None),
+    ("XLA_FLAGS", "--xla_cpu_prefer_vector_width=1024",
+     bad("'1024'", "--xla_cpu_prefer_vector_width")),
+    # Names that read, write or load files, or are simply not known: the allowlist decides
     ("XLA_FLAGS", "--xla_dump_to=x", files("--xla_dump_to")),
-    ("XLA_FLAGS", "--xla_a=1 --xla_gpu_per_fusion_autotune_cache_dir=x",
+    ("XLA_FLAGS", "--xla_gpu_load_autotune_results_from=x",
+     files("--xla_gpu_load_autotune_results_from")),
+    ("XLA_FLAGS", "--xla_gpu_dump_autotune_results_to=x",
+     files("--xla_gpu_dump_autotune_results_to")),
+    ("XLA_FLAGS", f"{FAST} --xla_gpu_per_fusion_autotune_cache_dir=x",
      files("--xla_gpu_per_fusion_autotune_cache_dir")),
     ("XLA_FLAGS", "--xla_gpu_cuda_data_dir=x", files("--xla_gpu_cuda_data_dir")),
-    ("XLA_FLAGS", "--xla_embed_ir_in_executable_file", files("--xla_embed_ir_in_executable_file")),
-    ("XLA_FLAGS", "--xla_gpu_enable_llvm_module_compilation_parallelism_to",
-     files("--xla_gpu_enable_llvm_module_compilation_parallelism_to")),
-    ("XLA_FLAGS", "--xla_gpu_to_x=1", None),  # "_to" only at the end of the name
-    ("XLA_FLAGS", "--xla_backend_extra_options_plugin=1", files(
-        "--xla_backend_extra_options_plugin")),
-    ("XLA_FLAGS", "--xla_log_x=1", files("--xla_log_x")),
-    ("XLA_FLAGS", "--xla_cpu_so_name=x", files("--xla_cpu_so_name")),
-    ("XLA_FLAGS", "--xla_gpu_library=x", files("--xla_gpu_library")),
-    ("XLA_FLAGS", "--xla_gpu_profile_x=1", files("--xla_gpu_profile_x")),
-    ("XLA_FLAGS", "--xla_gpu_asm_extra_path=1", files("--xla_gpu_asm_extra_path")),
+    ("XLA_FLAGS", "--xla_cpu_enable_xprof_traceme", unknown("--xla_cpu_enable_xprof_traceme")),
+    ("XLA_FLAGS", "--xla_gpu_to_x=1", unknown("--xla_gpu_to_x")),
+    ("XLA_FLAGS", "--xla_a=1", unknown("--xla_a")),
+    ("XLA_FLAGS", "--xla_" + "a" * 96, unknown("--xla_" + "a" * 96)),  # 100 characters
+    ("XLA_FLAGS", "--xla_" + "a" * 97, flag(repr("--xla_" + "a" * 34 + "..."))),
+    ("XLA_FLAGS", "--xla_a=" + "1" * 200, unknown("--xla_a")),
+    ("XLA_FLAGS", "--xla_a=" + "1" * 201, flag(repr("--xla_a=" + "1" * 32 + "..."))),
+    # Token shapes: nothing but --lowercase_name[=plain value] reaches the allowlist
+    ("XLA_FLAGS", "--xla_A=1", flag("'--xla_A=1'")),
+    ("XLA_FLAGS", f"{FAST} xla_b=2", flag("'xla_b=2'")),
+    ("XLA_FLAGS", f"{FAST} --other=2", flag("'--other=2'")),
+    ("XLA_FLAGS", f"{FAST}=/tmp", flag(f"'{FAST}=/tmp'")),
+    ("XLA_FLAGS", f"{FAST}=$HOME", flag(f"'{FAST}=$HOME'")),
+    ("XLA_FLAGS", f"{FAST}=1;id", flag(f"'{FAST}=1;id'")),
+    ("XLA_FLAGS", f"{FAST}=`id`", flag(f"'{FAST}=`id`'")),
+    ("XLA_FLAGS", f"{FAST}==1", flag(f"'{FAST}==1'")),
     ("TF_XLA_FLAGS", "--tf_xla_auto_jit=2 --tf_xla_min_cluster_size=4", None),
-    ("TF_XLA_FLAGS", "--xla_cpu_enable_fast_math=false",
-     flag("'--xla_cpu_enable_fast_math=false'", "TF_XLA_FLAGS")),
+    ("TF_XLA_FLAGS", "--tf_xla_auto_jit=-1 --tf_xla_cpu_global_jit", None),
+    ("TF_XLA_FLAGS", "--tf_xla_auto_jit=3", bad("'3'", "--tf_xla_auto_jit", "TF_XLA_FLAGS")),
+    ("TF_XLA_FLAGS", "--tf_xla_ops_to_cluster=FUSIBLE,MatMul", None),
+    ("TF_XLA_FLAGS", f"{FAST}=false", flag(f"'{FAST}=false'", "TF_XLA_FLAGS")),
     ("TF_XLA_FLAGS", "--tf_xla_dump=1", files("--tf_xla_dump", "TF_XLA_FLAGS")),
+    ("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=x",
+     files("--tf_xla_persistent_cache_directory", "TF_XLA_FLAGS")),
+    ("TF_XLA_FLAGS", "--tf_xla_clustering_debug",
+     unknown("--tf_xla_clustering_debug", "TF_XLA_FLAGS")),
 ])
 def test_xla_flags_are_checked_flag_by_flag(name, value, expected):
     assert refusal(name, value) == expected
+
+
+# --- numeric bounds: below, at and above, on a machine of a known size ---------------------------
+
+
+def above(value: str, most: int, where: str, why: str) -> str:
+    return f"not restored: {value!r} is above {most} for {where} ({why})"
+
+
+THREADS = "4 per usable core, at least 64"
+
+
+@pytest.mark.parametrize(("cores", "name", "value", "expected"), [
+    # 2 cores: 4 * 2 = 8 is under the floor, so the limit is 64
+    (2, "OMP_NUM_THREADS", "63", None),
+    (2, "OMP_NUM_THREADS", "64", None),
+    (2, "OMP_NUM_THREADS", "65", above("65", 64, "OMP_NUM_THREADS", THREADS)),
+    (2, "OMP_NUM_THREADS", "9999", above("9999", 64, "OMP_NUM_THREADS", THREADS)),
+    (2, "OMP_NUM_THREADS", "64,64", None),
+    (2, "OMP_NUM_THREADS", "8,65", above("8,65", 64, "OMP_NUM_THREADS", THREADS)),
+    (2, "TF_NUM_INTRAOP_THREADS", "65", above("65", 64, "TF_NUM_INTRAOP_THREADS", THREADS)),
+    (2, "TF_NUM_INTEROP_THREADS", "65", above("65", 64, "TF_NUM_INTEROP_THREADS", THREADS)),
+    (2, "MKL_NUM_THREADS", "65", above("65", 64, "MKL_NUM_THREADS", THREADS)),
+    (2, "OPENBLAS_NUM_THREADS", "65", above("65", 64, "OPENBLAS_NUM_THREADS", THREADS)),
+    # 16 cores: 4 * 16 = 64, the floor exactly
+    (16, "OMP_NUM_THREADS", "64", None),
+    (16, "OMP_NUM_THREADS", "65", above("65", 64, "OMP_NUM_THREADS", THREADS)),
+    # 17 cores: 4 * 17 = 68 is over the floor
+    (17, "OMP_NUM_THREADS", "67", None),
+    (17, "OMP_NUM_THREADS", "68", None),
+    (17, "OMP_NUM_THREADS", "69", above("69", 68, "OMP_NUM_THREADS", THREADS)),
+    (2, "XLA_FLAGS", "--xla_force_host_platform_device_count=64", None),
+    (2, "XLA_FLAGS", "--xla_force_host_platform_device_count=65",
+     above("65", 64, "--xla_force_host_platform_device_count in XLA_FLAGS", THREADS)),
+    (2, "XLA_FLAGS", "--xla_force_host_platform_device_count=9999",
+     above("9999", 64, "--xla_force_host_platform_device_count in XLA_FLAGS", THREADS)),
+    (2, "XLA_FLAGS", "--xla_force_host_platform_device_count=99999999",
+     bad("'99999999'", "--xla_force_host_platform_device_count")),
+    (2, "XLA_FLAGS", "--xla_force_host_platform_device_count=0",
+     bad("'0'", "--xla_force_host_platform_device_count")),
+])
+def test_thread_and_device_counts_are_bounded_by_the_cores(monkeypatch, cores, name, value,
+                                                           expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert refusal(name, value) == expected
+
+
+SEED = "the largest seed Python accepts"
+CLUSTER = "the largest size TensorFlow reads"
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("PYTHONHASHSEED", "0", None),
+    ("PYTHONHASHSEED", "4294967294", None),
+    ("PYTHONHASHSEED", "4294967295", None),
+    ("PYTHONHASHSEED", "4294967296", above("4294967296", 4294967295, "PYTHONHASHSEED", SEED)),
+    ("PYTHONHASHSEED", "9999999999", above("9999999999", 4294967295, "PYTHONHASHSEED", SEED)),
+    ("TF_XLA_FLAGS", "--tf_xla_min_cluster_size=2147483647", None),
+    ("TF_XLA_FLAGS", "--tf_xla_min_cluster_size=2147483648",
+     above("2147483648", 2147483647, "--tf_xla_min_cluster_size in TF_XLA_FLAGS", CLUSTER)),
+    ("TF_XLA_FLAGS", "--tf_xla_max_cluster_size=2147483648",
+     above("2147483648", 2147483647, "--tf_xla_max_cluster_size in TF_XLA_FLAGS", CLUSTER)),
+])
+def test_seeds_and_sizes_are_bounded_by_what_their_reader_accepts(name, value, expected):
+    assert refusal(name, value) == expected
+
+
+def test_python_itself_refuses_the_seed_just_above_the_bound():
+    """The bound is Python's own: one above it and the child would fail before it ran."""
+    def start(seed: str) -> int:
+        return subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=False,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).returncode
+
+    assert (start("4294967295"), start("4294967296")) == (0, 1)
 
 
 NAMES = [s.name for s in SETTINGS]
@@ -971,10 +1095,21 @@ def test_no_whitespace_in_a_single_value(name, before, space, after):
     assert refusal(name, before + space + after) is not None
 
 
+XLA_BLANKS = " \t\r\n"  # what XLA splits a flag string on
+
+
 @given(st.sampled_from(FLAG_NAMES), st.lists(st.text(min_size=1, max_size=20), max_size=4))
 def test_flags_are_accepted_together_only_if_each_is_alone(name, tokens):
     value = " ".join(tokens)
+    alone = [t for t in re.split(f"[{XLA_BLANKS}]+", value.strip(XLA_BLANKS)) if t]
     if refusal(name, value) is None:
-        assert all(refusal(name, token) is None for token in value.split())
+        assert alone and all(refusal(name, token) is None for token in alone)
     else:
-        assert any(refusal(name, token) is not None for token in value.split())
+        assert not alone or any(refusal(name, token) is not None for token in alone)
+
+
+@given(st.sampled_from(FLAG_NAMES), st.text(alphabet=XLA_BLANKS + "\x0b\x0c\xa0", max_size=8))
+def test_a_flag_variable_that_xla_would_read_as_a_file_name_is_refused(name, blank):
+    """XLA reads a value whose first non-blank character is not "-" as a file of flags."""
+    assert "empty or blank" in refusal(name, blank) or "not a plain numerics flag" in refusal(
+        name, blank)

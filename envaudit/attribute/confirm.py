@@ -4,10 +4,12 @@ the golden bits exactly.
 Each re-run is a fresh ``python -m envaudit.workload`` process, because the settings that matter
 (oneDNN switches, instruction-set caps, thread counts) are read once when TensorFlow loads. The
 golden side of a change is someone else's data: only the settings ``settings.py`` allows, with
-values it accepts, are ever put into a child's environment. Re-runs
-go in parallel up to the number of cores this process may use. Hardware cannot be put back, but an
-instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
-reported either way.
+values it accepts, are ever put into a child's environment. The child is started by
+``workload.child.run_child``: isolated from the working folder, user site-packages and Python's
+code-choosing variables, in the private folder of its output. Re-runs go in parallel up to the
+number of cores this process may use. Hardware cannot be put back, but an instruction-set
+difference can be emulated downwards through oneDNN's ISA cap; what that shows is reported either
+way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from envaudit.attribute.model import CONFIDENCES, Cause
 from envaudit.attribute.settings import refusal
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300
 # The evidence of a change no re-run of this process can put back (a package, hardware); an
@@ -163,13 +166,13 @@ def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = ("eager",),
             env.pop(name, None)
         else:
             env[name] = str(value)
-    command = [sys.executable, "-m", "envaudit.workload", str(out), ",".join(modes), *child]
+    prefix: list[str] = []
     if experiment.cores:
         cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
-        command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
+        prefix = ["taskset", "-c", ",".join(map(str, cpus))]
     try:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=RERUN_TIMEOUT_S, check=False)
+        proc = run_child(sys.executable, out, modes, child, env=env, timeout=RERUN_TIMEOUT_S,
+                         prefix=prefix)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"re-run could not complete: {exc}"
     if proc.returncode != 0:

@@ -18,6 +18,9 @@ Constraints for the next editor:
   ``PIP_FIND_LINKS``, ``PIP_CERT``) translated where uv's equivalent is not set. pip's
   configuration files are not read. uv runs in the cache folder, so no project's
   ``pyproject.toml`` chooses anything.
+- No working folder chooses code: the workload child is started by ``workload.child.run_child``
+  (``-s -P``, no ``PYTHON*`` variable but ``PYTHONHASHSEED``, in the private folder of its
+  output), and an environment's python is asked about itself only with ``-I``.
 - A folder is an environment only once complete (``cache``): built under a temporary name beside
   its final place, marker written last, renamed into place in one step. A killed build leaves only
   a temporary folder, removed by a later build once its process is gone; concurrent builders of
@@ -53,7 +56,7 @@ from envaudit.environments.packages import PackageSet, pin_problem
 from envaudit.environments.uv_output import one_line, uv_reason
 from envaudit.fingerprint.packages import normalize
 from envaudit.workload.architecture import MODES
-from envaudit.workload.assets import asset_dir
+from envaudit.workload.child import run_child
 
 __all__ = ["EnvBuildError", "clear_cache", "ensure_env", "env_root", "run_workload"]
 
@@ -64,8 +67,6 @@ _PIP_TO_UV = (("PIP_INDEX_URL", ("UV_INDEX_URL", "UV_DEFAULT_INDEX"), " "),
               ("PIP_EXTRA_INDEX_URL", ("UV_EXTRA_INDEX_URL", "UV_INDEX"), " "),
               ("PIP_FIND_LINKS", ("UV_FIND_LINKS",), ","),
               ("PIP_CERT", ("SSL_CERT_FILE",), " "))
-# Variables that would make the child import packages from outside its environment.
-_FOREIGN_IMPORTS = ("PYTHONPATH", "PYTHONHOME")
 _PROBE = ("import json, sys, sysconfig\nfrom importlib import metadata\n"
           "print(json.dumps({'prefix': sys.prefix, 'purelib': sysconfig.get_path('purelib'),"
           " 'versions': {d.metadata['Name']: d.version for d in metadata.distributions()"
@@ -138,10 +139,11 @@ def _build(uv: str, pins: PackageSet, build: Path, final: Path, deadline: float,
 
 def run_workload(python: Path, out: Path, modes: Sequence[str], extra: Sequence[str] = (),
                  timeout: float = 600) -> Mapping[str, np.ndarray] | str:
-    """Run ``python -m envaudit.workload OUT MODES *extra`` with an environment's python: this
-    process's variables (less PYTHONPATH and PYTHONHOME, which would import from elsewhere) plus
-    ``ENVAUDIT_ASSETS`` at this process's verified assets. The arrays it wrote, or one line saying
-    why there are none. ``out`` should be in a private folder: the child starts there."""
+    """Run ``python -m envaudit.workload OUT MODES *extra`` with an environment's python,
+    isolated as ``workload.child`` says (no working folder, user site or ``PYTHON*`` variable
+    chooses its code; ``ENVAUDIT_ASSETS`` at this process's verified assets). The arrays it wrote,
+    or one line saying why there are none. ``out`` must be in a private folder: the child starts
+    there."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         return f"unknown execution mode(s) {', '.join(unknown) or '(none)'}"
@@ -153,14 +155,8 @@ def run_workload(python: Path, out: Path, modes: Sequence[str], extra: Sequence[
     stale = own_copy.differs(folder / built["site_packages"])
     if stale:
         return f"environment {short}: {stale}; call ensure_env again"
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_IMPORTS}
-    env["ENVAUDIT_ASSETS"] = str(asset_dir().resolve())
-    # -P (3.11+): the working folder does not shadow the environment's packages.
-    safe = ["-P"] if sys.version_info >= (3, 11) else []
-    command = [str(python), *safe, "-m", "envaudit.workload", str(out), ",".join(modes), *extra]
     try:
-        proc = subprocess.run(command, env=env, cwd=out.parent, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = run_child(python, out, modes, extra, env=os.environ, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"the workload did not finish within {timeout:.0f} s in environment {short}"
     except OSError as exc:
