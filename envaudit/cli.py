@@ -22,6 +22,7 @@ from typing import Any
 
 from envaudit import __version__
 from envaudit.errors import EnvauditError
+from envaudit.render.escape import TerminalSafe, for_terminal
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
@@ -64,7 +65,7 @@ def _emit(output: Any, out_path: str | None) -> None:
             write_text(out_path, output)
         else:
             buffer = io.StringIO()
-            _console(buffer).print(output)
+            _console(buffer).print(TerminalSafe(output))
             write_text(out_path, buffer.getvalue())
         return
     if sys.stdout is None:  # started with stdout closed ('>&-')
@@ -74,7 +75,7 @@ def _emit(output: Any, out_path: str | None) -> None:
         if isinstance(output, str):
             sys.stdout.write(output if output.endswith("\n") else output + "\n")
         else:
-            _console().print(output)
+            _console().print(TerminalSafe(output))
         # Flushed here, not at exit, so a lost reader is reported with the right exit code.
         sys.stdout.flush()
     except BrokenPipeError:
@@ -368,7 +369,10 @@ class _progress:
 
     def __call__(self, message: str) -> None:
         if self._status is not None:
-            self._status.update(f"{self.label}: {message}")
+            # Text, not a str: a str is read as rich markup, and a message may quote a node.
+            from rich.text import Text
+
+            self._status.update(Text(f"{self.label}: {_one_line(message)}"))
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
@@ -583,11 +587,9 @@ def _tolerant_streams() -> None:
                 reconfigure(errors="backslashreplace")
 
 
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and terminal control characters escaped: an error message may
-    quote a value from someone else's bundle, and must stay one line that cannot drive the
-    terminal."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+# An error message may quote a value from someone else's bundle: it must stay one line that
+# cannot drive the terminal (the same escaping as every terminal report).
+_one_line = for_terminal
 
 
 def _say(line: str) -> None:

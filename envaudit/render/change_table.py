@@ -11,6 +11,9 @@ its longest segment fits. rich wraps a cell at spaces and folds a word that does
 and its table shrinks the widest column first whatever its content; so ``ChangeTable`` measures
 the console itself, fixes every column width, and hands rich each path already split into lines
 at dots that fit its column. Values may wrap anywhere: they are not paths.
+
+Paths and values are a stranger's (a fingerprint file names its own keys): both are escaped for
+the terminal before they are measured, so the widths are those of what is shown.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envaudit.fingerprint.model import Change, ChangeGroup
+from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import plain_value
 
 MARK = "numerics"  # the cell of a numerics-relevant row (the colour only repeats it)
@@ -60,8 +64,13 @@ def folded_line(group: ChangeGroup) -> str:
 
 
 def value_text(value: Any) -> str:
-    """One side of a change as plain text."""
-    return ABSENT if value is None else plain_value(value)
+    """One side of a change as terminal text (a stranger's value: controls escaped)."""
+    return ABSENT if value is None else for_terminal(plain_value(value))
+
+
+def path_text(change: Change) -> str:
+    """A change's dotted path as terminal text (a stranger's fingerprint names its keys)."""
+    return for_terminal(change.path)
 
 
 def path_lines(path: str, width: int) -> list[str]:
@@ -99,7 +108,7 @@ class ChangeTable:
             table = _table(widths, header=False)
             for c in rows:
                 table.add_row(Text(MARK if c.numerics else "", style="bold" if c.numerics else ""),
-                              Text("\n".join(path_lines(c.path, widths[1])), no_wrap=True,
+                              Text("\n".join(path_lines(path_text(c), widths[1])), no_wrap=True,
                                    overflow="fold"),
                               _value(c.golden), _value(c.current))
             yield _indented(table)
@@ -126,8 +135,8 @@ def _widths(rows: Sequence[Change], width: int) -> tuple[int, int, int, int]:
     mark = len(MARK)
     room = width - mark - 3  # one space after each of the first three columns
     # Never narrower than the column titles: a title folds like any word.
-    path = max(len("path"), *(len(c.path) for c in rows))
-    segment = max(len(p) for c in rows for p in path_lines(c.path, 1))
+    path = max(len("path"), *(len(path_text(c)) for c in rows))
+    segment = max(len(p) for c in rows for p in path_lines(path_text(c), 1))
     golden = max(len("golden"), *(_longest_line(value_text(c.golden)) for c in rows))
     current = max(len("current"), *(_longest_line(value_text(c.current)) for c in rows))
     if path + golden + current <= room:

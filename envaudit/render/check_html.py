@@ -11,7 +11,8 @@ Constraints the next editor must keep:
 - Self-contained: no network, no external script, font or stylesheet; CSS inline, pictures as
   inline SVG. The page must open from a ticket attachment on a machine without internet.
 - Every string from the result is a stranger's (bundle content, paths, environment values): it
-  goes through ``_e`` (``html.escape``) and nothing else reaches the page unescaped.
+  goes through ``_e`` (``html.escape``) and nothing else reaches the page unescaped; the whole
+  page goes through ``escape.for_document`` last, so it carries no control character.
 - matplotlib is imported only inside ``render`` (through ``charts``), so other commands do not pay
   for it.
 - Nothing is decided here: statuses, verdicts and fragility come with the result.
@@ -28,6 +29,7 @@ from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, DetectionDiff, 
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.render.change_table import folded_summary, heading
+from envaudit.render.escape import for_document
 from envaudit.render.formatting import (
     STATUS_WORDS,
     class_label,
@@ -74,7 +76,8 @@ def render(result: CheckResult) -> str:
     parts = [*_head(result), *_causes(result), *_charts(result, charts),
              *_detections(result, charts), *_probes(result), *_fingerprint(result),
              "</body></html>"]
-    return "\n".join(parts) + "\n"
+    # The page is printed to stdout without -o: no control character may reach a terminal.
+    return for_document("\n".join(parts) + "\n")
 
 
 def _e(value: Any) -> str:

@@ -20,17 +20,19 @@ is wrong rather than at everything that is not bit-identical:
   no better) is said in its ``<system-out>``, as it does not change the exit code.
 The verdict, exit code and fingerprint ids (and a user model's identity, how it ran and what the
 verdict rests on) are ``<properties>`` of the suite. Built with
-``xml.etree`` so the output is always well-formed.
+``xml.etree`` (which escapes markup: a stranger's ``<img>`` or ``]]>`` stays text), and every
+character XML cannot carry, or a terminal would act on, is replaced (``escape.for_xml``), so the
+output is always well-formed.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from envaudit.compare.model import ArrayStatus, DetectionChange, TensorComparison
+from envaudit.render.escape import for_xml
 from envaudit.render.formatting import (
     class_label,
     class_names,
@@ -48,10 +50,6 @@ from envaudit.result import CheckResult
 FAILURE_TYPE: dict[ArrayStatus, str] = {
     "precision_loss": "precision_loss", "changed": "drift", "not_run": "not_run"}
 
-# Characters XML 1.0 cannot carry even escaped: control characters from a path or an env value,
-# and lone surrogates, which is how Python decodes a non-UTF-8 byte in a path (surrogateescape)
-# and which no UTF-8 encoder accepts.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def render(result: CheckResult) -> str:
@@ -85,7 +83,9 @@ def render(result: CheckResult) -> str:
     suite.set("skipped", "0")
     suite.set("time", _seconds(result.timings.get("total", 0.0)))
     ET.indent(suite)
-    body = _NOT_XML.sub("\ufffd", ET.tostring(suite, encoding="unicode"))
+    # Control characters from a path or an environment value, and lone surrogates (a non-UTF-8
+    # byte in a path), cannot be XML: replaced in the serialized document, where nothing is missed.
+    body = for_xml(ET.tostring(suite, encoding="unicode"))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 

@@ -3,9 +3,13 @@
 GitHub-flavored Markdown: a verdict heading and the headline first (for a user's model, what it
 is and what the verdict rests on), then pipe tables (environment changes, stages or a user model's
 arrays, probes by family and the precision witness, changed detections) and the causes with their
-evidence. Every
-value that goes into a table cell is escaped (pipes, newlines), so a strange path cannot break the
-table.
+evidence.
+
+Every string from the result is a stranger's (bundle content, paths, environment values, package
+names): it goes in through ``escape`` as text (``_md``: no HTML, no link, one table cell, one
+line) or as a code span (``_code``). Table cells are escaped by ``_table`` unless the renderer
+built them as ``Markdown`` itself, so a cell cannot be forgotten; the whole document goes through
+``for_document`` last, so no control character reaches a terminal that shows it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change
 from envaudit.render import formatting
 from envaudit.render.change_table import folded_summary, heading
+from envaudit.render.escape import (
+    Markdown,
+    for_document,
+    for_markdown,
+    for_markdown_code,
+    markdown,
+)
 from envaudit.render.formatting import (
     class_label,
     class_names,
@@ -33,8 +44,8 @@ from envaudit.result import CheckResult
 
 # Each array status in words (``formatting.STATUS_WORDS``); the ones beyond noise in bold.
 _AT_FLOOR: tuple[ArrayStatus, ...] = ("identical", "rounding", "tolerated")
-STATUS_WORDS: dict[str, str] = {
-    status: words if status in _AT_FLOOR else f"**{words}**"
+STATUS_WORDS: dict[str, Markdown] = {
+    status: Markdown(words if status in _AT_FLOOR else f"**{words}**")
     for status, words in formatting.STATUS_WORDS.items()}
 TITLES = {
     "identical": "✅ identical",
@@ -47,12 +58,13 @@ TITLES = {
 def render(result: CheckResult) -> str:
     """The check result as a Markdown document ending in a newline."""
     lines = [
-        f"## envaudit check: {TITLES.get(result.verdict, result.verdict)}",
+        f"## envaudit check: {_md(TITLES.get(result.verdict, result.verdict))}",
         "",
-        result.headline,
+        _md(result.headline),
         "",
-        f"- golden: `{result.golden_path}` (fingerprint `{result.golden_fingerprint_id[:12]}`)",
-        f"- current fingerprint: `{result.current_fingerprint_id[:12]}`",
+        f"- golden: {_code(result.golden_path)} (fingerprint "
+        f"{_code(result.golden_fingerprint_id[:12])})",
+        f"- current fingerprint: {_code(result.current_fingerprint_id[:12])}",
         *_since(result),
         f"- exit code: {result.exit_code}{' (--strict)' if result.strict else ''}",
         *_model(result),
@@ -65,14 +77,14 @@ def render(result: CheckResult) -> str:
     lines += _detections(result)
     lines += _causes(result)
     lines += _nondeterminism(result)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return for_document("\n".join(lines).rstrip("\n") + "\n")
 
 
 def _since(result: CheckResult) -> list[str]:
     """When this golden was last identical here, from the history, as one more bullet."""
     if result.since_last_identical is None:
         return []
-    return [f"- history: {_inline(result.since_last_identical)}"]
+    return [f"- history: {_md(result.since_last_identical)}"]
 
 
 def _model(result: CheckResult) -> list[str]:
@@ -80,11 +92,12 @@ def _model(result: CheckResult) -> list[str]:
     m = result.model
     if m is None:
         return []
-    lines = [f"- model: {_inline(model_identity(m, _code))}",
-             f"- ran: {_inline(model_run(m, _code))}",
+    # The words around the code spans are envaudit's and the manifest's validated plain names.
+    lines = [f"- model: {model_identity(m, _code)}",
+             f"- ran: {model_run(m, _code)}",
              f"- outputs: {model_outputs(m, _code)}"]
     if result.basis:
-        lines.append(f"- basis: {_inline(result.basis)}")
+        lines.append(f"- basis: {_md(result.basis)}")
     return lines
 
 
@@ -99,9 +112,9 @@ def _fingerprint(result: CheckResult) -> list[str]:
              f"{len(changes)} fields changed, {numerics} numerics-relevant.", ""]
     for g in group(changes):
         if g.listed:
-            lines += [f"**{_cell(heading(g))}**", "", *_change_rows(g.listed), ""]
+            lines += [f"**{_md(heading(g))}**", "", *_change_rows(g.listed), ""]
         if g.folded:
-            lines += [f"<details><summary>{_cell(folded_summary(g))}</summary>", "",
+            lines += [f"<details><summary>{_md(folded_summary(g))}</summary>", "",
                       *_change_rows(g.folded), "", "</details>", ""]
     return lines
 
@@ -119,11 +132,11 @@ def _stages(result: CheckResult) -> list[str]:
         return _model_arrays(result)
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
-        title = "### Stages" if mode is None else f"### Stages, {mode} mode"
+        title = "### Stages" if mode is None else f"### Stages, {_md(mode)} mode"
         if not_run:
-            lines += [title, "", f"Not run: {_inline(not_run)}", ""]
+            lines += [title, "", f"Not run: {_md(not_run)}", ""]
             continue
-        rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+        rows = [[str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
                  percent(s.mismatch_fraction), _num(s.ulp_at_scale),
                  f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
                 for i, s in enumerate(members)]
@@ -131,9 +144,10 @@ def _stages(result: CheckResult) -> list[str]:
                   *_table(["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
                            "error vs float64 (golden → current)"], rows), ""]
         if fd is not None:
-            lines.append(f"First divergence: **`{fd.stage}`** (#{fd.index} in pipeline order).")
-            own = ", ".join(f"`{s}`" for s in fd.changed_stages) or "none"
-            carried = ", ".join(f"`{r.stage}`" for r in fd.replay if r.identical) or "none"
+            lines.append(f"First divergence: **{_code(fd.stage)}** (#{fd.index} in pipeline"
+                         " order).")
+            own = ", ".join(_code(s) for s in fd.changed_stages) or "none"
+            carried = ", ".join(_code(r.stage) for r in fd.replay if r.identical) or "none"
             if fd.replay:
                 lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
                              f"only carry an earlier change: {carried}.")
@@ -145,20 +159,20 @@ def _model_arrays(result: CheckResult) -> list[str]:
     """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
-        title = (f"### Model arrays, {mode or (result.model.mode if result.model else '')} mode"
-                 " (inputs, layers, outputs)")
+        title = (f"### Model arrays, {_md(mode or (result.model.mode if result.model else ''))}"
+                 " mode (inputs, layers, outputs)")
         if not_run:
-            lines += [title, "", f"Not run: {_inline(not_run)}", ""]
+            lines += [title, "", f"Not run: {_md(not_run)}", ""]
             continue
-        rows = [[str(i), f"`{s.name}`", STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+        rows = [[str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
                  percent(s.mismatch_fraction), _num(s.ulp_at_scale), s.tolerance or "—"]
                 for i, s in enumerate(members)]
         lines += [title, "",
                   *_table(["#", "array", "result", "max rel", "max abs", "mismatch", "ulp@scale",
                            "tolerance"], rows), ""]
         if fd is not None:
-            lines += [f"First divergence: **`{fd.stage}`** (#{fd.index}: inputs, then layers, then"
-                      " outputs).", ""]
+            lines += [f"First divergence: **{_code(fd.stage)}** (#{fd.index}: inputs, then layers,"
+                      " then outputs).", ""]
     return lines
 
 
@@ -179,7 +193,7 @@ def _probes(result: CheckResult) -> list[str]:
 
 def _witness(result: CheckResult) -> list[str]:
     """Whether fp32 ran at full precision here (a user model's precision rests on it)."""
-    return [] if result.witness is None else [witness_sentence(result.witness), ""]
+    return [] if result.witness is None else [_md(witness_sentence(result.witness)), ""]
 
 
 def _detections(result: CheckResult) -> list[str]:
@@ -213,23 +227,24 @@ def _causes(result: CheckResult) -> list[str]:
         return [] if result.verdict == "identical" else ["### Causes", "", "None identified.", ""]
     lines = ["### Causes", ""]
     for i, cause in enumerate(result.causes, 1):
-        lines.append(f"{i}. **{cause.confidence}**: {_inline(cause.change)}")
-        lines += [f"   - {_inline(e)}" for e in cause.evidence]
+        lines.append(f"{i}. **{_md(cause.confidence)}**: {_md(cause.change)}")
+        lines += [f"   - {_md(e)}" for e in cause.evidence]
     if result.confirmation_skipped:
         lines += ["", "_Confirmation re-runs were skipped (`--no-confirm`): no variable was put"
                   " back._"]
     if result.cannot_affect:
         lines += ["", "Cannot affect these results (not ranked):", ""]
-        lines += [f"- {_inline(u.change)} — {_inline(u.reason)}" for u in result.cannot_affect]
+        lines += [f"- {_md(u.change)} — {_md(u.reason)}" for u in result.cannot_affect]
     b = result.bisection
     if b is not None:
         lines += ["", "**Environment bisection (uv)**", ""]
         lines += _table(["environment", "outcome", "packages", "what the bits showed"],
                         [[t.label, t.outcome + (" (cached)" if t.cached else ""),
-                          ", ".join(f"`{p}`" for p in t.pins), t.detail] for t in b.trials])
-        lines += [f"- not restored: {_inline(k)}: {_inline(v)}" for k, v in b.refused.items()]
+                          Markdown(", ".join(_code(p) for p in t.pins)), t.detail]
+                         for t in b.trials])
+        lines += [f"- not restored: {_md(k)}: {_md(v)}" for k, v in b.refused.items()]
         if b.failure:
-            lines.append(f"- no environment could be built: {_inline(b.failure)}")
+            lines.append(f"- no environment could be built: {_md(b.failure)}")
     return [*lines, ""]
 
 
@@ -240,29 +255,27 @@ def _nondeterminism(result: CheckResult) -> list[str]:
     elif nd.deterministic:
         text = f"none; {nd.runs} runs were bit-identical to each other."
     else:
-        arrays = ", ".join(f"`{a}`" for a in nd.differing_arrays)
+        arrays = ", ".join(_code(a) for a in nd.differing_arrays)
         text = f"{nd.runs} runs differ in {arrays} (spread up to {_num(nd.max_spread)})."
     return [f"**Nondeterminism:** {text}", ""]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+    """A pipe table: every cell escaped as text unless the renderer made it ``Markdown``."""
+    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
              "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown(v) for v in row) + " |" for row in rows]
     return lines
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+def _md(text: str) -> str:
+    """A stranger's string (or a sentence quoting one) as Markdown text."""
+    return for_markdown(text)
 
 
-def _inline(text: str) -> str:
-    return text.replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    """Inline code that a backtick or a newline in someone's path cannot end early."""
-    return "`" + _inline(text).replace("`", "'") + "`"
+def _code(text: str) -> Markdown:
+    """A stranger's name or path as a code span it cannot end early."""
+    return for_markdown_code(text)
 
 
 def _growth(c: TensorComparison) -> str:
@@ -282,9 +295,9 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def _value(value: Any, limit: int = 60) -> str:
+def _value(value: Any, limit: int = 60) -> Markdown:
     text = "—" if value is None else str(value)
-    return "`" + (text if len(text) <= limit else text[: limit - 1] + "…").replace("`", "'") + "`"
+    return _code(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _num(value: float | None) -> str:

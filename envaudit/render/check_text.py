@@ -6,8 +6,9 @@ arrays, with the tolerance each was given) with a log-scale bar of each one's ma
 divergence and its replay, the probes and the precision witness, the detections and every decision
 that changed (with "expected fragility" marks), the causes with their evidence, nondeterminism.
 Everything must still read well without color (NO_COLOR, a file, a CI log): colors only repeat what
-the words already say, and every dynamic string goes in as ``Text`` so that a path with brackets is
-never read as rich markup.
+the words already say. Every string goes in through ``_t``: as ``Text``, so a path with brackets is
+never read as rich markup, with control characters escaped (``escape.for_terminal``), so a
+stranger's value cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from envaudit.compare.model import (
 )
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable
+from envaudit.render.escape import for_terminal
 from envaudit.render.formatting import (
     STATUS_WORDS,
     class_label,
@@ -94,7 +96,7 @@ def bar(max_rel: float, identical: bool) -> str:
 
 def _headline(result: CheckResult) -> Text:
     mark, style = VERDICT_STYLE.get(result.verdict, ("?", "bold"))
-    return Text(f"{mark} {result.headline}", style=style)
+    return _t(f"{mark} {result.headline}", style=style)
 
 
 def _where(result: CheckResult) -> Text:
@@ -102,14 +104,14 @@ def _where(result: CheckResult) -> Text:
     text = (f"golden {result.golden_path} (fingerprint {result.golden_fingerprint_id[:12]}), "
             f"current fingerprint {result.current_fingerprint_id[:12]}; exit {result.exit_code}"
             f"{strict}")
-    return Text(text, style="dim")
+    return _t(text, style="dim")
 
 
 def _since(result: CheckResult) -> list[Any]:
     """When this golden was last identical here, from the history (one line, as decided there)."""
     if result.since_last_identical is None:
         return []
-    return [Text(result.since_last_identical, style="dim")]
+    return [_t(result.since_last_identical, style="dim")]
 
 
 def _model(result: CheckResult) -> list[Any]:
@@ -117,10 +119,10 @@ def _model(result: CheckResult) -> list[Any]:
     m = result.model
     if m is None:
         return []
-    parts: list[Any] = [Text(f"Model: {model_identity(m)}"), Text(f"  ran {model_run(m)}"),
-                        Text(f"  outputs: {model_outputs(m)}")]
+    parts: list[Any] = [_t(f"Model: {model_identity(m)}"), _t(f"  ran {model_run(m)}"),
+                        _t(f"  outputs: {model_outputs(m)}")]
     if result.basis:
-        parts.append(Text(f"  basis: {result.basis}", style="dim"))
+        parts.append(_t(f"  basis: {result.basis}", style="dim"))
     return parts
 
 
@@ -128,16 +130,16 @@ def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
     """The environment changes grouped by origin (the grouping and folding come with the data)."""
     changes = result.fingerprint_changes
     if not changes:
-        return [Text("Environment: no fingerprint changes."), Text()]
+        return [_t("Environment: no fingerprint changes."), Text()]
     numerics = sum(1 for c in changes if c.numerics)
-    title = Text(f"Environment changes ({len(changes)}, {numerics} numerics-relevant)",
-                 style="italic")
+    title = _t(f"Environment changes ({len(changes)}, {numerics} numerics-relevant)",
+               style="italic")
     return [title, ChangeTable(group(changes), verbose), Text()]
 
 
 def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any]:
     if not stages:
-        return [Text("Stages: none recorded."), Text()]
+        return [_t("Stages: none recorded."), Text()]
     if result.model is not None:
         return _model_arrays(result)
     parts: list[Any] = []
@@ -145,7 +147,7 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
         title = "Stages (pipeline order)" if label is None else \
             f"Stages, {label} mode (pipeline order)"
         if not_run:
-            parts += [Text(f"{title}: not run: {not_run}", style="yellow"), Text()]
+            parts += [_t(f"{title}: not run: {not_run}", style="yellow"), Text()]
             continue
         origin = _origins(fd)
         table = _table(title, "#", "stage", "result", "max rel", "log scale", "mismatch",
@@ -158,8 +160,8 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
                           _t(origin.get(s.name, "")))
         parts.append(table)
         if fd is not None:
-            parts.append(Text(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline"
-                              " order)."))
+            parts.append(_t(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline"
+                            " order)."))
             own = list(fd.changed_stages)
             carried = [r.stage for r in fd.replay if r.identical]
             if fd.replay:
@@ -170,7 +172,7 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
                          if own else "no stage changed by itself")
                 if carried:
                     line += f"; {', '.join(carried)} only carry the earlier change"
-                parts.append(Text(line + "."))
+                parts.append(_t(line + "."))
         parts.append(Text())
     return parts
 
@@ -182,7 +184,7 @@ def _model_arrays(result: CheckResult) -> list[Any]:
         mode = label or (result.model.mode if result.model else "")
         title = f"Model arrays, {mode} mode (inputs, layers, outputs)"
         if not_run:
-            parts += [Text(f"{title}: not run: {not_run}", style="yellow"), Text()]
+            parts += [_t(f"{title}: not run: {not_run}", style="yellow"), Text()]
             continue
         table = _table(title, "#", "array", "result", "max rel", "log scale", "mismatch",
                        "tolerance")
@@ -193,8 +195,8 @@ def _model_arrays(result: CheckResult) -> list[Any]:
                           _t(percent(s.mismatch_fraction)), _t(s.tolerance or "—"))
         parts.append(table)
         if fd is not None:
-            parts.append(Text(f"First divergence: {fd.stage} (#{fd.index}: inputs, then layers,"
-                              " then outputs)."))
+            parts.append(_t(f"First divergence: {fd.stage} (#{fd.index}: inputs, then layers,"
+                            " then outputs)."))
         parts.append(Text())
     return parts
 
@@ -204,9 +206,9 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list
         return []
     changed = [p for p in probes if not p.identical]
     if not changed:
-        return [Text(f"Probes: all {len(probes)} bit-identical."), Text()]
-    head = Text(f"Probes: {len(changed)} of {len(probes)} differ; changed families: "
-                f"{', '.join(families) or ', '.join(sorted({p.family for p in changed}))}.")
+        return [_t(f"Probes: all {len(probes)} bit-identical."), Text()]
+    head = _t(f"Probes: {len(changed)} of {len(probes)} differ; changed families: "
+              f"{', '.join(families) or ', '.join(sorted({p.family for p in changed}))}.")
     table = _table(None, "family", "probes", "differ", "max rel", "error growth", "result")
     for family in dict.fromkeys(p.family for p in probes):
         members = [p for p in probes if p.family == family]
@@ -226,13 +228,13 @@ def _witness(result: CheckResult) -> list[Any]:
     if w is None:
         return []
     style = None if w.full_precision else ("red" if w.lossy else "yellow")
-    return [Text(witness_sentence(w), style=style), Text()]
+    return [_t(witness_sentence(w), style=style), Text()]
 
 
 def _detections(result: CheckResult) -> list[Any]:
     if result.model is not None and result.model.detections is None:
-        return [Text("Detections: none (the model's outputs are not detections; name them with "
-                     "--detections boxes=NAME,scores=NAME,classes=NAME to compare boxes)."),
+        return [_t("Detections: none (the model's outputs are not detections; name them with "
+                   "--detections boxes=NAME,scores=NAME,classes=NAME to compare boxes)."),
                 Text()]
     d = result.detections
     names = class_names(result.model)
@@ -242,14 +244,14 @@ def _detections(result: CheckResult) -> list[Any]:
                f"{d.added} added, {d.class_changed} changed class; max score Δ "
                f"{_num(d.max_score_delta)}, min IoU {_iou(d.min_iou)}, max box Δ "
                f"{_num(d.max_box_delta)}; noise {_num(d.noise)}.")
-    parts: list[Any] = [Text(summary, style=None if d.same else "yellow")]
+    parts: list[Any] = [_t(summary, style=None if d.same else "yellow")]
     if len(result.modes) > 1:
         for m in result.modes:
             md = m.detections
-            parts.append(Text(f"  {m.mode}: " + (f"not run ({m.not_run})" if md is None else
-                              f"{md.matched} matched, {md.removed} removed, {md.added} added, "
-                              f"{md.class_changed} changed class; max score Δ "
-                              f"{_num(md.max_score_delta)}")))
+            parts.append(_t(f"  {m.mode}: " + (f"not run ({m.not_run})" if md is None else
+                            f"{md.matched} matched, {md.removed} removed, {md.added} added, "
+                            f"{md.class_changed} changed class; max score Δ "
+                            f"{_num(md.max_score_delta)}")))
     decided = [c for c in d.changes if c.kind != "matched"]
     if decided:
         table = _table(None, "change", "image", "class", "score", "box", "IoU", "margin", "")
@@ -262,9 +264,9 @@ def _detections(result: CheckResult) -> list[Any]:
                              "cyan" if c.expected_fragility else None))
         parts.append(table)
         if any(c.expected_fragility for c in decided):
-            parts.append(Text("Expected fragility: the decision sat closer to its threshold than "
-                              "the measured noise, so a rounding change may flip it; not a model "
-                              "bug.", style="dim"))
+            parts.append(_t("Expected fragility: the decision sat closer to its threshold than "
+                            "the measured noise, so a rounding change may flip it; not a model "
+                            "bug.", style="dim"))
     parts.append(Text())
     return parts
 
@@ -273,17 +275,17 @@ def _causes(result: CheckResult) -> list[Any]:
     if not result.causes:
         if result.verdict == "identical":
             return []
-        return [Text("Causes: none identified from the evidence."), Text()]
-    parts: list[Any] = [Text("Causes (most likely first):", style="bold")]
+        return [_t("Causes: none identified from the evidence."), Text()]
+    parts: list[Any] = [_t("Causes (most likely first):", style="bold")]
     for i, cause in enumerate(result.causes, 1):
-        line = Text(f"{i}. ")
-        line.append(f"[{cause.confidence}]", style=CONFIDENCE_STYLE.get(cause.confidence))
-        line.append(f" {cause.change}")
+        line = _t(f"{i}. ")
+        line.append_text(_t(f"[{cause.confidence}]", CONFIDENCE_STYLE.get(cause.confidence)))
+        line.append_text(_t(f" {cause.change}"))
         parts.append(line)
-        parts.extend(Text(f"   • {e}") for e in cause.evidence)
+        parts.extend(_t(f"   • {e}") for e in cause.evidence)
     if result.confirmation_skipped:
-        parts.append(Text("Confirmation re-runs were skipped (--no-confirm): no variable was "
-                          "put back.", style="dim"))
+        parts.append(_t("Confirmation re-runs were skipped (--no-confirm): no variable was "
+                        "put back.", style="dim"))
     parts += _cannot_affect(result)
     parts += _bisection(result)
     parts.append(Text())
@@ -294,52 +296,55 @@ def _bisection(result: CheckResult) -> list[Any]:
     b = result.bisection
     if b is None:
         return []
-    parts: list[Any] = [Text("Environment bisection (uv):", style="bold")]
+    parts: list[Any] = [_t("Environment bisection (uv):", style="bold")]
     if not b.groups:
-        return [*parts, Text("   no package that can move numbers changed: nothing to bisect")]
-    parts += [Text(f"   change: {g}") for g in b.groups]
+        return [*parts, _t("   no package that can move numbers changed: nothing to bisect")]
+    parts += [_t(f"   change: {g}") for g in b.groups]
     for trial in b.trials:
         cached = ", results cached" if trial.cached else ""
-        parts.append(Text(f"   • {trial.label} [{trial.outcome}{cached}]: {', '.join(trial.pins)}"))
-        parts.append(Text(f"     {trial.detail}", style="dim"))
-    parts += [Text(f"   not restored: {name}: {why}") for name, why in b.refused.items()]
+        parts.append(_t(f"   • {trial.label} [{trial.outcome}{cached}]: {', '.join(trial.pins)}"))
+        parts.append(_t(f"     {trial.detail}", style="dim"))
+    parts += [_t(f"   not restored: {name}: {why}") for name, why in b.refused.items()]
     if b.failure:
-        parts.append(Text(f"   no environment could be built: {b.failure}", style="yellow"))
+        parts.append(_t(f"   no environment could be built: {b.failure}", style="yellow"))
     return parts
 
 
 def _cannot_affect(result: CheckResult) -> list[Any]:
     if not result.cannot_affect:
         return []
-    parts: list[Any] = [Text("Cannot affect these results (not ranked):", style="bold")]
-    parts += [Text(f"   • {u.change} — {u.reason}") for u in result.cannot_affect]
+    parts: list[Any] = [_t("Cannot affect these results (not ranked):", style="bold")]
+    parts += [_t(f"   • {u.change} — {u.reason}") for u in result.cannot_affect]
     return parts
 
 
 def _nondeterminism(result: CheckResult) -> Text:
     nd = result.nondeterminism
     if nd is None or nd.runs <= 1:
-        return Text("Nondeterminism: not measured (use --repeat N).", style="dim")
+        return _t("Nondeterminism: not measured (use --repeat N).", style="dim")
     if nd.deterministic:
-        return Text(f"Nondeterminism: none; {nd.runs} runs were bit-identical to each other.")
-    return Text(f"Nondeterminism: {nd.runs} runs differ among themselves in "
-                f"{', '.join(nd.differing_arrays)} (spread up to {_num(nd.max_spread)}); "
-                f"differences within that spread count as noise.", style="yellow")
+        return _t(f"Nondeterminism: none; {nd.runs} runs were bit-identical to each other.")
+    return _t(f"Nondeterminism: {nd.runs} runs differ among themselves in "
+              f"{', '.join(nd.differing_arrays)} (spread up to {_num(nd.max_spread)}); "
+              f"differences within that spread count as noise.", style="yellow")
 
 
 # --- cells ----------------------------------------------------------------------------------
 
 
 def _table(title: str | None, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, padding=(0, 1, 0, 0))
+    # A str title or header would be read as rich markup: each goes in as Text.
+    table = Table(title=None if title is None else _t(title), title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(_t(column), overflow="fold")
     return table
 
 
 def _t(value: str, style: str | None = None) -> Text:
-    return Text(value, style=style or "")
+    """Every string this report shows goes in here: as ``Text`` (never read as markup), with
+    control characters escaped."""
+    return Text(for_terminal(value), style=style or "")
 
 
 def _origins(fd: FirstDivergence | None) -> dict[str, str]:

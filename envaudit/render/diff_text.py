@@ -3,7 +3,8 @@
 The two fingerprint ids, a count line (numerics-relevant changes decide the exit code), then the
 change table of ``render.change_table``: one group per origin, numerics-relevant groups first,
 build details and other minutiae folded into one line per group unless ``verbose``. ``(absent)``
-marks a side without the field. Dynamic strings go in as ``Text``, never as markup.
+marks a side without the field. Dynamic strings go in as ``Text``, never as markup, with control
+characters escaped (``escape.for_terminal``): the two files may be anyone's.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from rich.text import Text
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.render.change_table import ChangeTable
+from envaudit.render.escape import for_terminal
 
 
 def render(a: Fingerprint, b: Fingerprint, changes: Sequence[Change],
            verbose: bool = False) -> Group:
     numerics = sum(1 for c in changes if c.numerics)
     informational = len(changes) - numerics
+    # Both files are someone else's: their ids and times are escaped like every value.
     header = Text.assemble(
-        ("golden ", "bold"), (a.fingerprint_id, "cyan"), f" ({a.get('captured_at')})",
-        ("  ->  current ", "bold"), (b.fingerprint_id, "cyan"), f" ({b.get('captured_at')})",
+        ("golden ", "bold"), (for_terminal(str(a.fingerprint_id)), "cyan"),
+        for_terminal(f" ({a.get('captured_at')})"),
+        ("  ->  current ", "bold"), (for_terminal(str(b.fingerprint_id)), "cyan"),
+        for_terminal(f" ({b.get('captured_at')})"),
     )
     if numerics:
         summary = Text(f"{numerics} numerics-relevant change(s), {informational} informational",

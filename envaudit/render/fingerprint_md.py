@@ -3,8 +3,12 @@
 Meant to be pasted into a bug report: a short header (fingerprint id, capture time), then one
 pipe table per section, the package list folded in a ``<details>`` block. With ``redact=True`` the
 tree is redacted first (``envaudit.fingerprint.redact``: hostname, user, home paths, GPU UUIDs and
-serials) and the document ends with a line saying what was redacted. Every cell is escaped, so a
-strange value cannot break a table.
+serials) and the document ends with a line saying what was redacted.
+
+A fingerprint file may be anyone's, and even this machine's values (a package's URL, an
+environment value) are text someone else chose: every value goes in through ``escape`` (as text:
+no HTML, no link, one table cell, one line; or as a code span), and the whole document through
+``for_document``, so no control character reaches a terminal that shows it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
 from envaudit.fingerprint.model import Fingerprint
+from envaudit.render.escape import for_document, for_markdown, for_markdown_code
 
 SECTION_TITLES = {
     "python": "Python",
@@ -38,18 +43,19 @@ def render(fp: Fingerprint, redact: bool = False) -> str:
 
         data = redact_tree(data)
     lines = [
-        f"## Environment fingerprint `{data.get('fingerprint_id')}`",
+        f"## Environment fingerprint {for_markdown_code(str(data.get('fingerprint_id')))}",
         "",
-        f"- captured: {data.get('captured_at')}",
-        f"- envaudit: {data.get('envaudit_version')} (schema `{data.get('schema')}`)",
+        f"- captured: {for_markdown(str(data.get('captured_at')))}",
+        f"- envaudit: {for_markdown(str(data.get('envaudit_version')))} (schema "
+        f"{for_markdown_code(str(data.get('schema')))})",
         "",
     ]
     for key, title in SECTION_TITLES.items():
         if key in data:
             lines += _section(key, title, data[key])
     if redact:
-        lines.append(f"redacted: {REDACTED_FIELDS}")
-    return "\n".join(lines).rstrip("\n") + "\n"
+        lines.append(f"redacted: {for_markdown(REDACTED_FIELDS)}")
+    return for_document("\n".join(lines).rstrip("\n") + "\n")
 
 
 def plain_value(value: Any) -> str:
@@ -70,7 +76,7 @@ def plain_value(value: Any) -> str:
 def _section(key: str, title: str, section: Any) -> list[str]:
     lines = [f"### {title}", ""]
     if is_unavailable(section):
-        return lines + [f"_unavailable: {_cell(section['reason'])}_", ""]
+        return lines + [f"_unavailable: {_cell(str(section['reason']))}_", ""]
     if key == "packages" and isinstance(section, Mapping):
         rows = [[name, plain_value(info.get("version")), _provenance(info)]
                 for name, info in section.items() if isinstance(info, Mapping)]
@@ -108,4 +114,5 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    """Every value of a table: plain text that stays one line and one cell."""
+    return for_markdown(str(text))

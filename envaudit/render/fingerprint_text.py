@@ -1,6 +1,7 @@
 """``envaudit fingerprint`` in the terminal: one rich table per section.
 
-Dynamic strings go in as ``Text`` so a value with brackets is never read as rich markup; colors
+Every string goes in through ``_text``: as ``Text``, so a value with brackets is never read as
+rich markup, with control characters escaped (a fingerprint file may be anyone's); colors
 only repeat what the words say (unavailable fields are dimmed and still say "unavailable").
 """
 
@@ -17,6 +18,7 @@ from rich.text import Text
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
 from envaudit.fingerprint.model import Fingerprint
+from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import SECTION_TITLES, plain_value
 
 
@@ -24,8 +26,9 @@ def render(fp: Fingerprint) -> Group:
     data = fp.data
     header = Text.assemble(
         ("fingerprint ", "bold"),
-        (str(data.get("fingerprint_id")), "bold cyan"),
-        f"  captured {data.get('captured_at')}  envaudit {data.get('envaudit_version')}",
+        (for_terminal(str(data.get("fingerprint_id"))), "bold cyan"),
+        for_terminal(f"  captured {data.get('captured_at')}  envaudit "
+                     f"{data.get('envaudit_version')}"),
     )
     parts: list[Any] = [header]
     for key, title in SECTION_TITLES.items():
@@ -40,26 +43,32 @@ def _section(key: str, title: str, section: Any) -> Table:
         for name, info in section.items():
             info = info if isinstance(info, Mapping) else {}
             direct = info.get("direct_url")
-            table.add_row(Text(name), _value(info.get("version")),
-                          _value(direct) if direct is not None else Text(""))
+            table.add_row(_text(name), _value(info.get("version")),
+                          _value(direct) if direct is not None else _text(""))
         return table
     table = _table(title, "variable" if key == "env" else "field", "value")
     if is_unavailable(section):
-        table.add_row(Text("(section)"), _value(section))
+        table.add_row(_text("(section)"), _value(section))
     elif isinstance(section, Mapping) and not section:
-        table.add_row(Text("(none set)" if key == "env" else "(empty)"), Text(""))
+        table.add_row(_text("(none set)" if key == "env" else "(empty)"), _text(""))
     else:
         for path, value in leaves(section):
-            table.add_row(Text(path), _value(value))
+            table.add_row(_text(path), _value(value))
     return table
 
 
 def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
+    # A str title or header would be read as rich markup.
+    table = Table(title=_text(title), title_justify="left", box=box.SIMPLE_HEAD, expand=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(_text(column), overflow="fold")
     return table
 
 
 def _value(value: Any) -> Text:
-    return Text(plain_value(value), style="dim" if is_unavailable(value) else "")
+    return _text(plain_value(value), style="dim" if is_unavailable(value) else "")
+
+
+def _text(value: str, style: str = "") -> Text:
+    """Every string this table shows: ``Text`` (never markup), control characters escaped."""
+    return Text(for_terminal(value), style=style)

@@ -2,8 +2,8 @@
 
 The same content as the Markdown report (findings, the fingerprint groups with their verdict,
 causes, config drift and suspected faults, the per-node table), styled like the check's page and
-with nothing fetched from anywhere. Every string a node sent is escaped: a node's answer is a
-stranger's data. No charts: a fleet's picture is its table.
+with nothing fetched from anywhere. Every string a node sent is escaped (``_e``: control characters,
+then HTML): a node's answer is a stranger's data. No charts: a fleet's picture is its table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 from envaudit.fleet.report import FleetReport
 from envaudit.render.check_html import STYLE, VERDICT_COLOR
-from envaudit.render.formatting import fleet_node_result, printable
+from envaudit.render.escape import for_document, for_terminal
+from envaudit.render.formatting import fleet_node_result
 
 FAULT_COLOR = "#c62828"
 
@@ -57,7 +58,7 @@ def render(report: FleetReport) -> str:
                           fleet_node_result(n), n.first_divergence or "—", f"{n.seconds:.1f} s")
                          for n in report.nodes]))
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return for_document("\n".join(parts) + "\n")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -67,4 +68,4 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(printable("—" if value is None else str(value)))
+    return html.escape(for_terminal("—" if value is None else str(value)))

@@ -3,19 +3,18 @@
 A node fails when it could not run (type ``error``), when its verdict is a finding (drift,
 precision_loss), when it is a suspected fault (``suspected_fault``) or when its fingerprint group
 is not the reference group (``config_drift``): the failures mirror the exit code. The headline,
-exit code and group count are suite properties. Built with ``xml.etree``; characters XML cannot
-carry are dropped.
+exit code and group count are suite properties. Built with ``xml.etree`` (a node's ``<img>`` stays
+text); characters XML cannot carry, or a terminal would act on, are replaced
+(``escape.for_xml``).
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 
 from envaudit.fleet.report import FINDING_VERDICTS, FleetNode, FleetReport
+from envaudit.render.escape import for_xml
 from envaudit.render.formatting import fleet_node_result
-
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def render(report: FleetReport) -> str:
@@ -24,23 +23,23 @@ def render(report: FleetReport) -> str:
     for name, value in (("headline", report.headline), ("exit_code", str(report.exit_code)),
                         ("groups", str(len(report.groups))),
                         ("golden_fingerprint_id", report.golden_fingerprint_id)):
-        ET.SubElement(props, "property", name=name, value=_x(value))
+        ET.SubElement(props, "property", name=name, value=value)
     reference = {n for g in report.groups if g.reference for n in g.nodes}
     failures = 0
     for node in report.nodes:
-        case = ET.SubElement(suite, "testcase", classname="envaudit.fleet", name=_x(node.label),
+        case = ET.SubElement(suite, "testcase", classname="envaudit.fleet", name=node.label,
                              time=f"{node.seconds:.3f}")
         kind = _failure(node, reference)
         if kind:
             failures += 1
             element = "error" if kind == "error" else "failure"
-            ET.SubElement(case, element, type=kind, message=_x(fleet_node_result(node)))
-        ET.SubElement(case, "system-out").text = _x(
+            ET.SubElement(case, element, type=kind, message=fleet_node_result(node))
+        ET.SubElement(case, "system-out").text = (
             f"fingerprint {node.fingerprint_id or '-'}; {fleet_node_result(node)}")
     suite.set("tests", str(len(report.nodes)))
     suite.set("failures", str(failures))
     return ('<?xml version="1.0" encoding="utf-8"?>\n'
-            + ET.tostring(suite, encoding="unicode") + "\n")
+            + for_xml(ET.tostring(suite, encoding="unicode")) + "\n")
 
 
 def _failure(node: FleetNode, reference: set[str]) -> str | None:
@@ -55,5 +54,3 @@ def _failure(node: FleetNode, reference: set[str]) -> str | None:
     return None
 
 
-def _x(text: str) -> str:
-    return _NOT_XML.sub("", text)

@@ -2,7 +2,8 @@
 precision witness: one spelling each, so a value reads the same in the headline, the terminal,
 Markdown, JUnit and HTML.
 
-Pure formatting: nothing here decides anything (statuses, verdicts and whether fp32 ran at full
+Pure formatting: nothing here escapes (each output kind does, with ``render.escape``, as it puts a
+string in) and nothing here decides anything (statuses, verdicts and whether fp32 ran at full
 precision come with the data). Functions that name things a renderer may want marked up (input and
 output names) take ``code``, which wraps each name (Markdown: backticks).
 """
@@ -139,16 +140,11 @@ def witness_sentence(witness: PrecisionWitness) -> str:
             f"{worst}; the golden's worst was {roundoffs(witness.golden_worst_error_ulps)}.")
 
 
-def printable(text: str) -> str:
-    """``text`` with line breaks and terminal control characters escaped: fleet reports quote
-    what nodes (strangers) wrote, and that must not drive a terminal or break a table."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
 def fleet_node_result(node: FleetNode) -> str:
-    """One node's outcome in words: its error, or its verdict and suspected fault."""
+    """One node's outcome in words: its error, or its verdict and suspected fault (a node's
+    words, unescaped: each format escapes them for itself, ``render.escape``)."""
     if node.error is not None:
-        return f"error: {printable(node.error)}"
+        return f"error: {node.error}"
     words = (node.verdict or "fingerprint only").replace("_", " ")
     if node.suspect is not None:
         reruns = len(node.suspect.reruns)
