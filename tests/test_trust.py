@@ -103,7 +103,8 @@ def test_a_forged_bundle_runs_nothing_during_a_plain_check(golden_bundle, tmp_pa
     ("TF_ENABLE_ONEDNN_OPTS", None, None),  # unset it: always safe for an allowed name
     ("TF_ENABLE_ONEDNN_OPTS", "0 ", "not restored: '0 ' is not a valid value of"
                                     " TF_ENABLE_ONEDNN_OPTS"),
-    ("OMP_NUM_THREADS", "9999", None),
+    ("OMP_NUM_THREADS", "64", None),
+    ("OMP_NUM_THREADS", "9999", "not restored: '9999' is above"),  # thousands of threads a child
     ("OMP_NUM_THREADS", "10000", "not restored: '10000' is not a valid value of OMP_NUM_THREADS"),
     ("OMP_NUM_THREADS", "0", "not restored: '0' is not a valid value of OMP_NUM_THREADS"),
     ("OMP_NUM_THREADS", "4,2", None),
@@ -131,7 +132,10 @@ def test_a_forged_bundle_runs_nothing_during_a_plain_check(golden_bundle, tmp_pa
                                    " devices)"),
 ])
 def test_which_settings_a_rerun_may_put_back(name, value, expected):
-    assert refusal(name, value) == expected
+    if expected and expected.endswith("is above"):  # the bound depends on this machine's cores
+        assert refusal(name, value).startswith(expected)
+    else:
+        assert refusal(name, value) == expected
 
 
 def test_plan_puts_back_only_allowed_settings_and_says_why_not_the_rest():
