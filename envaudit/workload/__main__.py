@@ -7,6 +7,10 @@ the golden bundle. It must run in a fresh process because most such settings are
 TensorFlow and its kernel libraries load. With ``MODEL.json`` (written by the parent into its own
 private folder, from a model it has already verified) it runs the user's model on the inputs that
 file names, instead of the canary, and the canary probes beside it.
+
+It is started only through ``workload.child.run_child``, which keeps the working folder, user
+site-packages and Python's code-choosing variables out of it; run by hand, it imports what any
+``python -m`` would.
 """
 
 from __future__ import annotations
