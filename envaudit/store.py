@@ -467,7 +467,11 @@ def write_bundle(
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
+    # envaudit's own file mode (0644 less the umask), whatever folder it lands in: nobody else
+    # may rewrite a golden's arrays.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 bundle_files.FILE_MODE)
+    with open(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -386,16 +386,45 @@ def test_bundles_are_readable_by_others_as_the_umask_allows(tmp_path, fingerprin
     assert target.stat().st_mode & 0o777 == 0o755
 
 
+# A child process that replaces the bundle with --force where the file system cannot exchange two
+# folders, and dies between setting the old bundle aside and renaming the new one in.
+KILLED_SWAP = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from envaudit import bundle_files
+from envaudit.fingerprint import capture
+from test_store import write
+target = Path(sys.argv[1])
+bundle_files._exchange = lambda a, b: False
+real = os.rename
+def rename(src, dst, **kwargs):
+    if Path(dst) == target and ".partial-" in str(src) and not os.path.lexists(dst):
+        os._exit(9)
+    return real(src, dst, **kwargs)
+os.rename = rename
+write(target, capture(), seed=2, force=True)
+"""
+
+
+def kill_mid_swap(target: Path) -> Path:
+    """Leave what a --force killed half-way leaves; the folder the old bundle was set aside in."""
+    proc = subprocess.run([sys.executable, "-c", KILLED_SWAP, str(target), str(ROOT / "tests")],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 9, proc.stderr
+    assert not os.path.lexists(target)
+    [aside] = target.parent.glob(f".{target.name}.old-*")
+    return aside
+
+
 def test_a_swap_killed_half_way_gives_the_previous_bundle_back(tmp_path, fingerprint):
     """--force sets the old bundle aside, then renames the new one in; if the process dies in
     between, the next write puts the old bundle back before it does anything else."""
     target = write(tmp_path / "bundle", fingerprint, seed=1)
     before = (target / "stages.eager.npz").read_bytes()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a pid that is certainly gone
-    aside = tmp_path / f".bundle.old-{dead.pid}-x"
-    aside.mkdir()
-    os.rename(target, aside / "bundle")
+    aside = kill_mid_swap(target)
+    assert (aside / "bundle" / "stages.eager.npz").read_bytes() == before
     with pytest.raises(EnvauditError, match="already exists"):
         write(target, fingerprint, seed=2)  # restores first, then refuses without --force
     assert (target / "stages.eager.npz").read_bytes() == before

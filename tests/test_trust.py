@@ -26,7 +26,7 @@ import pytest
 from conftest import cli_env, run_cli
 from forge import copy_bundle, forge, one_ulp_up, reseal
 from test_output import needs_namespace
-from test_store import arrays, write
+from test_store import arrays, kill_mid_swap, write
 
 from envaudit import bundle_files, cli, store
 from envaudit.attribute.confirm import Experiment, _rerun, limits, plan
@@ -457,11 +457,7 @@ def test_a_swap_killed_half_way_is_undone_by_the_next_check(tmp_path, fingerprin
     process killed then leaves nothing at the path until any next command puts it back."""
     target = write(tmp_path / "bundle", fingerprint, seed=1)
     before = (target / "stages.eager.npz").read_bytes()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    aside = tmp_path / f".bundle.old-{dead.pid}-x"
-    aside.mkdir()
-    os.rename(target, aside / "bundle")
+    kill_mid_swap(target)
     assert store.load_bundle(target).array_count == 7  # reading restores it
     assert (target / "stages.eager.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

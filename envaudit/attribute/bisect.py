@@ -250,11 +250,12 @@ class _Bench:
     def _cache_path(self, pins: PackageSet) -> Path | None:
         if not self.result_key:
             return None
-        from envaudit.environments.uv import env_root
+        from envaudit.environments.cache import env_folder
 
-        # Inside the environment's own folder: rebuilding or clearing it drops its results.
+        # Inside the environment's own folder: rebuilding or clearing it drops its results, and
+        # results in a folder another user could have written are never read (``env_folder``).
         name = hashlib.sha256(self.result_key.encode()).hexdigest()
-        return env_root() / pins.key() / "results" / f"{name}.npz"
+        return env_folder(pins.key(), self.progress) / "results" / f"{name}.npz"
 
     def _judged(self, pins: PackageSet, label: str, groups: tuple[str, ...],
                 cached: bool) -> Trial:

@@ -45,6 +45,7 @@ from envaudit.environments import own_copy
 from envaudit.environments.cache import (
     clear_cache,
     discard,
+    env_folder,
     env_root,
     marker,
     new_build_folder,
@@ -88,7 +89,7 @@ def ensure_env(pins: PackageSet, progress: Callable[[str], None] = lambda _m: No
             raise EnvBuildError(f"refusing to install {name}=={version}: {problem}")
     key = pins.key()
     short = key[:8]
-    final = env_root() / key
+    final = env_folder(key, progress)  # env_root()/key unless another user could have put it there
     python = _valid_python(final, pins)
     if python is not None:
         progress(f"using cached environment {short}")
