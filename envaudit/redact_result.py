@@ -7,8 +7,9 @@ string in the result passes through ``Redactor.text`` (a field added later is re
 default: the walk is generic over the dataclasses); only the vocabularies listed in
 ``_VOCABULARY`` are left alone, since a hostname or user name that happens to equal "gpu" or
 "drift" must not rewrite a category or a verdict that code keys on. A ``Change`` is redacted by
-its fingerprint path (``Redactor.value``), so a secret variable's values become ``[redacted]``,
-and those values are hidden wherever else they are quoted (cause text and evidence).
+its fingerprint path (``Redactor.value``), so a secret variable's values become ``[redacted]``
+and the hosts in a variable's value ``[host]``, and those values are hidden or rewritten wherever
+else they are quoted (cause text and evidence).
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:
     """A copy of ``result`` with every string redacted by ``redactor``'s policy."""
-    hidden = (
-        value for change in result.fingerprint_changes
-        for value in (change.golden, change.current) if redactor.is_secret(change.path, value)
-    )
-    return _walk(result, redactor.with_secrets(hidden))
+    quoted = ((change.path, value) for change in result.fingerprint_changes
+              for value in (change.golden, change.current))
+    return _walk(result, redactor.with_values(quoted))
 
 
 def shareable(result: CheckResult) -> CheckResult:

@@ -3,15 +3,14 @@
 What the machine running the tests happens to be never decides what is tested: a CPU-only capture
 (the fingerprint stored in golden/reference, recorded without a GPU) and GPU sections rebuilt from
 the NVML recordings in tests/data/nvml give both branches of every GPU rule; root and non-root
-homes, host and user names come in as an injected ``Identity``; the machine id and the salt
-folder are files under tmp_path. Every rule of ``fields._RULES`` is checked on a path it decides
-and on a neighbour just outside it; expected values are literals.
+homes, host and user names come in as an injected ``Identity``; the salt folder is under
+tmp_path (the salt's own rules: test_redaction_salt.py). Every rule of ``fields._RULES`` is
+checked on a path it decides and on a neighbour just outside it; expected values are literals.
 """
 
 from __future__ import annotations
 
 import copy
-import errno
 import functools
 import getpass
 import json
@@ -29,20 +28,19 @@ from hypothesis import strategies as st
 from test_fingerprint_gpu import FakeNVML, load_recording
 
 from envaudit import cli
-from envaudit.errors import EnvauditError
 from envaudit.fingerprint import Change, Fingerprint, diff, fields, gpu, redact
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.fields import classify, classify_leaf, describe, describe_leaf
 from envaudit.fingerprint.identity import fingerprint_id, identity_fields
 from envaudit.fingerprint.model import CATEGORIES, ORIGINS, ChangeGroup
 from envaudit.fingerprint.redact import Identity, Redactor, hashed
+from envaudit.fingerprint.salt import installation_salt
 
 REFERENCE = Path(__file__).resolve().parents[1] / "golden" / "reference" / "manifest.json"
 NO_NVML = {"available": False, "reason": "NVML: NVML Shared Library Not Found"}
 SALT = b"test-salt"
 ALICE = Identity.of(hostnames=["build-7"], users=["alice"], homes=["/home/alice/"])
 ROOT = Identity.of(hostnames=["build-7"], users=["root"], homes=["/root"])
-MACHINE_ID_TEXT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0\n"
 REDACTED = "[redacted]"
 
 
@@ -610,7 +608,7 @@ def test_home_folders_at_their_boundaries(identity, text, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("build-7", "[hostname]"), ("build-7.example.com", "[hostname].example.com"),
+    ("build-7", "[hostname]"), ("build-7.example.com", "[hostname]"),
     ("(build-7)", "([hostname])"), ("build-7/", "[hostname]/"),
     ("at build-7:22", "at [hostname]:22"),
     ("build-70", "build-70"), ("build-7x", "build-7x"), ("xbuild-7", "xbuild-7"),
@@ -700,20 +698,11 @@ def test_property_no_secret_named_value_survives(prefix, word, lower, suffix, va
         assert redactor.text(value) == REDACTED
 
 
-# -- redaction with this machine's salt --------------------------------------------------------
+# -- redaction with this installation's salt -------------------------------------------------
 
-MACHINE_SALT_HEX = "b501bda1d235457d1fa428566e9800559279a7cd35986985d083b9832b312bbd"
-
-
-@pytest.fixture
-def machine_id(monkeypatch, tmp_path) -> Path:
-    path = tmp_path / "machine-id"
-    path.write_text(MACHINE_ID_TEXT, encoding="ascii")
-    monkeypatch.setattr(redact, "MACHINE_ID", path)
-    return path
-
-
-def test_redact_and_like_use_this_machine_and_every_tree(machine_id):
+def test_redact_and_like_use_this_installation_and_every_tree(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    gpu_1 = redact.hashed("GPU-1", installation_salt())
     reference = Fingerprint({"os": {"hostname": "golden-host"},
                              "gpu": {"devices": [{"uuid": "GPU-1"}]}})
     other = Fingerprint({"os": {"hostname": "current-host"},
@@ -722,7 +711,7 @@ def test_redact_and_like_use_this_machine_and_every_tree(machine_id):
     assert redact.like(reference, False, other) is other
     assert redact.like(reference, True, other).data == {
         "os": {"hostname": "[hostname]"},
-        "notes": "moved from [hostname] to [hostname], redacted-0ea2bc35512f",
+        "notes": f"moved from [hostname] to [hostname], {gpu_1}",
         "env": {"TF_VAR_db_pass": REDACTED},
     }
     tree = {"os": {"hostname": "lab-7"}, "gpu": {"devices": [{"uuid": "GPU-1"}]},
@@ -730,98 +719,4 @@ def test_redact_and_like_use_this_machine_and_every_tree(machine_id):
     assert redact.redact(tree, salt=SALT) == {
         "os": {"hostname": "[hostname]"}, "gpu": {"devices": [{"uuid": "redacted-782c3070bbf1"}]},
         "notes": "[hostname] redacted-782c3070bbf1"}
-    assert redact.redact(tree)["notes"] == "[hostname] redacted-0ea2bc35512f"
-
-
-def test_machine_salt_derives_from_the_machine_id(machine_id, tmp_path):
-    assert redact.machine_salt(tmp_path / "config").hex() == MACHINE_SALT_HEX
-    assert not (tmp_path / "config").exists()
-
-
-@pytest.mark.parametrize("content", [None, b"", b"\n", "é-machine".encode()])
-def test_machine_salt_without_a_usable_machine_id_is_stored_once(machine_id, tmp_path, content):
-    if content is None:
-        machine_id.unlink()
-    else:
-        machine_id.write_bytes(content)
-    config = tmp_path / "config"
-    salt = redact.machine_salt(config)
-    assert (config / "envaudit" / "salt").read_text(encoding="ascii") == salt.hex() + "\n"
-    assert redact.machine_salt(config) == salt
-
-
-def test_stored_salt_is_32_random_bytes_readable_by_the_owner_only(tmp_path):
-    config = tmp_path / "nested" / "config"
-    salt = redact._stored_salt(config)
-    path = config / "envaudit" / "salt"
-    assert len(salt) == 32 and path.read_text(encoding="ascii") == salt.hex() + "\n"
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert sorted(os.listdir(path.parent)) == ["salt"]  # no temporary file left
-    assert redact._stored_salt(config) == salt
-    (tmp_path / "other" / "envaudit").mkdir(parents=True)  # the folder exists, the salt not yet
-    assert redact._stored_salt(tmp_path / "other") != salt
-
-
-def test_stored_salt_folder_follows_xdg_config_home_then_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    salt = redact._stored_salt(None)
-    assert (tmp_path / "xdg" / "envaudit" / "salt").read_text() == salt.hex() + "\n"
-    assert redact._stored_salt(tmp_path / "given") != salt  # a given folder wins
-    monkeypatch.delenv("XDG_CONFIG_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    salt = redact._stored_salt(None)
-    assert (tmp_path / "home" / ".config" / "envaudit" / "salt").read_text() == salt.hex() + "\n"
-
-
-def test_stored_salt_without_any_home_is_a_user_error(machine, monkeypatch):
-    machine.clear()
-    monkeypatch.delenv("XDG_CONFIG_HOME")
-    monkeypatch.delenv("HOME")
-    with pytest.raises(EnvauditError) as raised:
-        redact._stored_salt(None)
-    assert str(raised.value) == (
-        "cannot find a folder for the redaction salt (neither XDG_CONFIG_HOME nor HOME is set);"
-        " set XDG_CONFIG_HOME to a writable folder, or pass --no-redact")
-
-
-def test_a_salt_another_process_stored_first_wins(tmp_path, monkeypatch):
-    other = "ab" * 32
-
-    def link_after_the_other(src, dst):
-        Path(dst).write_text(other + "\n", encoding="ascii")
-        raise FileExistsError(errno.EEXIST, "File exists", str(dst))
-
-    monkeypatch.setattr(os, "link", link_after_the_other)
-    assert redact._stored_salt(tmp_path) == bytes.fromhex(other)
-    assert sorted(os.listdir(tmp_path / "envaudit")) == ["salt"]
-
-
-def test_a_file_system_without_hard_links_gets_the_salt_by_rename(tmp_path, monkeypatch):
-    def no_links(src, dst):
-        raise PermissionError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(os, "link", no_links)
-    salt = redact._stored_salt(tmp_path)
-    assert (tmp_path / "envaudit" / "salt").read_text(encoding="ascii") == salt.hex() + "\n"
-    assert sorted(os.listdir(tmp_path / "envaudit")) == ["salt"]
-
-
-def test_a_salt_that_cannot_be_stored_or_read_is_one_user_error(tmp_path):
-    (tmp_path / "file").write_text("")
-    path = tmp_path / "file" / "envaudit" / "salt"
-    with pytest.raises(EnvauditError) as raised:
-        redact._stored_salt(tmp_path / "file")
-    assert str(raised.value) == (
-        f"cannot store the redaction salt in {path} ([Errno 20] Not a directory:"
-        f" '{path.parent}'); set XDG_CONFIG_HOME to a writable folder, or pass --no-redact")
-    corrupt = tmp_path / "corrupt" / "envaudit" / "salt"
-    corrupt.parent.mkdir(parents=True)
-    corrupt.write_text("not hex\n")
-    with pytest.raises(EnvauditError) as raised:
-        redact._stored_salt(tmp_path / "corrupt")
-    assert str(raised.value) == (
-        f"cannot store the redaction salt in {corrupt} (non-hexadecimal number found in"
-        " fromhex() arg at position 0); set XDG_CONFIG_HOME to a writable folder, or pass"
-        " --no-redact")
-    assert corrupt.read_text() == "not hex\n"  # never replaced
-    assert sorted(os.listdir(corrupt.parent)) == ["salt"]
+    assert redact.redact(tree)["notes"] == f"[hostname] {gpu_1}"

@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import random
+import re
 import string
 
 import pytest
@@ -121,8 +122,8 @@ def test_capture_drops_secret_names_and_masks_credential_values():
         "TF_ENABLE_ONEDNN_OPTS": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
         "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
         "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_gpu_autotune_level=0",
-        "TF_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
-        "TF_HUB_CACHE_ID": GITHUB_TOKEN, "CUDA_VISIBLE_DEVICES": GPU_UUID,
+        "NCCL_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
+        "CUDA_CACHE_ID": GITHUB_TOKEN, "CUDA_VISIBLE_DEVICES": GPU_UUID,
         "HOME": "/home/alice",
     }
     assert env_vars.probe(environ) == {
@@ -131,8 +132,8 @@ def test_capture_drops_secret_names_and_masks_credential_values():
         "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
         "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
         "TF_ENABLE_ONEDNN_OPTS": "0",
-        "TF_HUB_CACHE_ID": "[redacted]",
-        "TF_MODEL_STORE": "https://[redacted]@store.example.com/models",
+        "CUDA_CACHE_ID": "[redacted]",
+        "NCCL_MODEL_STORE": "https://[redacted]@store.example.com/models",
         "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_gpu_autotune_level=0",
     }
     assert not env_vars.is_recorded("TF_VAR_db_pass")
@@ -155,9 +156,9 @@ def fingerprint_tree(hostname: str = "gpu-node-3") -> dict:
         "env": {
             "TF_VAR_db_pass": "hunter2-hunter2", "NCCL_IB_PASSWD": "abc",
             "TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false",
-            "TF_HUB_CACHE_ID": GITHUB_TOKEN, "LD_LIBRARY_PATH": "/home/alice/cuda/lib64:/opt/x",
-            "TF_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
-            "TF_LOG_NOTE": "db password hunter2-hunter2 set on gpu-node-3",
+            "CUDA_CACHE_ID": GITHUB_TOKEN, "LD_LIBRARY_PATH": "/home/alice/cuda/lib64:/opt/x",
+            "NCCL_MODEL_STORE": "https://bob:s3cret@store.example.com/models",
+            "OMP_NOTE": "db password hunter2-hunter2 set on gpu-node-3",
         },
     }
 
@@ -180,9 +181,9 @@ def test_tree_is_redacted_rule_by_rule():
         "env": {
             "TF_VAR_db_pass": "[redacted]", "NCCL_IB_PASSWD": "[redacted]",
             "TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false",
-            "TF_HUB_CACHE_ID": "[redacted]", "LD_LIBRARY_PATH": "~/cuda/lib64:/opt/x",
-            "TF_MODEL_STORE": "https://[redacted]@store.example.com/models",
-            "TF_LOG_NOTE": "db password [redacted] set on [hostname]",
+            "CUDA_CACHE_ID": "[redacted]", "LD_LIBRARY_PATH": "~/cuda/lib64:/opt/x",
+            "NCCL_MODEL_STORE": "https://[redacted]@store.example.com/models",
+            "OMP_NOTE": "db password [redacted] set on [hostname]",
         },
     }
     assert uuid_hash != hashed(GPU_UUID, b"another-salt")
@@ -212,7 +213,7 @@ def test_values_by_fingerprint_path():
     redactor = policy(fingerprint_tree())
     assert redactor.value("env.TF_VAR_db_pass", "anything") == "[redacted]"
     assert redactor.value("env.TF_VAR_db_pass", None) is None  # unset is not a secret
-    assert redactor.value("env.TF_HUB_CACHE_ID", GITHUB_TOKEN) == "[redacted]"
+    assert redactor.value("env.CUDA_CACHE_ID", GITHUB_TOKEN) == "[redacted]"
     assert redactor.value("env.TF_ENABLE_ONEDNN_OPTS", "0") == "0"
     assert redactor.value("os.hostname", "gpu-node-3") == "[hostname]"
     assert redactor.value("packages.numpy.sha256", "ab" * 32) == "ab" * 32
@@ -238,7 +239,7 @@ def test_home_paths_as_user_and_as_root(identity, text, expected):
 def test_host_and_user_names_as_whole_words():
     redactor = policy(fingerprint_tree("gpu-node-3"))  # build-7 is this machine, per ALICE
     assert redactor.text("from build-7 to gpu-node-3.example.com, by alice") == (
-        "from [hostname] to [hostname].example.com, by [user]")
+        "from [hostname] to [hostname], by [user]")  # the domain goes with the name
     assert redactor.text("build-70 gpu-node-3x malice alice_bot") == (
         "build-70 gpu-node-3x malice alice_bot")
     as_root = policy(identity=ROOT)
@@ -250,14 +251,14 @@ def test_golden_and_current_redacted_alike_diff_cleanly():
     where the facts do: not by hostname, by secret or by token."""
     golden = fingerprint_tree("gpu-node-3")
     current = fingerprint_tree("build-7")
-    current["env"] = {**current["env"], "TF_VAR_db_pass": "other-password", "TF_LOG_NOTE": "",
-                      "TF_HUB_CACHE_ID": "ghp_" + "Qq1Ww2Ee3Rr4Tt5Yy6Uu7Ii8Oo9Pp0Aa1Ss2",
+    current["env"] = {**current["env"], "TF_VAR_db_pass": "other-password", "OMP_NOTE": "",
+                      "CUDA_CACHE_ID": "ghp_" + "Qq1Ww2Ee3Rr4Tt5Yy6Uu7Ii8Oo9Pp0Aa1Ss2",
                       "TF_ENABLE_ONEDNN_OPTS": "1"}
     redactor = policy(golden, current)
     changes = diff(Fingerprint(redactor.tree(golden)), Fingerprint(redactor.tree(current)))
     assert [(c.path, c.golden, c.current) for c in changes] == [
+        ("env.OMP_NOTE", "db password [redacted] set on [hostname]", ""),
         ("env.TF_ENABLE_ONEDNN_OPTS", "0", "1"),
-        ("env.TF_LOG_NOTE", "db password [redacted] set on [hostname]", ""),
     ]
 
 
@@ -307,8 +308,8 @@ def test_property_no_generated_secret_survives():
         token = _generated_token(rng)
         tree = {
             "os": {"hostname": f"host-{case}"},
-            "env": {name: secret, "TF_STORE": f"s3://user{case}:{password}@bucket/path",
-                    f"TF_ID_{case}": token, "TF_ENABLE_ONEDNN_OPTS": "0"},
+            "env": {name: secret, "NCCL_STORE": f"s3://user{case}:{password}@bucket/path",
+                    f"CUDA_ID_{case}": token, "TF_ENABLE_ONEDNN_OPTS": "0"},
             "notes": [f"value was {secret!r}", f"raw {secret} end", json.dumps({"v": secret})],
         }
         redactor = policy(tree)
@@ -320,7 +321,7 @@ def test_property_no_generated_secret_survives():
             assert secret not in text and repr(secret)[1:-1] not in text, (case, text)
             assert token not in text, (case, text)
             assert f":{password}@" not in text, (case, text)
-        assert redacted["env"][f"TF_ID_{case}"] == "[redacted]"
+        assert redacted["env"][f"CUDA_ID_{case}"] == "[redacted]"
         assert redacted["env"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
 
@@ -357,9 +358,10 @@ def test_check_result_is_redacted_field_by_field():
     changes = redacted.fingerprint_changes[:4]
     assert [(c.path, c.golden, c.current, c.category) for c in changes] == [
         ("env.TF_VAR_db_pass", "[redacted]", "[redacted]", "numerics-env"),
-        ("os.hostname", "gpu-node-3", "[hostname]", "info"),  # this policy knew only build-7
+        # this policy knew only build-7; the field itself is hidden whatever it holds
+        ("os.hostname", "[hostname]", "[hostname]", "info"),
         ("python.executable", "/home/[user]/.venv/bin/python", "~/.venv/bin/python", "python"),
-        ("os.hostname", "build-1", "build-2", "info"),
+        ("os.hostname", "[hostname]", "[hostname]", "info"),
     ]
     cause = redacted.causes[0]
     assert cause.change == "env.TF_VAR_db_pass: '[redacted]' -> '[redacted]'"
@@ -419,3 +421,196 @@ def test_mode_names_are_vocabulary_not_data():
     assert [m.mode for m in shared.modes] == ["xla"] and shared.moved_modes == ("xla",)
     assert shared.golden_schema == "envaudit.golden/2"
     assert shared.headline == "moved on [hostname]"  # free text is still redacted
+
+
+# -- which variables are recorded: TensorFlow's, never Terraform's ------------------------------
+
+# Terraform's documented variables (and a plan's inputs): none is TensorFlow's.
+TERRAFORM = ("TF_VAR_db_pw", "TF_VAR_region", "TF_CLI_ARGS", "TF_CLI_ARGS_apply",
+             "TF_CLI_CONFIG_FILE", "TF_LOG", "TF_LOG_PATH", "TF_LOG_CORE", "TF_LOG_PROVIDER",
+             "TF_INPUT", "TF_DATA_DIR", "TF_WORKSPACE", "TF_IN_AUTOMATION",
+             "TF_REGISTRY_DISCOVERY_RETRY", "TF_REGISTRY_CLIENT_TIMEOUT",
+             "TF_TOKEN_app_terraform_io", "TF_PLUGIN_CACHE_DIR",
+             "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE", "TF_IGNORE",
+             "TF_STATE_PERSIST_INTERVAL", "TF_APPEND_USER_AGENT", "TF_ACC", "TF_REATTACH_PROVIDERS")
+
+
+@pytest.mark.parametrize("name", TERRAFORM)
+def test_terraform_variables_are_never_recorded(name):
+    assert name.startswith("TF_")  # the prefix TensorFlow shares: the attack's precondition
+    assert not env_vars.is_recorded(name)
+
+
+def test_terraform_values_stay_out_of_the_fingerprint():
+    environ = {"TF_VAR_db_pw": "hunter2", "TF_CLI_ARGS_apply": "-var=admin_pw=s3cr3t-admin",
+               "TF_CLI_CONFIG_FILE": "/home/alice/.terraformrc", "TF_WORKSPACE": "prod",
+               "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CUDNN_USE_AUTOTUNE": "0"}
+    assert env_vars.probe(environ) == {"TF_CUDNN_USE_AUTOTUNE": "0", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def test_every_setting_a_rerun_puts_back_is_recorded():
+    from envaudit.attribute.settings import SETTINGS
+
+    assert [s.name for s in SETTINGS if not env_vars.is_recorded(s.name)] == []
+
+
+@pytest.mark.parametrize("name", [
+    "TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "TF_CUDNN_USE_FRONTEND", "TF_XLA_FLAGS",
+    "TF_GPU_ALLOCATOR", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_NUM_INTRAOP_THREADS", "TF_CONFIG",
+    "TF_USE_LEGACY_KERAS", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "TF_CPP_MIN_LOG_LEVEL",
+    "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LEVEL", "CUDA_VISIBLE_DEVICES", "NVIDIA_TF32_OVERRIDE",
+    "OMP_NUM_THREADS", "MKL_CBWR", "NCCL_ALGO", "ONEDNN_MAX_CPU_ISA", "XLA_FLAGS",
+])
+def test_tensorflow_and_library_variables_are_recorded(name):
+    assert env_vars.is_recorded(name)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA_API_KEY", "NVIDIA_BASE_URL", "NVIDIA_ORG_ID",
+                                  "TF_MY_OWN_THING", "TF_"])
+def test_vendor_namespaces_and_unknown_tf_names_are_not_recorded(name):
+    assert not env_vars.is_recorded(name)
+
+
+def test_a_strangers_fingerprint_shows_no_value_this_version_would_not_record():
+    """An older envaudit recorded every TF_* variable: a bundle from then (or a forged one) still
+    carries Terraform's values; shared output hides them, wherever they are quoted."""
+    tree = {"env": {"TF_CLI_ARGS_apply": "-var=admin_pw=s3cr3t-admin", "TF_IN_AUTOMATION": "1",
+                    "TF_ENABLE_ONEDNN_OPTS": "0"}}
+    redactor = policy(tree)
+    assert redactor.tree(tree)["env"] == {"TF_CLI_ARGS_apply": "[redacted]",
+                                          "TF_IN_AUTOMATION": "[redacted]",
+                                          "TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert redactor.text("restored -var=admin_pw=s3cr3t-admin") == "restored [redacted]"
+
+
+# -- URL tokens: in paths and queries, at capture and in every shared string --------------------
+
+CLOUDSMITH_TOKEN = "aB3dE5gH7jK9mN1p"  # 16 characters: too short for the bare-token rule
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    (f"https://dl.cloudsmith.io/{CLOUDSMITH_TOKEN}/org/repo/python/simple/",
+     "https://dl.cloudsmith.io/[redacted]/org/repo/python/simple/"),
+    ("https://packagecloud.io/priv/" + "0a1b2c3d" * 6 + "/org/repo/pypi/simple",
+     "https://packagecloud.io/priv/[redacted]/org/repo/pypi/simple"),
+    ("https://h.example/p/pkg-1.0.tar.gz?access_token=abc&v=2",
+     "https://h.example/p/pkg-1.0.tar.gz?access_token=[redacted]&v=2"),
+    ("https://acct.blob.core.windows.net/c/x.whl?sv=2022-11-02&se=2030-01-01&sig=a%2Fb%3D",
+     "https://acct.blob.core.windows.net/c/x.whl?sv=2022-11-02&se=2030-01-01&sig=[redacted]"),
+    ("https://s3.example/x.whl?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=abc123",
+     "https://s3.example/x.whl?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]"),
+    (f"(https://h.example/{CLOUDSMITH_TOKEN})", "(https://h.example/[redacted])"),
+])
+def test_url_tokens_are_masked(url, masked):
+    from envaudit.fingerprint.credentials import mask_url_tokens
+
+    assert mask_url_tokens(url) == masked
+
+
+@pytest.mark.parametrize("url", [
+    "https://pypi.org/simple/tensorflow-cpu/", "file:///work/main",
+    "git+https://github.com/org/repo.git@v2.16.1",
+    "https://download.pytorch.org/whl/cu121/torch-2.3.0%2Bcu121-cp311-cp311-linux_x86_64.whl",
+    "https://h.example/simple?page=2&format=json", "see https://example.com/a_b-c.",
+])
+def test_ordinary_urls_are_kept(url):
+    from envaudit.fingerprint.credentials import mask_url_tokens
+
+    assert mask_url_tokens(url) == url
+
+
+def test_direct_url_tokens_never_reach_the_fingerprint(tmp_path, monkeypatch):
+    """A real distribution in a real site folder, installed from a URL with tokens (pip writes
+    direct_url.json as it got the URL)."""
+    from envaudit.fingerprint import packages
+
+    info = tmp_path / "leaky_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leaky-pkg\nVersion: 1.0\n")
+    url = (f"https://pkgs.example.com/{CLOUDSMITH_TOKEN}/simple/leaky-pkg/leaky_pkg-1.0.tar.gz"
+           "?access_token=tok-0ne-s3cret")
+    (info / "direct_url.json").write_text(json.dumps({"url": url, "archive_info": {}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from importlib import metadata
+
+    assert any(d.read_text("direct_url.json") and url in d.read_text("direct_url.json")
+               for d in metadata.distributions())  # the leak is in place
+    recorded = packages.probe()["leaky-pkg"]["direct_url"]["url"]
+    assert recorded == ("https://pkgs.example.com/[redacted]/simple/leaky-pkg/leaky_pkg-1.0.tar.gz"
+                        "?access_token=[redacted]")
+    # and a fingerprint recorded before this rule is masked in every shared string
+    assert policy().text(url) == recorded
+
+
+def test_an_index_url_token_in_bisection_evidence_never_reaches_the_markdown():
+    from envaudit.attribute.bisect import Bisection
+
+    index = f"https://pkgs.example.com/{CLOUDSMITH_TOKEN}/simple"
+    result = dataclasses.replace(make_result(), bisection=Bisection(
+        (), (), (), (), failure=f"uv pip install: Failed to fetch: `{index}/tensorflow-cpu/`"))
+    assert CLOUDSMITH_TOKEN in check_md.render(result)  # the format shows the failure
+    shared = check_md.render(redact_result(result, policy()))
+    assert CLOUDSMITH_TOKEN not in shared and "pkgs.example.com/[redacted]/simple" in shared
+
+
+# -- hosts: TF_CONFIG's cluster, domain names, forged short hostnames ---------------------------
+
+TF_CONFIG = json.dumps({
+    "cluster": {"chief": ["chief-0.corp.example.com:2222"],
+                "worker": ["10.1.2.3:2222", "worker-1:2222", "[fd00::7]:2222"]},
+    "task": {"type": "worker", "index": 1}})
+
+
+def test_tf_config_hosts_and_addresses_are_hidden_wherever_quoted():
+    tree = {"env": {"TF_CONFIG": TF_CONFIG, "NCCL_COMM_ID": "10.1.2.3:5555",
+                    "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_PLACES": "{0:4},{4:4}",
+                    "NCCL_IB_HCA": "mlx5_0:1,mlx5_1:1"}}
+    redactor = policy(tree)
+    env = redactor.tree(tree)["env"]
+    assert json.loads(env["TF_CONFIG"]) == {
+        "cluster": {"chief": ["[host]:2222"], "worker": ["[host]:2222"] * 3},
+        "task": {"type": "worker", "index": 1}}
+    assert env["NCCL_COMM_ID"] == "[host]:5555"
+    assert {k: env[k] for k in ("CUBLAS_WORKSPACE_CONFIG", "OMP_PLACES", "NCCL_IB_HCA")} == {
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_PLACES": "{0:4},{4:4}",
+        "NCCL_IB_HCA": "mlx5_0:1,mlx5_1:1"}
+    quoted = redactor.text(f"env.TF_CONFIG: unset -> {TF_CONFIG!r}")
+    for host in ("chief-0", "corp.example.com", "10.1.2.3", "worker-1", "fd00::7"):
+        assert host not in quoted and host not in env["TF_CONFIG"]
+    change = redactor.value("env.TF_CONFIG", TF_CONFIG)
+    assert "10.1.2.3" not in change and "[host]:2222" in change
+
+
+def test_a_hostname_takes_its_domain_with_it():
+    redactor = policy({"os": {"hostname": "gpu-node-3.corp.example.com"}})
+    assert redactor.text("from gpu-node-3 and gpu-node-3.corp.example.com.") == (
+        "from [hostname] and [hostname].")
+    assert policy().text("build-7.corp.example.com:22") == "[hostname]:22"
+
+
+@pytest.mark.parametrize("forged", ["1", "35", "ab", "1.2", "--"])
+def test_a_forged_short_hostname_rewrites_nothing_but_its_field(forged):
+    tree = {"os": {"hostname": forged}}
+    redactor = policy(tree)
+    text = "1 of 35 probes moved; ab testing on 1.2 -- see --"
+    assert redactor.text(text) == text
+    assert redactor.tree(tree) == {"os": {"hostname": "[hostname]"}}
+    result = dataclasses.replace(make_result(), golden_fingerprint=Fingerprint(tree))
+    shared = check_md.render(redact_result(result, redactor))
+    if forged == "1":  # the report really holds the forged name as a whole word
+        assert re.search(rf"(?<![\w.-]){forged}(?![\w-])", check_md.render(result))
+    # the same as by a policy that never heard of the forged name
+    assert shared == check_md.render(redact_result(result, policy()))
+
+
+# -- other users' data folders ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/data/carol/imagenet", "/data/[user]/imagenet"),
+    ("/scratch/dave:/opt", "/scratch/[user]:/opt"),
+    ("'/data/carol'", "'/data/[user]'"), ("/data/home/alice/x", "/data/home/[user]/x"),
+    ("/site-packages/tensorflow/data/ops", "/site-packages/tensorflow/data/ops"),
+    ("/mnt/data/x", "/mnt/data/x"), ("/database/x", "/database/x"),
+])
+def test_other_users_data_folders_are_hidden(text, expected):
+    assert policy().text(text) == expected

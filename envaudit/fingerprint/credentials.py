@@ -1,8 +1,10 @@
-"""What looks like a credential: a variable name, the userinfo of a URL, a long random token.
+"""What looks like a credential: a variable name, the userinfo of a URL, a token in a URL's path
+or query, a long random token.
 
-One definition shared by capture (``env_vars``: secret-named variables are never recorded, URL
-userinfo is masked and token values are replaced before anything is stored) and by redaction
-(``redact``: the same rules on everything that leaves the machine), so the two never disagree.
+One definition shared by capture (``env_vars`` and ``packages``: secret-named variables are never
+recorded, URL userinfo and URL tokens are masked and token values are replaced before anything is
+stored) and by redaction (``redact``: the same rules on everything that leaves the machine), so
+the two never disagree.
 Constraints: pure functions on strings, stdlib only, nothing read from the environment here; a
 rule may hide a harmless value (the cost is a less precise report) but must not let a credential
 through, so every threshold below errs towards redacting and says what it gives up.
@@ -33,6 +35,24 @@ SECRET_NAME_WORDS = (
 # "@" in it is hidden whole; a raw "/" in a password ends the authority (as for every URL
 # parser), and such a value is only caught by its variable's name.
 _URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/'\"<>]*@")
+
+# A URL, split where its parts begin: scheme and authority, path, query, fragment. Quotes, spaces
+# and angle brackets end it (as they end a URL in text); nothing else does, so a token that a
+# bracket or a comma follows is still judged (the rule below looks at runs inside each part).
+_URL = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#'\"<>]*)(?P<path>[^\s?#'\"<>]*)"
+    r"(?P<query>\?[^\s#'\"<>]*)?(?P<fragment>#[^\s'\"<>]*)?"
+)
+# A run inside a path segment or a query value: what a token is written with.
+_URL_RUN = re.compile(r"[A-Za-z0-9_~-]+")
+# Query parameters whose value is a credential whatever it looks like, besides the secret-looking
+# names: Azure's shared-access signature (sig), OAuth's authorization code, a bare "pw".
+_SECRET_QUERY_NAMES = frozenset({"sig", "code", "pw", "jwt", "ticket"})
+# Tokens embedded in a URL are shorter than the ones a variable holds alone: Cloudsmith's
+# entitlement tokens in an index path have 16 characters. A 16-character piece of letters and
+# digits is also what a commit id, a content hash or a UUID in a download path looks like, so
+# those are hidden too (a less precise report, never a leak).
+URL_TOKEN_MIN_CHARS = 16
 
 # GPU and MIG UUIDs are device identifiers, hashed by the redaction rather than dropped, so the
 # token rule does not see them (CUDA_VISIBLE_DEVICES=GPU-... stays comparable).
@@ -74,6 +94,50 @@ def looks_secret_name(name: str) -> bool:
 def mask_url_credentials(text: str) -> str:
     """``scheme://user:pw@host`` -> ``scheme://[redacted]@host``, wherever it occurs in ``text``."""
     return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+
+
+def mask_url_tokens(text: str) -> str:
+    """Every URL in ``text`` with tokens in its path, query and fragment replaced by
+    ``[redacted]``: the value of a secret-named query parameter (``access_token``, ``sig``,
+    ``X-Amz-Signature``) whole, and elsewhere each run of token characters that looks random
+    (``url_token``). Scheme, host, port and ordinary path words are kept."""
+    return _URL.sub(_masked_url, text)
+
+
+def url_token(run: str) -> bool:
+    """Whether ``run`` (letters, digits, ``_ ~ -``) inside a URL looks like a token: a long random
+    token (``has_token``), or a piece between ``_ ~ -`` of URL_TOKEN_MIN_CHARS or more letters
+    and digits that holds both (no word or version number is written that way)."""
+    if has_token(run):
+        return True
+    return any(
+        len(piece) >= URL_TOKEN_MIN_CHARS and re.search(r"[0-9]", piece)
+        and re.search(r"[A-Za-z]", piece)
+        for piece in re.split(r"[_~-]", run)
+    )
+
+
+def _masked_url(match: re.Match[str]) -> str:
+    path = _URL_RUN.sub(_masked_run, match["path"])
+    query = match["query"] or ""
+    fragment = match["fragment"] or ""
+    return match["head"] + path + (query and "?" + _masked_query(query[1:])) + (
+        fragment and "#" + _masked_query(fragment[1:]))
+
+
+def _masked_run(match: re.Match[str]) -> str:
+    return REDACTED if url_token(match.group(0)) else match.group(0)
+
+
+def _masked_query(query: str) -> str:
+    parts = re.split(r"([&;])", query)
+    for index, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if sep and value and (looks_secret_name(name) or name.lower() in _SECRET_QUERY_NAMES):
+            parts[index] = f"{name}={REDACTED}"
+        elif part not in "&;":
+            parts[index] = _URL_RUN.sub(_masked_run, part)
+    return "".join(parts)
 
 
 def has_token(value: str) -> bool:

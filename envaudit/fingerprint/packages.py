@@ -5,6 +5,10 @@ runs of ``-_.`` become ``-``) so that a dotted path such as ``packages.ml-dtypes
 unambiguous. Where a distribution has a ``direct_url.json`` (PEP 610) its provenance is kept:
 editable checkouts, VCS URLs and commits, local archives. When one name is installed twice, the
 first on ``sys.path`` wins, as it does for ``import``.
+
+Constraint: a fingerprint never holds a secret, so a provenance URL is recorded with its userinfo
+and its tokens masked (``credentials``: ``https://host/[redacted]/simple``,
+``?access_token=[redacted]``); installers write such URLs into ``direct_url.json`` as they got them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 from importlib import metadata
 from typing import Any
 
+from envaudit.fingerprint.credentials import mask_url_credentials, mask_url_tokens
 from envaudit.fingerprint.guard import field
 
 
@@ -50,7 +55,10 @@ def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
     if not text:
         return None
     info = json.loads(text)
-    result: dict[str, Any] = {"url": info.get("url")}
+    url = info.get("url")
+    if isinstance(url, str):
+        url = mask_url_tokens(mask_url_credentials(url))
+    result: dict[str, Any] = {"url": url}
     if "dir_info" in info:
         result["editable"] = bool(info["dir_info"].get("editable", False))
     if "vcs_info" in info:

@@ -4,20 +4,28 @@ Reports, check outputs in every format, golden bundles and fleet reports are mad
 ``Redactor`` is what they pass through (``envaudit.redact_result`` applies it to a check result).
 Build one with ``Redactor.for_trees(*fingerprints)`` from every fingerprint involved, then
 ``.tree(data)`` redacts a JSON tree and ``.text(s)`` any string. In every key and string value:
-- secrets: the value of every variable whose name looks secret, and every variable value that
-  contains a long random token, becomes ``[redacted]`` in the ``env`` section, and each literal
-  occurrence of such a value anywhere else (cause evidence quotes values) becomes ``[redacted]``
-  too; URL userinfo becomes ``scheme://[redacted]@host`` in every string
-  (rules in ``credentials``; tokens are looked for in variable values only, since hex digests
-  and commit ids elsewhere are facts);
-- GPU UUIDs (``GPU-...``, ``MIG-...``) and serials become ``redacted-<hash>``, a salted SHA-256
-  that is stable on one machine, so two reports from one box still match and nobody else can
-  reverse it. The salt is derived from /etc/machine-id, or else a random one is stored once in
-  ``$XDG_CONFIG_HOME/envaudit/salt`` (default ``~/.config``), written atomically;
-- this user's home becomes ``~``, other ``/home/<name>`` and ``/Users/<name>`` folders
-  ``/home/[user]``, ``/root`` ``~root``;
-- the hostname of this machine and of every fingerprint given becomes ``[hostname]``, this
-  machine's user names ``[user]`` (not ``root``: every machine has it, hiding it hides nobody).
+- secrets: in the ``env`` section, the value of every variable whose name looks secret, whose
+  value contains a long random token, or that this version would not record at all (a
+  fingerprint from elsewhere, or from an older envaudit that recorded Terraform's ``TF_VAR_*``),
+  becomes ``[redacted]``, and each literal occurrence of such a value anywhere else (cause
+  evidence quotes values) becomes ``[redacted]`` too; URL userinfo becomes
+  ``scheme://[redacted]@host`` and tokens in a URL's path or query ``[redacted]`` in every
+  string (rules in ``credentials``; bare tokens are looked for in variable values only, since hex
+  digests and commit ids elsewhere are facts);
+- hosts in variable values: every ``host:port`` (a name, an IPv4 or a bracketed IPv6 address;
+  ``TF_CONFIG``'s cluster) becomes ``[host]:port``, wherever that value is quoted too;
+- GPU UUIDs (``GPU-...``, ``MIG-...``) and serials become ``redacted-<hash>``, a SHA-256 salted
+  with this installation's random salt (``salt``), stable on one machine, so two reports from
+  one box still match and nobody else can reverse it;
+- this user's home becomes ``~``; another user's ``/home/<name>`` and ``/Users/<name>`` (anywhere
+  in a path) ``/home/[user]``, ``/data/<name>`` and ``/scratch/<name>`` (at the start of a path)
+  ``/data/[user]`` and ``/scratch/[user]``; ``/root`` ``~root``;
+- the ``os.hostname`` field becomes ``[hostname]`` whatever it holds; elsewhere the hostname of
+  this machine and of every fingerprint given (and its first label, when it is a domain name)
+  becomes ``[hostname]`` as a whole token with its domain suffix (``[hostname]`` for
+  ``node-3.corp.example.com``), and this machine's user names ``[user]`` (not ``root``: every
+  machine has it, hiding it hides nobody). A name shorter than NAME_MIN_CHARS or without a letter
+  is replaced nowhere else: a forged hostname "1" must not rewrite every "1" of a report.
 Constraints: the policy is data (a frozen ``Redactor``), built once and applied the same way to
 the golden and the current side, so a redacted golden diffs cleanly against a redacted current;
 who and where this machine is comes in as an ``Identity`` that tests inject; nothing here formats
@@ -31,35 +39,61 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from envaudit.errors import EnvauditError
 from envaudit.fingerprint.credentials import (
     DEVICE_ID,
     REDACTED,
     has_token,
     looks_secret_name,
     mask_url_credentials,
+    mask_url_tokens,
 )
+from envaudit.fingerprint.env_vars import is_recorded
 from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.salt import installation_salt
 
 REDACTED_FIELDS = (
-    "hostname, user, home paths, GPU identifiers (salted hash), values of secret-named"
-    " variables, URL credentials, random tokens in variables"
+    "hostname (with its domain), user, home and data folders, hosts in variables, GPU identifiers"
+    " (salted hash), values of secret-named or unrecorded variables, URL credentials and tokens,"
+    " random tokens in variables"
 )
-MACHINE_ID = Path("/etc/machine-id")
+HOSTNAME = "[hostname]"
 _OTHER_HOME = re.compile(r"/(?:home|Users)/[^/\s:;,'\"]+")
+# Shared machines keep each user's data in a folder named after them at the top of these (the
+# cluster's /data/<user>, /scratch/<user>). At the start of a path only: a package's own
+# ".../data/ops" is not a user's folder.
+_SHARED_HOME = re.compile(r"(?<![\w.~-])/(data|scratch)/(?!(?:home|Users)/)[^/\s:;,'\"]+")
 _ROOT_HOME = re.compile(r"(?<![\w.~-])/root(?=/|$|[\s:;,'\"])")
 _PATH_END = r"(?=/|$|[\s:;,'\"])"
+# host:port in a variable's value (TF_CONFIG's cluster, NCCL_COMM_ID): an IPv4 address, a
+# bracketed IPv6 address, or a name with a letter in it (so OpenMP's "{0:4}" and cuBLAS's
+# ":4096:8" are not hosts). Not after "/", "_" or a word character: a path or an HCA name.
+_HOST_PORT = re.compile(
+    r"(?<![\w./:\[-])(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]"
+    r"|(?=[A-Za-z0-9.-]*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r"(?P<port>:\d{1,5})(?![\w.:])"
+)
 # A secret shorter than this is replaced only where it is quoted (as causes quote values): a
 # 1-5 character value ("0", "true") also occurs everywhere as an ordinary word or number.
 _SECRET_MIN_ANYWHERE = 6
+# A host or user name shorter than this, or without a letter, is replaced only in its own field:
+# "1", "ab" or "12" occur everywhere in a report as numbers and words.
+NAME_MIN_CHARS = 3
 _UNSHARED_USERS = frozenset({"root"})
+
+
+def hide_hosts(value: str) -> str:
+    """``value`` with every ``host:port`` in it written ``[host]:port``."""
+    return _HOST_PORT.sub(lambda m: "[host]" + m["port"], value)
+
+
+def _replaceable(name: str) -> bool:
+    return len(name) >= NAME_MIN_CHARS and any(c.isalpha() for c in name)
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,8 @@ class Redactor:
     identity: Identity = field(repr=False)
     gpu_ids: frozenset[str] = field(default=frozenset(), repr=False)  # named in the fingerprints
     secrets: frozenset[str] = field(default=frozenset(), repr=False)  # never in any string
+    # (value, as shown): variable values with hosts in them, rewritten wherever they are quoted
+    rewrites: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
 
     @classmethod
     def for_trees(
@@ -126,12 +162,11 @@ class Redactor:
         hostnames = {h for d in data if (h := _get(d, "os", "hostname")) and isinstance(h, str)}
         identity = replace(identity, hostnames=identity.hostnames | hostnames)
         gpu_ids = {i for d in data for i in _gpu_identifiers(d)}
-        redactor = cls(machine_salt() if salt is None else salt, identity, frozenset(gpu_ids))
-        hidden = [
-            value for d in data if isinstance(env := _get(d, "env"), Mapping)
-            for name, value in env.items() if redactor.is_secret(f"env.{name}", value)
-        ]
-        return redactor.with_secrets(hidden)
+        redactor = cls(installation_salt() if salt is None else salt, identity,
+                       frozenset(gpu_ids))
+        return redactor.with_values(
+            (f"env.{name}", value) for d in data if isinstance(env := _get(d, "env"), Mapping)
+            for name, value in env.items())
 
     def with_secrets(self, values: Iterable[Any]) -> Redactor:
         """This policy, also hiding each of ``values`` wherever it occurs (non-strings ignored)."""
@@ -140,60 +175,79 @@ class Redactor:
             return self
         return replace(self, secrets=self.secrets | new)
 
+    def with_values(self, pairs: Iterable[tuple[str, Any]]) -> Redactor:
+        """This policy, also hiding wherever they are quoted the values found at fingerprint paths
+        (``(path, value)`` pairs) that it hides (``is_secret``) or rewrites (hosts in a
+        variable)."""
+        hidden: set[str] = set()
+        rewrites: set[tuple[str, str]] = set()
+        for path, value in pairs:
+            if not isinstance(value, str) or not value or value == REDACTED:
+                continue
+            if self.is_secret(path, value):
+                hidden.add(value)
+            elif path.startswith("env.") and (shown := hide_hosts(value)) != value:
+                rewrites.add((value, shown))
+        redactor = self.with_secrets(hidden)
+        if rewrites <= redactor.rewrites:
+            return redactor
+        return replace(redactor, rewrites=redactor.rewrites | rewrites)
+
     def is_secret(self, path: str, value: Any) -> bool:
         """Whether ``value`` at the dotted fingerprint ``path`` is hidden whole: a variable whose
-        name looks secret, or whose value contains a long random token. (URL userinfo in a value
-        is masked by ``text``, keeping the rest of the URL.)"""
+        name looks secret, that this version would not record, or whose value contains a long
+        random token. (URL userinfo and tokens in a value are masked by ``text``, keeping the
+        rest of the URL.)"""
         if not path.startswith("env.") or not isinstance(value, str) or not value:
             return False
-        return looks_secret_name(path[4:]) or has_token(value)
+        name = path[4:]
+        return looks_secret_name(name) or not is_recorded(name) or has_token(value)
 
     def value(self, path: str, value: Any) -> Any:
         """The redacted form of ``value`` found at the dotted fingerprint ``path`` (a ``Change``
         carries one on each side). ``None`` (absent) stays ``None``."""
-        if self.is_secret(path, value):
-            return REDACTED
-        return self._node(value)
+        return self._node(value, path)
 
     def tree(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """A redacted copy of a fingerprint tree (any JSON tree; ``env`` is read as variables)."""
-        out: dict[str, Any] = {}
-        for key, node in data.items():
-            if key == "env" and isinstance(node, Mapping):
-                out[key] = {self.text(str(n)): self.value(f"env.{n}", v) for n, v in node.items()}
-            else:
-                out[self.text(str(key))] = self._node(node)
-        return out
+        return {self.text(str(key)): self._node(node, str(key)) for key, node in data.items()}
 
     def text(self, text: str) -> str:
         """``text`` with every secret, credential, identifier, home, host and user name hidden."""
         patterns = self._patterns
         if patterns["secrets"] is not None:
             text = patterns["secrets"].sub(lambda m: patterns["forms"][m.group(0)], text)
-        text = mask_url_credentials(text)
+        text = mask_url_tokens(mask_url_credentials(text))
         for identifier in sorted(self.gpu_ids, key=len, reverse=True):
             text = text.replace(identifier, hashed(identifier, self.salt))
         text = DEVICE_ID.sub(lambda m: hashed(m.group(0), self.salt), text)
         for home in patterns["homes"]:
             text = home.sub("~", text)
         text = _OTHER_HOME.sub("/home/[user]", text)
+        text = _SHARED_HOME.sub(r"/\1/[user]", text)
         text = _ROOT_HOME.sub("~root", text)
         for pattern, label in patterns["words"]:
             text = pattern.sub(label, text)
         return text
 
-    def _node(self, value: Any) -> Any:
+    def _node(self, value: Any, path: str) -> Any:
         if isinstance(value, Mapping):
-            return {self.text(str(k)): self._node(v) for k, v in value.items()}
+            return {self.text(str(k)): self._node(v, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._node(item) for item in value]
-        if isinstance(value, str):
-            return self.text(value)
-        return value
+            return [self._node(item, path) for item in value]
+        if not isinstance(value, str):
+            return value
+        if self.is_secret(path, value):
+            return REDACTED
+        if path == "os.hostname" and value:
+            return HOSTNAME  # whatever it is: too short or all digits to be replaced elsewhere
+        if path.startswith("env."):
+            value = hide_hosts(value)
+        return self.text(value)
 
     @cached_property
     def _patterns(self) -> dict[str, Any]:
-        forms: dict[str, str] = {}  # how a secret may be written -> what replaces it
+        forms: dict[str, str] = {}  # how a hidden value may be written -> what replaces it
         for secret in self.secrets:
             # As written, and as Python's repr() and JSON escape it inside quotes.
             for form in {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}:
@@ -201,16 +255,25 @@ class Redactor:
                     forms[form] = REDACTED
                 else:
                     forms.update({q + form + q: q + REDACTED + q for q in "'\""})
+        for value, shown in self.rewrites:
+            if len(value) >= _SECRET_MIN_ANYWHERE:
+                forms.update({value: shown, repr(value)[1:-1]: repr(shown)[1:-1],
+                              json.dumps(value)[1:-1]: json.dumps(shown)[1:-1]})
         ordered = sorted(forms, key=len, reverse=True)  # one pass, longest first: no re-matching
-        users = self.identity.users - _UNSHARED_USERS
+        hostnames = {label for name in self.identity.hostnames
+                     for label in (name, name.split(".")[0]) if _replaceable(label)}
+        users = {u for u in self.identity.users - _UNSHARED_USERS if _replaceable(u)}
+        # A hostname takes its domain suffix with it (labels that start with a letter, so a
+        # version or a sentence's full stop stays).
+        domain = r"(?:\.[A-Za-z][A-Za-z0-9-]*)*"
         return {
             "secrets": re.compile("|".join(map(re.escape, ordered))) if ordered else None,
             "forms": forms,
             "homes": [re.compile(rf"(?<![\w.-]){re.escape(h)}{_PATH_END}")
                       for h in self.identity.homes],
             "words": [
-                (re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])"), label)
-                for names, label in ((self.identity.hostnames, "[hostname]"), (users, "[user]"))
+                (re.compile(rf"(?<![\w.-]){re.escape(name)}{suffix}(?![\w-])"), label)
+                for names, label, suffix in ((hostnames, HOSTNAME, domain), (users, "[user]", ""))
                 for name in sorted(names, key=len, reverse=True)
             ],
         }
@@ -231,54 +294,6 @@ def redact(data: Mapping[str, Any], salt: bytes | None = None) -> dict[str, Any]
 
 def hashed(identifier: str, salt: bytes) -> str:
     return "redacted-" + hashlib.sha256(salt + identifier.encode("utf-8")).hexdigest()[:12]
-
-
-def machine_salt(config_home: Path | None = None) -> bytes:
-    try:
-        machine_id = MACHINE_ID.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        machine_id = ""
-    if machine_id:
-        return hashlib.sha256(b"envaudit-redaction:" + machine_id.encode()).digest()
-    return _stored_salt(config_home)
-
-
-def _stored_salt(config_home: Path | None) -> bytes:
-    if config_home is None:
-        xdg = os.environ.get("XDG_CONFIG_HOME")
-        try:
-            config_home = Path(xdg) if xdg else Path.home() / ".config"
-        except RuntimeError:  # no HOME and no passwd entry (a container's arbitrary uid)
-            raise EnvauditError(
-                "cannot find a folder for the redaction salt (neither XDG_CONFIG_HOME nor HOME"
-                " is set); set XDG_CONFIG_HOME to a writable folder, or pass --no-redact"
-            ) from None
-    path = config_home / "envaudit" / "salt"
-    try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        pass
-    salt = secrets.token_bytes(32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".salt.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(salt.hex() + "\n")
-        try:
-            os.link(tmp, path)  # never replace a salt another process stored first
-        except FileExistsError:
-            salt = bytes.fromhex(path.read_text(encoding="ascii").strip())
-        except OSError:  # a file system without hard links
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except (OSError, ValueError) as exc:
-        raise EnvauditError(
-            f"cannot store the redaction salt in {path} ({exc}); set XDG_CONFIG_HOME to a"
-            " writable folder, or pass --no-redact"
-        ) from None
-    return salt
 
 
 def _get(data: Mapping[str, Any], *path: str) -> Any:
