@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from envaudit.errors import EnvauditError
-from envaudit.fleet import node
+from envaudit.fleet import node, wire
+from envaudit.fleet.address import TlsFiles, scheduler_address, security
 from envaudit.fleet.report import NodePlace
 
 INSTALL = "envaudit fleet needs Dask distributed: pip install 'envaudit[fleet]'"
@@ -42,9 +43,17 @@ def require_dask() -> Any:
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None, local: int | None) -> Iterator[Any]:
-    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``local``
-    single-thread workers started (threads in this process: each run is a subprocess anyway)."""
+def connect(scheduler: str | None, local: int | None,
+            tls: TlsFiles | None = None) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``scheduler`` (``tcp://`` or ``tls://``), or of a
+    LocalCluster of ``local`` single-thread workers started (threads in this process: each run
+    is a subprocess anyway). A remote scheduler's client accepts JSON answers only, and no
+    pickle reaches code while it is open (``wire``)."""
+    tls = tls or TlsFiles()
+    if local is not None and tls.given:
+        raise EnvauditError("--tls-ca-file, --tls-cert and --tls-key apply to --scheduler "
+                            "tls://ADDRESS, not to --local")
+    address = scheduler_address(scheduler) if local is None else ""
     distributed = require_dask()
     import logging
 
@@ -55,14 +64,23 @@ def connect(scheduler: str | None, local: int | None) -> Iterator[Any]:
                 distributed.Client(cluster) as client:
             yield client
         return
-    try:
-        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise EnvauditError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one "
-                            "with 'dask scheduler' (and 'dask worker ADDRESS' on each node) or "
-                            "try --local N") from None
-    with client:
-        yield client
+    sec = security(address, tls)
+    # A refused pickle is a node's error in the report; Dask's own log of it is not for users.
+    logging.getLogger("distributed.protocol.core").setLevel(logging.CRITICAL + 1)
+    with wire.refuse_pickles():
+        try:
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, security=sec,
+                                        deserializers=list(wire.DESERIALIZERS))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise EnvauditError(f"cannot reach the Dask scheduler at {address}: {exc}; start "
+                                "one with 'dask scheduler' (and 'dask worker ADDRESS' on each "
+                                "node) or try --local N") from None
+        with client:
+            # A node's print() and warn() events would reach this terminal (and a report on
+            # stdout) unescaped, and a warning's category arrives pickled: not shown.
+            for topic in ("print", "warn"):
+                client.unsubscribe_topic(topic)
+            yield client
 
 
 def places(client: Any, per_host: bool, timeout: float, progress: Progress) -> tuple[
@@ -80,8 +98,8 @@ def places(client: Any, per_host: bool, timeout: float, progress: Progress) -> t
         key = host if per_host else f"{host}#{workers[address].get('name', len(chosen))}"
         chosen.setdefault(key, address)
     hosts = [NodePlace(host=key, worker=address, device=None) for key, address in chosen.items()]
-    futures = {client.submit(node.visible_gpus, workers=[p.worker], allow_other_workers=False,
-                             pure=False): p for p in hosts}
+    futures = {client.submit(wire.as_json, node.visible_gpus, workers=[p.worker],
+                             allow_other_workers=False, pure=False): p for p in hosts}
     found, failed = [], []
     for place, answer in wait_all(client, futures, time.monotonic() + timeout, lambda _: None):
         gpus = answer.get("gpus") if isinstance(answer, Mapping) else None
@@ -119,8 +137,10 @@ def _run(client: Any, where: Sequence[NodePlace], function: Callable[..., Any],
         kwargs = {**kwargs, "bundle": shared}
     futures = {}
     for place in where:
-        futures[client.submit(function, workers=[place.worker], allow_other_workers=False,
-                              pure=False, device=place.device, **kwargs)] = place
+        # wire.as_json: the node answers in JSON bytes, whatever ``function`` does.
+        futures[client.submit(wire.as_json, function, workers=[place.worker],
+                              allow_other_workers=False, pure=False, device=place.device,
+                              **kwargs)] = place
     # Runs queued behind each other on one worker (several GPUs, re-runs) each get their time.
     queued = max(sum(1 for p in where if p.worker == w) for w in {p.worker for p in where}) \
         if where else 1
@@ -182,16 +202,22 @@ def _lost(client: Any, pending: Mapping[Any, NodePlace], deadline: float) -> dic
 
 
 def _answer(future: Any) -> Mapping[str, Any]:
+    """What the node answered, as a dict; a refused or failed answer is an ``error``. Nothing a
+    node sends is unpickled (``wire``): a node's exception is never shown, only that it came."""
     try:
         if future.status == "finished":
-            value = future.result(timeout=DEADLINE_MARGIN_S)
-            if isinstance(value, Mapping):
-                return value
-            return {"error": "the node answered with something that is not a result"}
+            return wire.decode(future.result(timeout=DEADLINE_MARGIN_S))
         if future.status == "error":
-            exc = future.exception(timeout=DEADLINE_MARGIN_S)
-            return {"error": f"the run failed on the node: {type(exc).__name__}: {exc}"}
+            return {"error": "the node raised an exception instead of answering in JSON (a "
+                             "changed envaudit or a hostile worker?); it was not unpickled"}
         return {"error": f"the run ended as {future.status} (its worker was lost?)"}
+    except wire.RefusedPickle:
+        return {"error": "the node's answer was a pickle, not JSON; refused, not unpickled"}
+    except TypeError as exc:
+        if "only able to deserialize" in str(exc):  # Dask refused a non-msgpack payload
+            return {"error": "the node's answer was not JSON bytes (a pickled object?); "
+                             "refused, not unpickled"}
+        return {"error": f"the result could not be fetched: {type(exc).__name__}: {exc}"}
     except Exception as exc:  # the result could not be fetched: the worker went away after it
         return {"error": f"the result could not be fetched: {type(exc).__name__}: {exc}"}
 

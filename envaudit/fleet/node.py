@@ -3,13 +3,21 @@ subprocesses, in the worker process's own environment.
 
 Constraints: a fresh subprocess, never the worker's interpreter, so that the node's environment
 variables, libraries and devices take effect exactly as for a plain ``envaudit check`` there (the
-worker process has Dask, threads and maybe TensorFlow state of its own). The golden bundle arrives
-as bytes (file name -> bytes), is written to a private temporary folder that is removed
-afterwards, and is verified there by the check itself (its checksums). Every function here
-returns a plain dict and never raises: a failure is a value (``error``), so that one broken node
-cannot hide the others. Output is capped, and redacted on the node unless ``redact`` is False:
-what leaves the node is already shareable. Nothing here trusts the caller's file names: only
-plain names are written.
+worker process has Dask, threads and maybe TensorFlow state of its own). Each child runs isolated
+from the worker's working folder and the user's site-packages (``_command``, ``_environment``): a
+folder ``envaudit/``, ``numpy/`` or ``tensorflow/`` where the worker was started (a checkout) is
+never imported; it starts in a private folder of its own, with ``-P`` and ``PYTHONSAFEPATH`` (so
+nothing it starts puts a working folder on its path either) and without user site-packages.
+PYTHONPATH and PYTHONHASHSEED are kept on purpose: they are the node's own configuration, as for
+a plain ``envaudit check`` there (``-I`` would drop them). The answer leaves the node as JSON
+bytes (``wire.as_json``), never as a pickled object.
+
+The golden bundle arrives as bytes (file name -> bytes), is written to a private temporary folder
+that is removed afterwards, and is verified there by the check itself (its checksums). Every
+function here returns a plain dict and never raises: a failure is a value (``error``), so that
+one broken node cannot hide the others. Output is capped, and redacted on the node unless
+``redact`` is False: what leaves the node is already shareable. Nothing here trusts the caller's
+file names: only plain names are written.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ MAX_OUTPUT_CHARS = 4 << 20  # a check JSON is ~100 KiB; more is not envaudit's
 STDERR_TAIL_CHARS = 2000
 # The fingerprint takes ~0.2 s; it gets this share of the node's timeout at most.
 FINGERPRINT_TIMEOUT = 60.0
+_SAFE_PATH = ("-P",) if sys.version_info >= (3, 11) else ()
+# Not passed to a child: a debug switch (tracebacks), an interactive prompt or startup file, a
+# breakpoint hook (picks a function to call), the user site's location.
+_DROPPED = frozenset({"ENVAUDIT_DEBUG", "PYTHONINSPECT", "PYTHONSTARTUP", "PYTHONBREAKPOINT",
+                      "PYTHONUSERBASE"})
 
 
 def run_check(bundle: Mapping[str, bytes], *, timeout: float, redact: bool = True,
@@ -49,15 +62,13 @@ def run_check(bundle: Mapping[str, bytes], *, timeout: float, redact: bool = Tru
             result["error"] = problem
             return result
         env = _environment(device)
-        check_cmd = [sys.executable, "-m", "envaudit", "check", "--golden", golden,
-                     "--format", "json"]
+        check_cmd = _command("check", "--golden", golden, "--format", "json")
         if modes:
             check_cmd += ["--modes", ",".join(modes)]
         if not redact:
             check_cmd.append("--no-redact")
         # Both at once: the fingerprint's fraction of a second hides behind the check.
-        fingerprint = _start([sys.executable, "-m", "envaudit", "fingerprint", "--format",
-                              "json"], env, folder)
+        fingerprint = _start(_command("fingerprint", "--format", "json"), env, folder)
         check = _start(check_cmd, env, folder)
         code, out, err = _finish(check, timeout)
         result.update(exit_code=code, stderr=_tail(err, redact))
@@ -84,9 +95,10 @@ def run_fingerprint(*, redact: bool = True, device: str | None = None) -> dict[s
     """``envaudit fingerprint --format json`` on this node, as ``run_check``'s dict (no check)."""
     start = time.monotonic()
     result = _empty(device)
+    folder = None
     try:
-        proc = _start([sys.executable, "-m", "envaudit", "fingerprint", "--format", "json"],
-                      _environment(device), None)
+        folder = tempfile.mkdtemp(prefix="envaudit-fleet-")
+        proc = _start(_command("fingerprint", "--format", "json"), _environment(device), folder)
         code, out, err = _finish(proc, FINGERPRINT_TIMEOUT)
         result.update(exit_code=code, stderr=_tail(err, redact))
         if code != 0:
@@ -95,6 +107,9 @@ def run_fingerprint(*, redact: bool = True, device: str | None = None) -> dict[s
             result["fingerprint"] = _redacted_fingerprint(out) if redact else out
     except Exception as exc:
         result["error"] = f"the node could not capture its fingerprint: {type(exc).__name__}: {exc}"
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
     result["seconds"] = time.monotonic() - start
     return result
 
@@ -141,9 +156,17 @@ def _write_bundle(bundle: Mapping[str, bytes], folder: str) -> str | None:
     return None
 
 
+def _command(*args: str) -> list[str]:
+    # -P: ``python -m`` puts no working folder on sys.path (Python 3.11+; on 3.10 the child's
+    # working folder is the private one _start is given, which holds only the golden).
+    return [sys.executable, *_SAFE_PATH, "-m", "envaudit", *args]
+
+
 def _environment(device: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("ENVAUDIT_DEBUG", None)
+    """The worker's environment (the node's settings are what is checked), minus what would
+    run other code in the child, plus the isolation that its own children inherit."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    env.update(PYTHONSAFEPATH="1", PYTHONNOUSERSITE="1")
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     return env

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from envaudit.fleet import cluster
+from envaudit.fleet.address import TlsFiles, scheduler_address
 from envaudit.fleet.report import (
     FleetNode,
     FleetReport,
@@ -30,14 +31,17 @@ Progress = Callable[[str], None]
 def fleet_check(*, scheduler: str | None = None, local: int | None = None,
                 golden: str | None = None, timeout: float = 600.0, rerun: int = 2,
                 redact: bool = True, modes: Sequence[str] | None = None,
-                progress: Progress = lambda _: None) -> FleetReport:
-    """``envaudit check`` on every node of the cluster, judged as one fleet (README, "Fleet")."""
+                tls: TlsFiles | None = None, progress: Progress = lambda _: None) -> FleetReport:
+    """``envaudit check`` on every node of the cluster, judged as one fleet (README, "Fleet");
+    ``tls``: the client's CA file, certificate and key for a ``tls://`` scheduler."""
     start = time.monotonic()
+    if scheduler is not None:
+        scheduler_address(scheduler)  # a mistyped address is said before the golden is read
     cluster.require_dask()
     path = resolve_golden(golden)
     bundle = bundle_bytes(path)
     golden_id = str(json.loads(bundle["manifest.json"])["fingerprint"]["fingerprint_id"])
-    with cluster.connect(scheduler, local) as client:
+    with cluster.connect(scheduler, local, tls) as client:
         where, unreachable = cluster.places(client, per_host=local is None, timeout=timeout,
                                             progress=progress)
         outcomes = cluster.run_checks(client, where, bundle, timeout=timeout, redact=redact,
@@ -55,10 +59,11 @@ def fleet_check(*, scheduler: str | None = None, local: int | None = None,
 
 
 def fleet_fingerprint(*, scheduler: str | None = None, local: int | None = None,
-                      redact: bool = True, progress: Progress = lambda _: None) -> FleetReport:
+                      redact: bool = True, tls: TlsFiles | None = None,
+                      progress: Progress = lambda _: None) -> FleetReport:
     """Every node's fingerprint, grouped (config drift), without running the workload."""
     start = time.monotonic()
-    with cluster.connect(scheduler, local) as client:
+    with cluster.connect(scheduler, local, tls) as client:
         where, unreachable = cluster.places(client, per_host=local is None,
                                             timeout=cluster.DEADLINE_MARGIN_S, progress=progress)
         outcomes = cluster.run_fingerprints(client, where, redact=redact, progress=progress)
