@@ -294,7 +294,7 @@ def _cmd_fleet_check(args: argparse.Namespace) -> int:
     with _progress("fleet check") as progress:  # pragma: no mutate
         report = fleet_check(scheduler=args.scheduler, local=args.local, golden=args.golden,
                              timeout=args.timeout, rerun=args.rerun, redact=not args.no_redact,
-                             modes=args.modes, progress=_node_lines(progress))
+                             modes=args.modes, tls=_tls(args), progress=_node_lines(progress))
     if _history_on(args):
         from envaudit import history
         from envaudit.store import read_manifest, resolve_golden
@@ -313,8 +313,15 @@ def _cmd_fleet_fingerprint(args: argparse.Namespace) -> int:
 
     with _progress("fleet fingerprint") as progress:  # pragma: no mutate
         report = fleet_fingerprint(scheduler=args.scheduler, local=args.local,
-                                   redact=not args.no_redact, progress=_node_lines(progress))
+                                   redact=not args.no_redact, tls=_tls(args),
+                                   progress=_node_lines(progress))
     return _emit_fleet(report, args)
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    from envaudit.fleet.address import TlsFiles
+
+    return TlsFiles(args.tls_ca_file, args.tls_cert, args.tls_key)
 
 
 def _emit_fleet(report: Any, args: argparse.Namespace) -> int:
@@ -497,13 +504,20 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (fc, ff):
         where = q.add_mutually_exclusive_group(required=True)
         where.add_argument("--scheduler", metavar="ADDRESS",
-                           help="the Dask scheduler, e.g. tcp://10.0.0.1:8786")
+                           help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 or"
+                                " tls://10.0.0.1:8786")
         where.add_argument("--local", type=_positive_int, metavar="N",
                            help="start a local Dask cluster of N workers (a try on one machine)")
         q.add_argument("--format", choices=("text", "json", "md", "junit", "html"),
                        default="text")
         q.add_argument("-o", "--output", metavar="FILE", type=_path)
         q.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
+        q.add_argument("--tls-ca-file", metavar="PEM", type=_path,
+                       help="tls:// scheduler: the CA that signed its certificate")
+        q.add_argument("--tls-cert", metavar="PEM", type=_path,
+                       help="tls:// scheduler: this client's certificate")
+        q.add_argument("--tls-key", metavar="PEM", type=_path,
+                       help="tls:// scheduler: the certificate's private key")
     # pragma: no mutate end
     fc.set_defaults(handler=_cmd_fleet_check)
     ff.set_defaults(handler=_cmd_fleet_fingerprint)
