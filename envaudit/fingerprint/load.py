@@ -3,19 +3,24 @@ bundle folder (the ``"fingerprint"`` key of its ``manifest.json``, read through 
 verifies the whole bundle first: a corrupt or forged bundle is refused here as in a check).
 
 Every way the input can be wrong raises ``EnvauditError`` with one line saying what and how to fix.
+A fingerprint file is someone else's data: it is read through ``envaudit.untrusted`` (a regular
+file, or a link to one, of at most ``MAX_BYTES``; JSON nested at most ``untrusted.MAX_DEPTH``
+deep), so a FIFO, ``/dev/zero`` or a file of gigabytes is one line of refusal, never a hang.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from envaudit import untrusted
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 
 _HOW = (
     "pass a file written by 'envaudit fingerprint --format json -o FILE' or a golden bundle folder"
 )
+# A fingerprint is about 10 KB; a machine with thousands of packages stays under 1 MB.
+MAX_BYTES = 16 << 20
 
 
 def load_fingerprint(path: str) -> Fingerprint:
@@ -49,16 +54,8 @@ def _load(path: str) -> tuple[Fingerprint, bool]:
 
 def _read_json(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise EnvauditError(f"{path} is not a text file; {_HOW}") from None
+        return untrusted.read_json(path, MAX_BYTES)
+    except untrusted.Refused as exc:
+        raise EnvauditError(f"{path} {exc}; {_HOW}") from None
     except OSError as exc:
-        raise EnvauditError(f"cannot read {path}: {exc.strerror}; {_HOW}") from None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise EnvauditError(f"{path} is nested too deeply to be a fingerprint; {_HOW}") from None
-    except ValueError as exc:
-        raise EnvauditError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {_HOW}"
-        ) from None
+        raise EnvauditError(f"cannot read {path}: {exc.strerror or exc}; {_HOW}") from None

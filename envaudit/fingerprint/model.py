@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envaudit import untrusted
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.guard import is_unavailable
 from envaudit.plain import plain
@@ -85,15 +86,10 @@ class Fingerprint:
     @classmethod
     def from_json(cls, text: str, source: str = "<json>") -> Fingerprint:
         try:
-            data = json.loads(text)
-        except RecursionError:
-            raise EnvauditError(f"{source} is nested too deeply to be a fingerprint; pass a file"
-                                " written by 'envaudit fingerprint --format json'") from None
-        except ValueError as exc:
-            raise EnvauditError(
-                f"{source} is not valid JSON ({exc.msg} at line {exc.lineno});"
-                " pass a file written by 'envaudit fingerprint --format json'"
-            ) from None
+            data = untrusted.loads(text)
+        except untrusted.Refused as exc:
+            raise EnvauditError(f"{source} {exc}; pass a file written by 'envaudit fingerprint"
+                                " --format json'") from None
         return cls.from_dict(data, source)
 
 
