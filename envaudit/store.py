@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from envaudit import __version__, bundle_files
+from envaudit import __version__, bundle_budget, bundle_files, untrusted
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.shipped import shipped
@@ -52,9 +52,12 @@ ARRAY_GROUPS = ("stages", "probes", "twin", "detections")
 ARRAY_FILES = tuple(f"{group}.npz" for group in ARRAY_GROUPS)
 # The largest array file envaudit reads, and the largest array inside it once inflated. The canary
 # bundle is 5 MiB; the limits are there so that a forged header or a zip bomb is refused before
-# NumPy allocates what it claims.
+# NumPy allocates what it claims. All arrays together are held to the bundle's budget
+# (``bundle_budget``), checked before any is inflated.
 MAX_FILE_BYTES = 1 << 30
 MAX_ARRAY_BYTES = 1 << 30
+# A manifest is 16 KB for the canary; a user model's with thousands of layers stays under 1 MB.
+MAX_MANIFEST_BYTES = 16 << 20
 # Array names inside an .npz: plain names, as the workload writes them.
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -178,9 +181,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise EnvauditError(f"{path} is not a golden bundle (no {MANIFEST});"
                             " pass the folder written by 'envaudit record'")
     try:
-        text = bundle_files.read_regular(manifest_path, MAX_FILE_BYTES).decode("utf-8")
-        manifest = json.loads(text)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        manifest = untrusted.loads(bundle_files.read_regular(manifest_path, MAX_MANIFEST_BYTES))
+    except untrusted.TooDeep as exc:  # no manifest nests deeper than 7 levels
+        raise _rerecord(f"{manifest_path} {exc} (corrupt or forged)") from None
+    except untrusted.Refused:
         raise _rerecord(f"{manifest_path} is not valid JSON (corrupt or edited)") from None
     except OSError as exc:
         raise EnvauditError(f"cannot read {manifest_path}: {exc.strerror or exc}; check the"
@@ -292,6 +296,33 @@ def _modes_problem(m: Mapping[str, Any]) -> str | None:
     return None
 
 
+# What zipfile and NumPy raise for a broken archive or a forged .npy header.
+_NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError,
+               MemoryError, zipfile.BadZipFile, zlib.error, SyntaxError, tokenize.TokenError)
+
+
+def _claimed_bytes(data: bytes, where: Path, arrays: int | None = None) -> int:
+    """What the members of one ``.npz`` claim to inflate to, in sum, read from its zip directory
+    (nothing is inflated); refused when the directory is out of proportion to the ``arrays`` the
+    manifest lists, holds another number of members, or a member claims more than
+    ``MAX_ARRAY_BYTES``. Raises the archive's own errors (``_NPZ_ERRORS``) for a broken one."""
+    def unreadable(why: object) -> EnvauditError:
+        return _rerecord(f"golden bundle file {where} is unreadable ({why})")
+
+    problem = None if arrays is None else bundle_budget.directory_problem(data, arrays)
+    if problem:
+        raise unreadable(problem)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+    if arrays is not None and len(members) != arrays:
+        raise _rerecord(f"golden bundle file {where} holds {len(members)} arrays, its manifest"
+                        f" lists {arrays}")
+    for info in members:
+        if info.file_size > MAX_ARRAY_BYTES:
+            raise unreadable(f"member {info.filename!r} would inflate to {info.file_size} bytes")
+    return sum(info.file_size for info in members)
+
+
 def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
     """The arrays of one ``.npz`` file, refused whole when anything about it is off: not a zip,
     a member that would inflate past ``MAX_ARRAY_BYTES``, a corrupt stream, an object array."""
@@ -299,18 +330,12 @@ def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
         return _rerecord(f"golden bundle file {where} is unreadable ({why})")
 
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for info in archive.infolist():
-                if info.file_size > MAX_ARRAY_BYTES:
-                    raise unreadable(f"member {info.filename!r} would inflate to"
-                                     f" {info.file_size} bytes")
+        _claimed_bytes(data, where)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except EnvauditError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError,
-            MemoryError, zipfile.BadZipFile, zlib.error,
-            SyntaxError, tokenize.TokenError) as exc:  # a forged .npy header NumPy fails to parse
+    except _NPZ_ERRORS as exc:
         raise unreadable(exc) from None
     for name, array in arrays.items():
         if not isinstance(array, np.ndarray):  # a member without the .npy magic comes as bytes
@@ -321,25 +346,29 @@ def _load_npz(data: bytes, where: Path) -> dict[str, np.ndarray]:
 
 
 def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
-    """Read and verify a bundle; any mismatch raises EnvauditError (exit 2)."""
+    """Read and verify a bundle; any mismatch raises EnvauditError (exit 2). Every file is read
+    and its checksum and zip directory checked, and the sum of what its arrays claim held to the
+    bundle's budget, before any array is inflated."""
     path = Path(path)
     manifest = read_manifest(path)
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for group in array_groups(manifest):  # names from this module, never from the manifest
+    budget = bundle_budget.budget(user_model=is_user_model(manifest),
+                                  modes=len(manifest.get("modes") or ["eager"]),
+                                  schema_v1=manifest["schema"] == SCHEMA_V1)
+    files = {group: _read_array_file(path / f"{group}.npz", manifest["files"][f"{group}.npz"],
+                                     min(MAX_FILE_BYTES, budget.limit))
+             for group in array_groups(manifest)}  # names from this module, not the manifest
+    claimed = 0
+    for group, data in files.items():
         file = path / f"{group}.npz"
-        expected = manifest["files"][file.name]
         try:
-            data = bundle_files.read_regular(file, MAX_FILE_BYTES)
-        except FileNotFoundError:
-            raise _rerecord(f"golden bundle file {file} is missing") from None
-        except OSError as exc:
-            raise _rerecord(f"golden bundle file {file} cannot be read"
-                            f" ({exc.strerror or exc})") from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise EnvauditError(f"golden bundle file {file} is corrupt or was modified (sha256"
-                                f" {actual[:16]}..., manifest says {expected[:16]}...); restore it"
-                                " or re-record with 'envaudit record --force'")
+            claimed += _claimed_bytes(data, file, len(manifest["arrays"][group]))
+        except _NPZ_ERRORS as exc:
+            raise _rerecord(f"golden bundle file {file} is unreadable ({exc})") from None
+    if claimed > budget.limit:
+        raise _rerecord(f"golden bundle {path} is refused: {budget.exceeded(claimed)}")
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for group, data in files.items():
+        file = path / f"{group}.npz"
         listed, held = manifest["arrays"][group], _load_npz(data, file)
         if sorted(listed) != sorted(held):
             raise _rerecord(f"golden bundle file {file} holds"
@@ -363,6 +392,23 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
         detections=groups.get("detections", {}),
         inputs=groups.get("inputs", {}),
     )
+
+
+def _read_array_file(file: Path, expected: str, limit: int) -> bytes:
+    """The bytes of one array file of a bundle, whose sha256 must be ``expected``."""
+    try:
+        data = bundle_files.read_regular(file, limit)
+    except FileNotFoundError:
+        raise _rerecord(f"golden bundle file {file} is missing") from None
+    except OSError as exc:
+        raise _rerecord(f"golden bundle file {file} cannot be read"
+                        f" ({exc.strerror or exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise EnvauditError(f"golden bundle file {file} is corrupt or was modified (sha256"
+                            f" {actual[:16]}..., manifest says {expected[:16]}...); restore it"
+                            " or re-record with 'envaudit record --force'")
+    return data
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -266,9 +266,9 @@ def test_a_manifest_unreadable_without_a_reason_is_named_by_the_error(bundle, mo
 def test_the_manifest_size_limit_just_below_at_and_above(bundle, monkeypatch):
     size = (bundle / "manifest.json").stat().st_size
     for limit in (size + 1, size):
-        monkeypatch.setattr(store, "MAX_FILE_BYTES", limit)
+        monkeypatch.setattr(store, "MAX_MANIFEST_BYTES", limit)
         assert store.read_manifest(bundle)["images"] == ["a.png"]
-    monkeypatch.setattr(store, "MAX_FILE_BYTES", size - 1)
+    monkeypatch.setattr(store, "MAX_MANIFEST_BYTES", size - 1)
     with pytest.raises(EnvauditError) as error:
         store.read_manifest(bundle)
     assert str(error.value) == (f"cannot read {bundle / 'manifest.json'}: it is {size} bytes,"
@@ -276,8 +276,8 @@ def test_the_manifest_size_limit_just_below_at_and_above(bundle, monkeypatch):
                                 " its permissions")
 
 
-@pytest.mark.parametrize("content", [b'{"schema": ', b"\xff\xfe{}", b"[" * 100_000],
-                         ids=["truncated", "not utf-8", "nested too deep"])
+@pytest.mark.parametrize("content", [b'{"schema": ', b"\xff\xfe{}"],
+                         ids=["truncated", "not utf-8"])
 def test_a_manifest_that_is_not_json(bundle, content):
     (bundle / "manifest.json").write_bytes(content)
     assert refusal(bundle) == (f"{bundle / 'manifest.json'} is not valid JSON (corrupt or"
