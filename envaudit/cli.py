@@ -261,12 +261,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
     from envaudit import history
 
     action = list(args.action)
-    if action and (action[0] != "show" or len(action) != 2 or not action[1].isdigit()):
+    if action and (action[0] != "show" or len(action) != 2):
         raise EnvauditError(f"unknown history action {' '.join(action)!r}; use 'envaudit history'"
                             " to list runs or 'envaudit history show ID' for one")
     path = history.default_path()
     if action:
-        found = history.run(int(action[1]), path)
+        found = history.run(history.parse_run_id(action[1]), path)
         if found is None:
             raise EnvauditError(f"no run {action[1]} in {path}; 'envaudit history' lists them")
         _emit(history.render_run(found, args.format), args.output)

@@ -13,6 +13,7 @@ Rendering ``envaudit history`` is in ``history.render``. What the database guara
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,12 +41,14 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMANDS", "SCHEMA", "ArraySummary", "CauseSummary", "Command", "Run",
            "append_check", "append_fleet", "append_record", "default_path", "history_enabled",
-           "last_identical", "parse_since", "render_run", "render_runs", "run", "runs",
-           "since_last_identical"]
+           "last_identical", "parse_run_id", "parse_since", "render_run", "render_runs", "run",
+           "runs", "since_last_identical"]
 
 FILE_NAME = "history.sqlite"
 # Values of ENVAUDIT_HISTORY that turn the history off (any other value, or none, leaves it on).
 OFF_VALUES = frozenset({"off", "0", "no", "false"})
+# A run's ID: SQLite's INTEGER holds 18 decimal digits whatever they are.
+_RUN_ID = re.compile(r"[0-9]{1,18}")
 
 
 def default_path() -> Path:
@@ -152,6 +155,15 @@ def parse_since(text: str) -> datetime:
         raise EnvauditError(f"--since {text!r} is not a date; write it as YYYY-MM-DD or"
                             " YYYY-MM-DDTHH:MM (UTC unless a zone is given)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_run_id(text: str) -> int:
+    """``history show ID``: a run number in ASCII digits (``str.isdigit`` also accepts "²" and
+    other digits that ``int`` refuses or SQLite cannot hold)."""
+    if not _RUN_ID.fullmatch(text):
+        raise EnvauditError(f"run ID {text!r} is not a number; use an ID from the first column"
+                            " of 'envaudit history'")
+    return int(text)
 
 
 def _path(path: Path | None) -> Path:

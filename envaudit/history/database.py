@@ -11,6 +11,10 @@ Constraints the next editor must keep:
 - **Concurrent writers are safe.** WAL journal, a busy timeout, one ``BEGIN IMMEDIATE``
   transaction per row (the write lock is taken before reading the schema version, so two
   processes never both migrate), and a bounded retry of a lock that is still busy.
+- **Private.** Rows hold fingerprints as captured (host and user names, paths, variables). The
+  file is created 0600 before SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files the
+  database's mode), the folder 0700 when envaudit creates it; a history of this user that an
+  earlier envaudit left readable by others is made 0600 once a row was written to it.
 - **Versioned schema, table-driven migrations.** ``MIGRATIONS[i]`` takes version ``i`` to
   ``i + 1``; ``meta.schema_version`` says where a file is. A file at a newer version is never
   written, and reading it is refused with a message.
@@ -19,13 +23,16 @@ Constraints the next editor must keep:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from envaudit import untrusted
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.history.model import ArraySummary, CauseSummary, Run
@@ -52,6 +59,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The history holds every run's fingerprint as captured (host and user names, paths, variables):
+# readable by its owner only, like the files beside it.
+PRIVATE_MODE = 0o600
+PRIVATE_FOLDER_MODE = 0o700
 # A writer waits this long for another's lock: a row takes milliseconds to write, so only a stuck
 # process holds it longer, and a check must not hang on it.
 BUSY_TIMEOUT_S = 10.0
@@ -74,13 +85,15 @@ def append(run: Run, path: Path) -> None:
     """Write ``run`` as one row; raises ``HistoryUnavailable`` with the reason, and nothing
     else."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_folders(path.parent)
+        _create_private(path)
     except OSError as exc:
-        raise HistoryUnavailable(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+        raise HistoryUnavailable(f"cannot create {path}: {exc.strerror or exc}") from None
     deadline = time.monotonic() + RETRY_DEADLINE_S
     while True:
         try:
             _append_once(run, path)
+            _make_private(path)
             return
         except sqlite3.OperationalError as exc:
             if _is_busy(exc) and time.monotonic() < deadline:
@@ -142,6 +155,54 @@ def _append_once(run: Run, path: Path) -> None:
             raise
     finally:
         conn.close()
+
+
+def _create_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each 0700: a folder envaudit creates is the
+    user's alone, whatever the umask (``mkdir(parents=True)`` would give parents the umask's
+    mode). Folders that exist are left as they are."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir(mode=PRIVATE_FOLDER_MODE)
+        except FileExistsError:
+            continue  # made by another process meanwhile (or a file: the next step says so)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 before SQLite does (it would use 0644 less the
+    umask); SQLite gives its WAL and shared-memory files the mode of the database file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     PRIVATE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other access away from a history an earlier envaudit wrote with the umask,
+    and its side files: only files of this user, and only once the file proved to be a history
+    (a row was just written), so a stranger's file is never changed."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # absent (SQLite removes the side files on close), or a link: not ours
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and \
+                    stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(fd, PRIVATE_MODE)
+        except OSError:
+            pass  # best effort: the row is written, the mode stays what it was
+        finally:
+            os.close(fd)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -212,10 +273,11 @@ def _run(row: Sequence[Any]) -> Run:
         id=int(run_id), time=datetime.fromisoformat(moment), command=command,
         golden_sha=golden_sha, golden_path=golden_path, fingerprint_id=fingerprint_id,
         verdict=verdict, exit_code=int(exit_code),
-        arrays=tuple(ArraySummary(**a) for a in json.loads(arrays_json)),
-        causes=tuple(CauseSummary(**c) for c in json.loads(causes_json)),
-        findings=tuple(json.loads(findings_json)), timings=json.loads(timings_json),
-        fingerprint=None if fingerprint_json is None else Fingerprint(json.loads(fingerprint_json)),
+        arrays=tuple(ArraySummary(**a) for a in untrusted.loads(arrays_json)),
+        causes=tuple(CauseSummary(**c) for c in untrusted.loads(causes_json)),
+        findings=tuple(untrusted.loads(findings_json)), timings=untrusted.loads(timings_json),
+        fingerprint=None if fingerprint_json is None else Fingerprint(
+            untrusted.loads(fingerprint_json)),
     )
 
 
