@@ -4,12 +4,19 @@ A pipeline points ``-o`` at paths envaudit did not make: an existing report with
 permissions, a symlink into a shared folder, a FIFO that a collector reads, ``/dev/null`` or
 ``/dev/stdout``. What is at the path decides how it is written:
 
+- ``-``, ``/dev/stdout``, ``/dev/fd/1`` or ``/proc/self/fd/1``: this process's stdout, written
+  through the descriptor it already has (never reopened, truncated or replaced), so
+  ``>> build.log`` appends and ``| cat`` reads it;
 - nothing: a new regular file, written atomically, with the mode the umask gives;
 - a regular file: replaced atomically (a temporary file in the same folder, created with
   ``O_EXCL``, written, fsynced, renamed over it), keeping its mode and, where permitted, its owner
   and group, so a reader never sees half a report and a 0600 report never becomes 0644;
-- a symlink: followed; its final target is written as above and the link stays a link. A link to
-  nothing is refused: creating a file wherever a link points is how links are abused;
+- a symlink: opened, never renamed over. The kernel follows it or refuses (its
+  ``fs.protected_symlinks`` rule), and envaudit applies that same rule itself where the kernel
+  does not: a link that another user owns in a sticky folder everyone can write, such as /tmp, is
+  refused unless that user also owns the folder. The file it leads to is rewritten in place (its
+  inode, mode and owner stay); a link to nothing is refused, as creating a file wherever a link
+  points is how links are abused;
 - a character device or a FIFO: opened and written through; never replaced, never unlinked;
 - anything else (directory, socket, block device): refused.
 
@@ -26,63 +33,136 @@ import errno
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from envaudit.errors import EnvauditError
 
 # A few names are tried in case one is taken; O_EXCL makes a taken name an error, never a reuse.
 _TEMP_NAME_TRIES = 8
+# Names of this process's stdout: writing them must not truncate, replace or reopen it.
+STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def is_stdout(path: str) -> bool:
+    """Whether ``-o path`` means this process's stdout."""
+    return path in STDOUT_NAMES
 
 
 def write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` as the module docstring describes, or raise
     ``EnvauditError`` with one line saying why not."""
     data = text.encode("utf-8", errors="replace")
-    target, existing = _resolve(path)
-    try:
-        if existing is not None and (stat.S_ISCHR(existing.st_mode)
-                                     or stat.S_ISFIFO(existing.st_mode)):
-            _write_through(target, data)
-        else:
-            _replace_atomically(target, data, existing)
-    except OSError as exc:
-        raise EnvauditError(_explain(path, exc)) from None
-
-
-def _resolve(path: str) -> tuple[Path, os.stat_result | None]:
-    """The file to write (symlinks followed) and its status, or None when it does not exist."""
+    if is_stdout(path):
+        _write_stdout(path, data)
+        return
     given = Path(path)
     try:
-        link = os.lstat(given)
+        existing: os.stat_result | None = os.lstat(given)
     except FileNotFoundError:
-        return given, None
+        existing = None
     except OSError as exc:
         raise EnvauditError(_explain(path, exc)) from None
-    target = Path(os.path.realpath(given)) if stat.S_ISLNK(link.st_mode) else given
+    mode = existing.st_mode if existing is not None else 0
     try:
-        status = os.stat(target)
-    except FileNotFoundError:
-        raise EnvauditError(
-            f"-o {path} is a symlink to {target}, which does not exist; create the file first "
-            "or give the real path"
-        ) from None
+        if existing is not None and stat.S_ISLNK(mode):
+            _write_through_link(path, data, existing)
+        elif existing is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            _write_through(given, data)
+        elif existing is None or stat.S_ISREG(mode):
+            _replace_atomically(given, data, existing)
+        else:
+            raise EnvauditError(_refusal(path, mode))
     except OSError as exc:
         raise EnvauditError(_explain(path, exc)) from None
-    mode = status.st_mode
+
+
+def _write_stdout(path: str, data: bytes) -> None:
+    # Descriptor 1 may belong to another file once stdout was closed at start ('>&-'), so only
+    # the descriptor of a live sys.stdout is written.
+    if sys.stdout is None:
+        raise EnvauditError(f"-o {path} is stdout, which is closed; write to a file with -o FILE")
+    try:
+        sys.stdout.flush()
+        _write_all(sys.stdout.fileno(), data)
+    except BrokenPipeError:
+        raise EnvauditError("the output was not fully written: the program reading stdout closed"
+                            " it early (broken pipe); read all of it, or use -o FILE") from None
+    except (OSError, ValueError) as exc:
+        raise EnvauditError(f"the output was not fully written: cannot write to stdout ({exc});"
+                            " write it to a file with -o FILE") from None
+
+
+def _refusal(path: str, mode: int) -> str:
     if stat.S_ISDIR(mode):
-        raise EnvauditError(f"-o {path} is a directory; give a file name")
-    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-        kind = "a socket" if stat.S_ISSOCK(mode) else (
-            "a block device" if stat.S_ISBLK(mode) else "a special file")
-        raise EnvauditError(f"-o {path} is {kind}, which envaudit does not write to; "
-                            "give a regular file, a FIFO or a character device")
-    return target, status
+        return f"-o {path} is a directory; give a file name"
+    kind = "a socket" if stat.S_ISSOCK(mode) else (
+        "a block device" if stat.S_ISBLK(mode) else "a special file")
+    return (f"-o {path} is {kind}, which envaudit does not write to; give a regular file, a FIFO"
+            " or a character device")
+
+
+def _write_through_link(path: str, data: bytes, link: os.stat_result) -> None:
+    """Open the symlink ``path`` (the kernel follows it) and rewrite what it leads to in place."""
+    problem = _protected_link(path, link)
+    if problem:
+        raise EnvauditError(problem)
+    # No O_CREAT: a link to nothing is refused, not made into a file. No O_TRUNC before the
+    # kind is known: a block device must not be touched.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise EnvauditError(f"-o {path} is a symlink to {os.readlink(path)}, which does not"
+                            " exist; create the file first or give the real path") from None
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise EnvauditError(f"-o {path} is a directory; give a file name") from None
+        if exc.errno == errno.ENXIO:
+            raise EnvauditError(_refusal(path, stat.S_IFSOCK)) from None
+        if exc.errno == errno.EACCES and _kernel_protects_links():
+            raise EnvauditError(f"cannot write {path}: the system refuses to follow this symlink"
+                                " (fs.protected_symlinks); give the real path") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            os.ftruncate(fd, 0)
+        elif not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            raise EnvauditError(_refusal(path, mode))
+        _write_all(fd, data)
+        if stat.S_ISREG(mode):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _protected_link(path: str, link: os.stat_result) -> str | None:
+    """The kernel's ``protected_symlinks`` rule for the last link of ``path``: in a sticky folder
+    that everyone can write, a link is followed only by its owner or when the folder's owner owns
+    it. Why ``path`` breaks it, or None."""
+    try:
+        folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    if not shared or link.st_uid in (os.geteuid(), folder.st_uid):
+        return None
+    return (f"-o {path} is a symlink that another user (uid {link.st_uid}) made in a folder"
+            " everyone can write; envaudit does not follow it; give the real path")
+
+
+def _kernel_protects_links() -> bool:
+    try:
+        with open("/proc/sys/fs/protected_symlinks") as handle:
+            return handle.read().strip() not in ("", "0")
+    except OSError:
+        return False
 
 
 def _write_through(target: Path, data: bytes) -> None:
-    # No O_CREAT and no O_TRUNC: if the path was swapped for something else since it was
-    # examined, fstat below sees it before a byte is written.
-    fd = os.open(target, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    # No O_CREAT and no O_TRUNC, and no link followed: if the path was swapped for something
+    # else since it was examined, the open or fstat below sees it before a byte is written.
+    fd = os.open(target, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
         if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):

@@ -116,12 +116,61 @@ def test_symlink_is_written_through_and_stays_a_link(tmp_path):
     real.chmod(0o640)
     link = tmp_path / "link.json"
     link.symlink_to(real)
+    inode = real.stat().st_ino
     proc = _fingerprint_to(link)
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert _is_fingerprint(real.read_text())
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert real.stat().st_ino == inode  # opened through the link, never renamed over its target
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="playing another user needs root (lchown)")
+def test_a_strangers_symlink_in_a_shared_folder_never_leads_root_to_replace_its_target(tmp_path):
+    """Root writes -o into a /tmp-like folder where another user linked the name to a file of
+    root's: the file is neither renamed over nor rewritten, and the refusal is one line."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "root-config"
+    victim.write_text("root's own settings\n")
+    victim.chmod(0o600)
+    link = shared / "report.txt"
+    link.symlink_to(victim)
+    os.chown(link, 54321, 54321, follow_symlinks=False)
+    before = victim.stat()
+    assert link.lstat().st_uid == 54321 and link.resolve() == victim
+    assert (before.st_uid, shared.stat().st_mode & 0o1002) == (0, 0o1002)
+
+    line = _one_error_line(_fingerprint_to(link))
+    assert "another user (uid 54321)" in line or "protected_symlinks" in line
+    assert victim.read_text() == "root's own settings\n"
+    assert victim.stat().st_ino == before.st_ino
+    assert link.is_symlink()
+
+
+def test_dev_stdout_appends_to_a_log_it_is_redirected_to(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("earlier build output\n")
+    proc = subprocess.run(["sh", "-c", '"$@" >> "$0"', str(log), *ENVAUDIT, "fingerprint",
+                           "--format", "json", "-o", "/dev/stdout"],
+                          env=cli_env(), capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    earlier, rest = log.read_text().split("\n", 1)
+    assert earlier == "earlier build output" and _is_fingerprint(rest)
+
+
+@pytest.mark.parametrize("name", ["-", "/dev/stdout", "/proc/self/fd/1"])
+def test_stdout_names_write_into_a_pipe(tmp_path, name):
+    proc = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | cat', "sh", *ENVAUDIT,
+                           "fingerprint", "--format", "json", "-o", name],
+                          env=cli_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert _is_fingerprint(proc.stdout)
+    assert list(tmp_path.iterdir()) == []  # no file named "-" in the working folder
 
 
 def test_dangling_symlink_is_refused(tmp_path):
