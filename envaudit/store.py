@@ -466,6 +466,13 @@ def write_bundle(
     ``inputs`` instead."""
     target = Path(target).absolute()
     check_writable(target, force)
+    # What check would refuse to read back is never written (a user model with huge inputs).
+    budget = bundle_budget.budget(user_model=workload.get("id") == USER_MODEL, modes=len(stages))
+    size = sum(array.nbytes + bundle_budget.NPY_HEADER_BYTES for group in
+               (*stages.values(), probes, twin or {}, inputs or {}) for array in group.values())
+    if size > budget.limit:
+        raise EnvauditError(f"cannot record golden bundle {target}: {budget.exceeded(size)};"
+                            " record fewer or smaller inputs")
     try:
         partial = bundle_files.make_partial(target)
     except OSError as exc:

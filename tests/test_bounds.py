@@ -100,6 +100,17 @@ def test_many_small_members_over_the_budget_are_refused_before_inflating(tmp_pat
     assert out == "" and err.count("\n") == 1 and "would inflate to" in err
 
 
+def test_record_never_writes_what_check_would_refuse_to_read(tmp_path, fingerprint):
+    budget = bundle_budget.budget(user_model=False, modes=1)
+    big = {"b": np.zeros(4 << 20, np.float32)}  # 16 MiB: over a one-mode canary's budget
+    assert big["b"].nbytes > budget.limit
+    with pytest.raises(store.EnvauditError) as error:
+        write_small(tmp_path / "bundle", fingerprint, stages=big)
+    assert "cannot record golden bundle" in str(error.value)
+    assert f"more than the {bundle_budget.mib(budget.limit)}" in str(error.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no partial folder left
+
+
 def test_the_canary_budget_is_twice_the_arrays_the_workload_records():
     shipped = store.load_bundle(store.REFERENCE_BUNDLE)
     assert len(shipped.modes) == 3
