@@ -208,16 +208,15 @@ def _answer(future: Any) -> Mapping[str, Any]:
         if future.status == "finished":
             return wire.decode(future.result(timeout=DEADLINE_MARGIN_S))
         if future.status == "error":
-            return {"error": "the node raised an exception instead of answering in JSON (a "
-                             "changed envaudit or a hostile worker?); it was not unpickled"}
+            return {"error": "the node raised an exception instead of answering in JSON "
+                             "(another envaudit version there, or a hostile worker?); it was "
+                             "not unpickled"}
         return {"error": f"the run ended as {future.status} (its worker was lost?)"}
-    except wire.RefusedPickle:
-        return {"error": "the node's answer was a pickle, not JSON; refused, not unpickled"}
-    except TypeError as exc:
-        if "only able to deserialize" in str(exc):  # Dask refused a non-msgpack payload
-            return {"error": "the node's answer was not JSON bytes (a pickled object?); "
-                             "refused, not unpickled"}
-        return {"error": f"the result could not be fetched: {type(exc).__name__}: {exc}"}
+    except TypeError:
+        # Dask refusing a payload that is not msgpack, or wire.RefusedPickle (a TypeError too).
+        # Dask's message would quote the serializer name the node chose: not repeated.
+        return {"error": "the node's answer was not JSON bytes (a pickled object?); refused, "
+                         "not unpickled"}
     except Exception as exc:  # the result could not be fetched: the worker went away after it
         return {"error": f"the result could not be fetched: {type(exc).__name__}: {exc}"}
 
