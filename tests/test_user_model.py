@@ -367,6 +367,45 @@ def test_location_problem_follows_ownership_and_write_bits(tmp_path):
     assert location_problem(sticky / "m.keras") is None
 
 
+# --- a SavedModel whose parts live elsewhere, or that anyone can write ----------------------------
+
+
+def _record_and_check(models: Path, golden: Path, model: Path, words: str) -> None:
+    """Both ``record`` and ``check --model`` refuse ``model`` with one line holding ``words``,
+    before anything runs or is written."""
+    proc = run_cli("record", "--model", str(model), "--inputs", str(models / "images"),
+                   "--golden", str(model.parent / "new-golden"))
+    _assert_one_line_error(proc, words)
+    assert not (model.parent / "new-golden").exists()
+    _assert_one_line_error(run_cli("check", "--golden", str(golden), "--model", str(model)),
+                           words)
+
+
+def test_a_savedmodel_with_a_symlinked_folder_is_refused(models, detector_golden, tmp_path):
+    from envaudit.usermodel.files import model_files
+
+    model = tmp_path / "detector"
+    shutil.copytree(models / "detector", model)
+    shared = tmp_path / "shared" / "vars"  # e.g. a team folder anyone can write
+    shared.parent.mkdir()
+    shutil.move(model / "variables", shared)
+    shared.chmod(0o777)
+    (model / "variables").symlink_to(shared)
+    assert (model / "variables").resolve() == shared
+    assert any(shared.iterdir())  # the weights TensorFlow would load through the link...
+    assert not any("variables" in p.parts for p in model_files(model))  # ...that no walk hashes
+    _record_and_check(models, detector_golden, model, "variables is a symbolic link to")
+
+
+def test_a_savedmodel_with_a_file_anyone_can_write_is_refused(models, detector_golden, tmp_path):
+    model = tmp_path / "detector"
+    shutil.copytree(models / "detector", model)
+    weights = next((model / "variables").glob("variables.data-*"))
+    weights.chmod(0o666)
+    assert weights.stat().st_mode & 0o002
+    _record_and_check(models, detector_golden, model, "is writable by every user")
+
+
 # --- the precision witness --------------------------------------------------------------------
 
 

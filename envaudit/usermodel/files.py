@@ -4,6 +4,10 @@
   ``config.json``); anything else is refused with what was expected.
 - ``model_digest``: SHA-256 over the model's files (relative path, size and content of each, in
   sorted order), so a changed weight, graph or asset is a changed model, and a moved copy is not.
+  The bytes hashed must be the bytes TensorFlow loads, so a model is refused (``tree_problem``,
+  at record and at check) when a symlink inside it leads elsewhere (a walk neither hashes nor
+  checks what a linked folder holds, and whoever owns the target can change it) or when any of its
+  files or folders is writable by every user. The path the user types may itself be a link.
 - ``location_problem``: a path read from a bundle (not typed by the user) is used only when nobody
   but this user and root can have put its files there (owner and write bits of each file and of
   every folder above it, as ssh's StrictModes checks), because loading a model runs its graph.
@@ -75,8 +79,40 @@ def model_files(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(path).as_posix())
 
 
+def tree_problem(path: Path) -> str | None:
+    """Why the model at ``path`` cannot be hashed as what will be loaded (one line naming the
+    file), or None: a symbolic link inside a SavedModel folder, or a file or folder of the model
+    that every user can write."""
+    try:
+        top = os.stat(path)
+    except OSError:
+        return None  # ``model_kind`` says what is missing
+    items = [(path, top)]
+    if stat.S_ISDIR(top.st_mode):
+        for root, dirs, files in os.walk(path):  # links are looked at, never followed
+            for name in sorted((*dirs, *files)):
+                item = Path(root, name)
+                try:
+                    items.append((item, os.lstat(item)))
+                except OSError:
+                    return f"model {path}: {item} cannot be examined; check its permissions"
+    for item, info in items:
+        if stat.S_ISLNK(info.st_mode):
+            return (f"model {path}: {item.relative_to(path)} is a symbolic link to"
+                    f" {os.readlink(item)}; envaudit hashes and loads only what is inside the"
+                    " model folder; copy the linked files into it")
+        if info.st_mode & stat.S_IWOTH:
+            return (f"model {path}: {item} is writable by every user, so anyone could swap it"
+                    f" after it was checked; remove that permission (chmod -R o-w {path})")
+    return None
+
+
 def model_digest(path: Path) -> ModelIdentity:
-    """The model's identity: SHA-256 over every file's relative path, size and bytes."""
+    """The model's identity: SHA-256 over every file's relative path, size and bytes; refused
+    with one line when ``tree_problem`` finds a reason."""
+    problem = tree_problem(path)
+    if problem:
+        raise EnvauditError(problem)
     digest = hashlib.sha256()
     files = model_files(path)
     total = 0
