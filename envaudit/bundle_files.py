@@ -322,8 +322,11 @@ def _make_folders(folder: Path) -> None:
             break
         missing.append(candidate)
     for candidate in reversed(missing):
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(candidate, FOLDER_MODE)
+        except FileExistsError:
+            if not os.path.isdir(candidate):  # a file in the way, as Path.mkdir says
+                raise
 
 
 def _alive(pid: int) -> bool:
