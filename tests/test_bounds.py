@@ -242,6 +242,18 @@ def test_history_show_of_what_is_not_a_run_number_is_one_line(tmp_path, run_id):
     one_line_exit_2(proc, "is not a number")
 
 
+@pytest.mark.parametrize("since", ["9999-12-31T23:00-05:00", "0001-01-01T00:00+05:00"])
+def test_history_since_a_moment_outside_the_utc_calendar_is_one_line(tmp_path, since):
+    from envaudit import history
+
+    path = tmp_path / "envaudit" / "history.sqlite"
+    report = {"exit_code": 0, "findings": [], "golden": {"path": "g"},
+              "groups": [{"fingerprint_id": "fp-1", "verdict": "identical"}]}
+    assert history.append_fleet(report, "c" * 64, path) is None  # a database to query
+    proc = envaudit("history", "--since", since, XDG_DATA_HOME=str(tmp_path))
+    one_line_exit_2(proc, "lies outside the years 1 to 9999 in UTC")
+
+
 WRITE_UNDER_UMASK_0 = textwrap.dedent("""
     import os, sqlite3, sys
     from pathlib import Path

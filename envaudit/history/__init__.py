@@ -151,10 +151,16 @@ def parse_since(text: str) -> datetime:
     ``...Z``); without a zone, UTC."""
     try:
         moment = datetime.fromisoformat(text.strip())
+        # In UTC here: a zone that pushes the moment past year 1 or 9999 is refused now, not by
+        # the query (OverflowError, an "internal error").
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+            timezone.utc)
     except ValueError:
         raise EnvauditError(f"--since {text!r} is not a date; write it as YYYY-MM-DD or"
                             " YYYY-MM-DDTHH:MM (UTC unless a zone is given)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise EnvauditError(f"--since {text!r} lies outside the years 1 to 9999 in UTC; give a"
+                            " date within them") from None
 
 
 def parse_run_id(text: str) -> int:
