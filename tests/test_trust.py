@@ -496,9 +496,10 @@ def shared_outputs(tmp_path_factory) -> dict[str, str]:
     a home folder of its own and secret-looking variables; every shared output, by name."""
     home = tmp_path_factory.mktemp("home-of-alice")
     env = cli_env(HOME=str(home), USER="alice", TF_VAR_db_pass="hunter2-db-pass",
-                  NCCL_IB_PASSWD="nccl-pass-123", TF_REMOTE_HINT=TOKEN,
-                  TF_CACHE_URL="https://alice:pa55word@cache.example/tf",
-                  TF_DUMMY_DIR=f"{home}/cache")
+                  TF_CLI_ARGS_apply="-var=admin_pw=tf-cli-s3cret",
+                  NCCL_IB_PASSWD="nccl-pass-123", NCCL_REMOTE_HINT=TOKEN,
+                  CUDA_CACHE_URL="https://alice:pa55word@cache.example/tf",
+                  CUDA_CACHE_PATH=f"{home}/cache")
     bundle = home / "bundle"
     outputs: dict[str, str] = {}
 
@@ -530,7 +531,7 @@ def shared_outputs(tmp_path_factory) -> dict[str, str]:
     return outputs
 
 
-LEAKS = ("hunter2-db-pass", "nccl-pass-123", TOKEN, "pa55word", "alice:")
+LEAKS = ("hunter2-db-pass", "tf-cli-s3cret", "nccl-pass-123", TOKEN, "pa55word", "alice:")
 
 
 @pytest.mark.slow
@@ -556,9 +557,10 @@ def test_the_bundle_says_it_is_redacted_and_where_values_went(shared_outputs):
     assert manifest["redacted"] is True
     env = manifest["fingerprint"]["env"]
     assert "TF_VAR_db_pass" not in env and "NCCL_IB_PASSWD" not in env  # never recorded
-    assert env["TF_REMOTE_HINT"] == "[redacted]"
-    assert env["TF_CACHE_URL"] == "https://[redacted]@cache.example/tf"
-    assert env["TF_DUMMY_DIR"] == "~/cache"
+    assert "TF_CLI_ARGS_apply" not in env  # Terraform's, not TensorFlow's: never recorded
+    assert env["NCCL_REMOTE_HINT"] == "[redacted]"
+    assert env["CUDA_CACHE_URL"] == "https://[redacted]@cache.example/tf"
+    assert env["CUDA_CACHE_PATH"] == "~/cache"
     assert manifest["fingerprint"]["os"]["hostname"] == "[hostname]"
 
 
