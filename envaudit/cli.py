@@ -22,7 +22,7 @@ from typing import Any
 
 from envaudit import __version__
 from envaudit.errors import EnvauditError
-from envaudit.render.escape import TerminalSafe, for_terminal
+from envaudit.render.escape import TerminalSafe, for_document, for_terminal
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
@@ -58,6 +58,10 @@ def _broken_pipe() -> None:
 
 def _emit(output: Any, out_path: str | None) -> None:
     """Print a str or rich renderable to stdout, or write it to ``out_path`` as plain text."""
+    # Every renderer escapes a stranger's strings for its format (render/escape.py); this is the
+    # net under one that forgot: no control character but a line break leaves envaudit.
+    if isinstance(output, str):
+        output = for_document(output)
     if out_path:
         from envaudit.output import write_text
 

@@ -238,8 +238,9 @@ def test_fleet_formats_escape_what_a_node_sent():
     assert "<img src=x onerror" not in page and not [c for c in RAW_CONTROLS if c in page]
 
 
-def test_the_terminal_net_escapes_what_a_renderer_forgot(tmp_path, capsys):
-    """A renderer that put a raw string in a ``Text`` is still escaped on the way out."""
+def test_the_output_net_escapes_what_a_renderer_forgot(tmp_path, capsys):
+    """A renderer that put a raw string in a ``Text`` or a str document is still escaped on the
+    way out, to stdout and to ``-o``; a document's own line breaks stay."""
     from envaudit import cli
 
     forgot = Text(f"raw {TITLE}{CLEAR}")
@@ -248,3 +249,8 @@ def test_the_terminal_net_escapes_what_a_renderer_forgot(tmp_path, capsys):
     cli._emit(forgot, None)
     for text in ((tmp_path / "out.txt").read_text(), capsys.readouterr().out):
         assert "\x1b" not in text and "raw \\x1b]0;pwned\\x1b[2J" in text
+    document = f"# title\n\nraw {TITLE}{CSI}\n"
+    cli._emit(document, str(tmp_path / "out.md"))
+    cli._emit(document, None)
+    for text in ((tmp_path / "out.md").read_text(), capsys.readouterr().out):
+        assert text == "# title\n\nraw \\x1b]0;pwned\\x07\\x9b31m\n"
