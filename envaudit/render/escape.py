@@ -37,11 +37,11 @@ from collections.abc import Iterator
 from typing import Any
 
 # Markdown. "<" and "&" become entities: no tag, no autolink, no entity of a stranger's is read
-# (a ">" alone starts nothing inline, and "->" stays readable in the source). A pipe is escaped so a value stays one table cell; GitHub's row splitter
-# (cmark-gfm) reads a backslash before any punctuation as an escaped pair, so a stranger's
-# backslashes right before a pipe are doubled first, or "\\|" would still end the cell. "](" is
-# the one way inline text becomes a link or an image (reference links need a definition, which
-# only starts a line): its parenthesis is escaped.
+# (a ">" alone starts nothing inline, and "->" stays readable in the source). A pipe is escaped
+# so a value stays one table cell; GitHub's row splitter (cmark-gfm) reads a backslash before any
+# punctuation as an escaped pair, so a stranger's backslashes right before a pipe are doubled
+# first, or "\\|" would still end the cell. "](" is the one way inline text becomes a link or an
+# image (reference links need a definition, which only starts a line): its parenthesis is escaped.
 _HTML = str.maketrans({"&": "&amp;", "<": "&lt;"})
 _PIPE = re.compile(r"(\\*)\|")
 _LINK = "]("
