@@ -19,12 +19,13 @@ string into its output through it:
   Inside a code span nothing is interpreted, so there only the backtick (which would end it) is
   replaced and the pipe escaped (GitHub splits table rows before it reads code spans). Where a
   renderer builds Markdown itself (a code span, a bold word) it marks the string ``Markdown``;
-  its table and line builders escape every other string (``markdown``);
-- a whole document that may be printed to a terminal (``for_document``, HTML and Markdown):
-  controls as above except the document's own line breaks; the net under a string a renderer
-  forgot. JUnit XML (``for_xml``): what XML 1.0 cannot carry (most C0 controls, lone surrogates)
-  and C1 controls are replaced by U+FFFD, so the document is always well-formed. HTML's own
-  escaping (``html.escape``) and XML's (``xml.etree``) stay with their renderers.
+  its table builder escapes every other cell (``markdown``), so a cell cannot be forgotten;
+- a whole document that may be printed to a terminal (``for_document``, HTML and Markdown, and
+  every str the CLI writes): controls as above except the document's own line breaks; the net
+  under a string a renderer forgot. JUnit XML (``for_xml``): what XML 1.0 cannot carry (most C0
+  controls, lone surrogates) and C1 controls are replaced by U+FFFD, so the document is always
+  well-formed. HTML's own escaping (``html.escape``) and XML's (``xml.etree``) stay with their
+  renderers.
 
 Constraint: pure string functions, no decisions; an escaped string may be longer than the
 original, so a renderer escapes before it measures or lays out.
