@@ -614,3 +614,11 @@ def test_a_forged_short_hostname_rewrites_nothing_but_its_field(forged):
 ])
 def test_other_users_data_folders_are_hidden(text, expected):
     assert policy().text(text) == expected
+
+
+def test_an_unreadable_env_section_keeps_its_reason():
+    tree = {"env": {"available": False, "reason": "OSError: environ unreadable"},
+            "os": {"hostname": "gpu-node-3"}}
+    redactor = policy(tree)
+    assert redactor.tree(tree)["env"] == tree["env"]
+    assert redactor.text("OSError: environ unreadable") == "OSError: environ unreadable"

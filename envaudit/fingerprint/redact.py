@@ -54,6 +54,7 @@ from envaudit.fingerprint.credentials import (
     mask_url_tokens,
 )
 from envaudit.fingerprint.env_vars import is_recorded
+from envaudit.fingerprint.guard import is_unavailable
 from envaudit.fingerprint.model import Fingerprint
 from envaudit.fingerprint.salt import installation_salt
 
@@ -166,7 +167,7 @@ class Redactor:
                        frozenset(gpu_ids))
         return redactor.with_values(
             (f"env.{name}", value) for d in data if isinstance(env := _get(d, "env"), Mapping)
-            for name, value in env.items())
+            and not is_unavailable(env) for name, value in env.items())
 
     def with_secrets(self, values: Iterable[Any]) -> Redactor:
         """This policy, also hiding each of ``values`` wherever it occurs (non-strings ignored)."""
@@ -231,6 +232,8 @@ class Redactor:
         return text
 
     def _node(self, value: Any, path: str) -> Any:
+        if is_unavailable(value):  # why a probe could not answer: text, never a variable
+            return {k: self.text(v) if isinstance(v, str) else v for k, v in value.items()}
         if isinstance(value, Mapping):
             return {self.text(str(k)): self._node(v, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, list | tuple):
