@@ -15,7 +15,8 @@ string into its output through it:
   that forgot;
 - Markdown (``for_markdown``, ``for_markdown_code``): controls as above, then ``<`` and ``&``
   as entities (a ``<img src=...>`` shows as text and GitHub loads nothing), ``|`` behind a
-  backslash (a value stays one table cell) and the ``(`` of ``](`` too (no link, no image).
+  backslash (a value stays one table cell) and the ``(`` of ``](`` too (no Markdown link or
+  image; GitHub still makes a bare URL clickable, which loads nothing).
   Inside a code span nothing is interpreted, so there only the backtick (which would end it) is
   replaced and the pipe escaped (GitHub splits table rows before it reads code spans). Where a
   renderer builds Markdown itself (a code span, a bold word) it marks the string ``Markdown``;
