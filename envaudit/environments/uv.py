@@ -121,11 +121,11 @@ def _build(uv: str, pins: PackageSet, build: Path, final: Path, deadline: float,
            step: Callable[[str], None]) -> Path:
     step("creating a virtual environment")
     _run_uv(uv, ["venv", "--python", sys.executable, "--relocatable", "--no-project",
-                 "--allow-existing", str(build)], deadline, "uv venv")
+                 "--allow-existing", str(build)], build, deadline, "uv venv")
     if pins.pins:
         step(f"installing {' '.join(pins.requirements())}")
         _run_uv(uv, ["pip", "install", "--python", str(python_of(build)), "--only-binary",
-                     ":all:", *pins.requirements()], deadline, "uv pip install")
+                     ":all:", *pins.requirements()], build, deadline, "uv pip install")
     step("checking the installed versions")
     probe = _probe(python_of(build), deadline)
     _check_versions(pins, probe["versions"])
@@ -196,13 +196,16 @@ def _uv_environment() -> dict[str, str]:
     return env
 
 
-def _run_uv(uv: str, args: list[str], deadline: float, what: str) -> None:
+def _run_uv(uv: str, args: list[str], cwd: Path, deadline: float, what: str) -> None:
+    """Run uv in ``cwd``, a folder envaudit made for this build: uv reads a ``uv.toml`` or
+    ``pyproject.toml`` from its working folder and the folders above it, so it never starts
+    in a folder someone else could have written (the cache root may be shared)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise EnvBuildError(f"{what} had no time left within the build's time limit")
     command = [uv, *args, "--color", "never", "--no-progress"]
     try:
-        proc = subprocess.run(command, env=_uv_environment(), cwd=env_root(), check=False,
+        proc = subprocess.run(command, env=_uv_environment(), cwd=cwd, check=False,
                               capture_output=True, text=True, timeout=remaining)
     except subprocess.TimeoutExpired:
         raise EnvBuildError(f"{what} did not finish within the build's time limit (a slow or"

@@ -131,6 +131,9 @@ _QUIET_ENV = re.compile(
     r"|TF_DATA_DIR|TF_PLUGIN_CACHE_DIR|NCCL_DEBUG\w*|CUDA_CACHE_\w*"
 )
 
+# Sections that map names to values, where an empty one says nothing its absent entries do not.
+_NAME_TABLES = frozenset({"env"})
+
 # Distributions whose version can change results (normalized names, shell globs).
 _NUMERICS_PACKAGES = (
     "numpy", "scipy", "tensorflow*", "tf-keras", "tf-nightly*", "intel-tensorflow*", "keras",
@@ -219,9 +222,12 @@ def leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
     A leaf is a scalar, a list of scalars, an empty mapping, or an unavailable marker
     (``{"available": false, "reason": ...}`` stays whole, so "could not read" is one value).
-    Lists that hold mappings (``gpu.devices``) are walked by index.
+    Lists that hold mappings (``gpu.devices``) are walked by index. The empty ``env`` is no leaf:
+    "no variable set" is what its absent entries already say, so setting one informational
+    variable on a machine that had none changes neither the id nor the numerics count (whereas
+    an empty ``tensorflow.loaded_libraries`` is an observation: TensorFlow loaded no GPU library).
     """
-    if isinstance(tree, Mapping) and tree and not is_unavailable(tree):
+    if isinstance(tree, Mapping) and (tree or prefix in _NAME_TABLES) and not is_unavailable(tree):
         for key, value in tree.items():
             yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(tree, list) and any(isinstance(item, (Mapping, list)) for item in tree):
