@@ -23,7 +23,7 @@ from conftest import cli_env, run_cli
 from test_fleet import DASK, WORKER, _free_port, _wait_for_workers
 
 from envaudit import cli
-from envaudit.fleet import node, wire
+from envaudit.fleet import cluster, node, wire
 
 # The hostile worker's preload: every envaudit task answers with an object whose unpickling
 # writes a marker holding the pid of the process that unpickled it (never this worker's own:
@@ -126,7 +126,8 @@ def hostile_fleet(tmp_path_factory: pytest.TempPathFactory):
         from distributed import Client
 
         with Client(address, timeout=30) as client:
-            workers = client.scheduler_info(n_workers=-1)["workers"]
+            # Asked of the scheduler: the client's cached scheduler_info() may list no workers.
+            workers = cluster.workers(client)
         by_name = {info["name"]: worker for worker, info in workers.items()}
         yield address, {role: (by_name[role], base / f"ran-{role}") for role in ROLES}
     finally:

@@ -10,6 +10,11 @@ The only module that imports Dask, inside its functions (an optional dependency:
 - Nothing a node does becomes an exception here (``on_error="return"`` semantics): a task that
   errors, a worker that leaves the cluster mid-run, a task past the deadline are each that node's
   ``error``; the others still report. The whole wait is bounded by a deadline.
+- Which workers exist is asked of the scheduler itself each time (``workers``), never read from
+  the client's cached ``scheduler_info()``: Dask refreshes that cache every 2 s with a summary that
+  lists no workers, so a read that follows such a refresh sees a healthy cluster as empty (every
+  node "left the cluster" at once; more likely the busier the machine).
+- A ``--local`` cluster is started by ``local``: measured, waited for, retried once with a reason.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from envaudit.errors import EnvauditError
+from envaudit.fleet import local as local_cluster
 from envaudit.fleet import node, wire
 from envaudit.fleet.address import TlsFiles, scheduler_address, security
 from envaudit.fleet.report import NodePlace
@@ -43,12 +49,12 @@ def require_dask() -> Any:
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None, local: int | None,
-            tls: TlsFiles | None = None) -> Iterator[Any]:
+def connect(scheduler: str | None, local: int | None, tls: TlsFiles | None = None,
+            progress: Progress = lambda _: None) -> Iterator[Any]:
     """A Dask client of the scheduler at ``scheduler`` (``tcp://`` or ``tls://``), or of a
     LocalCluster of ``local`` single-thread workers started (threads in this process: each run
-    is a subprocess anyway). A remote scheduler's client accepts JSON answers only, and no
-    pickle reaches code while it is open (``wire``)."""
+    is a subprocess anyway; ``local.start``). A remote scheduler's client accepts JSON answers
+    only, and no pickle reaches code while it is open (``wire``)."""
     tls = tls or TlsFiles()
     if local is not None and tls.given:
         raise EnvauditError("--tls-ca-file, --tls-cert and --tls-key apply to --scheduler "
@@ -59,9 +65,7 @@ def connect(scheduler: str | None, local: int | None,
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     if local is not None:
-        with distributed.LocalCluster(n_workers=local, threads_per_worker=1, processes=False,
-                                      dashboard_address=None) as cluster, \
-                distributed.Client(cluster) as client:
+        with local_cluster.start(distributed, local, progress) as client:
             yield client
         return
     sec = security(address, tls)
@@ -83,19 +87,28 @@ def connect(scheduler: str | None, local: int | None,
             yield client
 
 
+def workers(client: Any) -> dict[str, Mapping[str, Any]]:
+    """The workers the scheduler lists now (address -> its identity), asked of the scheduler.
+    ``identity()`` with no argument lists every worker in every Dask version; the client's
+    periodic refresh asks for none, which is why its cache is not read here."""
+    identity = client.sync(client.scheduler.identity)
+    listed = identity.get("workers") if isinstance(identity, Mapping) else None
+    return dict(listed) if isinstance(listed, Mapping) else {}
+
+
 def places(client: Any, per_host: bool, timeout: float, progress: Progress) -> tuple[
         list[NodePlace], list[Outcome]]:
     """Where to run: one place per host (every worker when not ``per_host``), per GPU where the
     host has GPUs; and the hosts that could not even say so, as outcomes with their error."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    if not workers:
+    listed = workers(client)
+    if not listed:
         raise EnvauditError("the Dask scheduler has no workers; start 'dask worker ADDRESS' on "
                             "each node")
     chosen: dict[str, str] = {}
-    for address in sorted(workers):
-        host = str(workers[address].get("host") or address)
+    for address in sorted(listed):
+        host = str(listed[address].get("host") or address)
         # A local cluster's workers share one host; each is told apart by its name.
-        key = host if per_host else f"{host}#{workers[address].get('name', len(chosen))}"
+        key = host if per_host else f"{host}#{listed[address].get('name', len(chosen))}"
         chosen.setdefault(key, address)
     hosts = [NodePlace(host=key, worker=address, device=None) for key, address in chosen.items()]
     futures = {client.submit(wire.as_json, node.visible_gpus, workers=[p.worker],
@@ -193,7 +206,7 @@ def _lost(client: Any, pending: Mapping[Any, NodePlace], deadline: float) -> dic
     if time.monotonic() > deadline:
         return {f: "did not finish before the fleet run's deadline (--timeout)" for f in pending}
     try:
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        alive = set(workers(client))
     except Exception as exc:  # the scheduler itself is gone: every pending run is lost
         return {f: f"the scheduler stopped answering ({type(exc).__name__})" for f in pending}
     # done() again: a run that finished just before its worker left still counts.

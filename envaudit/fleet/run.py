@@ -41,7 +41,7 @@ def fleet_check(*, scheduler: str | None = None, local: int | None = None,
     path = resolve_golden(golden)
     bundle = bundle_bytes(path)
     golden_id = str(json.loads(bundle["manifest.json"])["fingerprint"]["fingerprint_id"])
-    with cluster.connect(scheduler, local, tls) as client:
+    with cluster.connect(scheduler, local, tls, progress) as client:
         where, unreachable = cluster.places(client, per_host=local is None, timeout=timeout,
                                             progress=progress)
         outcomes = cluster.run_checks(client, where, bundle, timeout=timeout, redact=redact,
@@ -63,7 +63,7 @@ def fleet_fingerprint(*, scheduler: str | None = None, local: int | None = None,
                       progress: Progress = lambda _: None) -> FleetReport:
     """Every node's fingerprint, grouped (config drift), without running the workload."""
     start = time.monotonic()
-    with cluster.connect(scheduler, local, tls) as client:
+    with cluster.connect(scheduler, local, tls, progress) as client:
         where, unreachable = cluster.places(client, per_host=local is None,
                                             timeout=cluster.DEADLINE_MARGIN_S, progress=progress)
         outcomes = cluster.run_fingerprints(client, where, redact=redact, progress=progress)
