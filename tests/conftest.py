@@ -3,14 +3,18 @@
 Hermetic: before any test or fixture runs (``pytest_configure``), the process environment is made
 the same on every machine and under any shell: the variables envaudit records as numerics
 settings are removed (``TF_*``, ``ONEDNN_*``, ``OMP_*``, ``CUDA_*``, ``XLA_FLAGS``, ...; a test
-that needs one sets it), ``HOME`` and ``XDG_*`` point into a fresh temporary folder, ``COLUMNS``,
-``TZ`` and ``NO_COLOR`` are fixed. Two families are kept on purpose: ``OPENBLAS_*``, which this
-kind of machine sets because older OpenBLAS builds compute wrong results or crash without them,
-and ``LD_*``, which the interpreter itself may need to start. Every subprocess a test starts
-inherits this environment.
+that needs one sets it), and so are Terraform's ``TF_*`` variables, envaudit's own ``ENVAUDIT_*``,
+Dask's ``DASK_*`` and rich's colour forcing (``FORCE_COLOR``, ...); ``HOME`` and ``XDG_*`` point
+into a fresh temporary folder, ``COLUMNS``, ``TZ`` and ``NO_COLOR`` are fixed. Two families are
+kept on purpose: ``OPENBLAS_*``, which this kind of machine sets because older OpenBLAS builds
+compute wrong results or crash without them, and ``LD_*``, which the interpreter itself may need
+to start. Every subprocess a test starts inherits this environment.
 
 TensorFlow subprocesses cost seconds each, so recorded bundles and check runs are made once per
-session here and shared by every test that reads them.
+session here and shared by every test that reads them. Which environment change moves the numbers
+differs between CPUs (oneDNN is on by default only on some); ``moving_knob`` asks this machine
+once per session (``tests/moving_knob.py``), and every test that needs "a change that moves the
+numbers" uses it instead of naming one.
 """
 
 from __future__ import annotations
@@ -21,22 +25,37 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from moving_knob import Decision, Knob
+from moving_knob import probe as probe_moving_knob
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ("OPENBLAS_", "LD_")
+# Removed beside the recorded variables: every TF_ and XLA_ name (Terraform's TF_CLI_CONFIG_FILE
+# and TF_VAR_* share TensorFlow's prefix), envaudit's own settings (where history goes, debug
+# output), Dask's configuration (the fleet tests start their own clusters), and what makes rich
+# write colour and terminal codes into a pipe.
+STRIPPED_PREFIXES = ("TF_", "XLA_", "ENVAUDIT_", "DASK_")
+STRIPPED_NAMES = frozenset({"FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE"})
 FIXED = {"COLUMNS": "120", "LINES": "50", "TZ": "UTC", "NO_COLOR": "1", "LC_ALL": "C.UTF-8"}
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def ambient_strays(names: Iterable[str]) -> list[str]:
+    """The variables among ``names`` that the hermetic environment removes."""
     from envaudit.fingerprint.env_vars import is_recorded
 
-    for name in list(os.environ):
-        if (is_recorded(name) or name.startswith(("TF_", "XLA_"))) and not name.startswith(KEPT):
-            del os.environ[name]
+    return [name for name in names
+            if (is_recorded(name) or name.startswith(STRIPPED_PREFIXES)
+                or name in STRIPPED_NAMES) and not name.startswith(KEPT)]
+
+
+def pytest_configure(config: pytest.Config | None) -> None:
+    for name in ambient_strays(list(os.environ)):
+        del os.environ[name]
     home = Path(tempfile.mkdtemp(prefix="envaudit-tests-home-"))
     os.environ["HOME"] = str(home)
     for name, folder in (("XDG_DATA_HOME", ".local/share"), ("XDG_CONFIG_HOME", ".config"),
@@ -48,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.tzset()
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def pytest_unconfigure(config: pytest.Config | None) -> None:
     home = Path(os.environ.get("HOME", ""))
     if home.name.startswith("envaudit-tests-home-"):
         shutil.rmtree(home, ignore_errors=True)
@@ -106,11 +125,42 @@ def check_same(golden_bundle: Path) -> list[tuple[int, dict]]:
     return runs
 
 
+# The probe's answer, kept for the session's summary line (None: no test asked for it).
+_KNOB_DECISION: list[Decision] = []
+
+
 @pytest.fixture(scope="session")
-def check_onednn_off(golden_bundle: Path) -> tuple[int, dict]:
-    """A check with TF_ENABLE_ONEDNN_OPTS=0 against the default-settings bundle, confirming."""
+def knob_decision() -> Decision:
+    """What the raw-TensorFlow canary says on this machine (three subprocesses at once)."""
+    decision = probe_moving_knob(cli_env())
+    _KNOB_DECISION.append(decision)
+    return decision
+
+
+@pytest.fixture(scope="session")
+def moving_knob(knob_decision: Decision) -> Knob:
+    """The setting that moves TensorFlow's numbers on this machine (``TF_ENABLE_ONEDNN_OPTS=0``
+    where oneDNN is on by default, ``=1`` on an AVX2-only CPU, else a fallback), probed once per
+    session with raw TensorFlow; a test that needs one is skipped, with the reason, where none
+    does."""
+    decision = knob_decision
+    if decision.knob is None:
+        pytest.skip(f"no setting moves TensorFlow's numbers on this machine: {decision.reason}")
+    return decision.knob
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for decision in _KNOB_DECISION:
+        knob = decision.knob
+        chosen = f"{knob.name}={knob.value}" if knob else "none"
+        terminalreporter.write_line(f"moving knob on this machine: {chosen} ({decision.reason})")
+
+
+@pytest.fixture(scope="session")
+def check_knob_moved(golden_bundle: Path, moving_knob: Knob) -> tuple[int, dict]:
+    """A check with the moving knob set against the default-settings bundle, confirming."""
     proc = run_cli("check", "--golden", str(golden_bundle), "--format", "json",
-                   env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
+                   env=cli_env(**moving_knob.env))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 

@@ -333,11 +333,10 @@ def test_diff_json_carries_origin_and_minutia(pair, tmp_path):
     assert text.returncode == 1 and "simd_found.X86_V3" in text.stdout
 
 
-def test_check_json_carries_origin_and_minutia(check_onednn_off, changes):
-    _, report = check_onednn_off
-    onednn = next(c for c in report["fingerprint_changes"]
-                  if c["path"] == "env.TF_ENABLE_ONEDNN_OPTS")
-    assert onednn["origin"] == "environment variables" and onednn["minutia"] is False
+def test_check_json_carries_origin_and_minutia(check_knob_moved, moving_knob, changes):
+    _, report = check_knob_moved
+    knob = next(c for c in report["fingerprint_changes"] if c["path"] == moving_knob.path)
+    assert knob["origin"] == "environment variables" and knob["minutia"] is False
     assert all(c["origin"] in ORIGINS and isinstance(c["minutia"], bool)
                for c in report["fingerprint_changes"])
     rendered = json.loads(check_json.render(

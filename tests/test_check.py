@@ -39,8 +39,8 @@ def test_same_environment_is_identical_every_time(check_same):
         assert numerics == []
 
 
-def test_json_carries_the_design_contract(check_same, check_onednn_off):
-    for report in (check_same[0][1], check_onednn_off[1]):
+def test_json_carries_the_design_contract(check_same, check_knob_moved):
+    for report in (check_same[0][1], check_knob_moved[1]):
         assert CHECK_KEYS <= set(report)
         assert report["schema"] == "envaudit.check/2"
         assert [s["name"] for s in report["stages"]][:3] == ["decode", "resize", "normalize"]
@@ -51,21 +51,22 @@ def test_json_carries_the_design_contract(check_same, check_onednn_off):
             assert cause["confidence"] in ("confirmed", "likely", "possible")
 
 
-def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
-    code, report = check_onednn_off
+def test_the_moving_knob_is_localized_attributed_and_confirmed(check_knob_moved, moving_knob):
+    """The setting that moves numbers on this machine (``TF_ENABLE_ONEDNN_OPTS=0`` where oneDNN
+    is on by default, ``=1`` on an AVX2-only CPU): found, localized, confirmed."""
+    code, report = check_knob_moved
     assert report["verdict"] != "identical"
-    change = next(c for c in report["fingerprint_changes"]
-                  if c["path"] == "env.TF_ENABLE_ONEDNN_OPTS")
-    assert (change["golden"], change["current"], change["category"]) == (None, "0",
-                                                                        "numerics-env")
+    change = next(c for c in report["fingerprint_changes"] if c["path"] == moving_knob.path)
+    assert (change["golden"], change["current"], change["category"]) == (
+        moving_knob.default, moving_knob.value, "numerics-env")
     first = report["first_divergence"]
     differing = [(s["mode"], s["name"]) for s in report["stages"] if not s["identical"]]
     assert first["stage"] == differing[0][1]
-    # decoding and resizing do not go through oneDNN; the convolutions do
+    # decoding and resizing do not go through oneDNN's or Eigen's kernels; the convolutions do
     assert first["stage"] not in ("decode", "resize", "normalize")
     assert first["changed_stages"], "stage replay found no stage that changed by itself"
     top = report["causes"][0]
-    assert top["path"] == "env.TF_ENABLE_ONEDNN_OPTS"
+    assert top["path"] == moving_knob.path
     assert top["confidence"] == "confirmed"
     assert any("reproduced the golden bits" in line for line in top["evidence"])
     assert {"conv", "matmul"} & set(report["changed_probe_families"])
@@ -80,10 +81,14 @@ def test_onednn_switch_is_localized_attributed_and_confirmed(check_onednn_off):
     assert {p["status"] for p in report["probes"] if not p["identical"]} == {"rounding"}
 
 
-def test_onednn_switch_moves_the_modes_of_tensorflows_kernels_not_xla(check_onednn_off):
+def test_onednn_switch_moves_the_modes_of_tensorflows_kernels_not_xla(check_knob_moved,
+                                                                      moving_knob):
     """XLA generates its own CPU code: the oneDNN switch moves eager and graph, each localized
     to its own first divergent stage, and leaves xla bit-identical; the headline names it."""
-    _code, report = check_onednn_off
+    if not moving_knob.switches_onednn:
+        pytest.skip(f"the oneDNN switch moves nothing on this machine ({moving_knob.name} is the"
+                    " setting that does)")
+    _code, report = check_knob_moved
     by_mode = {m["mode"]: m for m in report["modes"]}
     assert [m["mode"] for m in report["modes"]] == ["eager", "graph", "xla"]
     assert (by_mode["eager"]["verdict"], by_mode["graph"]["verdict"],
@@ -98,19 +103,19 @@ def test_onednn_switch_moves_the_modes_of_tensorflows_kernels_not_xla(check_oned
             " generated code did not (identical: xla)") in evidence
 
 
-def test_strict_fails_a_result_that_is_only_equivalent(golden_bundle):
+def test_strict_fails_a_result_that_is_only_equivalent(golden_bundle, moving_knob):
     proc = run_cli("check", "--golden", str(golden_bundle), "--strict", "--no-confirm",
-                   env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
+                   env=cli_env(**moving_knob.env))
     assert proc.returncode == 1, proc.stderr
     assert "Equivalent" in proc.stdout
 
 
-def test_no_confirm_never_claims_confirmed(golden_bundle):
+def test_no_confirm_never_claims_confirmed(golden_bundle, moving_knob):
     proc = run_cli("check", "--golden", str(golden_bundle), "--no-confirm", "--format", "json",
-                   env=cli_env(TF_ENABLE_ONEDNN_OPTS="0"))
+                   env=cli_env(**moving_knob.env))
     report = json.loads(proc.stdout)
     assert report["confirmation_ran"] is False
-    assert report["causes"][0]["path"] == "env.TF_ENABLE_ONEDNN_OPTS"
+    assert report["causes"][0]["path"] == moving_knob.path
     assert report["causes"][0]["confidence"] == "likely"
 
 

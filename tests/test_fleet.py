@@ -1,6 +1,7 @@
 """``envaudit fleet``: the peer and grouping logic on hand-made node answers, and one fleet check
 on a real Dask cluster of processes on this machine (workers bound to distinct loopback addresses
-act as distinct hosts): two normal peers, one with TF_ENABLE_ONEDNN_OPTS=0 (config drift), one
+act as distinct hosts): two normal peers, one with the setting that moves numbers on this
+machine (``moving_knob``, e.g. TF_ENABLE_ONEDNN_OPTS=0: config drift), one
 whose Python perturbs one kernel by one ulp (a simulated faulty node: fault injection from the
 test side, through a sitecustomize on that worker's PYTHONPATH, which the fingerprint does not
 record), and one whose worker process is killed while its check runs."""
@@ -170,7 +171,7 @@ if b"envaudit" in argv and b"check" in argv:
     open(os.environ["FLEET_TEST_MARK"], "w").close()
 '''
 
-HOSTS = {"normal": "127.0.0.2", "peer": "127.0.0.3", "onednn": "127.0.0.4",
+HOSTS = {"normal": "127.0.0.2", "peer": "127.0.0.3", "knob": "127.0.0.4",
          "perturbed": "127.0.0.5", "victim": "127.0.0.6"}
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -190,7 +191,7 @@ def _wait_for_workers(address: str, count: int, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
+def fleet(golden_bundle: Path, moving_knob, tmp_path_factory: pytest.TempPathFactory):
     """The cluster, and one ``fleet check --format json`` over it: (exit code, JSON, scheduler
     address, stderr). Every process started here is killed afterwards, whatever happens."""
     pytest.importorskip("distributed")
@@ -201,7 +202,7 @@ def fleet(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     (base / "mark" / "sitecustomize.py").write_text(textwrap.dedent(MARK))
     mark = base / "victim-running"
     address = f"tcp://127.0.0.1:{_free_port()}"
-    envs = {"normal": cli_env(), "peer": cli_env(), "onednn": cli_env(TF_ENABLE_ONEDNN_OPTS="0"),
+    envs = {"normal": cli_env(), "peer": cli_env(), "knob": cli_env(**moving_knob.env),
             "perturbed": cli_env(PYTHONPATH=str(base / "perturb")),
             "victim": cli_env(PYTHONPATH=str(base / "mark"), FLEET_TEST_MARK=str(mark))}
     procs: dict[str, subprocess.Popen] = {}
@@ -263,21 +264,20 @@ def test_fleet_check_finds_drift_fault_and_the_lost_node(fleet):
 
 
 @pytest.mark.slow
-def test_config_drift_is_grouped_apart_attributed_and_confirmed(fleet):
+def test_config_drift_is_grouped_apart_attributed_and_confirmed(fleet, moving_knob):
     _, report, _, _ = fleet
     nodes = _by_host(report)
-    onednn = nodes[HOSTS["onednn"]]
+    knob = nodes[HOSTS["knob"]]
     reference = next(g for g in report["groups"] if g["reference"])
-    drifted = next(g for g in report["groups"] if onednn["label"] in g["nodes"])
+    drifted = next(g for g in report["groups"] if knob["label"] in g["nodes"])
     print("reference", reference["nodes"], "drifted", drifted["nodes"],
           [c["path"] for c in drifted["changes"] if c["numerics"]], drifted["causes"])
     assert reference["fingerprint_id"] == report["golden"]["fingerprint_id"]
-    assert drifted["nodes"] == [onednn["label"]] and not drifted["reference"]
-    assert "env.TF_ENABLE_ONEDNN_OPTS" in [c["path"] for c in drifted["changes"]
-                                           if c["numerics"]]
-    assert {"path": "env.TF_ENABLE_ONEDNN_OPTS", "confidence": "confirmed"}.items() <= \
-        next(c for c in onednn["causes"] if c["path"] == "env.TF_ENABLE_ONEDNN_OPTS").items()
-    assert onednn["suspect"] is None  # alone in its group: nobody to disagree with
+    assert drifted["nodes"] == [knob["label"]] and not drifted["reference"]
+    assert moving_knob.path in [c["path"] for c in drifted["changes"] if c["numerics"]]
+    assert {"path": moving_knob.path, "confidence": "confirmed"}.items() <= \
+        next(c for c in knob["causes"] if c["path"] == moving_knob.path).items()
+    assert knob["suspect"] is None  # alone in its group: nobody to disagree with
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
-"""A user's own model end to end: record it on its inputs, check it here and under oneDNN off.
+"""A user's own model end to end: record it on its inputs, check it here and under the setting
+that moves numbers on this machine (``moving_knob``: oneDNN switched off where it is on by
+default, on where it is off).
 
 The models are built on the fly (``model_builders``): the project's detector exported as a
 SavedModel with the Object Detection API's outputs, and a Keras functional model saved as
@@ -66,13 +68,13 @@ def _check(golden: Path, *extra: str, quiet: bool = True, **env: str) -> tuple[i
 
 
 @pytest.fixture(scope="session")
-def detector_onednn_off(detector_golden: Path) -> tuple[int, dict]:
-    return _check(detector_golden, TF_ENABLE_ONEDNN_OPTS="0")
+def detector_knob_moved(detector_golden: Path, moving_knob) -> tuple[int, dict]:
+    return _check(detector_golden, **moving_knob.env)
 
 
 @pytest.fixture(scope="session")
-def keras_onednn_off(keras_golden: Path) -> tuple[int, dict]:
-    return _check(keras_golden, TF_ENABLE_ONEDNN_OPTS="0")
+def keras_knob_moved(keras_golden: Path, moving_knob) -> tuple[int, dict]:
+    return _check(keras_golden, **moving_knob.env)
 
 
 # --- what a bundle of a user model holds --------------------------------------------------------
@@ -121,11 +123,12 @@ def test_the_same_environment_is_identical(which, detector_golden, keras_golden)
         assert report["detections"]["matched"] == report["detections"]["golden"] == 23
 
 
-# --- oneDNN off: where it diverged, detections, the confirmed cause -----------------------------
+# --- the moving knob: where it diverged, detections, the confirmed cause -----------------------
 
 
-def test_onednn_off_names_the_divergent_output_compares_boxes_and_confirms(detector_onednn_off):
-    code, report = detector_onednn_off
+def test_the_knob_names_the_divergent_output_compares_boxes_and_confirms(detector_knob_moved,
+                                                                         moving_knob):
+    code, report = detector_knob_moved
     assert report["verdict"] in ("equivalent", "drift") and code == (report["verdict"] == "drift")
     assert report["first_divergence"]["stage"].startswith("output.detection_")
     det = report["detections"]
@@ -133,24 +136,25 @@ def test_onednn_off_names_the_divergent_output_compares_boxes_and_confirms(detec
     assert det["max_score_delta"] > 0  # compared, and the scores moved
     top = report["causes"][0]
     assert top["confidence"] == "confirmed"
-    assert top["change"].startswith("env.TF_ENABLE_ONEDNN_OPTS")
+    assert top["change"] == moving_knob.change
     assert report["confirmation_ran"] is True
 
 
-def test_onednn_off_names_the_first_divergent_keras_layer(keras_onednn_off):
-    code, report = keras_onednn_off
+def test_the_knob_names_the_first_divergent_keras_layer(keras_knob_moved, moving_knob):
+    code, report = keras_knob_moved
     first = report["first_divergence"]["stage"]
     assert first.startswith("layer.") and first != "layer.pixels_to_unit"
     names = [s["name"] for s in report["stages"]]
     assert all(s["identical"] for s in report["stages"][:names.index(first)])
     assert report["causes"][0]["confidence"] == "confirmed"
-    assert report["causes"][0]["change"].startswith("env.TF_ENABLE_ONEDNN_OPTS")
+    assert report["causes"][0]["change"] == moving_knob.change
     assert report["verdict"] != "identical"  # equivalent is not identical
 
 
-def test_a_tolerance_accepts_a_known_difference_and_never_calls_it_identical(keras_golden):
+def test_a_tolerance_accepts_a_known_difference_and_never_calls_it_identical(keras_golden,
+                                                                           moving_knob):
     code, report = _check(keras_golden, "--no-confirm", "--tolerance", "atol:1e-3",
-                          TF_ENABLE_ONEDNN_OPTS="0")
+                          **moving_knob.env)
     outputs = [s for s in report["stages"] if s["name"].startswith("output.")]
     assert all(s["tolerance"] == "rtol 0, atol 0.001" for s in outputs)
     assert {s["status"] for s in outputs} == {"tolerated"}
@@ -158,9 +162,9 @@ def test_a_tolerance_accepts_a_known_difference_and_never_calls_it_identical(ker
     assert "tolerances given" in report["basis"]
 
 
-def test_a_tight_tolerance_makes_the_same_difference_a_finding(keras_golden):
+def test_a_tight_tolerance_makes_the_same_difference_a_finding(keras_golden, moving_knob):
     code, report = _check(keras_golden, "--no-confirm", "--tolerance",
-                          "logits=rtol:1e-9,atol:0", TF_ENABLE_ONEDNN_OPTS="0")
+                          "logits=rtol:1e-9,atol:0", **moving_knob.env)
     logits = next(s for s in report["stages"] if s["name"] == "output.logits")
     assert logits["status"] == "changed" and logits["tolerance"] == "rtol 1e-09, atol 0"
     embedding = next(s for s in report["stages"] if s["name"] == "output.embedding")
