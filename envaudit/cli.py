@@ -21,30 +21,37 @@ from pathlib import Path
 from typing import Any
 
 from envaudit import __version__
+from envaudit.cli_help import Formatter, Parser, described
 from envaudit.errors import EnvauditError
 from envaudit.render.escape import TerminalSafe, for_document, for_terminal
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
-_VERBOSE = "list every environment change in the text table, build details included"
+_VERBOSE = ("more detail: every environment change in the text table of check and diff,"
+            " build details included")
+_OUTPUT = "write to FILE instead of stdout (one summary line goes to stderr)"
+HISTORY_SHOWN = 20  # runs 'envaudit history' lists without --limit or --all
 _NO_HISTORY = ("do not append this run to the history ($XDG_DATA_HOME/envaudit/history.sqlite;"
                " ENVAUDIT_HISTORY=off does the same)")
 
 
 def _console(file: Any = None):
-    """A rich console for stdout (``file`` None) or a plain, 120-column one for ``file``."""
+    """A rich console for stdout (``file`` None) or a plain one for ``file``.
+
+    Off a terminal (a pipe, a file, -o) lines are not wrapped: ``| head -1`` or ``grep`` gets a
+    whole headline. Tables still fit 120 columns (rich lays them out to the console's width), so
+    a log stays readable."""
     from rich.console import Console
 
     if file is not None:
         return Console(
-            file=file,
-            no_color=True, force_terminal=False, width=120, highlight=False,  # pragma: no mutate
+            file=file, no_color=True, force_terminal=False, width=120, soft_wrap=True,
+            highlight=False,  # pragma: no mutate
         )
-    # Piped or redirected output gets a fixed, readable width instead of rich's 80 columns.
     # pragma: no mutate start
-    width = None if sys.stdout.isatty() else 120
-    console = Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False,
-                      highlight=False, width=width)
+    piped = not sys.stdout.isatty()
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=piped,
+                      highlight=False, width=120 if piped else None)
     # pragma: no mutate end
     # rich answers a broken pipe with SystemExit(1), which would bypass main() and report a
     # finding that may not exist; hand it back as the error it is.
@@ -111,6 +118,12 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
     from envaudit.fingerprint import capture
 
     fp = capture()
+    _fingerprint_out(fp, args)
+    _written(args, f"fingerprint {fp.fingerprint_id}")
+    return EXIT_OK
+
+
+def _fingerprint_out(fp: Any, args: argparse.Namespace) -> None:
     if args.format == "json":
         _emit(fp.to_json(), args.output)
     elif args.format == "md":
@@ -121,7 +134,6 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
         from envaudit.render import fingerprint_text
 
         _emit(fingerprint_text.render(fp), args.output)
-    return EXIT_OK
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -142,8 +154,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     else:
         from envaudit.render import diff_text
 
-        _emit(diff_text.render(a, b, changes, verbose=args.verbose), args.output)
-    return EXIT_FINDING if finding else EXIT_OK
+        _emit(diff_text.render(a, b, changes, verbose=args.verbose, quiet=args.quiet),
+              args.output)
+    code = EXIT_FINDING if finding else EXIT_OK
+    numerics = sum(1 for c in changes if c.numerics)
+    _written(args, f"{numerics} numerics-relevant change(s) (exit {code})")
+    return code
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -152,6 +168,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     fp = capture()
     _emit(fingerprint_md.render(fp, redact=not args.no_redact), args.output)
+    _written(args, f"report of fingerprint {fp.fingerprint_id}")
     return EXIT_OK
 
 
@@ -165,7 +182,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
                               ("--detections", args.detections)):
             if value is not None:
                 raise EnvauditError(f"{option} describes your own model: pass --model PATH too")
-        with _progress("recording golden workload") as progress:  # pragma: no mutate
+        with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
             bundle = record(path, force=args.force, redact=not args.no_redact,
                             progress=progress)
     else:
@@ -176,12 +193,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         from envaudit.usermodel.spec import parse_detections
 
         detections = parse_detections(args.detections) if args.detections else None
-        with _progress("recording your model") as progress:  # pragma: no mutate
+        with _progress("recording your model", args.quiet) as progress:  # pragma: no mutate
             bundle = record_model(path, model=Path(args.model), inputs=Path(args.inputs),
                                   signature=args.signature, detections=detections,
                                   force=args.force, redact=not args.no_redact,
                                   progress=progress)
-    sys.stderr.write(f"recorded golden bundle {bundle.path} ({bundle.array_count} arrays)\n")
+    if not args.quiet:
+        _say(f"recorded golden bundle {_one_line(str(bundle.path))} ({bundle.array_count}"
+             " arrays)")
     if _history_on(args):
         from envaudit import history
 
@@ -193,9 +212,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from envaudit.checking import check
     from envaudit.usermodel.spec import parse_detections, parse_tolerances
 
-    with _progress("checking") as progress:  # pragma: no mutate
+    golden = args.golden
+    if getattr(args, "name", None) is not None:
+        from envaudit.store import default_bundle_path
+
+        golden = str(default_bundle_path(args.name))
+    with _progress("checking", args.quiet) as progress:  # pragma: no mutate
         result = check(
-            golden=args.golden,
+            golden=golden,
             repeat=args.repeat,
             confirm=not args.no_confirm,
             strict=args.strict,
@@ -206,7 +230,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             detections=parse_detections(args.detections) if args.detections else None,
             bisect=args.bisect,
         )
-    for note in result.notes:
+    for note in () if args.quiet else result.notes:
         _say(f"envaudit: note: {_one_line(note)}")
     if _history_on(args):
         result = _remember_check(result, "bisect" if args.bisect else "check")
@@ -226,9 +250,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     else:
         from envaudit.render import check_text
 
-        _emit(check_text.render(result, verbose=args.verbose), args.output)
-        return result.exit_code
+        _emit(check_text.headline(result) if args.quiet else
+              check_text.render(result, verbose=args.verbose), args.output)
+        return _checked(result, args)
     _emit(renderer.render(result), args.output)
+    return _checked(result, args)
+
+
+def _checked(result: Any, args: argparse.Namespace) -> int:
+    strict = " (--strict)" if result.strict else ""
+    _written(args, f"{result.verdict.replace('_', ' ')} (exit {result.exit_code}{strict}); report")
     return result.exit_code
 
 
@@ -241,6 +272,15 @@ def _history_on(args: argparse.Namespace) -> bool:
 def _warn(line: str | None) -> None:
     if line:
         _say(f"envaudit: warning: {_one_line(line)}")
+
+
+def _written(args: argparse.Namespace, what: str) -> None:
+    """With ``-o FILE``, one line on stderr: the result and where the report went (the terminal
+    is not left silent). Not with -q, and not when FILE is stdout itself."""
+    from envaudit.output import is_stdout
+
+    if args.output and not is_stdout(args.output) and not args.quiet:
+        _say(f"envaudit: {_one_line(what)}; written to {_one_line(args.output)}")
 
 
 def _remember_check(result: Any, command: str) -> Any:
@@ -265,24 +305,49 @@ def _cmd_history(args: argparse.Namespace) -> int:
     from envaudit import history
 
     action = list(args.action)
-    if action and (action[0] != "show" or len(action) != 2):
-        raise EnvauditError(f"unknown history action {' '.join(action)!r}; use 'envaudit history'"
-                            " to list runs or 'envaudit history show ID' for one")
     path = history.default_path()
     if action:
-        found = history.run(history.parse_run_id(action[1]), path)
-        if found is None:
-            raise EnvauditError(f"no run {action[1]} in {path}; 'envaudit history' lists them")
-        _emit(history.render_run(found, args.format), args.output)
-        return EXIT_OK
+        return _history_show(action, path, args)
     since = history.parse_since(args.since) if args.since else None
     golden_sha = None
     if args.golden:
         from envaudit.store import read_manifest
 
         golden_sha = str(read_manifest(Path(args.golden))["manifest_sha256"])
-    runs = history.runs(path, golden_sha=golden_sha, since=since)
+    limit = None if args.all else args.limit
+    runs = history.runs(path, golden_sha=golden_sha, since=since, limit=limit)
     _emit(history.render_runs(runs, args.format, path), args.output)
+    if limit is not None and len(runs) == limit and not args.quiet:
+        total = history.count(path, golden_sha=golden_sha, since=since)
+        if total > limit:  # on stderr: the table on stdout stays one row per run
+            _say(f"envaudit: the last {limit} of {total} runs; --all lists every one,"
+                 " --limit N the last N")
+    _written(args, f"{len(runs)} run(s)")
+    return EXIT_OK
+
+
+def _history_show(action: list[str], path: Path, args: argparse.Namespace) -> int:
+    """``history show ID``, or ``history show`` alone: the latest run."""
+    from envaudit import history
+    from envaudit.cli_help import did_you_mean
+
+    if action[0] != "show" or len(action) > 2:
+        meant = did_you_mean(action[0], ["show"]) if action[0] != "show" else None
+        raise EnvauditError(f"unknown history action {' '.join(action)!r}; "
+                            + (f"did you mean {meant!r}? " if meant else "")
+                            + "'envaudit history' lists runs, 'envaudit history show [ID]' shows"
+                              " one (the latest without ID)")
+    if len(action) == 1:
+        found = history.latest(path)
+        if found is None:
+            raise EnvauditError(f"no runs on record in {path}; 'envaudit check' or 'envaudit"
+                                " record' adds one")
+    else:
+        found = history.run(history.parse_run_id(action[1]), path)
+        if found is None:
+            raise EnvauditError(f"no run {action[1]} in {path}; 'envaudit history' lists them")
+    _emit(history.render_run(found, args.format), args.output)
+    _written(args, f"run {found.id}")
     return EXIT_OK
 
 
@@ -295,7 +360,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
 def _cmd_fleet_check(args: argparse.Namespace) -> int:
     from envaudit.fleet.run import fleet_check
 
-    with _progress("fleet check") as progress:  # pragma: no mutate
+    with _progress("fleet check", args.quiet) as progress:  # pragma: no mutate
         report = fleet_check(scheduler=args.scheduler, local=args.local, golden=args.golden,
                              timeout=args.timeout, rerun=args.rerun, redact=not args.no_redact,
                              modes=args.modes, tls=_tls(args), progress=_node_lines(progress))
@@ -315,7 +380,7 @@ def _cmd_fleet_check(args: argparse.Namespace) -> int:
 def _cmd_fleet_fingerprint(args: argparse.Namespace) -> int:
     from envaudit.fleet.run import fleet_fingerprint
 
-    with _progress("fleet fingerprint") as progress:  # pragma: no mutate
+    with _progress("fleet fingerprint", args.quiet) as progress:  # pragma: no mutate
         report = fleet_fingerprint(scheduler=args.scheduler, local=args.local,
                                    redact=not args.no_redact, tls=_tls(args),
                                    progress=_node_lines(progress))
@@ -341,6 +406,7 @@ def _emit_fleet(report: Any, args: argparse.Namespace) -> int:
     else:
         from envaudit.render import fleet_text as renderer
     _emit(renderer.render(report), args.output)
+    _written(args, f"fleet {report.command} (exit {report.exit_code}); report")
     return report.exit_code
 
 
@@ -348,8 +414,10 @@ def _node_lines(progress: _progress):
     """Per node, one line on a terminal's stderr (and the status line); silent off a terminal."""
     def say(message: str) -> None:
         progress(message)
-        if sys.stderr is not None and sys.stderr.isatty():  # pragma: no mutate
+        # pragma: no mutate start
+        if not progress.quiet and sys.stderr is not None and sys.stderr.isatty():
             _say(f"envaudit: {_one_line(message)}")
+        # pragma: no mutate end
     return say
 
 
@@ -357,8 +425,9 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
     from envaudit.environments.uv import clear_cache, env_root
 
     removed, freed = clear_cache()
-    sys.stderr.write(f"removed {removed} environment(s) from {env_root()}, {freed / 2**20:.1f}"
-                     " MiB freed\n")
+    if not args.quiet:
+        _say(f"removed {removed} environment(s) from {_one_line(str(env_root()))},"
+             f" {freed / 2**20:.1f} MiB freed")
     return EXIT_OK
 
 
@@ -366,12 +435,13 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
 class _progress:
     """A rich status line on stderr while something takes seconds; silent off a terminal."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, quiet: bool = False) -> None:
         self.label = label
+        self.quiet = quiet
         self._status = None
 
     def __enter__(self):
-        if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        if not self.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
             from rich.console import Console
 
             self._status = Console(stderr=True).status(self.label)
@@ -394,51 +464,52 @@ class _progress:
 # --- parser ---------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (what is wrong, where to read more) and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     # pragma: no mutate start
-    parser = _Parser(
+    parser = Parser(
         prog="envaudit",
-        description="Did your environment change the numbers your detection model produces?",
+        description="Did your environment change the numbers your detection model produces?\n\n"
+                    "Start with 'envaudit record' on a machine you trust, then run 'envaudit"
+                    " check'\nafter every change.",
+        epilog="'envaudit COMMAND --help' describes a command: its defaults, an example and its"
+               " exit codes.",
+        formatter_class=Formatter,
     )
-    parser.add_argument("--version", action="version", version=f"envaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("-V", "--version", action="version", version=f"envaudit {__version__}")
+    _loudness(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("fingerprint", help="capture this environment's fingerprint")
-    p.add_argument("--format", choices=("text", "json", "md"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path,
-                   help="write to FILE instead of stdout")
+    p = _command(sub, "fingerprint", "capture this environment's fingerprint")
+    p.add_argument("--format", choices=("text", "json", "md"), default="text",
+                   help="default: text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     # pragma: no mutate end
     p.set_defaults(handler=_cmd_fingerprint)
 
     # pragma: no mutate start
-    p = sub.add_parser("diff", help="compare two fingerprints (JSON files or golden bundles)")
+    p = _command(sub, "diff", "compare two fingerprints (JSON files or golden bundles)")
     p.add_argument("a", metavar="A", help="fingerprint JSON file or golden bundle folder")
     p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    p.add_argument("--verbose", action="store_true", help=_VERBOSE)
     # pragma: no mutate end
     p.set_defaults(handler=_cmd_diff)
 
     # pragma: no mutate start
-    p = sub.add_parser("report", help="a redacted Markdown fingerprint to paste into a bug report")
+    p = _command(sub, "report", "a redacted Markdown fingerprint to paste into a bug report")
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     # pragma: no mutate end
     p.set_defaults(handler=_cmd_report)
 
     # pragma: no mutate start
-    p = sub.add_parser("record", help="run the golden workload and store a golden bundle")
-    p.add_argument("--golden", metavar="PATH", type=_path, help="bundle folder to write")
-    p.add_argument("--name", default="default", help="bundle name under the user data folder")
+    p = _command(sub, "record", "run the golden workload and store a golden bundle")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--golden", metavar="PATH", type=_path, help="bundle folder to write")
+    where.add_argument("--name", default="default",
+                       help="bundle name under $XDG_DATA_HOME/envaudit/golden/ (default:"
+                            " default, the one check uses without --golden)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--no-redact", action="store_true",
                    help="store the fingerprint with host, user and paths (secrets never)")
@@ -456,10 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_record)
 
     # pragma: no mutate start
-    p = sub.add_parser("check", help="run the workload and compare it with a golden bundle")
-    p.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
+    p = _command(sub, "check", "run the workload and compare it with a golden bundle")
+    _golden_choice(p)
     p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
-                   help="run the workload N times to measure nondeterminism")
+                   help="run the workload N times to measure nondeterminism (default 1)")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     p.add_argument("--modes", type=_modes, metavar="MODE,...",
@@ -469,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a golden of your own model: where the model is now, if it moved")
     p.add_argument("--tolerance", action="append", metavar="[OUTPUT=]rtol:X,atol:Y",
                    help="a difference you accept in an output of your model (or, without"
-                        " OUTPUT=, in every output); repeat for several")
+                        " OUTPUT=, in every output); repeat for several (default: none)")
     p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
                    help="the outputs of your model that hold detections")
     p.add_argument("--bisect", action="store_true",
@@ -479,9 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_check)
 
     # pragma: no mutate start
-    p = sub.add_parser("bisect", help="check, and bisect the package changes in environments"
-                                      " rebuilt with uv")
-    p.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
+    p = _command(sub, "bisect", "check, and bisect the package changes in environments rebuilt"
+                                " with uv")
+    _golden_choice(p)
     p.add_argument("--model", metavar="PATH", type=_path,
                    help="a golden of your own model: where the model is now, if it moved")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
@@ -491,12 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
     # pragma: no mutate end
 
     # pragma: no mutate start
-    p = sub.add_parser("fleet", help="check every node of a Dask distributed cluster")
-    fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=_Parser,
+    p = _command(sub, "fleet", "check every node of a Dask distributed cluster")
+    fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=Parser,
                              required=True)
-    fc = fleet.add_parser("check", help="run envaudit check on every node: groups, drift and"
-                                        " suspected hardware faults")
-    fc.add_argument("--golden", metavar="PATH", type=_path, help="golden bundle folder")
+    fc = _command(fleet, "check", "run envaudit check on every node: groups, drift and suspected"
+                                  " hardware faults", "fleet check")
+    fc.add_argument("--golden", metavar="PATH", type=_path,
+                    help="golden bundle folder (default: as 'envaudit check')")
     fc.add_argument("--timeout", type=_positive_int, default=600, metavar="S",
                     help="seconds one node's check may take (default 600)")
     fc.add_argument("--rerun", type=_count, default=2, metavar="K",
@@ -504,17 +576,18 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--modes", type=_modes, metavar="MODE,...",
                     help="execution modes each node checks (default: all the golden recorded)")
     fc.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
-    ff = fleet.add_parser("fingerprint", help="every node's fingerprint, grouped")
-    for q in (fc, ff):
+    ff = _command(fleet, "fingerprint", "every node's fingerprint, grouped", "fleet fingerprint")
+    # JUnit is a list of pass/fail tests: a check has them, a set of fingerprints does not.
+    for q, formats in ((fc, ("text", "json", "md", "junit", "html")),
+                       (ff, ("text", "json", "md", "html"))):
         where = q.add_mutually_exclusive_group(required=True)
         where.add_argument("--scheduler", metavar="ADDRESS",
                            help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 or"
                                 " tls://10.0.0.1:8786")
         where.add_argument("--local", type=_positive_int, metavar="N",
                            help="start a local Dask cluster of N workers (a try on one machine)")
-        q.add_argument("--format", choices=("text", "json", "md", "junit", "html"),
-                       default="text")
-        q.add_argument("-o", "--output", metavar="FILE", type=_path)
+        q.add_argument("--format", choices=formats, default="text", help="default: text")
+        q.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
         q.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
         q.add_argument("--tls-ca-file", metavar="PEM", type=_path,
                        help="tls:// scheduler: the CA that signed its certificate")
@@ -527,34 +600,68 @@ def build_parser() -> argparse.ArgumentParser:
     ff.set_defaults(handler=_cmd_fleet_fingerprint)
 
     # pragma: no mutate start
-    p = sub.add_parser("history", help="past records and checks on this machine (envaudit"
-                                       " history; envaudit history show ID)")
-    p.add_argument("action", nargs="*", metavar="show ID", help="one run, all its fields")
+    p = _command(sub, "history", "past records and checks on this machine (envaudit history;"
+                                 " envaudit history show [ID])")
+    p.add_argument("action", nargs="*", metavar="show [ID]",
+                   help="one run, all its fields (without ID: the latest)")
     p.add_argument("--golden", metavar="PATH", type=_path, help="only runs against this golden")
     p.add_argument("--since", metavar="DATE", help="only runs at or after DATE (ISO, UTC)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path)
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--limit", type=_positive_int, default=HISTORY_SHOWN, metavar="N",
+                       help=f"show the last N runs (default {HISTORY_SHOWN})")
+    count.add_argument("--all", action="store_true", help="show every run")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.set_defaults(handler=_cmd_history)
     # pragma: no mutate end
 
     # pragma: no mutate start
-    p = sub.add_parser("cache", help="the environments --bisect builds")
-    cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser,
+    p = _command(sub, "cache", "the environments --bisect builds")
+    cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=Parser,
                              required=True)
-    clear = cache.add_parser("clear", help="remove every environment envaudit built, and the"
-                                           " results cached in them")
+    clear = _command(cache, "clear", "remove every environment envaudit built, and the results"
+                                     " cached in them", "cache clear")
     # pragma: no mutate end
     clear.set_defaults(handler=_cmd_cache_clear)
     return parser
 
 
+def _command(sub: Any, name: str, summary: str, key: str | None = None) -> Parser:
+    """A subcommand with its description, example and exit codes (``cli_help``), -q and -v, and
+    itself in the namespace, so an argument it does not take is refused by it (naming its help)."""
+    p = sub.add_parser(name, help=summary, **described(key or name))
+    _loudness(p)
+    p.set_defaults(parser=p)
+    return p
+
+
+def _loudness(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given before or after the command, either counts ('envaudit -q check' and
+    # 'envaudit check -q'), and a subcommand's default never overwrites the top level's.
+    # pragma: no mutate start
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="print only the result (the headline of a check) and errors")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help=_VERBOSE)
+    # pragma: no mutate end
+
+
+def _golden_choice(p: argparse.ArgumentParser) -> None:
+    # pragma: no mutate start
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--golden", metavar="PATH", type=_path,
+                       help="golden bundle folder (default: see above)")
+    where.add_argument("--name", help="a bundle recorded with 'envaudit record --name NAME'")
+    # pragma: no mutate end
+
+
 def _check_output(p: argparse.ArgumentParser) -> None:
     # pragma: no mutate start
     p.add_argument("--format", choices=("text", "json", "md", "junit", "html"), default="text",
-                   help="html: one self-contained page with charts and the boxes on the images")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path)
+                   help="default: text; html: one self-contained page with charts and the boxes"
+                        " on the images")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    p.add_argument("--verbose", action="store_true", help=_VERBOSE)
     p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     # pragma: no mutate end
 
@@ -621,7 +728,11 @@ def _say(line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # refused by the (sub)command they were given to, which names its own help
+        getattr(args, "parser", parser).unknown(extras)
+    args.quiet = getattr(args, "quiet", False)
+    args.verbose = getattr(args, "verbose", False)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR

@@ -163,6 +163,45 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+# Folder entries looked at for a "did you mean": a typo next to a huge folder stays instant.
+_NEAR_LOOKED_AT = 1000
+
+
+def _missing(path: Path) -> str:
+    """No folder at ``path``: a likely typo names the bundle meant; recording is suggested only
+    when no existing folder is close (never into a misspelt path)."""
+    near = _near(path, depth=3)
+    if near is not None:
+        return f"no golden bundle at {path}; did you mean {near}?"
+    return (f"no golden bundle at {path}; pass the folder 'envaudit record' wrote, or record one"
+            f" there with 'envaudit record --golden {path}'")
+
+
+def _near(path: Path, depth: int) -> Path | None:
+    """An existing folder whose path differs from ``path`` by a typo in its last ``depth`` parts
+    (a folder with a manifest preferred), or None."""
+    import difflib
+    import itertools
+
+    parent = path.parent
+    if parent != path and not parent.is_dir() and depth > 1:
+        fixed = _near(parent, depth - 1)
+        if fixed is None:
+            return None
+        parent = fixed
+        if (parent / path.name).is_dir():
+            return parent / path.name
+    try:
+        with os.scandir(parent) as entries:
+            names = [e.name for e in itertools.islice(entries, _NEAR_LOOKED_AT)
+                     if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+    close.sort(key=lambda name: not (parent / name / MANIFEST).is_file())
+    return parent / close[0] if close else None
+
+
 def _rerecord(problem: str) -> EnvauditError:
     return EnvauditError(f"{problem}; restore the bundle or re-record it with"
                          " 'envaudit record --golden PATH --force'")
@@ -175,8 +214,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     bundle_files.recover(path)  # a --force swap that was killed half-way is undone first
     manifest_path = path / MANIFEST
     if not path.exists():
-        raise EnvauditError(f"golden bundle {path} does not exist; record one with"
-                            f" 'envaudit record --golden {path}' or pass --golden PATH")
+        raise EnvauditError(_missing(path))
     if not manifest_path.is_file():
         raise EnvauditError(f"{path} is not a golden bundle (no {MANIFEST});"
                             " pass the folder written by 'envaudit record'")

@@ -233,8 +233,10 @@ def test_a_malformed_manifest_is_refused_by_load_bundle_with_the_problem(bundle)
 
 def test_a_missing_folder(tmp_path):
     where = tmp_path / "nowhere"
-    assert refusal(where) == (f"golden bundle {where} does not exist; record one with"
-                              f" 'envaudit record --golden {where}' or pass --golden PATH")
+    # nothing near it: recording there is the suggestion (tests/test_cli_habits.py: a typo)
+    assert refusal(where) == (f"no golden bundle at {where}; pass the folder 'envaudit record'"
+                              f" wrote, or record one there with 'envaudit record --golden"
+                              f" {where}'")
 
 
 @pytest.mark.parametrize("manifest", ["absent", "a folder"])

@@ -179,7 +179,7 @@ def model_headline(
     differing = [s for s in stages if not s.identical]
     det = f"; {_detections_phrase(detections)}" if detections is not None else ""
     if verdict == "identical":
-        text = f"Identical: all {arrays} are bit-identical to golden{det}"
+        text = f"Identical: {_all_of(stages, arrays)} bit-identical to golden{det}"
     elif verdict == "equivalent":
         worst_rel = max((s.max_rel for s in differing), default=0.0)
         accepted = ("rounding or the given tolerances"
@@ -219,6 +219,14 @@ def model_headline(
     if top_cause:
         text += f"; cause: {top_cause}"
     return text + "."
+
+
+def _all_of(stages: Sequence[TensorComparison], arrays: str) -> str:
+    """"all 3 outputs and 12 layers are", or "the output is" when the model has one array
+    ("all 1 output" reads as a slip)."""
+    if len(stages) == 1 and arrays.startswith("1 "):
+        return f"the {arrays[2:]} is"
+    return f"all {arrays} are"
 
 
 def _array_counts(stages: Sequence[TensorComparison]) -> str:

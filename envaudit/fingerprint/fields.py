@@ -148,6 +148,10 @@ _NOT_CUDA_WHEELS = frozenset({"nvidia-ml-py", "nvidia-ml-py3"})
 # check), and a diff against a side that did not observe them is informational.
 PROCESS_DEPENDENT = ("tensorflow.loaded_libraries",)
 
+# Fields that differ between any two captures of one machine, in words: when only they differ,
+# nothing changed. The text views leave them out unless --verbose (JSON keeps every field).
+VOLATILE = {"captured_at": "capture time", "memory.available_bytes": "free memory"}
+
 
 def is_cuda_wheel(name: str) -> bool:
     """Whether a (normalized) distribution name is one of NVIDIA's CUDA library wheels."""

@@ -3,11 +3,11 @@
 
 The public API the CLI wires: ``history_enabled`` (``--no-history``, ``ENVAUDIT_HISTORY=off``),
 ``append_check`` / ``append_record`` / ``append_fleet`` (each returns ``None`` or one line of
-warning for stderr, and never raises: a history must never break a check), ``runs`` / ``run`` /
-``last_identical`` to read it (an unreadable file is an ``EnvauditError``), and
-``since_last_identical``, the sentence a check shows, computed *before* its own row is appended.
-Rendering ``envaudit history`` is in ``history.render``. What the database guarantees is in
-``history.database``.
+warning for stderr, and never raises: a history must never break a check), ``runs`` /
+``count`` / ``run`` / ``latest`` / ``last_identical`` to read it (an unreadable file is an
+``EnvauditError``), and ``since_last_identical``, the sentence a check shows, computed *before*
+its own row is appended. Rendering ``envaudit history`` is in ``history.render``. What the
+database guarantees is in ``history.database``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from envaudit.store import GoldenBundle
 
 __all__ = ["COMMANDS", "SCHEMA", "ArraySummary", "CauseSummary", "Command", "Run",
-           "append_check", "append_fleet", "append_record", "default_path", "history_enabled",
-           "last_identical", "parse_run_id", "parse_since", "render_run", "render_runs", "run",
-           "runs", "since_last_identical"]
+           "append_check", "append_fleet", "append_record", "count", "default_path",
+           "history_enabled", "last_identical", "latest", "parse_run_id", "parse_since",
+           "render_run", "render_runs", "run", "runs", "since_last_identical"]
 
 FILE_NAME = "history.sqlite"
 # Values of ENVAUDIT_HISTORY that turn the history off (any other value, or none, leaves it on).
@@ -105,9 +105,29 @@ def _append(make: Any, path: Path | None, at: datetime | None) -> str | None:
 
 
 def runs(path: Path | None = None, golden_sha: str | None = None,
-         since: datetime | None = None, golden_path: str | None = None) -> list[Run]:
+         since: datetime | None = None, golden_path: str | None = None,
+         limit: int | None = None) -> list[Run]:
     """The runs on record, oldest first: of one golden (by ``golden_sha``, or by the path it was
-    used at), appended at or after ``since`` (a naive datetime is UTC)."""
+    used at), appended at or after ``since`` (a naive datetime is UTC); the newest ``limit`` of
+    them when given."""
+    where, params = _where(golden_sha, since, golden_path)
+    return database.query(_path(path), where, params, limit=limit)
+
+
+def count(path: Path | None = None, golden_sha: str | None = None,
+          since: datetime | None = None, golden_path: str | None = None) -> int:
+    """How many runs ``runs`` would give without a limit."""
+    return database.count(_path(path), *_where(golden_sha, since, golden_path))
+
+
+def latest(path: Path | None = None) -> Run | None:
+    """The newest run on record, or None."""
+    found = database.query(_path(path), limit=1)
+    return found[0] if found else None
+
+
+def _where(golden_sha: str | None, since: datetime | None,
+           golden_path: str | None) -> tuple[str, list[Any]]:
     where, params = [], []
     if golden_sha is not None:
         where.append("golden_sha = ?")
@@ -118,7 +138,7 @@ def runs(path: Path | None = None, golden_sha: str | None = None,
     if since is not None:
         where.append("time >= ?")
         params.append(database.stamp(since))
-    return database.query(_path(path), " AND ".join(where), params)
+    return " AND ".join(where), params
 
 
 def run(run_id: int, path: Path | None = None) -> Run | None:
@@ -137,8 +157,11 @@ def last_identical(golden_sha: str, path: Path | None = None) -> Run | None:
 def since_last_identical(result: CheckResult, golden_sha: str,
                          path: Path | None = None) -> str | None:
     """"last identical check against this golden: DATE (fingerprint fp-…); changed since then:
-    …", or "no identical check against this golden on record"; None when the history cannot be
-    read (the append that follows says why). Call it before appending ``result``."""
+    …", or "no identical check against this golden on record"; None when there is nothing to
+    say (``result`` is identical itself, so "since when" has no question to answer) or the history
+    cannot be read (the append that follows says why). Call it before appending ``result``."""
+    if result.verdict == "identical":
+        return None
     try:
         last = last_identical(golden_sha, path)
     except EnvauditError:

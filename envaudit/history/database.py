@@ -109,17 +109,29 @@ def query(path: Path, where: str = "", params: Sequence[Any] = (),
     """The runs in ``path`` matching ``where`` (SQL over the runs columns), oldest first, or the
     newest ``limit`` of them; none when the file is absent or empty. A file that is not a
     history, or is at a newer schema, is an ``EnvauditError``."""
-    if not path.is_file():
-        return []
     order = "ORDER BY id DESC LIMIT ?" if limit is not None else "ORDER BY id"
     sql = f"SELECT {', '.join(_COLUMNS)} FROM runs {f'WHERE {where}' if where else ''} {order}"
+    runs = _read(path, sql, (*params, limit) if limit is not None else tuple(params), _run)
+    return runs[::-1] if limit is not None else runs
+
+
+def count(path: Path, where: str = "", params: Sequence[Any] = ()) -> int:
+    """How many runs in ``path`` match ``where`` (0 when the file is absent or empty)."""
+    sql = f"SELECT COUNT(*) FROM runs {f'WHERE {where}' if where else ''}"
+    return sum(_read(path, sql, tuple(params), lambda row: int(row[0])))
+
+
+def _read(path: Path, sql: str, params: tuple[Any, ...], convert: Any) -> list[Any]:
+    """``convert`` of each row ``sql`` selects, with every way a file can fail to be a readable
+    history turned into one ``EnvauditError`` line."""
+    if not path.is_file():
+        return []
     try:
         conn = _connect(path)
         try:
             if _version(conn, path) == 0:
                 return []
-            rows = conn.execute(sql, (*params, limit) if limit is not None else tuple(params))
-            runs = [_run(row) for row in rows]
+            return [convert(row) for row in conn.execute(sql, params)]
         finally:
             conn.close()
     except HistoryUnavailable as exc:
@@ -132,7 +144,6 @@ def query(path: Path, where: str = "", params: Sequence[Any] = (),
     except (ValueError, TypeError, KeyError) as exc:
         raise EnvauditError(f"the history {path} holds a row envaudit cannot read ({exc}); move"
                             " the file aside to start a new history") from None
-    return runs[::-1] if limit is not None else runs
 
 
 # --- writing --------------------------------------------------------------------------------

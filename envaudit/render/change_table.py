@@ -26,6 +26,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from envaudit.fingerprint.fields import VOLATILE
 from envaudit.fingerprint.model import Change, ChangeGroup
 from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import plain_value
@@ -37,6 +38,22 @@ INDENT = 2  # rows sit under their group's heading
 # in the rest: a path over two lines still reads as one name, a version over five does not.
 PATH_SHARE = 0.5
 MIN_VALUE_WIDTH = 8  # below this a version string breaks on every character
+
+
+def shown_changes(changes: Sequence[Change], verbose: bool) -> tuple[Change, ...]:
+    """The changes a text view counts and lists: without ``verbose``, not the fields that differ
+    in any two captures (``fields.VOLATILE``: capture time, free memory), which are no change."""
+    return tuple(changes) if verbose else tuple(c for c in changes if c.path not in VOLATILE)
+
+
+def volatile_phrase(changes: Sequence[Change]) -> str:
+    """"only the capture time and free memory differ" for the volatile fields among ``changes``
+    ("" when there are none)."""
+    words = list(dict.fromkeys(VOLATILE[c.path] for c in changes if c.path in VOLATILE))
+    if not words:
+        return ""
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"only the {listed} differ{'s' if len(words) == 1 else ''}"
 
 
 def heading(group: ChangeGroup) -> str:

@@ -30,7 +30,7 @@ from envaudit.compare.model import (
     TensorComparison,
 )
 from envaudit.fingerprint.diff import group
-from envaudit.render.change_table import ChangeTable
+from envaudit.render.change_table import ChangeTable, shown_changes, volatile_phrase
 from envaudit.render.escape import for_terminal
 from envaudit.render.formatting import (
     STATUS_WORDS,
@@ -78,6 +78,11 @@ def render(result: CheckResult, verbose: bool = False) -> Group:
     parts += _causes(result)
     parts.append(_nondeterminism(result))
     return Group(*parts)
+
+
+def headline(result: CheckResult) -> Group:
+    """The report in one line, for ``-q``: the headline verdict alone."""
+    return Group(_headline(result))
 
 
 def bar(max_rel: float, identical: bool) -> str:
@@ -128,9 +133,11 @@ def _model(result: CheckResult) -> list[Any]:
 
 def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
     """The environment changes grouped by origin (the grouping and folding come with the data)."""
-    changes = result.fingerprint_changes
+    changes = shown_changes(result.fingerprint_changes, verbose)
     if not changes:
-        return [_t("Environment: no fingerprint changes."), Text()]
+        volatile = volatile_phrase(result.fingerprint_changes)
+        return [_t(f"Environment: no fingerprint changes{f' ({volatile})' if volatile else ''}."),
+                Text()]
     numerics = sum(1 for c in changes if c.numerics)
     title = _t(f"Environment changes ({len(changes)}, {numerics} numerics-relevant)",
                style="italic")

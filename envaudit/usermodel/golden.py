@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from envaudit.errors import EnvauditError
+from envaudit.render.formatting import MODEL_KIND_WORDS
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import shape_problem
 from envaudit.usermodel.files import location_problem, model_digest, model_kind
@@ -39,9 +40,9 @@ def locate(info: ModelInfo, given: str | None) -> Path:
                                 f" ({unsafe}); pass --model PATH to name the model yourself")
     kind = model_kind(path)
     if kind != info.kind:
-        raise EnvauditError(f"{path} is a {kind.replace('_', ' ')} model, the golden was recorded"
-                            f" from a {info.kind.replace('_', ' ')} model; pass --model PATH to"
-                            " the recorded model")
+        raise EnvauditError(f"{path} is a {MODEL_KIND_WORDS.get(kind, kind)}, the golden was"
+                            f" recorded from a {MODEL_KIND_WORDS.get(info.kind, info.kind)};"
+                            " pass --model PATH to the recorded model")
     identity = model_digest(path)
     if identity.sha256 != info.sha256:
         raise EnvauditError(f"model {path} changed since the golden was recorded (sha256"
