@@ -285,6 +285,14 @@ def test_a_tls_scheduler_from_options_or_dasks_settings(tmp_path):
         procs.append(_start([*WORKER, address, "--host", "127.0.0.2", "--nthreads", "1",
                              "--no-nanny", "--no-dashboard", *tls], cli_env(),
                             tmp_path / "w.log"))
+        # The worker registers in its own time; on a loaded machine that can take seconds.
+        from distributed import Client
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=str(pki["ca.pem"]), tls_client_cert=str(pki["node.pem"]),
+                            tls_client_key=str(pki["node.key"]), require_encryption=True)
+        with Client(address, security=security, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
         dask_tls = cli_env(DASK_DISTRIBUTED__COMM__TLS__CA_FILE=str(pki["ca.pem"]),
                            DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT=str(pki["node.pem"]),
                            DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY=str(pki["node.key"]))
