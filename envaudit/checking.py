@@ -11,8 +11,10 @@ fails in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +31,15 @@ from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import bit_identical, compare_arrays, digest, placed
 from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
+from envaudit.provenance import recorded_elsewhere
 from envaudit.result import CheckResult
-from envaudit.store import SCHEMA_V1, GoldenBundle, load_bundle, resolve_golden
+from envaudit.store import (
+    REFERENCE_BUNDLE,
+    SCHEMA_V1,
+    GoldenBundle,
+    load_bundle,
+    resolve_golden,
+)
 from envaudit.usermodel.spec import DetectionNames, Tolerances
 from envaudit.workload import detections_from_nms
 from envaudit.workload.architecture import (
@@ -76,9 +85,10 @@ def check(
                                 " in the mode it was recorded in")
         from envaudit.usermodel.check import check_model
 
-        return check_model(bundle, model=model, tolerances=tolerances, detections=detections,
-                           repeat=repeat, confirm=confirm, strict=strict, progress=progress,
-                           bisect=bisect)
+        found = check_model(bundle, model=model, tolerances=tolerances, detections=detections,
+                            repeat=repeat, confirm=confirm, strict=strict, progress=progress,
+                            bisect=bisect)
+        return _with_provenance(found, bundle)
     for option, value in (("--model", model), ("--tolerance", tolerances),
                           ("--detections", detections)):
         if value is not None:
@@ -103,8 +113,9 @@ def check(
     from envaudit.fingerprint.redact import like
 
     # Against a bundle recorded redacted, this side is compared redacted the same way.
-    changes = diff(bundle.fingerprint, like(bundle.fingerprint, bool(bundle.manifest.get(
-        "redacted")), fingerprint))
+    seen = like(bundle.fingerprint, bool(bundle.manifest.get("redacted")), fingerprint)
+    changes = diff(bundle.fingerprint, seen)
+    elsewhere = recorded_elsewhere(bundle.fingerprint, seen, shipped=_is_shipped(path))
 
     progress("comparing")
     nondeterminism = localize.nondeterminism(
@@ -194,6 +205,7 @@ def check(
         golden_schema=bundle.schema,
         notes=(*_notes(bundle, checked),
                *filter(None, [bisection_note(bisection)])),
+        recorded_elsewhere=elsewhere,
         golden_fingerprint=bundle.fingerprint,
         current_fingerprint=fingerprint,
         timings={
@@ -203,6 +215,27 @@ def check(
             "total": finished - started,
         },
     )
+
+
+def _is_shipped(path: Path) -> bool:
+    """Whether ``path`` is envaudit's own reference bundle (recorded on the maintainers'
+    machine, not the user's)."""
+    try:
+        return path.resolve() == REFERENCE_BUNDLE.resolve()
+    except OSError:
+        return False
+
+
+def _with_provenance(result: CheckResult, bundle: GoldenBundle) -> CheckResult:
+    """A user model's result with where its golden was recorded (decided as for the canary)."""
+    if result.current_fingerprint is None:
+        return result
+    from envaudit.fingerprint.redact import like
+
+    seen = like(bundle.fingerprint, bool(bundle.manifest.get("redacted")),
+                result.current_fingerprint)
+    return dataclasses.replace(result, recorded_elsewhere=recorded_elsewhere(
+        bundle.fingerprint, seen, user_model=True))
 
 
 def _notes(bundle: GoldenBundle, checked: Sequence[str]) -> tuple[str, ...]:

@@ -25,7 +25,8 @@ from envaudit.result import CheckResult
 # Field names whose values are fixed vocabularies or program-defined labels, not data.
 _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
                          "status", "origin", "mode", "moved_modes", "golden_schema", "workload",
-                         "input_kind", "sha256", "array_digests", "outcome"})
+                         "input_kind", "sha256", "array_digests", "outcome",
+                         "kinds", "advice"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

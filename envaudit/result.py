@@ -20,6 +20,7 @@ from envaudit.compare.model import (
 )
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.provenance import RecordedElsewhere
 from envaudit.usermodel.spec import ModelInfo
 
 SCHEMA = "envaudit.check/2"
@@ -65,6 +66,9 @@ class CheckResult:
     # When this golden was last identical here and what changed since, from the history (None:
     # not looked up, e.g. --no-history).
     since_last_identical: str | None = None
+    # The golden came from other hardware or another TensorFlow build than this machine's (what
+    # differs, and how to record a baseline here), or None; renderers show its line first.
+    recorded_elsewhere: RecordedElsewhere | None = None
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.
     golden_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})

@@ -91,7 +91,8 @@ def _head(result: CheckResult) -> list[str]:
              f"<title>envaudit check: {_e(words)}</title>", f"<style>{STYLE}</style>",
              "</head><body>",
              f'<h1>envaudit check: <span class="verdict" style="background:{color}">'
-             f"{_e(words)}</span></h1>", f'<p id="headline">{_e(result.headline)}</p>', "<ul>",
+             f"{_e(words)}</span></h1>", *_elsewhere(result),
+             f'<p id="headline">{_e(result.headline)}</p>', "<ul>",
              f"<li>golden: <code>{_e(result.golden_path)}</code> (fingerprint "
              f"<code>{_e(result.golden_fingerprint_id[:12])}</code>)</li>",
              f"<li>current fingerprint: <code>{_e(result.current_fingerprint_id[:12])}</code></li>",
@@ -108,6 +109,13 @@ def _head(result: CheckResult) -> list[str]:
         lines.append(f"<p>{_e(witness_sentence(result.witness))}</p>")
     lines += [f'<p class="note">{_e(n)}</p>' for n in result.notes]
     return lines
+
+
+def _elsewhere(result: CheckResult) -> list[str]:
+    """The golden came from another machine or build: said above the headline."""
+    if result.recorded_elsewhere is None:
+        return []
+    return [f'<p id="recorded-elsewhere" class="note">{_e(result.recorded_elsewhere.line)}</p>']
 
 
 def _code(text: str) -> str:

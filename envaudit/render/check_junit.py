@@ -19,7 +19,8 @@ is wrong rather than at everything that is not bit-identical:
   precision_loss); fp32 merely not shown at full precision (no probe measured, or the golden was
   no better) is said in its ``<system-out>``, as it does not change the exit code.
 The verdict, exit code and fingerprint ids (and a user model's identity, how it ran and what the
-verdict rests on) are ``<properties>`` of the suite. Built with
+verdict rests on) are ``<properties>`` of the suite; a golden recorded on another machine or build
+is said in the property ``recorded_elsewhere`` and the suite's ``<system-out>``. Built with
 ``xml.etree`` (which escapes markup: a stranger's ``<img>`` or ``]]>`` stays text), and every
 character XML cannot carry, or a terminal would act on, is replaced (``escape.for_xml``), so the
 output is always well-formed.
@@ -62,6 +63,9 @@ def render(result: CheckResult) -> str:
                         ("golden_fingerprint_id", result.golden_fingerprint_id),
                         ("current_fingerprint_id", result.current_fingerprint_id)):
         ET.SubElement(props, "property", name=name, value=value)
+    if result.recorded_elsewhere is not None:
+        ET.SubElement(props, "property", name="recorded_elsewhere",
+                      value=result.recorded_elsewhere.line)
     m = result.model
     if m is not None:
         for name, value in (("workload", result.workload), ("model", model_identity(m)),
@@ -76,6 +80,8 @@ def render(result: CheckResult) -> str:
     _probes_case(suite, result)
     _causes_case(suite, result)
     _witness_case(suite, result)
+    if result.recorded_elsewhere is not None:  # after the cases, where the schema puts it
+        ET.SubElement(suite, "system-out").text = result.recorded_elsewhere.line
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))

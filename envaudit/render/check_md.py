@@ -1,7 +1,8 @@
 """``envaudit check --format md``: a Markdown report to paste into a pull request or a bug report.
 
-GitHub-flavored Markdown: a verdict heading and the headline first (for a user's model, what it
-is and what the verdict rests on), then pipe tables (environment changes, stages or a user model's
+GitHub-flavored Markdown: a verdict heading, a quoted line when the golden was recorded on another
+machine or build, and the headline first (for a user's model, what it is and what the verdict
+rests on), then pipe tables (environment changes, stages or a user model's
 arrays, probes by family and the precision witness, changed detections) and the causes with their
 evidence.
 
@@ -60,6 +61,7 @@ def render(result: CheckResult) -> str:
     lines = [
         f"## envaudit check: {_md(TITLES.get(result.verdict, result.verdict))}",
         "",
+        *_elsewhere(result),
         _md(result.headline),
         "",
         f"- golden: {_code(result.golden_path)} (fingerprint "
@@ -78,6 +80,13 @@ def render(result: CheckResult) -> str:
     lines += _causes(result)
     lines += _nondeterminism(result)
     return for_document("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _elsewhere(result: CheckResult) -> list[str]:
+    """The golden came from another machine or build: a quote under the heading, first."""
+    if result.recorded_elsewhere is None:
+        return []
+    return [f"> ⚠️ {_md(result.recorded_elsewhere.line)}", ""]
 
 
 def _since(result: CheckResult) -> list[str]:

@@ -1,7 +1,8 @@
 """``envaudit check`` in the terminal: a rich renderable, read top to bottom.
 
-Order: the headline verdict (colored by verdict), for a user's model what it is and what the
-verdict rests on, the environment changes (numerics-relevant first), the stages (a user model's
+Order: a golden recorded on another machine or build says so first (one line), then the headline
+verdict (colored by verdict), for a user's model what it is and what the verdict rests on, the
+environment changes (numerics-relevant first), the stages (a user model's
 arrays, with the tolerance each was given) with a log-scale bar of each one's max_rel, the first
 divergence and its replay, the probes and the precision witness, the detections and every decision
 that changed (with "expected fragility" marks), the causes with their evidence, nondeterminism.
@@ -68,8 +69,8 @@ BAR_WIDTH = 8
 def render(result: CheckResult, verbose: bool = False) -> Group:
     """The whole report as one rich renderable; ``verbose`` lists every environment change, build
     details included."""
-    parts: list[Any] = [_headline(result), _where(result), *_since(result), *_model(result),
-                        Text()]
+    parts: list[Any] = [*_elsewhere(result), _headline(result), _where(result),
+                        *_since(result), *_model(result), Text()]
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
     parts += _probes(result.probes, result.changed_probe_families)
@@ -97,6 +98,14 @@ def bar(max_rel: float, identical: bool) -> str:
 
 
 # --- sections -------------------------------------------------------------------------------
+
+
+def _elsewhere(result: CheckResult) -> list[Any]:
+    """First of all: the golden came from another machine or build (one line, decided by the
+    check), so a first check against the shipped reference is not read as a regression."""
+    if result.recorded_elsewhere is None:
+        return []
+    return [_t(result.recorded_elsewhere.line, style="bold yellow")]
 
 
 def _headline(result: CheckResult) -> Text:
