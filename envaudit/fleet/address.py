@@ -3,7 +3,7 @@ client's TLS material. Every mistake here is one ``EnvauditError`` line (exit 2)
 Dask is asked to connect, so that Dask's own messages (``TypeError: TLS expects a
 ssl_context``, an abstract UCX connector) never surface as an internal error.
 
-Trust model of a fleet (README, "Security and trust"): whoever can connect to the scheduler can
+Trust model of a fleet (docs/security.md): whoever can connect to the scheduler can
 run code on every worker (that is what Dask is for), so a shared fleet's scheduler should accept
 TLS clients with certificates only. The client trusts the scheduler and the nodes for nothing but
 the content of their answers: an answer is JSON data, never a pickle (``wire``), so a hostile

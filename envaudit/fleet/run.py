@@ -32,7 +32,7 @@ def fleet_check(*, scheduler: str | None = None, local: int | None = None,
                 golden: str | None = None, timeout: float = 600.0, rerun: int = 2,
                 redact: bool = True, modes: Sequence[str] | None = None,
                 tls: TlsFiles | None = None, progress: Progress = lambda _: None) -> FleetReport:
-    """``envaudit check`` on every node of the cluster, judged as one fleet (README, "Fleet");
+    """``envaudit check`` on every node of the cluster, judged as one fleet (docs/fleet.md);
     ``tls``: the client's CA file, certificate and key for a ``tls://`` scheduler."""
     start = time.monotonic()
     if scheduler is not None:

@@ -1,5 +1,5 @@
 """``envaudit fleet check|fingerprint --format json``: ``FleetReport.to_dict()`` as strict JSON
-(schema ``envaudit.fleet/1``, README "Fleet JSON"); values made valid JSON as for the check."""
+(schema ``envaudit.fleet/1``, docs/json.md); values made valid JSON as for the check."""
 
 from __future__ import annotations
 
