@@ -9,17 +9,25 @@ first on ``sys.path`` wins, as it does for ``import``.
 Constraint: a fingerprint never holds a secret, so a provenance URL is recorded with its userinfo
 and its tokens masked (``credentials``: ``https://host/[redacted]/simple``,
 ``?access_token=[redacted]``); installers write such URLs into ``direct_url.json`` as they got them.
+
+Cost: the distributions are listed by ``dist_index`` (a directory listing and the header block of
+each METADATA file), not by ``importlib.metadata``, which is imported only where ``dist_index``
+cannot promise the same answer (``probe_complete`` is that way, kept as the reference).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from envaudit.fingerprint import dist_index
 from envaudit.fingerprint.credentials import mask_url_credentials, mask_url_tokens
 from envaudit.fingerprint.guard import field
+
+# (Name, Version, read_text) of one installed distribution, in importlib.metadata's order.
+_Dist = tuple[Any, Any, Callable[[str], "str | None"]]
 
 
 def normalize(name: str) -> str:
@@ -27,9 +35,25 @@ def normalize(name: str) -> str:
 
 
 def probe() -> dict[str, Any]:
+    found = dist_index.scan()
+    if found is None:
+        return probe_complete()
+    return _section((d.name, d.version, d.read_text) for d in found)
+
+
+def probe_complete() -> dict[str, Any]:
+    """The same section read through ``importlib.metadata`` (slower: it parses every METADATA
+    file with the e-mail parser)."""
+    from importlib import metadata
+
+    return _section(
+        (d.metadata["Name"], d.version, d.read_text) for d in metadata.distributions()
+    )
+
+
+def _section(dists: Iterable[_Dist]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
+    for name, version, read_text in dists:
         if not name:
             continue
         key = normalize(name)
@@ -37,21 +61,21 @@ def probe() -> dict[str, Any]:
         if earlier is not None:
             # A source checkout's egg-info shadows the editable install's dist-info: same
             # project, but only the dist-info knows where it came from.
-            if "direct_url" not in earlier and earlier["version"] == dist.version:
-                provenance = field(_direct_url, dist)
+            if "direct_url" not in earlier and earlier["version"] == version:
+                provenance = field(_direct_url, read_text)
                 if provenance is not None:
                     earlier["direct_url"] = provenance
             continue
-        entry: dict[str, Any] = {"version": dist.version}
-        provenance = field(_direct_url, dist)
+        entry: dict[str, Any] = {"version": version}
+        provenance = field(_direct_url, read_text)
         if provenance is not None:
             entry["direct_url"] = provenance
         found[key] = entry
     return dict(sorted(found.items()))
 
 
-def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
-    text = dist.read_text("direct_url.json")
+def _direct_url(read_text: Callable[[str], str | None]) -> dict[str, Any] | None:
+    text = read_text("direct_url.json")
     if not text:
         return None
     info = json.loads(text)
