@@ -1,9 +1,15 @@
 """``capture()``: run every probe, guarded, and assemble the fingerprint tree.
 
-Constraints the next editor must keep: never import TensorFlow (``envaudit fingerprint`` must stay
-well under half a second and must not load CUDA); never start a subprocess; a probe that raises
-becomes ``{"available": false, "reason": ...}`` and the capture goes on; key order is fixed here
-and in each probe, so one machine always writes the same JSON.
+Constraints the next editor must keep: never import TensorFlow (``envaudit fingerprint`` must not
+load CUDA); never start a subprocess; a probe that raises becomes ``{"available": false, "reason":
+...}`` and the capture goes on; key order is fixed here and in each probe, so one machine always
+writes the same JSON.
+
+Cost: a whole ``envaudit fingerprint`` costs about what ``python -c "import numpy"`` costs (``make
+bench`` prints the ratio). So the probes read files rather than import what they describe: NumPy
+(``numpy_files``), the installed distributions (``dist_index``, not ``importlib.metadata``), NVML
+(``pynvml`` only where its library loads). Each of them falls back to the complete way where the
+files cannot give the same answer; ``tests/test_fingerprint_fast.py`` compares the two.
 """
 
 from __future__ import annotations
