@@ -372,10 +372,13 @@ def test_a_failing_probe_becomes_a_value(monkeypatch):
     assert fp.get("cpu.vendor")  # the other probes still answered
 
 
-def test_bench_reports_median_and_no_tensorflow():
-    result = subprocess.run([sys.executable, "tools/bench_fingerprint.py", "3"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert "tensorflow imported: False" in result.stdout, result.stderr
-    median = float(re.search(r"median (\d+\.\d+) s", result.stdout).group(1))
-    assert 0 < median <= 0.5
-    assert result.returncode == 0
+def test_bench_prints_the_ratio_to_import_numpy_and_no_tensorflow():
+    # Prints ratios, asserts no time: a loaded machine must not fail the suite.
+    result = subprocess.run([sys.executable, "tools/bench_fingerprint.py", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tensorflow imported: False" in result.stdout
+    ratios = re.findall(r"ratio: cpu (\d+\.\d+)x", result.stdout)
+    assert len(ratios) >= 2 and all(float(r) > 0 for r in ratios)  # fingerprint and report
+    assert 'python -c "import numpy"' in result.stdout
+    assert "torch collect_env" in result.stdout
