@@ -1,10 +1,10 @@
 """Probe: every installed distribution, its version and where it came from.
 
-importlib.metadata only (never a ``pip`` subprocess). Names are normalized (PEP 503: lower case,
-runs of ``-_.`` become ``-``) so that a dotted path such as ``packages.ml-dtypes.version`` is
-unambiguous. Where a distribution has a ``direct_url.json`` (PEP 610) its provenance is kept:
-editable checkouts, VCS URLs and commits, local archives. When one name is installed twice, the
-first on ``sys.path`` wins, as it does for ``import``.
+Read from the installed metadata, never from a ``pip`` subprocess. Names are normalized (PEP 503:
+lower case, runs of ``-_.`` become ``-``) so that a dotted path such as
+``packages.ml-dtypes.version`` is unambiguous. Where a distribution has a ``direct_url.json``
+(PEP 610) its provenance is kept: editable checkouts, VCS URLs and commits, local archives. When
+one name is installed twice, the first on ``sys.path`` wins, as it does for ``import``.
 
 Constraint: a fingerprint never holds a secret, so a provenance URL is recorded with its userinfo
 and its tokens masked (``credentials``: ``https://host/[redacted]/simple``,
