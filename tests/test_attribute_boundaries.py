@@ -379,7 +379,8 @@ def test_run_experiments_compares_each_child_with_golden(monkeypatch):
         Outcome(crashed, False, (), "re-run failed (exit 3): child crashed"),
         Outcome(unchanged, False, ("stage/b", "probe/c")),
     ]
-    assert messages == ["confirming: 3 re-run(s)"]
+    assert messages == [
+        "re-runs 1-3/3 (TF_ENABLE_ONEDNN_OPTS, OMP_NUM_THREADS, unchanged), 0 s"]
     assert sorted(out.name for out in fake.outs) == ["rerun-0.npz", "rerun-1.npz", "rerun-2.npz"]
     assert len({out.parent for out in fake.outs}) == 1
     assert fake.outs[0].parent.name.startswith("envaudit-confirm-")
@@ -420,7 +421,8 @@ def test_parallel_up_to_the_usable_cores(monkeypatch, count, cpus, workers):
     monkeypatch.setattr(confirm, "ThreadPoolExecutor", Pool)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: cpus)
     monkeypatch.setattr(subprocess, "run", FakeWorkload())
-    experiments = [Experiment(f"e{i}", {}, ("env.NONE",)) for i in range(count)]
+    experiments = [Experiment(f"e{i}", {"PYTHONHASHSEED": str(i)}, ("env.NONE",))
+                   for i in range(count)]
     assert len(run_experiments(experiments, GOLDEN)) == count
     assert seen == [workers]
 
@@ -668,7 +670,11 @@ def test_describe_shows_unset_text_and_numbers(change, shown):
     ("XLA_FLAGS", {"conv", "matmul", "reduction", "softmax", "transcendental"},
      "changes how XLA compiles and fuses ops"),
     ("PYTHONHASHSEED", {"conv", "matmul", "reduction", "softmax"},
-     "a numerics-relevant variable changed"),
+     "changes hash order (set iteration)"),
+    ("TF_USE_DEFAULT_CONV_ALGO", {"conv", "matmul", "reduction", "softmax"},
+     "a numerics-relevant variable changed"),  # recorded, with no record of its own
+    ("OPENBLAS_VERBOSE", {"conv", "matmul", "reduction", "softmax"},
+     "changes OpenBLAS (NumPy's float64 references)"),  # its family's record
 ])
 def test_variable_families(name, families, why):
     assert _env_rule(name) == (families, why)
@@ -826,7 +832,7 @@ def test_a_lone_change_names_no_companions():
 def test_cause_as_plain_data():
     cause = Cause("c", "likely", ("e1", "e2"), "p", ("r",))
     assert cause.to_dict() == {"change": "c", "confidence": "likely", "evidence": ["e1", "e2"],
-                               "path": "p", "related": ["r"]}
+                               "path": "p", "related": ["r"], "trial": ""}
     assert cause.paths == frozenset({"p", "r"})
     assert Cause("c", "possible", (), None, ("r", "")).paths == frozenset({"r"})
 

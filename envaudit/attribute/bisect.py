@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from envaudit.attribute.confirm import NO_RERUN
+from envaudit.attribute.confirm import NO_RERUN, NO_RERUN_PACKAGE
 from envaudit.attribute.model import CONFIDENCES, Cause
 from envaudit.compare.tensors import bit_identical
 from envaudit.environments.packages import (
@@ -316,19 +316,22 @@ def apply_bisection(causes: Sequence[Cause], bisection: Bisection) -> list[Cause
             if confidence is None:
                 continue
             updated.append(Cause(change=group.describe(), confidence=confidence,
-                                 evidence=tuple(evidence), path=None))
+                                 evidence=tuple(evidence), path=None, trial="tested"))
             continue
         cause = updated[index]
-        kept = tuple(e for e in cause.evidence if e != NO_RERUN or group.name in
-                     bisection.refused)
+        kept = tuple(e for e in cause.evidence if e not in (NO_RERUN, NO_RERUN_PACKAGE)
+                     or group.name in bisection.refused)
         updated[index] = replace(cause, confidence=confidence or cause.confidence,
-                                 evidence=(*kept, *evidence))
+                                 evidence=(*kept, *evidence),
+                                 trial="tested" if confidence else "untestable"
+                                 if group.name in bisection.refused else cause.trial)
     if bisection.together:
         whole = bisection.trials[0]
         updated.append(Cause(
             change=" + ".join(bisection.together) + " restored together", confidence="confirmed",
             evidence=(f"{whole.detail} ({', '.join(whole.pins)})",
-                      "no single one of them did: they moved the numbers together")))
+                      "no single one of them did: they moved the numbers together"),
+            trial="tested"))
     return sorted(updated, key=lambda c: CONFIDENCES.index(c.confidence))
 
 

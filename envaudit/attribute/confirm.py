@@ -6,10 +6,11 @@ Each re-run is a fresh ``python -m envaudit.workload`` process, because the sett
 golden side of a change is someone else's data: only the settings ``settings.py`` allows, with
 values it accepts, are ever put into a child's environment. The child is started by
 ``workload.child.run_child``: isolated from the working folder, user site-packages and Python's
-code-choosing variables, in the private folder of its output. Re-runs go in parallel up to the
-number of cores this process may use. Hardware cannot be put back, but an instruction-set
-difference can be emulated downwards through oneDNN's ISA cap; what that shows is reported either
-way.
+code-choosing variables, in the private folder of its output. Hardware cannot be put back, but an
+instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
+reported either way.
+
+Which re-runs a check starts, in which order, and how causes are marked: ``trials.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from envaudit.attribute.model import CONFIDENCES, Cause
+from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.settings import refusal
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.model import Change, Fingerprint
@@ -36,6 +40,9 @@ RERUN_TIMEOUT_S = 300
 # environment bisection (``bisect.py``) replaces it with what rebuilding the environment showed.
 NO_RERUN = ("no re-run can put this change back from here (it is not a setting of this process),"
             " so it cannot be confirmed")
+NO_RERUN_PACKAGE = ("no re-run can put a package back from here; 'envaudit check --bisect'"
+                    " rebuilds the environment to confirm or rule it out")
+PROGRESS_EVERY_S = 1.0  # how often the progress line's elapsed time is renewed
 
 # oneDNN ISA caps, most capable first, with the CPU flags each needs.
 ISA_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -58,6 +65,25 @@ class Experiment:
     env: Mapping[str, str | None]  # None: remove the variable
     cause_paths: tuple[str, ...]
     cores: int | None = None  # pin the re-run to this many cores
+
+    @property
+    def name(self) -> str:
+        """How a progress line names it: "TF_ENABLE_ONEDNN_OPTS", "3 variables", "1 core"."""
+        if self.cores:
+            return f"{self.cores} core{'s' if self.cores > 1 else ''}"
+        if not self.env:
+            return self.label
+        return ", ".join(self.env) if len(self.env) < 3 else f"{len(self.env)} variables"
+
+    @property
+    def joint(self) -> bool:
+        """Whether it puts back several variables at once (it can confirm none of them alone)."""
+        return len(self.env) > 1
+
+    @property
+    def child_key(self) -> tuple[tuple[tuple[str, str | None], ...], int | None]:
+        """Experiments with equal keys run in the same environment: one child serves them all."""
+        return tuple(sorted(self.env.items())), self.cores
 
 
 @dataclass(frozen=True)
@@ -88,10 +114,15 @@ def _isa_order(golden: Fingerprint, current: Fingerprint) -> tuple[str | None, s
     return golden_isa, current_isa, 1 if richer else -1
 
 
-def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -> list[Experiment]:
-    """The re-runs that can put a change back from inside this process's environment."""
+def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint,
+         causes: Sequence[Cause] | None = None) -> list[Experiment]:
+    """The re-runs that can put a change back from inside this process's environment. With the
+    ranked ``causes``: only re-runs that test one of them, in their rank order, the run that
+    puts every variable back together last."""
+    ranked = None if causes is None else {
+        path: i for i, cause in reversed(list(enumerate(causes))) for path in cause.paths}
     experiments: list[Experiment] = []
-    env_changes = _restorable(changes)
+    env_changes = [c for c in _restorable(changes) if ranked is None or c.path in ranked]
     for change in env_changes:
         name = change.path[4:]
         shown = "unset" if change.golden is None else repr(change.golden)
@@ -114,7 +145,11 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint) -
         experiments.append(Experiment(
             f"golden instruction set emulated with ONEDNN_MAX_CPU_ISA={golden_isa}",
             {"ONEDNN_MAX_CPU_ISA": golden_isa}, paths))
-    return experiments
+    if ranked is None:
+        return experiments
+    singles = [e for e in experiments if not e.joint and set(e.cause_paths) & set(ranked)]
+    singles.sort(key=lambda e: min(ranked[p] for p in e.cause_paths if p in ranked))
+    return singles + [e for e in experiments if e.joint]
 
 
 def _env_changes(changes: Sequence[Change]) -> list[Change]:
@@ -188,26 +223,87 @@ def run_experiments(
     progress: Callable[[str], None] = lambda _m: None,
     modes: Sequence[str] = ("eager",),
     child: Sequence[str] = (),
+    *,
+    until_reproduced: bool = False,
 ) -> list[Outcome]:
-    """Run every experiment (in parallel, each in the execution ``modes`` being checked; with
-    ``child``, on a user's model) and compare each with the golden arrays bit for bit."""
+    """Run the experiments (each in the execution ``modes`` being checked; with ``child``, on a
+    user's model) and compare each child's arrays with the golden arrays bit for bit.
+
+    Experiments with the same environment share one child. Children run in parallel up to the
+    number of usable cores; with ``until_reproduced`` they run in waves of that many, in the given
+    order, and no wave starts after one in which a single change put back alone reproduced the
+    golden bits (the experiments left get no outcome). Outcomes come in the experiments' order."""
     if not experiments:
         return []
-    workers = max(1, min(len(experiments), len(os.sched_getaffinity(0))))
-    progress(f"confirming: {len(experiments)} re-run(s)")
+    shared: dict[object, list[int]] = {}
+    for index, experiment in enumerate(experiments):
+        shared.setdefault(experiment.child_key, []).append(index)
+    children = list(shared.values())  # each: the experiments one child serves
+    workers = max(1, min(len(children), len(os.sched_getaffinity(0))))
+    size = workers if until_reproduced else len(children)
+    found: dict[int, Outcome] = {}
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="envaudit-confirm-") as tmp, \
             ThreadPoolExecutor(workers) as pool:
-        outs = [Path(tmp) / f"rerun-{i}.npz" for i in range(len(experiments))]
-        results = list(pool.map(lambda e, o: _rerun(e, o, modes, child), experiments, outs))
-    outcomes = []
-    for experiment, arrays in zip(experiments, results):
-        if isinstance(arrays, str):
-            outcomes.append(Outcome(experiment, False, (), arrays))
-            continue
-        differing = tuple(name for name, golden in golden_arrays.items()
-                          if name not in arrays or not bit_identical(arrays[name], golden))
-        outcomes.append(Outcome(experiment, not differing, differing))
-    return outcomes
+        for first in range(0, len(children), size):
+            wave = children[first:first + size]
+            outs = [Path(tmp) / f"rerun-{first + i}.npz" for i in range(len(wave))]
+            with _ticking(progress, _wave_label(experiments, wave, first, len(children)),
+                          started):
+                results = list(pool.map(
+                    lambda served, out: _rerun(experiments[served[0]], out, modes, child),
+                    wave, outs))
+            for served, arrays in zip(wave, results):
+                for index in served:
+                    found[index] = _outcome(experiments[index], arrays, golden_arrays)
+            if until_reproduced and any(o.identical and not o.experiment.joint
+                                        for o in found.values()):
+                break
+    return [found[i] for i in sorted(found)]
+
+
+def _outcome(experiment: Experiment, arrays: Mapping[str, np.ndarray] | str,
+             golden_arrays: Mapping[str, np.ndarray]) -> Outcome:
+    if isinstance(arrays, str):
+        return Outcome(experiment, False, (), arrays)
+    differing = tuple(name for name, golden in golden_arrays.items()
+                      if name not in arrays or not bit_identical(arrays[name], golden))
+    return Outcome(experiment, not differing, differing)
+
+
+def _wave_label(experiments: Sequence[Experiment], wave: Sequence[Sequence[int]], first: int,
+                total: int) -> str:
+    """"re-run 2/3 (TF_ENABLE_ONEDNN_OPTS)", or "re-runs 1-2/3 (A, B)" for children at once."""
+    names = ", ".join(experiments[served[0]].name for served in wave)
+    if len(wave) == 1:
+        return f"re-run {first + 1}/{total} ({names})"
+    return f"re-runs {first + 1}-{first + len(wave)}/{total} ({names})"
+
+
+class _ticking:
+    """Says ``label`` with the seconds since ``started`` now, and again every
+    ``PROGRESS_EVERY_S`` until the block ends (a child takes seconds; the line shows it lives)."""
+
+    def __init__(self, progress: Callable[[str], None], label: str, started: float) -> None:
+        self.progress, self.label, self.started = progress, label, started
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _say(self) -> None:
+        self.progress(f"{self.label}, {time.perf_counter() - self.started:.0f} s")
+
+    def _tick(self) -> None:
+        while not self.done.wait(PROGRESS_EVERY_S):
+            self._say()
+
+    def __enter__(self) -> _ticking:
+        self._say()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
@@ -217,13 +313,14 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
     A cause is confirmed only by a re-run that put back that change alone (or the emulation made
     for it) and reproduced the golden bits. When only the re-run that restored several variables
     together did, that set is added as one confirmed cause and its members keep their confidence.
+    ``notes``: why a cause had no re-run, by path (``limits``, or that another one sufficed).
     """
     updated: list[Cause] = []
     for cause in causes:
         confidence, evidence = cause.confidence, list(cause.evidence)
         if cause.path and not any(set(o.experiment.cause_paths) & cause.paths for o in outcomes):
             why = next((notes[p] for p in sorted(cause.paths) if notes and p in notes), None)
-            evidence.append(why or NO_RERUN)
+            evidence.append(why or (NO_RERUN_PACKAGE if bisectable(cause) else NO_RERUN))
         for outcome in outcomes:
             restored = set(outcome.experiment.cause_paths)
             if not restored & cause.paths:
@@ -256,3 +353,8 @@ def apply_outcomes(causes: Sequence[Cause], outcomes: Sequence[Outcome],
 def _still(outcome: Outcome) -> str:
     names = ", ".join(outcome.differing[:6]) + ("..." if len(outcome.differing) > 6 else "")
     return f"{len(outcome.differing)} array(s) still differ from golden ({names}): not confirmed"
+
+
+def bisectable(cause: Cause) -> bool:
+    """Whether an environment bisection (``bisect.py``) can put this cause back: a package."""
+    return any(p.startswith("packages.") or is_tensorflow_install(p) for p in cause.paths)

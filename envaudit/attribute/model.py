@@ -12,6 +12,16 @@ from envaudit.plain import plain
 # "ruled_out" only after putting it back (a rebuilt environment) changed nothing.
 Confidence = Literal["confirmed", "likely", "possible", "ruled_out"]
 CONFIDENCES: tuple[Confidence, ...] = get_args(Confidence)
+# Whether putting a cause back was tried, decided once by the confirmation plan (``confirm.py``):
+# "tested" (a re-run or an environment bisection put it back), "untested" (one could: the check
+# ran with --no-confirm, or without --bisect for a package), "untestable" (nothing this machine
+# can do puts it back: another CPU, GPU or value it may not set), "not_needed" (another cause,
+# put back alone, already gave the golden bits), "" (not decided: nothing was planned).
+TrialState = Literal["tested", "untested", "untestable", "not_needed", ""]
+# How a cause's confidence reads where the trial qualifies it (``Cause.label``).
+TRIAL_WORDS: dict[str, str] = {"untested": "not yet confirmed",
+                               "untestable": "cannot be confirmed here",
+                               "not_needed": "not re-run"}
 
 
 @dataclass(frozen=True)
@@ -23,10 +33,18 @@ class Cause:
     evidence: tuple[str, ...]  # sentences a person can check
     path: str | None = None  # the fingerprint path it concerns, if any
     related: tuple[str, ...] = ()  # other changed paths of the same origin (one upgrade, one CPU)
+    trial: TrialState = ""  # whether putting it back was tried (see ``TrialState``)
 
     @property
     def paths(self) -> frozenset[str]:
         return frozenset(p for p in (self.path, *self.related) if p)
+
+    @property
+    def label(self) -> str:
+        """The confidence as every output shows it: "likely, not yet confirmed" where a re-run
+        could decide but did not run; a confirmed or ruled-out cause needs no qualifier."""
+        words = TRIAL_WORDS.get(self.trial) if self.confidence in ("likely", "possible") else None
+        return f"{self.confidence}, {words}" if words else self.confidence
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

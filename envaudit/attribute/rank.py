@@ -9,38 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from envaudit.attribute import settings
 from envaudit.attribute.model import Cause, describe
-from envaudit.attribute.reach import DeviceEvidence, device_reach
+from envaudit.attribute.reach import (
+    FLOAT64_FIELDS,
+    DeviceEvidence,
+    device_reach,
+    reaches_tensorflow,
+)
 from envaudit.fingerprint.model import Change
 from envaudit.workload.architecture import MODES
 
 # Which kernel families each kind of change is known to move. A change whose families overlap the
 # families that actually changed is "likely"; one that cannot explain them is only "possible".
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KMP_")
-KERNEL_FAMILIES = {"conv", "matmul", "reduction", "softmax"}
-ENV_FAMILIES: tuple[tuple[str, set[str], str], ...] = (
-    ("TF_ENABLE_ONEDNN_OPTS", KERNEL_FAMILIES,
-     "switches TensorFlow between oneDNN and Eigen kernels for convolutions, matmuls, softmax"),
-    ("ONEDNN_MAX_CPU_ISA", KERNEL_FAMILIES, "caps the instruction set oneDNN kernels may use"),
-    ("DNNL_MAX_CPU_ISA", KERNEL_FAMILIES, "caps the instruction set oneDNN kernels may use"),
-    ("ONEDNN_DEFAULT_FPMATH_MODE", KERNEL_FAMILIES | {"precision"},
-     "lets oneDNN compute fp32 ops in reduced precision (bf16/tf32)"),
-    ("TF_SET_ONEDNN_FPMATH_MODE", KERNEL_FAMILIES | {"precision"},
-     "lets oneDNN compute fp32 ops in reduced precision"),
-    ("NVIDIA_TF32_OVERRIDE", KERNEL_FAMILIES | {"precision"}, "enables TF32 math on NVIDIA GPUs"),
-    ("TF_ENABLE_TF32", KERNEL_FAMILIES | {"precision"}, "enables TF32 math"),
-    ("XLA_FLAGS", KERNEL_FAMILIES | {"transcendental"}, "changes how XLA compiles and fuses ops"),
-    ("TF_XLA_FLAGS", KERNEL_FAMILIES | {"transcendental"}, "turns XLA auto-clustering on or off"),
-    ("TF_DETERMINISTIC_OPS", {"reduction", "conv", "matmul"}, "forces deterministic kernels"),
-    ("TF_CUDNN", {"conv"}, "selects cuDNN convolution algorithms"),
-    ("CUDA_VISIBLE_DEVICES", KERNEL_FAMILIES | {"transcendental"},
-     "changes which device (GPU or CPU) runs the ops"),
-    ("LD_PRELOAD", KERNEL_FAMILIES | {"transcendental", "decode"},
-     "loads other library code into the process"),
-    ("LD_LIBRARY_PATH", KERNEL_FAMILIES | {"transcendental", "decode"},
-     "can load other CUDA/cuDNN/BLAS libraries"),
-)
+# A variable's families, devices, modes and computations are in its record (``settings.py``);
+# fingerprint fields go by category here.
+KERNEL_FAMILIES = set(settings.KERNELS)
 CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
     "tensorflow": (KERNEL_FAMILIES | {"transcendental", "resize", "decode", "nms"},
                    "a TensorFlow release changes kernels, math functions and the image codec"),
@@ -50,26 +34,12 @@ CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
     "driver": (KERNEL_FAMILIES, "a driver change can change which GPU kernels run"),
     "cuda": (KERNEL_FAMILIES | {"transcendental"}, "CUDA libraries provide the GPU kernels"),
     "cudnn": ({"conv"}, "cuDNN provides the GPU convolutions"),
-    "numerics-env": (KERNEL_FAMILIES, "a numerics-relevant variable changed"),
     "packages": (KERNEL_FAMILIES | {"decode"}, "a numerics library changed version"),
     "os": ({"transcendental", "decode"}, "system libraries (libm, codecs) changed"),
     "python": (set(), "the Python interpreter does not run the kernels"),
 }
 
 
-# The execution modes each kind of change can reach, where that is less than all of them. XLA
-# compiles its own CPU code: the switches of TensorFlow's own kernels (oneDNN, its fp-math mode)
-# do not reach it -- measured: TF_ENABLE_ONEDNN_OPTS=0 moves eager and graph and leaves xla
-# bit-identical. XLA_FLAGS reach only what XLA compiles; TF_XLA_FLAGS turn auto-clustering on in
-# traced graphs and reach the jit-compiled function too.
-MODE_REACH: tuple[tuple[str, frozenset[str]], ...] = (
-    ("TF_ENABLE_ONEDNN_OPTS", frozenset({"eager", "graph"})),
-    ("TF_SET_ONEDNN_FPMATH_MODE", frozenset({"eager", "graph"})),
-    ("ONEDNN_", frozenset({"eager", "graph"})),
-    ("DNNL_", frozenset({"eager", "graph"})),
-    ("XLA_FLAGS", frozenset({"xla"})),
-    ("TF_XLA_FLAGS", frozenset({"graph", "xla"})),
-)
 # What a pattern of moved modes says on its own (docs/design.md, "Execution modes").
 MODE_PATTERNS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"xla"}), "only xla moved: XLA code generation changed (an XLA or TensorFlow"
@@ -83,12 +53,9 @@ MODE_PATTERNS: tuple[tuple[frozenset[str], str], ...] = (
 
 
 def mode_reach(change: Change) -> frozenset[str]:
-    """The execution modes this change can move (all of them unless ``MODE_REACH`` says less)."""
+    """The execution modes this change can move (a variable: as its record says; else all)."""
     if change.path.startswith("env."):
-        name = change.path[4:]
-        for prefix, modes in MODE_REACH:
-            if name == prefix or (prefix.endswith("_") and name.startswith(prefix)):
-                return modes
+        return settings.setting(change.path[4:]).modes
     return frozenset(MODES)
 
 
@@ -97,6 +64,8 @@ def mode_pattern(moved: Sequence[str], checked: Sequence[str]) -> str | None:
     if len(checked) < 2:
         return None
     moved_set = frozenset(moved)
+    if not moved_set:
+        return "no mode's stages moved: only op probes did"
     same = [m for m in checked if m not in moved_set]
     meaning = next((text for pattern, text in MODE_PATTERNS if pattern == moved_set), None)
     if meaning is None:
@@ -106,12 +75,9 @@ def mode_pattern(moved: Sequence[str], checked: Sequence[str]) -> str | None:
 
 
 def _env_rule(name: str) -> tuple[set[str], str]:
-    if name.startswith(THREAD_VARS):
-        return {"reduction", "matmul", "conv"}, "changes the thread count, so the summation order"
-    for prefix, families, why in ENV_FAMILIES:
-        if name.startswith(prefix):
-            return families, why
-    return set(CATEGORY_FAMILIES["numerics-env"][0]), CATEGORY_FAMILIES["numerics-env"][1]
+    """A variable's families (a copy the caller may change) and what it changes."""
+    record = settings.setting(name)
+    return set(record.families), record.why
 
 
 def _groups(changes: Sequence[Change]) -> list[list[Change]]:
@@ -129,6 +95,8 @@ def _groups(changes: Sequence[Change]) -> list[list[Change]]:
             continue
         if change.path.startswith("env."):
             key = change.path
+        elif change.path.startswith(FLOAT64_FIELDS):
+            key = "float64"  # NumPy's OpenBLAS and build: never joined to NumPy's version
         elif is_tensorflow_install(change.path):
             key = "tensorflow"
         elif change.path.startswith("packages."):
@@ -162,12 +130,12 @@ def is_tensorflow_install(path: str) -> bool:
     return parts[0] == "packages" and len(parts) > 1 and parts[1] in TENSORFLOW_DISTRIBUTIONS
 
 
-# How a cause's score is made (the ranking is by score, ties keep the diff's order). Each weight
-# rewards a piece of evidence held as data, never words in the evidence text:
+# How causes are ordered: every "likely" cause before every "possible" one, then by score, ties
+# keeping the diff's order. Confirmation re-runs go in this order too (``confirm.py``), so the
+# headline without them is the cause they would test first. Each weight rewards a piece of
+# evidence held as data, never words in the evidence text:
 # - W_LIKELY: the change's rule explains what moved (it is known to move a probe family that
-#   changed, it reaches a mode that moved, and reduced precision if that is what was seen). It
-#   outweighs everything else a "possible" cause can earn (at most W_SETTING), so every likely
-#   cause ranks above every possible one.
+#   changed, it reaches a mode that moved, and reduced precision if that is what was seen).
 W_LIKELY = 10
 # - W_FAMILY, per probe family that changed and that the change is known to move: the more of
 #   what moved a change explains, the more telling it is.
@@ -175,8 +143,16 @@ W_FAMILY = 2
 # - W_SETTING: a variable is set on purpose, one at a time, and a re-run can put it back: where it
 #   explains as much as another change, it is the better lead.
 W_SETTING = 3
-# Changes that cannot reach the devices that computed what moved are not ranked at all
-# (``reach.unreachable`` lists them); devices are evidence, not a weight.
+# - W_MODES: with several modes checked, the modes it reaches are exactly the modes that moved
+#   (oneDNN's switch when eager and graph moved and xla did not; a CPU when all three moved). It
+#   outweighs W_SETTING: a pattern that fits is stronger evidence than being a variable.
+W_MODES = 4
+# - W_ISA: the CPU's instruction sets differ and every checked mode moved. Each mode runs
+#   vectorised code chosen for this CPU (TensorFlow's kernels, oneDNN's, XLA's generated code),
+#   so this outranks any variable that explains no more families than the CPU does.
+W_ISA = W_SETTING + 1
+# Changes that cannot reach the devices that computed what moved, and changes that reach only
+# NumPy's float64 references, are not ranked at all (``reach.unreachable`` lists them).
 
 
 def rank_causes(
@@ -201,12 +177,16 @@ def rank_causes(
                 if changed_stages else "")) if first_stage else "no stage diverged"
     pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
                if changed_families else "no op probe changed")
-    scored: list[tuple[int, Cause]] = []
+    scored: list[tuple[bool, int, Cause]] = []
     precision_explained = False  # does some change's rule name reduced precision?
     ran = devices.known if devices else None
+    moved_set, checked_set = set(moved_modes), set(checked_modes)
+    every_mode_moved = bool(moved_set) and moved_set == checked_set
+    left_out = 0  # changes that cannot reach what moved
     for group in _groups(changes):
         change = group[0]
-        if ran and not device_reach(change) & ran:
+        if not reaches_tensorflow(change) or (ran and not device_reach(change) & ran):
+            left_out += 1
             continue
         if change.path.startswith("env."):
             families, why = _env_rule(change.path[4:])
@@ -219,6 +199,8 @@ def rank_causes(
         likely = bool(overlap) and reaches_moved and (
             not precision_lost or "precision" in families
             or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
+        fits_modes = len(checked_set) > 1 and bool(moved_set) and reach & checked_set == moved_set
+        isa = every_mode_moved and any(c.path.startswith("cpu.flags.") for c in group)
         evidence = [f"{describe(change)} — {why}", where, pattern]
         if devices:
             evidence.append(f"the arrays that moved were computed on {devices.shown}")
@@ -227,6 +209,11 @@ def rank_causes(
             if not reaches_moved:
                 evidence.append(f"it cannot reach the modes that moved (it reaches"
                                 f" {', '.join(m for m in MODES if m in reach)})")
+            elif fits_modes and moved_set != set(MODES):
+                evidence.append("it reaches exactly the modes that moved")
+        if isa:
+            evidence.append("the instruction sets differ and every mode moved: each mode runs"
+                            " vectorised code chosen for the CPU")
         if overlap:
             evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
         else:
@@ -236,13 +223,14 @@ def rank_causes(
                 f" and {len(group) - 6} more" if len(group) > 6 else "")
             evidence.append(f"changed with it: {shown}")
         score = (W_FAMILY * len(overlap) + (W_SETTING if change.path.startswith("env.") else 0)
-                 + (W_LIKELY if likely else 0))
+                 + (W_LIKELY if likely else 0) + (W_MODES if fits_modes else 0)
+                 + (W_ISA if isa else 0))
         cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
                       evidence=tuple(evidence), path=change.path,
                       related=tuple(c.path for c in group[1:]))
-        scored.append((score, cause))
-    scored.sort(key=lambda item: -item[0])
-    causes = [cause for _score, cause in scored]
+        scored.append((likely, score, cause))
+    scored.sort(key=lambda item: (not item[0], -item[1]))
+    causes = [cause for _likely, _score, cause in scored]
     if precision_lost and not precision_explained:
         causes.append(Cause(
             change="reduced-precision math (TF32, bf16 or a fast-math mode) not visible in the"
@@ -255,6 +243,8 @@ def rank_causes(
             change="a change the fingerprint does not record (hardware, microcode, a library"
                    " loaded at run time) or nondeterminism",
             confidence="possible",
-            evidence=("no numerics-relevant fingerprint field differs from the golden one", where,
+            evidence=("no numerics-relevant fingerprint field differs from the golden one"
+                      if not left_out else "no fingerprint field that differs from the golden"
+                      " one can reach the arrays that moved", where,
                       pattern, "run 'envaudit check --repeat 3' to measure nondeterminism")))
     return causes

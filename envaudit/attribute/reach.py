@@ -7,7 +7,13 @@ instruction-set change cannot move one that a GPU computed on both sides. Such c
 as "cannot affect", with the reason, and never ranked. When the golden side's devices are unknown
 (a bundle recorded before envaudit kept them) they are taken from its fingerprint where that is
 conclusive (no GPU, or a TensorFlow built without CUDA: everything ran on the CPU), else nothing
-is ruled unreachable. Pure Python.
+is ruled unreachable.
+
+Every array a check compares (stages, probes, a user model's outputs) is computed by TensorFlow.
+A change that reaches only NumPy's float64 references (OpenBLAS and NumPy's own settings and
+build, ``settings.FLOAT64``) cannot have moved one, whatever the devices: it is listed as "cannot
+affect" too. What a variable reaches is read from its record in ``settings.py``; this module keeps
+only what fingerprint fields (not variables) reach. Pure Python.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from envaudit.attribute import settings
 from envaudit.attribute.model import Unreachable, describe
 from envaudit.compare.model import TensorComparison
 from envaudit.fingerprint.model import Change, Fingerprint
@@ -23,14 +30,13 @@ from envaudit.fingerprint.model import Change, Fingerprint
 GPU_CATEGORIES = frozenset({"gpu", "driver", "cuda", "cudnn"})
 # ... and only CPU computations (the instruction set, core count, CPU model).
 CPU_CATEGORIES = frozenset({"cpu"})
-# Variables read only by GPU libraries, and only by CPU kernel libraries. CUDA_VISIBLE_DEVICES
-# picks which GPUs TensorFlow sees: where it moved work between the CPU and a GPU, a GPU ran on one
-# side and it is reachable; where both sides ran on the CPU it moved nothing.
-GPU_VARIABLES = ("CUDA_", "NVIDIA_", "TF_CUDNN", "TF_GPU", "TF_ENABLE_TF32", "NCCL_", "CUBLAS",
-                 "CUDNN")
-CPU_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN", "ONEDNN_", "DNNL_", "OMP_", "KMP_",
-                 "MKL_", "OPENBLAS_", "NPY_")
 BOTH = frozenset({"cpu", "gpu"})
+# Fingerprint fields that describe only what NumPy's float64 references run on: the OpenBLAS that
+# NumPy loaded (its kernel family, threads) and NumPy's build (BLAS, SIMD dispatch). NumPy's
+# version is not among them: the workload's inputs pass through NumPy.
+FLOAT64_FIELDS = ("numerics_libs.openblas_runtime", "numerics_libs.numpy.build")
+FLOAT64_ONLY = ("cannot affect: it reaches only NumPy's float64 references, and TensorFlow"
+                " computed every array that moved")
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,26 @@ class DeviceEvidence:
 def device_reach(change: Change) -> frozenset[str]:
     """The kinds of device a change can move numbers on."""
     if change.path.startswith("env."):
-        name = change.path[4:]
-        if name.startswith(GPU_VARIABLES):
-            return frozenset({"gpu"})
-        if name.startswith(CPU_VARIABLES):
-            return frozenset({"cpu"})
-        return BOTH
+        return settings.setting(change.path[4:]).devices
     if change.category in GPU_CATEGORIES:
         return frozenset({"gpu"})
     if change.category in CPU_CATEGORIES:
         return frozenset({"cpu"})
     return BOTH
+
+
+def computations(change: Change) -> frozenset[settings.Computation]:
+    """Which computations a change can reach: TensorFlow's (every array a check compares), NumPy's
+    float64 references, or both."""
+    if change.path.startswith("env."):
+        return settings.setting(change.path[4:]).computes
+    if change.path.startswith(FLOAT64_FIELDS):
+        return settings.FLOAT64
+    return settings.BOTH_COMPUTATIONS
+
+
+def reaches_tensorflow(change: Change) -> bool:
+    return "tensorflow" in computations(change)
 
 
 def kind(device: str) -> str:
@@ -99,13 +114,15 @@ def ran_on_cpu_only(fingerprint: Fingerprint) -> bool:
 
 
 def unreachable(changes: Iterable[Change], devices: DeviceEvidence | None) -> list[Unreachable]:
-    """The numerics-relevant changes that cannot reach any array that moved."""
+    """The numerics-relevant changes that cannot reach any array that moved: those that reach
+    only the float64 references, and those that reach other devices than computed it."""
     ran = devices.known if devices else None
-    if not ran:
-        return []
     found = []
     for change in changes:
-        if change.numerics and not device_reach(change) & ran:
+        if change.numerics and not reaches_tensorflow(change):
+            found.append(Unreachable(change=describe(change), path=change.path,
+                                     reason=FLOAT64_ONLY))
+        elif change.numerics and ran and devices and not device_reach(change) & ran:
             where = "ran on CPU" if ran == {"cpu"} else "ran on GPU"
             found.append(Unreachable(
                 change=describe(change), path=change.path,

@@ -24,7 +24,17 @@ Constraints for the next editor:
   (``--xla_gpu_load_autotune_results_from=`` is not listed though no word in it says "file").
   Tokens are split on the blanks XLA splits on (space, tab, CR, LF) and nothing else.
 
-Add a setting or a flag -> add its record here, with what it changes. Standard library only.
+The same records say what each variable can reach, for the ranking (``rank.py``) and the device
+reach (``reach.py``): the op-probe families it can move, the kinds of device, the execution modes,
+and which computation reads it at all -- TensorFlow (every array a check compares) or only NumPy's
+float64 references (the twin and the probes' references: OpenBLAS, ``GOTO_*``, NumPy's SIMD
+dispatch). A float64 reference is compared with a float32 run at float32's noise floor, ten
+million times above float64's, so a setting that only reaches it can never explain an array that
+moved. Records whose ``value`` is None are never put back: family prefixes (ending in ``_``) and
+variables that choose code, libraries or devices, listed only for what they reach.
+
+Add a setting or a flag -> add its record here, with what it changes and reaches. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 # Thread and device counts: four per core this process may use, and never less than 64 (a golden
 # machine may have had more cores than this one; 64 threads cost little anywhere, where the 9999
@@ -76,58 +87,158 @@ _FPMATH = r"(?i:STRICT|BF16|F16|TF32|ANY)"
 _WORD = r"[A-Za-z0-9_]{1,40}"
 
 
+# What a setting can reach. The op-probe families of the canary (``workload/probes.py``), the kinds
+# of device, TensorFlow's execution modes (``workload.architecture.MODES``: a test holds that they
+# agree; this module imports nothing of envaudit) and the computations.
+KERNELS = frozenset({"conv", "matmul", "reduction", "softmax"})
+THREADED = frozenset({"reduction", "matmul", "conv"})  # a thread count changes summation order
+PRECISION = KERNELS | {"precision"}  # may compute fp32 ops in reduced precision
+CODE = KERNELS | {"transcendental"}
+CPU = frozenset({"cpu"})
+GPU = frozenset({"gpu"})
+CPU_AND_GPU = CPU | GPU
+ALL_MODES = frozenset({"eager", "graph", "xla"})
+# XLA compiles its own CPU code: TensorFlow's kernel switches (oneDNN, its fp-math mode) do not
+# reach it -- measured: TF_ENABLE_ONEDNN_OPTS=0 moves eager and graph, xla stays bit-identical.
+TF_KERNELS = frozenset({"eager", "graph"})
+Computation = Literal["tensorflow", "float64"]
+TENSORFLOW: frozenset[Computation] = frozenset({"tensorflow"})
+FLOAT64: frozenset[Computation] = frozenset({"float64"})  # only NumPy's float64 references
+BOTH_COMPUTATIONS: frozenset[Computation] = TENSORFLOW | FLOAT64
+
+
 @dataclass(frozen=True)
 class Setting:
-    """A variable (or, in the flag tables, a flag) and the values it may take."""
+    """A variable (or, in the flag tables, a flag), the values it may take and what it reaches."""
 
-    name: str
-    value: str  # a regular expression the whole value (a flag's argument) must match
-    why: str  # what it changes, for the next editor
+    name: str  # a family of variables when it ends in "_" (then ``value`` is None)
+    value: str | None  # a regular expression the whole value (a flag's argument) must match;
+    #                   None: never put back
+    why: str  # what it changes: evidence of a cause ("<change> — <why>")
     bound: Bound | None = None  # every number in the value at most this
+    families: frozenset[str] = KERNELS  # the op-probe families it is known to move
+    devices: frozenset[str] = CPU_AND_GPU  # the kinds of device whose arithmetic it reaches
+    modes: frozenset[str] = ALL_MODES  # the execution modes it reaches
+    computes: frozenset[Computation] = TENSORFLOW  # which computation reads it
 
+    @property
+    def restorable(self) -> bool:
+        """Whether a re-run may put it back (with a value its rule accepts)."""
+        return self.value is not None and not self.name.endswith("_")
+
+
+_ONEDNN = "the instruction set oneDNN kernels may use"
+_FPMATH_WHY = "lets oneDNN compute fp32 ops in reduced precision (bf16/tf32)"
+_THREADS_WHY = "changes the thread count, so the summation order"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("TF_ENABLE_ONEDNN_OPTS", _BOOL, "oneDNN or Eigen kernels on the CPU"),
-    Setting("TF_DETERMINISTIC_OPS", _BOOL, "deterministic kernels"),
-    Setting("TF_CUDNN_DETERMINISTIC", _BOOL, "deterministic cuDNN algorithms"),
-    Setting("TF_CUDNN_USE_AUTOTUNE", _BOOL, "cuDNN algorithm autotuning"),
-    Setting("TF_CUDNN_USE_FRONTEND", _BOOL, "cuDNN frontend API (other algorithms)"),
-    Setting("TF_CUDNN_USE_RUNTIME_FUSION", _BOOL, "cuDNN runtime-fused kernels"),
-    Setting("TF_USE_CUDNN_BATCHNORM_SPATIAL_PERSISTENT", _BOOL, "cuDNN batch-norm kernel"),
-    Setting("TF_ENABLE_CUBLAS_TENSOR_OP_MATH_FP32", _BOOL, "TF32 tensor cores for cuBLAS"),
-    Setting("TF_ENABLE_CUDNN_TENSOR_OP_MATH_FP32", _BOOL, "TF32 tensor cores for cuDNN"),
-    Setting("TF_ENABLE_CUDNN_RNN_TENSOR_OP_MATH_FP32", _BOOL, "TF32 tensor cores for RNNs"),
-    Setting("TF_ENABLE_TF32", _BOOL, "TF32 math"),
-    Setting("NVIDIA_TF32_OVERRIDE", r"[01]", "TF32 math on NVIDIA GPUs, forced on or off"),
-    Setting("TF_ENABLE_AUTO_MIXED_PRECISION", _BOOL, "automatic mixed precision rewrite"),
-    Setting("TF_ENABLE_AUTO_MIXED_PRECISION_GRAPH_REWRITE", _BOOL, "mixed precision rewrite"),
-    Setting("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LEVEL", _WORD, "mixed precision op lists"),
-    Setting("TF_SET_ONEDNN_FPMATH_MODE", _FPMATH, "oneDNN reduced-precision fp32 math"),
-    Setting("ONEDNN_DEFAULT_FPMATH_MODE", _FPMATH, "oneDNN reduced-precision fp32 math"),
-    Setting("DNNL_DEFAULT_FPMATH_MODE", _FPMATH, "oneDNN reduced-precision fp32 math"),
-    Setting("ONEDNN_MAX_CPU_ISA", _ISA, "the instruction set oneDNN kernels may use"),
-    Setting("DNNL_MAX_CPU_ISA", _ISA, "the instruction set oneDNN kernels may use"),
-    Setting("ONEDNN_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "oneDNN vector width"),
-    Setting("DNNL_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "oneDNN vector width"),
-    Setting("TF_NUM_INTRAOP_THREADS", _COUNT, "threads per op: summation order", _THREADS),
-    Setting("TF_NUM_INTEROP_THREADS", _COUNT, "ops run at once", _THREADS),
-    Setting("OMP_NUM_THREADS", rf"{_COUNT}(,{_COUNT}){{0,3}}", "OpenMP threads: summation order",
-            _THREADS),
-    Setting("MKL_NUM_THREADS", _COUNT, "MKL threads: summation order", _THREADS),
-    Setting("OPENBLAS_NUM_THREADS", _COUNT, "OpenBLAS threads: summation order", _THREADS),
-    Setting("OMP_DYNAMIC", _BOOL, "OpenMP thread count adjustment"),
+    Setting("TF_ENABLE_ONEDNN_OPTS", _BOOL, "switches TensorFlow between oneDNN and Eigen kernels"
+            " for convolutions, matmuls, softmax", devices=CPU, modes=TF_KERNELS),
+    Setting("TF_DETERMINISTIC_OPS", _BOOL, "forces deterministic kernels", families=THREADED),
+    Setting("TF_CUDNN_DETERMINISTIC", _BOOL, "forces deterministic cuDNN algorithms",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_CUDNN_USE_AUTOTUNE", _BOOL, "selects cuDNN convolution algorithms",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_CUDNN_USE_FRONTEND", _BOOL, "selects cuDNN convolution algorithms (frontend API)",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_CUDNN_USE_RUNTIME_FUSION", _BOOL, "lets cuDNN fuse kernels at run time",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_USE_CUDNN_BATCHNORM_SPATIAL_PERSISTENT", _BOOL, "selects cuDNN's batch-norm"
+            " kernel", devices=GPU),
+    Setting("TF_ENABLE_CUBLAS_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for cuBLAS",
+            families=PRECISION, devices=GPU),
+    Setting("TF_ENABLE_CUDNN_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for cuDNN",
+            families=PRECISION, devices=GPU),
+    Setting("TF_ENABLE_CUDNN_RNN_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for"
+            " RNNs", families=PRECISION, devices=GPU),
+    Setting("TF_ENABLE_TF32", _BOOL, "enables TF32 math", families=PRECISION, devices=GPU),
+    Setting("NVIDIA_TF32_OVERRIDE", r"[01]", "enables TF32 math on NVIDIA GPUs",
+            families=PRECISION, devices=GPU),
+    Setting("TF_ENABLE_AUTO_MIXED_PRECISION", _BOOL, "rewrites graphs to mixed precision",
+            families=PRECISION),
+    Setting("TF_ENABLE_AUTO_MIXED_PRECISION_GRAPH_REWRITE", _BOOL, "rewrites graphs to mixed"
+            " precision", families=PRECISION),
+    Setting("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LEVEL", _WORD, "chooses the op lists of the"
+            " mixed precision rewrite", families=PRECISION),
+    Setting("TF_SET_ONEDNN_FPMATH_MODE", _FPMATH, "lets oneDNN compute fp32 ops in reduced"
+            " precision", families=PRECISION, devices=CPU, modes=TF_KERNELS),
+    Setting("ONEDNN_DEFAULT_FPMATH_MODE", _FPMATH, _FPMATH_WHY, families=PRECISION, devices=CPU,
+            modes=TF_KERNELS),
+    Setting("DNNL_DEFAULT_FPMATH_MODE", _FPMATH, _FPMATH_WHY, families=PRECISION, devices=CPU,
+            modes=TF_KERNELS),
+    Setting("ONEDNN_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, modes=TF_KERNELS),
+    Setting("DNNL_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, modes=TF_KERNELS),
+    Setting("ONEDNN_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "sets oneDNN's vector width",
+            devices=CPU, modes=TF_KERNELS),
+    Setting("DNNL_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "sets oneDNN's vector width",
+            devices=CPU, modes=TF_KERNELS),
+    Setting("TF_NUM_INTRAOP_THREADS", _COUNT, _THREADS_WHY, _THREADS, families=THREADED),
+    Setting("TF_NUM_INTEROP_THREADS", _COUNT, _THREADS_WHY, _THREADS, families=THREADED),
+    # OpenMP: oneDNN's threads where TensorFlow was built with OpenMP, and OpenBLAS's (NumPy).
+    Setting("OMP_NUM_THREADS", rf"{_COUNT}(,{_COUNT}){{0,3}}", _THREADS_WHY, _THREADS,
+            families=THREADED, devices=CPU, computes=BOTH_COMPUTATIONS),
+    Setting("MKL_NUM_THREADS", _COUNT, _THREADS_WHY, _THREADS, families=THREADED, devices=CPU),
+    Setting("OPENBLAS_NUM_THREADS", _COUNT, "changes OpenBLAS's thread count (NumPy's float64"
+            " references)", _THREADS, families=THREADED, devices=CPU, computes=FLOAT64),
+    Setting("OMP_DYNAMIC", _BOOL, "lets OpenMP adjust its thread count", devices=CPU,
+            computes=BOTH_COMPUTATIONS),
     Setting("OMP_PROC_BIND", r"(?i:true|false|close|spread|master|primary)(,[a-z]{1,8}){0,3}",
-            "OpenMP thread placement"),
-    Setting("KMP_BLOCKTIME", r"[0-9]{1,6}|(?i:infinite)", "Intel OpenMP spin time"),
-    Setting("KMP_AFFINITY", r"[A-Za-z0-9,=:._-]{1,100}", "Intel OpenMP thread placement"),
-    Setting("OPENBLAS_CORETYPE", _WORD, "the OpenBLAS kernel family (float64 twin)"),
-    Setting("OPENBLAS_L2_SIZE", r"[0-9]{1,10}", "OpenBLAS blocking"),
-    Setting("NPY_DISABLE_CPU_FEATURES", r"[A-Za-z0-9_, ]{0,200}", "NumPy's SIMD dispatch"),
-    Setting("CUBLAS_WORKSPACE_CONFIG", r"(:[0-9]{1,8}:[0-9]{1,4}){1,4}", "cuBLAS determinism"),
-    Setting("PYTHONHASHSEED", r"random|[0-9]{1,10}", "hash order (set iteration)",
+            "places OpenMP threads", devices=CPU, computes=BOTH_COMPUTATIONS),
+    Setting("KMP_BLOCKTIME", r"[0-9]{1,6}|(?i:infinite)", _THREADS_WHY, families=THREADED,
+            devices=CPU),
+    Setting("KMP_AFFINITY", r"[A-Za-z0-9,=:._-]{1,100}", _THREADS_WHY, families=THREADED,
+            devices=CPU),
+    Setting("OPENBLAS_CORETYPE", _WORD, "picks OpenBLAS's kernel family (NumPy's float64"
+            " references)", devices=CPU, computes=FLOAT64),
+    Setting("OPENBLAS_L2_SIZE", r"[0-9]{1,10}", "sets OpenBLAS's blocking (NumPy's float64"
+            " references)", devices=CPU, computes=FLOAT64),
+    Setting("NPY_DISABLE_CPU_FEATURES", r"[A-Za-z0-9_, ]{0,200}", "turns off NumPy's SIMD"
+            " dispatch (NumPy's float64 references)", devices=CPU, computes=FLOAT64),
+    Setting("CUBLAS_WORKSPACE_CONFIG", r"(:[0-9]{1,8}:[0-9]{1,4}){1,4}", "makes cuBLAS"
+            " deterministic", devices=GPU),
+    Setting("PYTHONHASHSEED", r"random|[0-9]{1,10}", "changes hash order (set iteration)",
             _HASH_SEED),
-    Setting("XLA_FLAGS", "", "XLA code generation (checked flag by flag)"),
-    Setting("TF_XLA_FLAGS", "", "XLA auto-clustering (checked flag by flag)"),
+    # The two flag strings: checked flag by flag (``XLA_FLAGS_ALLOWED``, ``TF_XLA_FLAGS_ALLOWED``).
+    # TF_XLA_FLAGS turn auto-clustering on in traced graphs and reach the jit-compiled function.
+    Setting("XLA_FLAGS", "", "changes how XLA compiles and fuses ops", families=CODE,
+            modes=frozenset({"xla"})),
+    Setting("TF_XLA_FLAGS", "", "turns XLA auto-clustering on or off", families=CODE,
+            modes=frozenset({"graph", "xla"})),
+    # Never put back, listed for what they reach: families (by prefix, the longest that matches
+    # wins over a shorter one; a name listed above wins over every family) and variables that
+    # choose code, libraries or devices.
+    Setting("TF_CUDNN_", None, "selects cuDNN convolution algorithms",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_ONEDNN_", None, "changes TensorFlow's oneDNN kernels", devices=CPU,
+            modes=TF_KERNELS),
+    Setting("TF_MKL_", None, "changes TensorFlow's oneDNN (MKL) kernels", devices=CPU,
+            modes=TF_KERNELS),
+    Setting("ONEDNN_", None, "changes oneDNN's kernels", devices=CPU, modes=TF_KERNELS),
+    Setting("DNNL_", None, "changes oneDNN's kernels", devices=CPU, modes=TF_KERNELS),
+    Setting("MKL_", None, "changes MKL's kernels", devices=CPU),
+    Setting("KMP_", None, _THREADS_WHY, families=THREADED, devices=CPU),
+    Setting("OMP_", None, "changes OpenMP's threads", devices=CPU, computes=BOTH_COMPUTATIONS),
+    Setting("OPENBLAS_", None, "changes OpenBLAS (NumPy's float64 references)", devices=CPU,
+            computes=FLOAT64),
+    Setting("GOTO_", None, "changes OpenBLAS, which reads GotoBLAS's variables (NumPy's float64"
+            " references)", devices=CPU, computes=FLOAT64),
+    Setting("NPY_", None, "changes NumPy (its float64 references)", devices=CPU,
+            computes=FLOAT64),
+    Setting("CUDA_", None, "changes the CUDA runtime", devices=GPU),
+    Setting("CUDNN_", None, "changes cuDNN", families=frozenset({"conv"}), devices=GPU),
+    Setting("CUBLAS_", None, "changes cuBLAS", devices=GPU),
+    Setting("CUBLASLT_", None, "changes cuBLASLt", devices=GPU),
+    Setting("NCCL_", None, "changes NCCL's collectives", devices=GPU),
+    # Which GPUs TensorFlow sees: where it moved work between the CPU and a GPU, a GPU ran on one
+    # side and it is reachable; where both sides ran on the CPU it moved nothing.
+    Setting("CUDA_VISIBLE_DEVICES", None, "changes which device (GPU or CPU) runs the ops",
+            families=CODE, devices=GPU),
+    Setting("NVIDIA_VISIBLE_DEVICES", None, "changes which GPUs the container sees",
+            families=CODE, devices=GPU),
+    Setting("LD_PRELOAD", None, "loads other library code into the process",
+            families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
+    Setting("LD_LIBRARY_PATH", None, "can load other CUDA/cuDNN/BLAS libraries",
+            families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
 )
 
 # A flag's argument. A switch (a boolean flag) may also be given alone, "--flag"; XLA's parser
@@ -181,7 +292,18 @@ TF_XLA_FLAGS_ALLOWED: tuple[Setting, ...] = (
     Setting("--tf_xla_ops_to_cluster", _OPS, "which ops XLA compiles"),
     Setting("--tf_xla_cluster_exclude_ops", _OPS, "which ops XLA does not compile"),
 )
-_BY_NAME = {s.name: s for s in SETTINGS}
+_BY_NAME = {s.name: s for s in SETTINGS if not s.name.endswith("_")}
+_FAMILIES = sorted((s for s in SETTINGS if s.name.endswith("_")), key=lambda s: -len(s.name))
+# A recorded variable with no record of its own (a TensorFlow variable such as
+# TF_USE_DEFAULT_CONV_ALGO): it may reach anything TensorFlow computes.
+_UNLISTED = Setting("", None, "a numerics-relevant variable changed")
+
+
+def setting(name: str) -> Setting:
+    """The record of a variable: its own, else its family's (the longest prefix), else one that
+    says it may reach every TensorFlow computation."""
+    found = _BY_NAME.get(name) or next((s for s in _FAMILIES if name.startswith(s.name)), None)
+    return found or _UNLISTED
 _FLAGS = {"XLA_FLAGS": ("--xla_", {s.name: s for s in XLA_FLAGS_ALLOWED}),
           "TF_XLA_FLAGS": ("--tf_xla_", {s.name: s for s in TF_XLA_FLAGS_ALLOWED})}
 # Only to word a refusal: an unlisted flag whose name says it touches files or code.
@@ -194,7 +316,7 @@ _XLA_BLANKS = re.compile(r"[ \t\r\n]+")  # what XLA splits a flag string on, and
 def refusal(name: str, value: str | None) -> str | None:
     """Why ``name`` may not be set to ``value`` (None: removed) in a re-run, or None if it may."""
     setting = _BY_NAME.get(name)
-    if setting is None:
+    if setting is None or not setting.restorable:
         return (f"not restored: {name} is not a numerics setting envaudit puts back (it may"
                 " choose code, libraries, files or devices)")
     if value is None:
@@ -203,7 +325,7 @@ def refusal(name: str, value: str | None) -> str | None:
         return f"not restored: the golden value of {name} is not text"
     if name in _FLAGS:
         return _flags_refusal(name, value)
-    if not re.fullmatch(setting.value, value):
+    if not re.fullmatch(setting.value or "", value):
         return f"not restored: {_shown(value)} is not a valid value of {name}"
     if not value.strip():
         return f"not restored: the golden value of {name} is empty or blank"
