@@ -279,11 +279,11 @@ def test_the_recorded_cpu_only_capture_hashes_its_gpu_as_unavailable():
     assert tree["gpu"] == NO_NVML
     assert [pair for pair in identity_fields(tree) if pair[0].startswith("gpu")] == [
         ("gpu", "unavailable")]
-    assert fingerprint_id(tree) == tree["fingerprint_id"] == "fp-80872848b87c430a"
+    assert fingerprint_id(tree) == tree["fingerprint_id"] == "fp-c55c940bf31bb18a"
     # another reason for the same absence is the same environment
     no_driver = with_gpu("driver_not_loaded.json")
     assert no_driver["gpu"] == {"available": False, "reason": "NVML: Driver Not Loaded"}
-    assert fingerprint_id(no_driver) == "fp-80872848b87c430a"
+    assert fingerprint_id(no_driver) == "fp-c55c940bf31bb18a"
 
 
 @pytest.mark.parametrize(("recording", "pairs"), [
