@@ -21,9 +21,9 @@ import numpy as np
 
 from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
-from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
 from envaudit.attribute.model import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
+from envaudit.attribute.trials import confirm_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.model import DetectionDiff, ModeResult, TensorComparison
@@ -146,6 +146,7 @@ def check(
     cannot_affect: list[Unreachable] = []
     bisection: Bisection | None = None
     confirmation_ran = False
+    reruns: tuple[str, ...] = ()
     if verdict != "identical":
         devices = reach.evidence([a for a in (*stages_t, *probes) if not a.identical],
                                  bundle.fingerprint)
@@ -153,18 +154,17 @@ def check(
         causes = rank_causes(changes, families, first.stage if first else None,
                              first.changed_stages if first else (), verdict == "precision_loss",
                              moved_modes=moved, checked_modes=checked, devices=devices)
-        if confirm:
-            experiments = plan(changes, bundle.fingerprint, fingerprint)
-            # Only the modes that moved need re-running (the probes always run); with none, the
-            # first mode that ran keeps the child's work meaningful.
-            ran = moved or tuple(m for m in checked if m in current.runs)[:1]
-            golden_arrays = keyed_arrays({m: bundle.stages_by_mode[m] for m in ran},
-                                         bundle.probes)
-            differing_now = sum(not a.identical for a in (*stages_t, *probes))
-            outcomes = run_experiments(experiments, golden_arrays, progress, modes=ran)
-            causes = apply_outcomes(causes, outcomes, differing_now,
-                                    limits(changes, bundle.fingerprint, fingerprint))
-            confirmation_ran = bool(experiments)
+        # Only the modes that moved need re-running (the probes always run); with none, the
+        # first mode that ran keeps the child's work meaningful. Without --no-confirm the same
+        # plan marks what a re-run could have decided ("likely, not yet confirmed").
+        ran = moved or tuple(m for m in checked if m in current.runs)[:1]
+        confirmation = confirm_causes(
+            causes, changes, bundle.fingerprint, fingerprint,
+            keyed_arrays({m: bundle.stages_by_mode[m] for m in ran}, bundle.probes),
+            sum(not a.identical for a in (*stages_t, *probes)), run=confirm, progress=progress,
+            modes=ran)
+        causes, reruns = list(confirmation.causes), confirmation.reruns
+        confirmation_ran = bool(reruns)
         if bisect:
             ran = moved or tuple(m for m in checked if m in current.runs)[:1]
             bisection = run_bisection(
@@ -173,7 +173,7 @@ def check(
                 keyed_arrays({m: current.runs[m].stages for m in ran}, current.probes),
                 ran, identity=f"{WORKLOAD_ID} {WORKLOAD_VERSION}", progress=progress)
             causes = apply_bisection(causes, bisection)
-    top = f"{causes[0].change} ({causes[0].confidence})" if causes else None
+    top = f"{causes[0].change} ({causes[0].label})" if causes else None
     finished = time.perf_counter()
     return CheckResult(
         verdict=verdict,
@@ -198,6 +198,7 @@ def check(
             {m: r.stages for m, r in current.runs.items()}, current.probes).items()},
         nondeterminism=nondeterminism,
         confirmation_ran=confirmation_ran,
+        reruns=reruns,
         confirmation_skipped=not confirm and verdict != "identical",
         strict=strict,
         modes=tuple(mode_results),

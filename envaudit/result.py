@@ -48,6 +48,8 @@ class CheckResult:
     confirmation_ran: bool
     strict: bool = False
     confirmation_skipped: bool = False  # --no-confirm on a result that is not identical
+    # The confirmation re-runs started, one child each, by what they put back, in order.
+    reruns: tuple[str, ...] = ()
     modes: tuple[ModeResult, ...] = ()  # per execution mode, in mode order
     moved_modes: tuple[str, ...] = ()  # modes that ran and are not identical
     golden_schema: str = ""  # the golden bundle's schema ("envaudit.golden/1": eager only)

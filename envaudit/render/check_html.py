@@ -131,7 +131,7 @@ def _causes(result: CheckResult) -> list[str]:
         lines.append("<ol>")
         for cause in result.causes:
             evidence = "".join(f"<li>{_e(e)}</li>" for e in cause.evidence)
-            lines.append(f'<li><span class="conf">{_e(cause.confidence)}</span>: '
+            lines.append(f'<li><span class="conf">{_e(cause.label)}</span>: '
                          f"{_e(cause.change)}<ul>{evidence}</ul></li>")
         lines.append("</ol>")
     if result.confirmation_skipped:

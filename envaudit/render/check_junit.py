@@ -190,7 +190,7 @@ def _causes_case(suite: ET.Element, result: CheckResult) -> None:
     case = ET.SubElement(suite, "testcase", classname="envaudit.causes", name="causes", time="0")
     lines = []
     for i, cause in enumerate(result.causes, 1):
-        lines.append(f"{i}. [{cause.confidence}] {cause.change}")
+        lines.append(f"{i}. [{cause.label}] {cause.change}")
         lines += [f"   - {e}" for e in cause.evidence]
     lines += [f"cannot affect: {u.change} ({u.reason})" for u in result.cannot_affect]
     if result.bisection is not None:

@@ -236,7 +236,7 @@ def _causes(result: CheckResult) -> list[str]:
         return [] if result.verdict == "identical" else ["### Causes", "", "None identified.", ""]
     lines = ["### Causes", ""]
     for i, cause in enumerate(result.causes, 1):
-        lines.append(f"{i}. **{_md(cause.confidence)}**: {_md(cause.change)}")
+        lines.append(f"{i}. **{_md(cause.label)}**: {_md(cause.change)}")
         lines += [f"   - {_md(e)}" for e in cause.evidence]
     if result.confirmation_skipped:
         lines += ["", "_Confirmation re-runs were skipped (`--no-confirm`): no variable was put"

@@ -295,7 +295,7 @@ def _causes(result: CheckResult) -> list[Any]:
     parts: list[Any] = [_t("Causes (most likely first):", style="bold")]
     for i, cause in enumerate(result.causes, 1):
         line = _t(f"{i}. ")
-        line.append_text(_t(f"[{cause.confidence}]", CONFIDENCE_STYLE.get(cause.confidence)))
+        line.append_text(_t(f"[{cause.label}]", CONFIDENCE_STYLE.get(cause.confidence)))
         line.append_text(_t(f" {cause.change}"))
         parts.append(line)
         parts.extend(_t(f"   • {e}") for e in cause.evidence)
