@@ -154,11 +154,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     else:
         from envaudit.render import diff_text
 
-        _emit(diff_text.render(a, b, changes, verbose=args.verbose, quiet=args.quiet),
-              args.output)
+        _emit(diff_text.summary(changes) if args.quiet else
+              diff_text.render(a, b, changes, verbose=args.verbose), args.output)
     code = EXIT_FINDING if finding else EXIT_OK
     numerics = sum(1 for c in changes if c.numerics)
-    _written(args, f"{numerics} numerics-relevant change(s) (exit {code})")
+    _written(args, f"{numerics} numerics-relevant change(s) (exit {code}); diff")
     return code
 
 
@@ -275,12 +275,13 @@ def _warn(line: str | None) -> None:
 
 
 def _written(args: argparse.Namespace, what: str) -> None:
-    """With ``-o FILE``, one line on stderr: the result and where the report went (the terminal
-    is not left silent). Not with -q, and not when FILE is stdout itself."""
+    """With ``-o FILE``, one line on stderr: "envaudit: drift (exit 1); report written to FILE"
+    (``what`` is all before "written"), so the terminal is not left silent. Not with -q, and not
+    when FILE is stdout itself."""
     from envaudit.output import is_stdout
 
     if args.output and not is_stdout(args.output) and not args.quiet:
-        _say(f"envaudit: {_one_line(what)}; written to {_one_line(args.output)}")
+        _say(f"envaudit: {_one_line(what)} written to {_one_line(args.output)}")
 
 
 def _remember_check(result: Any, command: str) -> Any:

@@ -167,7 +167,9 @@ def test_diff_to_a_file_keeps_its_exit_code(capsys, pair, tmp_path, fmt):
     target = tmp_path / "diff"
     code, out, err = run(capsys, "diff", pair.golden, pair.numerics, "--format", fmt,
                          "-o", str(target))
-    assert (code, out, err) == (1, "", "")
+    # -o: the report in the file, and one line on stderr so the terminal is not left silent
+    assert (code, out) == (1, "")
+    assert err == f"envaudit: 1 numerics-relevant change(s) (exit 1); diff written to {target}\n"
     assert "TF_ENABLE_ONEDNN_OPTS" in target.read_text()
 
 
@@ -200,7 +202,8 @@ def test_fingerprint_formats(capsys, fake_capture, fmt, start):
 ])
 def test_fingerprint_to_a_file_in_every_format(capsys, fake_capture, tmp_path, fmt, start):
     target = tmp_path / "fp"
-    assert run(capsys, "fingerprint", "--format", fmt, "-o", str(target)) == (0, "", "")
+    assert run(capsys, "fingerprint", "--format", fmt, "-o", str(target)) == (
+        0, "", f"envaudit: fingerprint {fake_capture.fingerprint_id} written to {target}\n")
     text = target.read_text()
     assert text.startswith(start) and fake_capture.fingerprint_id in text
 
@@ -214,8 +217,8 @@ def test_fingerprint_as_text_is_the_rich_table(capsys, fake_capture):
 
 def test_fingerprint_text_to_a_file_is_plain(capsys, fake_capture, tmp_path):
     target = tmp_path / "fp.txt"
-    code, out, err = run(capsys, "fingerprint", "-o", str(target))
-    assert (code, out, err) == (0, "", "")
+    code, out, err = run(capsys, "fingerprint", "-q", "-o", str(target))
+    assert (code, out, err) == (0, "", "")  # -q: not even the summary line
     text = target.read_text()
     assert fake_capture.fingerprint_id in text
     assert "\x1b[" not in text
@@ -233,7 +236,8 @@ def test_report_is_redacted_unless_told_not_to(capsys, fake_capture):
 
 def test_report_to_a_file(capsys, fake_capture, tmp_path):
     target = tmp_path / "report.md"
-    assert run(capsys, "report", "-o", str(target)) == (0, "", "")
+    code, out, err = run(capsys, "report", "-o", str(target))
+    assert (code, out) == (0, "") and err.endswith(f" written to {target}\n")
     assert target.read_text().startswith("## Environment fingerprint")
 
 
@@ -356,7 +360,8 @@ def test_check_passes_verbose_to_the_text_report(capsys, checked, monkeypatch, v
 ])
 def test_check_to_a_file_keeps_its_exit_code(capsys, checked, tmp_path, fmt, start):
     target = tmp_path / "check"
-    assert run(capsys, "check", "--format", fmt, "-o", str(target)) == (1, "", "")
+    assert run(capsys, "check", "--format", fmt, "-o", str(target)) == (
+        1, "", f"envaudit: drift (exit 1); report written to {target}\n")
     text = target.read_text()
     assert text.startswith(start) and "drift" in text.lower()
 
@@ -415,7 +420,7 @@ def test_each_command_reaches_its_handler(capsys, monkeypatch):
 def test_no_command_prints_help_on_stderr_and_is_2(capsys):
     code, out, err = run(capsys)
     assert (code, out) == (2, "")
-    assert err.startswith("usage: envaudit [-h] [--version] COMMAND ...\n")
+    assert err.startswith("usage: envaudit [-h] [-V] [-q] [-v] COMMAND ...\n")
 
 
 EMPTY = "is empty; give a path or leave the option out"
@@ -438,7 +443,7 @@ def test_a_usage_error_is_one_line_and_2(capsys, checked, argv, line):
 
 def test_an_unknown_option_is_a_usage_error(capsys):
     assert usage_error(capsys, "--frobnicate") == (
-        "envaudit: error: unrecognized arguments: --frobnicate; see 'envaudit --help'\n")
+        "envaudit: error: unknown option '--frobnicate'; see 'envaudit --help'\n")
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", 1), ("2", 2), (" 7 ", 7), ("+3", 3)])

@@ -23,12 +23,8 @@ from envaudit.render.escape import for_terminal
 
 
 def render(a: Fingerprint, b: Fingerprint, changes: Sequence[Change],
-           verbose: bool = False, quiet: bool = False) -> Group:
-    """The ids, the count line and the change table; ``quiet``: the count line alone."""
-    volatile = volatile_phrase(changes)
-    changes = shown_changes(changes, verbose)
-    numerics = sum(1 for c in changes if c.numerics)
-    informational = len(changes) - numerics
+           verbose: bool = False) -> Group:
+    """The two ids, the count line and the change table."""
     # Both files are someone else's: their ids and times are escaped like every value.
     header = Text.assemble(
         ("golden ", "bold"), (for_terminal(str(a.fingerprint_id)), "cyan"),
@@ -36,19 +32,26 @@ def render(a: Fingerprint, b: Fingerprint, changes: Sequence[Change],
         ("  ->  current ", "bold"), (for_terminal(str(b.fingerprint_id)), "cyan"),
         for_terminal(f" ({b.get('captured_at')})"),
     )
-    if numerics:
-        summary = Text(f"{numerics} numerics-relevant change(s), {informational} informational",
-                       style="bold yellow")
-    elif informational:
-        summary = Text(f"no numerics-relevant change; {informational} informational",
-                       style="bold green")
-    else:
-        # Two captures of one machine always differ in these; saying "1 field changed" is noise.
-        summary = Text("identical fingerprints" + (f" ({volatile})" if volatile else ""),
-                       style="bold green")
-    if quiet:
-        return Group(summary)
-    parts: list[Any] = [header, summary]
-    if changes:
-        parts += [Text(), ChangeTable(group(changes), verbose)]
+    parts: list[Any] = [header, summary(changes, verbose)]
+    shown = shown_changes(changes, verbose)
+    if shown:
+        parts += [Text(), ChangeTable(group(shown), verbose)]
     return Group(*parts)
+
+
+def summary(changes: Sequence[Change], verbose: bool = False) -> Text:
+    """The count line (alone, it is ``diff -q``): numerics-relevant changes decide the exit
+    code; the fields any two captures differ in count only with ``verbose``."""
+    shown = shown_changes(changes, verbose)
+    numerics = sum(1 for c in shown if c.numerics)
+    informational = len(shown) - numerics
+    if numerics:
+        return Text(f"{numerics} numerics-relevant change(s), {informational} informational",
+                    style="bold yellow")
+    if informational:
+        return Text(f"no numerics-relevant change; {informational} informational",
+                    style="bold green")
+    # Two captures of one machine always differ in these; saying "1 field changed" is noise.
+    volatile = volatile_phrase(changes)
+    return Text("identical fingerprints" + (f" ({volatile})" if volatile else ""),
+                style="bold green")
