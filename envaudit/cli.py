@@ -1,4 +1,5 @@
-"""Command line: argument parsing, output and exit codes, nothing else.
+"""Command line: the handlers of each command, output and exit codes, nothing else (the
+grammar and its help are ``cli_parser`` and ``cli_help``).
 
 Exit codes (docs/design.md, "Exit codes"): 0 identical/equivalent or nothing numerics-relevant
 changed; 1 a finding (drift, precision loss, a numerics-relevant change); 2 envaudit could not do
@@ -20,19 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envaudit import __version__
-from envaudit.cli_help import Formatter, Parser, described
+from envaudit import cli_parser
+from envaudit.cli_parser import _path, _positive_int  # noqa: F401  (tests use them from here)
 from envaudit.errors import EnvauditError
 from envaudit.render.escape import TerminalSafe, for_document, for_terminal
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
-_NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hidden)"
-_VERBOSE = ("more detail: every environment change in the text table of check and diff,"
-            " build details included")
-_OUTPUT = "write to FILE instead of stdout (one summary line goes to stderr)"
-HISTORY_SHOWN = 20  # runs 'envaudit history' lists without --limit or --all
-_NO_HISTORY = ("do not append this run to the history ($XDG_DATA_HOME/envaudit/history.sqlite;"
-               " ENVAUDIT_HISTORY=off does the same)")
 
 
 def _console(file: Any = None):
@@ -466,241 +460,12 @@ class _progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # pragma: no mutate start
-    parser = Parser(
-        prog="envaudit",
-        description="Did your environment change the numbers your detection model produces?\n\n"
-                    "Start with 'envaudit record' on a machine you trust, then run 'envaudit"
-                    " check'\nafter every change.",
-        epilog="'envaudit COMMAND --help' describes a command: its defaults, an example and its"
-               " exit codes.",
-        formatter_class=Formatter,
-    )
-    parser.add_argument("-V", "--version", action="version", version=f"envaudit {__version__}")
-    _loudness(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    p = _command(sub, "fingerprint", "capture this environment's fingerprint")
-    p.add_argument("--format", choices=("text", "json", "md"), default="text",
-                   help="default: text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-    # pragma: no mutate end
-    p.set_defaults(handler=_cmd_fingerprint)
-
-    # pragma: no mutate start
-    p = _command(sub, "diff", "compare two fingerprints (JSON files or golden bundles)")
-    p.add_argument("a", metavar="A", help="fingerprint JSON file or golden bundle folder")
-    p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    # pragma: no mutate end
-    p.set_defaults(handler=_cmd_diff)
-
-    # pragma: no mutate start
-    p = _command(sub, "report", "a redacted Markdown fingerprint to paste into a bug report")
-    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-    # pragma: no mutate end
-    p.set_defaults(handler=_cmd_report)
-
-    # pragma: no mutate start
-    p = _command(sub, "record", "run the golden workload and store a golden bundle")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--golden", metavar="PATH", type=_path, help="bundle folder to write")
-    where.add_argument("--name", default="default",
-                       help="bundle name under $XDG_DATA_HOME/envaudit/golden/ (default:"
-                            " default, the one check uses without --golden)")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle")
-    p.add_argument("--no-redact", action="store_true",
-                   help="store the fingerprint with host, user and paths (secrets never)")
-    p.add_argument("--model", metavar="PATH", type=_path,
-                   help="record your own model instead: a SavedModel folder or a .keras file")
-    p.add_argument("--inputs", metavar="PATH", type=_path,
-                   help="with --model: a folder of PNG/JPEG images or an .npz of named arrays")
-    p.add_argument("--signature", metavar="NAME",
-                   help="with --model: the SavedModel signature to run (default serving_default)")
-    p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
-                   help="with --model: the outputs that hold detections (the Object Detection"
-                        " API's names are recognised without it)")
-    p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
-    # pragma: no mutate end
-    p.set_defaults(handler=_cmd_record)
-
-    # pragma: no mutate start
-    p = _command(sub, "check", "run the workload and compare it with a golden bundle")
-    _golden_choice(p)
-    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
-                   help="run the workload N times to measure nondeterminism (default 1)")
-    p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
-    p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
-    p.add_argument("--modes", type=_modes, metavar="MODE,...",
-                   help="execution modes to check: eager, graph, xla (default: all the golden"
-                        " recorded)")
-    p.add_argument("--model", metavar="PATH", type=_path,
-                   help="a golden of your own model: where the model is now, if it moved")
-    p.add_argument("--tolerance", action="append", metavar="[OUTPUT=]rtol:X,atol:Y",
-                   help="a difference you accept in an output of your model (or, without"
-                        " OUTPUT=, in every output); repeat for several (default: none)")
-    p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
-                   help="the outputs of your model that hold detections")
-    p.add_argument("--bisect", action="store_true",
-                   help="confirm or rule out package changes by rebuilding environments with uv")
-    _check_output(p)
-    # pragma: no mutate end
-    p.set_defaults(handler=_cmd_check)
-
-    # pragma: no mutate start
-    p = _command(sub, "bisect", "check, and bisect the package changes in environments rebuilt"
-                                " with uv")
-    _golden_choice(p)
-    p.add_argument("--model", metavar="PATH", type=_path,
-                   help="a golden of your own model: where the model is now, if it moved")
-    p.add_argument("--no-confirm", action="store_true", help="skip confirmation re-runs")
-    p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
-    _check_output(p)
-    p.set_defaults(handler=_cmd_bisect, repeat=1, modes=None, tolerance=None, detections=None)
-    # pragma: no mutate end
-
-    # pragma: no mutate start
-    p = _command(sub, "fleet", "check every node of a Dask distributed cluster")
-    fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=Parser,
-                             required=True)
-    fc = _command(fleet, "check", "run envaudit check on every node: groups, drift and suspected"
-                                  " hardware faults", "fleet check")
-    fc.add_argument("--golden", metavar="PATH", type=_path,
-                    help="golden bundle folder (default: as 'envaudit check')")
-    fc.add_argument("--timeout", type=_positive_int, default=600, metavar="S",
-                    help="seconds one node's check may take (default 600)")
-    fc.add_argument("--rerun", type=_count, default=2, metavar="K",
-                    help="re-runs of a suspected faulty node on that node (default 2)")
-    fc.add_argument("--modes", type=_modes, metavar="MODE,...",
-                    help="execution modes each node checks (default: all the golden recorded)")
-    fc.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
-    ff = _command(fleet, "fingerprint", "every node's fingerprint, grouped", "fleet fingerprint")
-    # JUnit is a list of pass/fail tests: a check has them, a set of fingerprints does not.
-    for q, formats in ((fc, ("text", "json", "md", "junit", "html")),
-                       (ff, ("text", "json", "md", "html"))):
-        where = q.add_mutually_exclusive_group(required=True)
-        where.add_argument("--scheduler", metavar="ADDRESS",
-                           help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 or"
-                                " tls://10.0.0.1:8786")
-        where.add_argument("--local", type=_positive_int, metavar="N",
-                           help="start a local Dask cluster of N workers (a try on one machine)")
-        q.add_argument("--format", choices=formats, default="text", help="default: text")
-        q.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-        q.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-        q.add_argument("--tls-ca-file", metavar="PEM", type=_path,
-                       help="tls:// scheduler: the CA that signed its certificate")
-        q.add_argument("--tls-cert", metavar="PEM", type=_path,
-                       help="tls:// scheduler: this client's certificate")
-        q.add_argument("--tls-key", metavar="PEM", type=_path,
-                       help="tls:// scheduler: the certificate's private key")
-    # pragma: no mutate end
-    fc.set_defaults(handler=_cmd_fleet_check)
-    ff.set_defaults(handler=_cmd_fleet_fingerprint)
-
-    # pragma: no mutate start
-    p = _command(sub, "history", "past records and checks on this machine (envaudit history;"
-                                 " envaudit history show [ID])")
-    p.add_argument("action", nargs="*", metavar="show [ID]",
-                   help="one run, all its fields (without ID: the latest)")
-    p.add_argument("--golden", metavar="PATH", type=_path, help="only runs against this golden")
-    p.add_argument("--since", metavar="DATE", help="only runs at or after DATE (ISO, UTC)")
-    count = p.add_mutually_exclusive_group()
-    count.add_argument("--limit", type=_positive_int, default=HISTORY_SHOWN, metavar="N",
-                       help=f"show the last N runs (default {HISTORY_SHOWN})")
-    count.add_argument("--all", action="store_true", help="show every run")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-    p.set_defaults(handler=_cmd_history)
-    # pragma: no mutate end
-
-    # pragma: no mutate start
-    p = _command(sub, "cache", "the environments --bisect builds")
-    cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=Parser,
-                             required=True)
-    clear = _command(cache, "clear", "remove every environment envaudit built, and the results"
-                                     " cached in them", "cache clear")
-    # pragma: no mutate end
-    clear.set_defaults(handler=_cmd_cache_clear)
-    return parser
-
-
-def _command(sub: Any, name: str, summary: str, key: str | None = None) -> Parser:
-    """A subcommand with its description, example and exit codes (``cli_help``), -q and -v, and
-    itself in the namespace, so an argument it does not take is refused by it (naming its help)."""
-    p = sub.add_parser(name, help=summary, **described(key or name))
-    _loudness(p)
-    p.set_defaults(parser=p)
-    return p
-
-
-def _loudness(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: given before or after the command, either counts ('envaudit -q check' and
-    # 'envaudit check -q'), and a subcommand's default never overwrites the top level's.
-    # pragma: no mutate start
-    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                   help="print only the result (the headline of a check) and errors")
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help=_VERBOSE)
-    # pragma: no mutate end
-
-
-def _golden_choice(p: argparse.ArgumentParser) -> None:
-    # pragma: no mutate start
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--golden", metavar="PATH", type=_path,
-                       help="golden bundle folder (default: see above)")
-    where.add_argument("--name", help="a bundle recorded with 'envaudit record --name NAME'")
-    # pragma: no mutate end
-
-
-def _check_output(p: argparse.ArgumentParser) -> None:
-    # pragma: no mutate start
-    p.add_argument("--format", choices=("text", "json", "md", "junit", "html"), default="text",
-                   help="default: text; html: one self-contained page with charts and the boxes"
-                        " on the images")
-    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
-    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
-    p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
-    # pragma: no mutate end
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _modes(text: str) -> tuple[str, ...]:
-    modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in modes if m not in ("eager", "graph", "xla")]
-    if not modes or unknown:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of modes from eager, graph,"
-                                         " xla")
-    return modes
-
-
-def _path(text: str) -> str:
-    # An empty path would silently mean "the default": the default bundle, or stdout.
-    if not text:
-        raise argparse.ArgumentTypeError("is empty; give a path or leave the option out")
-    return text
+    """The parser, wired to this module's handlers (the grammar is ``cli_parser``)."""
+    return cli_parser.build_parser({
+        "fingerprint": _cmd_fingerprint, "diff": _cmd_diff, "report": _cmd_report,
+        "record": _cmd_record, "check": _cmd_check, "bisect": _cmd_bisect,
+        "fleet check": _cmd_fleet_check, "fleet fingerprint": _cmd_fleet_fingerprint,
+        "history": _cmd_history, "cache clear": _cmd_cache_clear})
 
 
 def _tolerant_streams() -> None:
