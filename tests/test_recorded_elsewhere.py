@@ -132,6 +132,17 @@ def test_what_a_side_could_not_read_is_never_claimed_and_a_hostile_name_stays_on
     assert hostile is not None and "\n" not in hostile.line and "\r" not in hostile.line
 
 
+def test_the_shipped_reference_is_named_as_such_by_where_it_is_not_by_its_content(tmp_path):
+    from envaudit.checking import _is_shipped
+
+    link = tmp_path / "link"
+    link.symlink_to(REFERENCE_BUNDLE, target_is_directory=True)
+    copy_of_it = shutil.copytree(REFERENCE_BUNDLE, tmp_path / "copy")
+    assert link.resolve() == REFERENCE_BUNDLE.resolve()  # the setup: a real link to it
+    assert _is_shipped(REFERENCE_BUNDLE) and _is_shipped(link)
+    assert not _is_shipped(copy_of_it)  # the same bytes elsewhere are someone's own golden
+
+
 # --- every format shows the decision -----------------------------------------------------------
 
 
