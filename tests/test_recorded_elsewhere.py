@@ -222,3 +222,14 @@ def test_a_golden_recorded_on_this_machine_says_nothing_of_the_kind(golden_bundl
     proc = run_cli("check", "--golden", str(golden_bundle))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("✔ Identical") and ELSEWHERE not in proc.stdout
+
+
+def test_a_user_model_golden_from_elsewhere_advises_recording_the_model(golden_from_elsewhere):
+    from envaudit.checking import _with_provenance
+
+    bundle = load_bundle(golden_from_elsewhere)
+    checked = dataclasses.replace(make_result(), current_fingerprint=capture())
+    found = _with_provenance(checked, bundle).recorded_elsewhere
+    assert found is not None and found.kinds == ("cpu", "instruction_sets")
+    assert found.line.endswith("run: envaudit record --model MODEL --inputs INPUTS")
+    assert _with_provenance(make_result(), bundle).recorded_elsewhere is None  # nothing to compare
