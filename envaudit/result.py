@@ -86,7 +86,7 @@ class CheckResult:
                  m.not_run) for m in self.modes]
 
     def to_dict(self) -> dict[str, Any]:
-        """The check JSON (README, "Check JSON"): this result's fields, with the golden's path
+        """The check JSON (docs/json.md): this result's fields, with the golden's path
         and id grouped; the whole fingerprints stay out (their ids are in)."""
         fields = plain(self)
         golden = {"path": fields.pop("golden_path"),
