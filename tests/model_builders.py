@@ -170,3 +170,91 @@ def _initial_value(name: str, shape: tuple[int, ...], rng: np.random.Generator) 
 def save_keras_model(path: Path) -> None:
     """``keras_model()`` saved as a ``.keras`` file at ``path`` (the name must end in .keras)."""
     keras_model().save(path)
+
+
+# --- a detector exported the way the TF Object Detection API exports one -----------------------
+
+OD_INPUT = "input_tensor"  # the OD API exporter's input name
+OD_SEED = 20250119
+OD_CLASSES = 3
+OD_MAX_DETECTIONS = 100  # the exporter's max_total_detections default
+OD_SIZES = ((72, 96), (100, 64), (56, 56))  # (height, width) of the three test images
+
+
+def export_od_api_savedmodel(path: Path) -> None:
+    """A small single-shot detector exported as the Object Detection API's ``exporter_main_v2``
+    exports one: a ``tf.Module`` whose ``serving_default`` takes ``input_tensor`` uint8
+    [1, None, None, 3] (batch one, any size) and returns ``detection_boxes`` [1, 100, 4],
+    ``detection_scores`` [1, 100], ``detection_classes`` [1, 100] (1-based class ids as floats)
+    and ``num_detections`` [1] (float32), after ``tf.image.combined_non_max_suppression``.
+
+    Three strided 3x3 convolutions (ReLU) make a stride-8 feature map; 1x1 conv heads give box
+    offsets and class logits per cell around a 24-pixel anchor. Weights are seeded variables."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(OD_SEED)
+
+    def kernel(shape: tuple[int, ...], name: str) -> tf.Variable:
+        fan_in = int(np.prod(shape[:-1]))
+        value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
+        return tf.Variable(value, name=name)
+
+    module = tf.Module()
+    module.convs = [kernel((3, 3, 3, 16), "conv1"), kernel((3, 3, 16, 32), "conv2"),
+                    kernel((3, 3, 32, 32), "conv3")]
+    module.box_head = kernel((1, 1, 32, 4), "box_head")
+    module.class_head = kernel((1, 1, 32, OD_CLASSES), "class_head")
+    signature = tf.TensorSpec([1, None, None, 3], tf.uint8, name=OD_INPUT)
+
+    def detect(input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = tf.cast(input_tensor, tf.float32) / 127.5 - 1.0
+        for weights in module.convs:
+            x = tf.nn.relu(tf.nn.conv2d(x, weights, strides=2, padding="SAME"))
+        offsets = tf.tanh(tf.nn.conv2d(x, module.box_head, 1, "SAME"))
+        logits = tf.nn.conv2d(x, module.class_head, 1, "SAME")
+        shape = tf.shape(x)
+        cells_y, cells_x = shape[1], shape[2]
+        height = tf.cast(tf.shape(input_tensor)[1], tf.float32)
+        width = tf.cast(tf.shape(input_tensor)[2], tf.float32)
+        cy = (tf.cast(tf.range(cells_y), tf.float32) + 0.5) / tf.cast(cells_y, tf.float32)
+        cx = (tf.cast(tf.range(cells_x), tf.float32) + 0.5) / tf.cast(cells_x, tf.float32)
+        cy, cx = tf.meshgrid(cy, cx, indexing="ij")
+        centre_y = cy[None] + 0.1 * offsets[..., 0]
+        centre_x = cx[None] + 0.1 * offsets[..., 1]
+        half_h = 12.0 / height * tf.exp(0.5 * offsets[..., 2])
+        half_w = 12.0 / width * tf.exp(0.5 * offsets[..., 3])
+        boxes = tf.stack([centre_y - half_h, centre_x - half_w,
+                          centre_y + half_h, centre_x + half_w], axis=-1)
+        boxes = tf.reshape(tf.clip_by_value(boxes, 0.0, 1.0), [1, -1, 1, 4])
+        scores = tf.reshape(tf.sigmoid(logits), [1, -1, OD_CLASSES])
+        nms = tf.image.combined_non_max_suppression(
+            boxes, scores, max_output_size_per_class=OD_MAX_DETECTIONS,
+            max_total_size=OD_MAX_DETECTIONS, iou_threshold=0.5, score_threshold=0.5)
+        return {
+            "detection_boxes": nms.nmsed_boxes,
+            "detection_scores": nms.nmsed_scores,
+            "detection_classes": nms.nmsed_classes + LABEL_ID_OFFSET,
+            "num_detections": tf.cast(nms.valid_detections, tf.float32),
+        }
+
+    module.detect = tf.function(detect, input_signature=[signature], autograph=False)
+    tf.saved_model.save(module, str(path),
+                        signatures={"serving_default": module.detect.get_concrete_function()})
+
+
+def write_sized_images(folder: Path) -> list[str]:
+    """Three images of the sizes in ``OD_SIZES`` (PNG, JPEG, PNG), cut from the canary's scenes
+    and encoded by TensorFlow; their names, sorted."""
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = decoded_images()
+    names = []
+    for i, (height, width) in enumerate(OD_SIZES):
+        pixels = scenes[i][:height, :width] if height <= IMAGE_SIZE and width <= IMAGE_SIZE \
+            else np.tile(scenes[i], (2, 2, 1))[:height, :width]
+        encode = tf.io.encode_jpeg if i == 1 else tf.io.encode_png
+        name = f"scene{i}.{'jpg' if i == 1 else 'png'}"
+        (folder / name).write_bytes(encode(pixels).numpy())
+        names.append(name)
+    return sorted(names)

@@ -19,7 +19,7 @@ WORKLOAD = {
               "inputs": {"image": {"dtype": "float32", "shape": [None, 100, 100, 3]}},
               "outputs": ["embedding", "logits"], "layers": ["stem_conv", "block1_conv"],
               "detections": None, "mode": "graph"},
-    "inputs": {"kind": "images", "files": ["a.png", "b.jpg"], "feed": "image"},
+    "inputs": {"kind": "images", "files": ["a.png", "b.jpg"], "feed": "image", "per_image": False},
 }
 
 JSON = st.recursive(
@@ -29,6 +29,8 @@ JSON = st.recursive(
                                                                 max_size=4),
     max_leaves=10)
 FIELDS = [("model", k) for k in WORKLOAD["model"]] + [("inputs", k) for k in WORKLOAD["inputs"]]
+# Bundles recorded before images could run one at a time have no ``per_image``: absent is false.
+REQUIRED = [f for f in FIELDS if f != ("inputs", "per_image")]
 
 
 def test_the_valid_workload_reads_back_as_the_model_it_describes():
@@ -54,11 +56,39 @@ def test_any_forged_field_is_refused_or_still_readable(field, value):
         assert isinstance(problem, str) and problem
 
 
-@given(missing=st.sampled_from(FIELDS))
+@given(missing=st.sampled_from(REQUIRED))
 def test_a_missing_field_is_refused(missing):
     forged = copy.deepcopy(WORKLOAD)
     del forged[missing[0]][missing[1]]
     assert workload_problem(forged)
+
+
+def test_images_run_one_at_a_time_have_an_array_per_image_stage_by_stage():
+    older = copy.deepcopy(WORKLOAD)
+    del older["inputs"]["per_image"]  # as recorded before: a batch
+    assert workload_problem(older) is None
+    assert ModelInfo.from_manifest(older).per_image is False
+    each = copy.deepcopy(WORKLOAD)
+    each["inputs"]["per_image"] = True
+    info = ModelInfo.from_manifest(each)
+    assert info.stage_names()[:4] == ("input.image.0", "input.image.1", "layer.stem_conv.0",
+                                      "layer.stem_conv.1")
+    assert info.stage_names()[-1] == "output.logits.1"
+    assert (info.output_of("output.logits.1"), info.output_of("layer.stem_conv.0")) == \
+        ("logits", None)
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", None, [True]])
+def test_a_per_image_that_is_not_true_or_false_is_refused(value):
+    forged = copy.deepcopy(WORKLOAD)
+    forged["inputs"]["per_image"] = value
+    assert "per_image" in workload_problem(forged)
+
+
+def test_arrays_never_run_one_at_a_time():
+    forged = copy.deepcopy(WORKLOAD)
+    forged["inputs"] = {"kind": "arrays", "files": [], "feed": None, "per_image": True}
+    assert "true only for images" in workload_problem(forged)
 
 
 @pytest.mark.parametrize(("texts", "default", "per_output"), [

@@ -46,8 +46,8 @@ from envaudit.errors import EnvauditError
 from envaudit.fingerprint.model import Change, Fingerprint
 from envaudit.result import CheckResult
 from envaudit.store import GoldenBundle
-from envaudit.usermodel.detections import detections_from_outputs, shape_problem
-from envaudit.usermodel.golden import locate, outputs_of, validated
+from envaudit.usermodel.detections import detections_of, shape_problem
+from envaudit.usermodel.golden import locate, outputs_by_image, validated
 from envaudit.usermodel.spec import DetectionNames, ModelInfo, Tolerances, require_outputs
 from envaudit.workload.types import keyed_arrays, keyed_devices
 
@@ -79,9 +79,10 @@ def check_model(
     require_outputs((tolerances.per_output or {}), info.outputs, "--tolerance")
     if detections is not None:
         require_outputs(detections.names(), info.outputs, "--detections")
-        problem = shape_problem(detections, outputs_of(golden))
-        if problem:
-            raise EnvauditError(f"--detections {problem}")
+        for outputs in outputs_by_image(info, golden):
+            problem = shape_problem(detections, outputs)
+            if problem:
+                raise EnvauditError(f"--detections {problem}")
         info = replace(info, detections=detections)
     path = locate(info, model)
     feeds = _feeds(bundle, info)
@@ -208,8 +209,9 @@ def _compare(bundle: GoldenBundle, info: ModelInfo, golden: Mapping[str, np.ndar
     stages = placed(_compare_stages(golden, current, info, tolerances, spread), bundle.devices,
                     devices)
     names = info.detections
-    boxes = (match_detections(detections_from_outputs(names, outputs_of(golden)),
-                              detections_from_outputs(names, outputs_of(current)), noise=spread)
+    boxes = (match_detections(detections_of(names, outputs_by_image(info, golden)),
+                              detections_of(names, outputs_by_image(info, current)),
+                              noise=spread)
              if names else None)
     mode = ModeResult(info.mode, classify(stages, (), boxes), _first_divergence(stages),
                       boxes or EMPTY_DETECTIONS)
@@ -288,7 +290,7 @@ def _compare_stages(golden: Mapping[str, np.ndarray], current: Mapping[str, np.n
                     spread: float) -> tuple[TensorComparison, ...]:
     compared = []
     for c in compare_arrays("stage", golden, current, spread=spread, mode=info.mode):
-        name = c.name[len("output."):] if c.name.startswith("output.") else None
+        name = info.output_of(c.name)
         tolerance = tolerances.for_output(name) if name else None
         if tolerance is not None:
             c = tolerated(c, golden[c.name], current.get(c.name), tolerance.rtol,
@@ -343,10 +345,28 @@ def _child_spec(folder: Path, path: Path, info: ModelInfo,
 def _basis(info: ModelInfo, tolerances: Tolerances, witness: PrecisionWitness) -> str:
     what = (f"{len(info.outputs)} output(s)" + (f" and {len(info.layers)} layer(s)"
                                                if info.layers else ""))
+    if info.per_image:
+        what += f", image by image ({len(info.image_files)} images of different sizes)"
     accepted = (f"rounding noise (within {EQUIVALENT_MAX_REL_ULPS:g} unit roundoffs of each"
                 " array's scale)"
                 if not (tolerances.default or tolerances.per_output)
                 else "the tolerances given, and rounding noise elsewhere")
     return (f"the model's {what} compared bit for bit with the golden, accepting {accepted};"
             f" precision judged by {witness.probes} canary probes against float64, since the"
-            " model has no float64 twin")
+            f" model has no float64 twin; {layer_sight(info)}")
+
+
+def layer_sight(info: ModelInfo) -> str:
+    """Which layers a check of this golden sees, and how to see more."""
+    if info.kind == "keras":
+        return (f"layers seen: {len(info.layers)} Keras layer output(s)" if info.layers else
+                "layers seen: none (the model has no named layer with one output of its own:"
+                " build it as a functional model to compare its layers)")
+    if info.layers:
+        return (f"layers seen: {len(info.layers)} convolution and matrix-product output(s)"
+                " inside the signature's graph, fetched in a second run (there grappler cannot"
+                " fuse them, so they locate a change; the outputs are the served ones)")
+    return ("layers seen: none, only the signature's outputs (this golden holds no layer"
+            " outputs: 'envaudit record' keeps the convolution and matrix-product outputs inside"
+            " the graph where TensorFlow can freeze it, and says why when it cannot; a .keras"
+            " file gives Keras layers)")

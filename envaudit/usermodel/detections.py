@@ -3,13 +3,14 @@
 The TF Object Detection API exports ``detection_boxes`` [N, K, 4] (ymin, xmin, ymax, xmax,
 normalized), ``detection_scores`` [N, K], ``detection_classes`` [N, K] (class ids as floats) and
 ``num_detections`` [N]: rows past ``num_detections`` are padding. Without a count output every row
-whose score is above zero is a detection (zero-score rows are how fixed-size outputs pad).
-NumPy only.
+whose score is above zero is a detection (zero-score rows are how fixed-size outputs pad). Images
+that ran one at a time give one set of outputs each; their detections are numbered by image, so
+matching stays per image. NumPy only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -57,4 +58,23 @@ def detections_from_outputs(names: DetectionNames,
         boxes=boxes[image, slot],
         classes=np.rint(classes[image, slot]).astype(np.int32),
         scores=scores[image, slot],
+    )
+
+
+def detections_of(names: DetectionNames,
+                  runs: Sequence[Mapping[str, np.ndarray]]) -> Detections:
+    """The detections of the outputs of several runs (one batch, or one image each), images
+    numbered across the runs in order."""
+    parts, offset = [], 0
+    for outputs in runs:
+        found = detections_from_outputs(names, outputs)
+        parts.append(Detections(found.image + offset, found.boxes, found.classes, found.scores))
+        offset += int(np.asarray(outputs[names.boxes]).shape[0])
+    if len(parts) == 1:
+        return parts[0]
+    return Detections(
+        image=np.concatenate([p.image for p in parts]).astype(np.int32),
+        boxes=np.concatenate([p.boxes for p in parts]).reshape(-1, 4),
+        classes=np.concatenate([p.classes for p in parts]).astype(np.int32),
+        scores=np.concatenate([p.scores for p in parts]).astype(np.float32),
     )

@@ -85,9 +85,10 @@ def validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray]
             a.dtype != np.uint8 or a.ndim != 1 for a in bundle.inputs.values()):
         raise _unusable(where, "its image inputs are not encoded image bytes")
     if info.detections:
-        problem = shape_problem(info.detections, outputs_of(stages))
-        if problem:
-            raise _unusable(where, f"its detection outputs do not fit: {problem}")
+        for outputs in outputs_by_image(info, stages):
+            problem = shape_problem(info.detections, outputs)
+            if problem:
+                raise _unusable(where, f"its detection outputs do not fit: {problem}")
     return stages
 
 
@@ -104,3 +105,17 @@ def _unusable(where: str, why: str) -> EnvauditError:
 
 def outputs_of(stages: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k[len("output."):]: v for k, v in stages.items() if k.startswith("output.")}
+
+
+def outputs_by_image(info: ModelInfo, stages: Mapping[str, np.ndarray]
+                     ) -> list[dict[str, np.ndarray]]:
+    """A run's outputs by output name: one mapping for the batch, or one per image when the
+    images ran one at a time (``ModelInfo.per_image``)."""
+    if not info.per_image:
+        return [outputs_of(stages)]
+    found: list[dict[str, np.ndarray]] = [{} for _ in info.image_files]
+    for array in info.arrays():
+        if array.image is not None and array.stage.startswith("output.") and \
+                array.name in stages:
+            found[array.image][array.stage[len("output."):]] = stages[array.name]
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bund
 from envaudit.usermodel import WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.usermodel.detections import shape_problem
 from envaudit.usermodel.files import ImageFiles, model_digest, model_kind, read_arrays, read_images
+from envaudit.usermodel.golden import outputs_by_image
 from envaudit.usermodel.spec import OD_API, PLAIN, DetectionNames, ModelInfo, require_outputs
 from envaudit.workload.types import keyed_devices
 
@@ -33,10 +35,12 @@ def record_model(
     force: bool = False,
     redact: bool = True,
     progress: Callable[[str], None] = lambda _m: None,
+    note: Callable[[str], None] = lambda _m: None,
 ) -> GoldenBundle:
     """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
     ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
-    False."""
+    False. ``note`` hears what the user should know about the recording: which layers a check
+    will see, and why no more."""
     path, model, inputs = Path(path), Path(model), Path(inputs)
     check_writable(path, force)
     kind = model_kind(model)
@@ -72,9 +76,20 @@ def record_model(
     else:
         run = run_model(loaded, arrays=arrays)
         feed = None
-    outputs = {k[len("output."):]: v for k, v in run.stages.items() if k.startswith("output.")}
-    _require_recordable(outputs)
-    names = _detection_names(detections, outputs)
+    seen = ModelInfo(
+        kind=kind, path="", sha256=identity.sha256, files=identity.files, size=identity.size,
+        signature=loaded.signature, inputs=loaded.inputs, outputs=run.outputs,
+        layers=run.layers, detections=None, mode=run.mode,
+        input_kind="images" if images is not None else "arrays",
+        image_files=images.names if images is not None else (), image_feed=feed,
+        per_image=run.per_image)
+    by_image = outputs_by_image(seen, run.stages)
+    for outputs in by_image:
+        _require_recordable(outputs)
+    names = _detection_names(detections, by_image)
+    if not run.layers and loaded.layer_problem:
+        note(f"the check will compare the model's outputs only: no layer output can be recorded"
+             f" ({loaded.layer_problem})")
     progress("running the canary probes")
     from envaudit.workload.assets import load_probe_jpeg
 
@@ -92,12 +107,7 @@ def record_model(
         redactor = Redactor.for_trees(fingerprint)
         fingerprint = Fingerprint(redactor.tree(fingerprint.data))
         shown = redactor.text(shown)
-    info = ModelInfo(
-        kind=kind, path=shown, sha256=identity.sha256, files=identity.files,
-        size=identity.size, signature=loaded.signature, inputs=loaded.inputs,
-        outputs=tuple(outputs), layers=loaded.layers, detections=names, mode=run.mode,
-        input_kind="images" if images is not None else "arrays",
-        image_files=images.names if images is not None else (), image_feed=feed)
+    info = replace(seen, path=shown, detections=names)
     model_entry, inputs_entry = info.to_manifest()
     stored = ({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
                enumerate(images.encoded)} if images is not None else dict(arrays or {}))
@@ -136,18 +146,20 @@ def _require_recordable(outputs: dict[str, np.ndarray]) -> None:
 
 
 def _detection_names(given: DetectionNames | None,
-                     outputs: dict[str, np.ndarray]) -> DetectionNames | None:
+                     by_image: list[dict[str, np.ndarray]]) -> DetectionNames | None:
     """The outputs read as detections: those given, else the Object Detection API's names when
     the model has them, else none."""
+    outputs = by_image[0]
     if given is None:
         if not all(n in outputs for n in (OD_API.boxes, OD_API.scores, OD_API.classes)):
             return None
         given = OD_API if OD_API.count in outputs else DetectionNames(
             OD_API.boxes, OD_API.scores, OD_API.classes)
     require_outputs(given.names(), tuple(outputs), "--detections")
-    problem = shape_problem(given, outputs)
-    if problem:
-        raise EnvauditError(f"the detection outputs cannot be compared: {problem}; name the"
-                            " right outputs with --detections boxes=NAME,scores=NAME,"
-                            "classes=NAME[,count=NAME]")
+    for each in by_image:
+        problem = shape_problem(given, each)
+        if problem:
+            raise EnvauditError(f"the detection outputs cannot be compared: {problem}; name the"
+                                " right outputs with --detections boxes=NAME,scores=NAME,"
+                                "classes=NAME[,count=NAME]")
     return given

@@ -7,8 +7,12 @@ recorded SHA-256 and pass ``files.location_problem``; the signature it names mus
 model; the layers a check records are derived from the model itself, never read from the manifest.
 
 Stage names (arrays of ``stages.MODE``) say what each array is: ``input.NAME`` (decoded images),
-``layer.NAME`` (a Keras layer's output), ``output.NAME`` (a model output), in that order, which is
-the order localization walks. Standard library only.
+``layer.NAME`` (a Keras layer's output, or a conv/matmul output inside a SavedModel's graph),
+``output.NAME`` (a model output), in that order, which is the order localization walks. Images of
+different sizes run one at a time (``per_image``): each image has its own arrays, named
+``STAGE.I`` with I the image's index in ``inputs.files``, stage by stage (every image's input, then
+every image's first layer, ...). A manifest without ``per_image`` (recorded before images could
+run one at a time) is a batched one. Standard library only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 INPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32",
                 "float64", "bool")
 STAGE_PREFIXES = ("input.", "layer.", "output.")
+_INPUT_KEYS = ["feed", "files", "kind"]  # ``per_image`` too, since images may run one at a time
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ class ModelInfo:
     input_kind: InputKind
     image_files: tuple[str, ...] = ()  # image inputs: the file names, in batch order
     image_feed: str | None = None  # image inputs: the input they are fed as
+    per_image: bool = False  # image inputs of different sizes, run one at a time
 
     def to_manifest(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(``workload.model``, ``workload.inputs``) as the manifest stores them."""
@@ -123,7 +129,7 @@ class ModelInfo:
                  "detections": self.detections.to_dict() if self.detections else None,
                  "mode": self.mode}
         inputs = {"kind": self.input_kind, "files": list(self.image_files),
-                  "feed": self.image_feed}
+                  "feed": self.image_feed, "per_image": self.per_image}
         return model, inputs
 
     @classmethod
@@ -139,13 +145,42 @@ class ModelInfo:
             detections=DetectionNames(d["boxes"], d["scores"], d["classes"], d["count"])
             if d else None,
             mode=m["mode"], input_kind=i["kind"], image_files=tuple(i["files"]),
-            image_feed=i["feed"])
+            image_feed=i["feed"], per_image=i.get("per_image", False))
 
-    def stage_names(self) -> tuple[str, ...]:
+    def arrays(self) -> tuple[ModelArray, ...]:
         """Every array of a run, in localization order."""
         feeds = [self.image_feed] if self.input_kind == "images" and self.image_feed else []
-        return (*(f"input.{n}" for n in feeds), *(f"layer.{n}" for n in self.layers),
-                *(f"output.{n}" for n in self.outputs))
+        bases = (*(f"input.{n}" for n in feeds), *(f"layer.{n}" for n in self.layers),
+                 *(f"output.{n}" for n in self.outputs))
+        if not self.per_image:
+            return tuple(ModelArray(b, b, None) for b in bases)
+        images = range(len(self.image_files))
+        return tuple(ModelArray(per_image_name(b, i), b, i) for b in bases for i in images)
+
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.arrays())
+
+    def output_of(self, name: str) -> str | None:
+        """The model output an array holds (all of it, or one image's), or None."""
+        for array in self.arrays():
+            if array.name == name and array.stage.startswith("output."):
+                return array.stage[len("output."):]
+        return None
+
+
+@dataclass(frozen=True)
+class ModelArray:
+    """One array of a run: its name in the bundle, the stage it holds, for which image (None: the
+    whole batch)."""
+
+    name: str
+    stage: str
+    image: int | None
+
+
+def per_image_name(stage: str, image: int) -> str:
+    """The array of ``stage`` for image ``image`` when images run one at a time."""
+    return f"{stage}.{image}"
 
 
 # --- validation of someone else's manifest -----------------------------------------------------
@@ -192,9 +227,12 @@ def workload_problem(workload: Mapping[str, Any]) -> str | None:
             return "'workload.model.detections' must name outputs of the model"
     if m["mode"] not in MODES:
         return f"'workload.model.mode' must be one of {', '.join(MODES)}"
-    if not isinstance(i, dict) or sorted(i) != ["feed", "files", "kind"] or \
-            i["kind"] not in INPUT_KINDS:
+    if not isinstance(i, dict) or sorted(i) not in (_INPUT_KEYS, sorted(
+            (*_INPUT_KEYS, "per_image"))) or i["kind"] not in INPUT_KINDS:
         return "'workload.inputs' must say the kind of inputs, their files and their feed"
+    if not isinstance(i.get("per_image", False), bool) or \
+            (i.get("per_image") is True and i["kind"] != "images"):
+        return "'workload.inputs.per_image' must be true or false, and true only for images"
     if i["kind"] == "images":
         if not _plain(i["feed"]) or i["feed"] not in inputs or \
                 not isinstance(i["files"], list) or not i["files"] or \

@@ -1,16 +1,23 @@
 """Run a user's model on the user's inputs, the way it is deployed, and capture every output.
 
 - A SavedModel runs through its serving signature (``loaded.signatures[NAME]``), as TF Serving runs
-  it: one concrete function, grappler-optimized: the ``graph`` mode. A signature with a fixed batch
-  size is fed in batches of that size.
+  it: one concrete function, grappler-optimized: the ``graph`` mode. Its layers are the conv and
+  matmul outputs inside that graph, fetched by a second run (``graph_layers.py``), where TensorFlow
+  can freeze the graph; where it cannot, ``layer_problem`` says why and only outputs are compared.
 - A Keras ``.keras`` file is loaded with ``safe_mode=True`` (no deserialized lambdas) and run with
   ``model.predict``, XLA included when Keras compiles it: the mode is what ``predict`` used
   (``xla`` when ``model.jit_compile`` is on, else ``graph``; ``eager`` when ``run_eagerly``).
 - A Keras functional model's named layers are recorded too: one extra model over the same inputs
   whose outputs are those layers' outputs, called as one traced function with the same
-  ``jit_compile`` (the whole batch at once), so a check can name the first layer that diverged.
-  Layers are recorded in model order until ``LAYER_BYTES``;
-  a layer shared between calls has no single output and is left out.
+  ``jit_compile``, so a check can name the first layer that diverged. A layer shared between calls
+  has no single output and is left out.
+- Layers are recorded in model order until ``LAYER_BYTES``.
+
+Batches: an input whose first dimension is fixed (the Object Detection API exports batch one) is fed
+in batches of exactly that size; a last batch that comes out short is filled up by repeating its
+last example, and the rows computed for the filling are dropped from every array (each array must
+then have one row per example). Images of different sizes run one at a time where the model takes
+any size (``UserModelRun.per_image``: each image its own arrays, ``spec.per_image_name``).
 
 Inputs are checked against the model's declared inputs before anything runs; a mismatch is one
 line saying what the model expects. Images are decoded here (TensorFlow's decoders, which are part
@@ -29,8 +36,17 @@ import numpy as np
 import tensorflow as tf
 
 from envaudit.errors import EnvauditError
-from envaudit.usermodel.spec import DEFAULT_SIGNATURE, PLAIN, ModelKind, TensorSpec
+from envaudit.usermodel.spec import (
+    DEFAULT_SIGNATURE,
+    PLAIN,
+    ModelKind,
+    TensorSpec,
+    per_image_name,
+)
 from envaudit.workload import devices
+from envaudit.workload.graph_layers import GraphLayers, graph_layers
+from envaudit.workload.graph_layers import first_line as _first
+from envaudit.workload.model_batches import batches, joined, within_budget
 from envaudit.workload.tf_runtime import silenced_stderr
 
 LAYER_BYTES = 256 << 20  # intermediate outputs kept per run; the rest of the layers go unrecorded
@@ -43,6 +59,9 @@ class UserModelRun:
     load_seconds: float
     run_seconds: float
     devices: dict[str, str] = field(default_factory=dict)  # stage -> "CPU:0", "GPU:0", ...
+    layers: tuple[str, ...] = ()  # the layers whose outputs are in ``stages``, in model order
+    outputs: tuple[str, ...] = ()  # the outputs in ``stages``, in the model's order
+    per_image: bool = False  # images of different sizes, run one at a time
 
 
 class LoadedModel:
@@ -82,7 +101,8 @@ class LoadedModel:
                        for name, spec in sorted(kwargs.items())}
         self.outputs = tuple(sorted(self._function.structured_outputs))  # a signature's order
         # is not kept from one load to the next
-        self.layers: tuple[str, ...] = ()
+        self._graph: GraphLayers | None = None  # frozen on first use: a check of a golden
+        # recorded without layers never pays for it
 
     def _load_keras(self, path: Path) -> None:
         import keras
@@ -103,7 +123,36 @@ class LoadedModel:
                        for t in tensors}
         self.outputs = tuple(model.output_names)
         self._layer_tensors = _layer_outputs(model)
-        self.layers = tuple(self._layer_tensors)
+
+    # --- what it offers ---
+
+    def _graph_layers(self) -> GraphLayers:
+        if self._graph is None:
+            with silenced_stderr():
+                self._graph = graph_layers(self._function)
+        return self._graph
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers whose outputs can be recorded, in model order."""
+        if self.kind == "saved_model":
+            return self._graph_layers().names
+        return tuple(self._layer_tensors)
+
+    @property
+    def layer_problem(self) -> str | None:
+        """Why no layer output can be recorded (None: some can)."""
+        if self.kind == "saved_model":
+            return self._graph_layers().problem
+        return None if self._layer_tensors else (
+            "it has no named layer with one output of its own (a Sequential or subclassed model"
+            " that was never called on an input)")
+
+    def batch_size(self) -> int | None:
+        """The batch every input is fed in, when the model fixes it (None: any)."""
+        firsts = {spec.shape[0] if spec.shape else None for spec in self.inputs.values()}
+        size = firsts.pop() if len(firsts) == 1 else None
+        return size or None
 
     # --- running ---
 
@@ -113,10 +162,12 @@ class LoadedModel:
         if sorted(feeds) != sorted(self.inputs):
             raise EnvauditError(f"the inputs are named {', '.join(sorted(feeds))}, the model"
                                 f" expects {expected}")
+        batched = self.batch_size() is not None  # any count is fed in batches of that size
         for name, spec in self.inputs.items():
             array = feeds[name]
             fits = array.dtype.name == spec.dtype and array.ndim == len(spec.shape) and all(
-                want is None or want == have for want, have in zip(spec.shape, array.shape))
+                want is None or want == have or (batched and axis == 0)
+                for axis, (want, have) in enumerate(zip(spec.shape, array.shape)))
             if not fits:
                 raise EnvauditError(f"input {name} is {array.dtype.name}{list(array.shape)}, the"
                                     f" model expects {expected}")
@@ -127,46 +178,43 @@ class LoadedModel:
 
     def run(self, feeds: Mapping[str, np.ndarray],
             layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Outputs (``output.NAME``) and, for a Keras model, the outputs of ``layers`` (all that
-        were found when None) as ``layer.NAME``."""
+        """Outputs (``output.NAME``) and the outputs of ``layers`` (all that can be recorded when
+        None) as ``layer.NAME``, fed in the model's fixed batch size when it has one."""
         self.check_feeds(feeds)
+        chosen = self.layers if layers is None else tuple(layers)
+        size = self.batch_size()
+        count = next(iter(feeds.values())).shape[0] if next(iter(feeds.values())).ndim else 1
         with silenced_stderr():
-            if self.kind == "saved_model":
-                served = self._serve(feeds)
-                return {f"output.{k}": served[k] for k in self.outputs}
+            parts = [(self._call(chunk, chosen), real)
+                     for chunk, real in batches(feeds, size, count)]
+        return joined(parts, size)
+
+    def _call(self, feeds: Mapping[str, np.ndarray],
+              layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """One batch through the model: its layers, then its outputs."""
+        if self.kind == "saved_model":
+            served = self._serve(feeds)
+            recorded = self._graph_layers().fetch(feeds, layers) if layers else {}
+            outputs = {k: served[k] for k in self.outputs}
+        else:
             outputs = self._predict(self._model, feeds, self.outputs)
             self.mode = ("eager" if self._model.run_eagerly else
                          "xla" if self._model.jit_compile else "graph")
-            chosen = self.layers if layers is None else tuple(layers)
-            missing = [n for n in chosen if n not in self._layer_tensors]
+            missing = [n for n in layers if n not in self._layer_tensors]
             if missing:
                 raise EnvauditError(f"the model has no layer {', '.join(missing)} whose output"
                                     " can be recorded; is this the model that was recorded?")
-            recorded = self._layers(feeds, chosen) if chosen else {}
+            recorded = self._layers(feeds, layers) if layers else {}
         return {**{f"layer.{k}": v for k, v in recorded.items()},
                 **{f"output.{k}": v for k, v in outputs.items()}}
 
     def _serve(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batch = next(iter(self.inputs.values())).shape[:1]
-        size = batch[0] if batch and batch[0] else None
-        count = next(iter(feeds.values())).shape[0] if next(iter(feeds.values())).ndim else 1
-        if size and count % size:
-            raise EnvauditError(f"the model takes batches of exactly {size}, the inputs hold"
-                                f" {count} examples; give a multiple of {size}")
-        starts = range(0, count, size) if size else [0]
-        parts: list[dict[str, np.ndarray]] = []
-        for start in starts:
-            chunk = {k: tf.constant(v[start:start + size] if size else v)
-                     for k, v in feeds.items()}
-            try:
-                result = self._function(**chunk)
-            except (tf.errors.OpError, ValueError, TypeError) as exc:
-                raise EnvauditError(f"the model failed on these inputs: {_first(exc)}") from None
-            self.output_devices = {k: devices.of(v) for k, v in result.items()}
-            parts.append({k: v.numpy() for k, v in result.items()})
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        try:
+            result = self._function(**{k: tf.constant(v) for k, v in feeds.items()})
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise EnvauditError(f"the model failed on these inputs: {_first(exc)}") from None
+        self.output_devices = {k: devices.of(v) for k, v in result.items()}
+        return {k: v.numpy() for k, v in result.items()}
 
     def _layers(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]
                 ) -> dict[str, np.ndarray]:
@@ -222,8 +270,11 @@ def _layer_outputs(model: Any) -> dict[str, Any]:
     return found
 
 
-def decode_images(encoded: Sequence[bytes], names: Sequence[str], spec: TensorSpec) -> np.ndarray:
-    """The images decoded by TensorFlow into one uint8 batch fitting ``spec``'s size."""
+def decode_images(encoded: Sequence[bytes], names: Sequence[str], spec: TensorSpec,
+                  batch: int | None = None) -> list[np.ndarray]:
+    """The images decoded by TensorFlow, each uint8 [H, W, C] fitting ``spec``'s size; images of
+    different sizes only where the model can take them one at a time (any size, a batch of any
+    size or of one)."""
     channels = spec.shape[-1] if spec.shape and spec.shape[-1] in (1, 3, 4) else 3
     if len(spec.shape) != 4:
         raise EnvauditError(f"the model's image input is {spec.describe()}, not a batch of"
@@ -237,17 +288,17 @@ def decode_images(encoded: Sequence[bytes], names: Sequence[str], spec: TensorSp
             except tf.errors.OpError as exc:
                 raise EnvauditError(f"input image {name} cannot be decoded ({_first(exc)})") \
                     from None
-    sizes = {a.shape[:2] for a in decoded}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{n} {a.shape[1]}x{a.shape[0]}" for n, a in zip(names, decoded))
-        raise EnvauditError(f"the input images have different sizes ({shown}); the model takes"
-                            " them as one batch: give images of one size")
-    height, width = decoded[0].shape[:2]
     want_h, want_w = spec.shape[1], spec.shape[2]
-    if (want_h and want_h != height) or (want_w and want_w != width):
-        raise EnvauditError(f"the input images are {width}x{height}, the model expects"
-                            f" {spec.describe()}; resize them to the model's input size")
-    return np.stack(decoded)
+    for name, image in zip(names, decoded):
+        height, width = image.shape[:2]
+        if (want_h and want_h != height) or (want_w and want_w != width):
+            raise EnvauditError(f"input image {name} is {width}x{height}, the model expects"
+                                f" {spec.describe()}; resize it to the model's input size")
+    if len({a.shape[:2] for a in decoded}) > 1 and batch not in (None, 1):
+        shown = ", ".join(f"{n} {a.shape[1]}x{a.shape[0]}" for n, a in zip(names, decoded))
+        raise EnvauditError(f"the input images have different sizes ({shown}) and the model"
+                            f" takes batches of exactly {batch}: give images of one size")
+    return decoded
 
 
 def image_feed(decoded: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -258,12 +309,6 @@ def image_feed(decoded: np.ndarray, spec: TensorSpec) -> np.ndarray:
         return decoded.astype(spec.dtype)
     raise EnvauditError(f"the model's image input is {spec.describe()}; images can be fed as"
                         " uint8 or float pixels only: pass an .npz of arrays instead")
-
-
-def _first(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def image_input(model: LoadedModel) -> tuple[str, TensorSpec]:
@@ -279,20 +324,44 @@ def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes
               arrays: Mapping[str, np.ndarray] | None = None,
               layers: Sequence[str] | None = None) -> UserModelRun:
     """One run on ``images`` (names, encoded bytes) or ``arrays`` (input name -> array): the
-    decoded images, the recorded layers and the outputs, in localization order."""
+    decoded images, the recorded layers (``layers``; None: every one that fits ``LAYER_BYTES``)
+    and the outputs, in localization order; images of different sizes one at a time."""
     start = time.perf_counter()
-    stages: dict[str, np.ndarray] = {}
+    groups: list[dict[str, np.ndarray]] = []  # one per run: the whole batch, or one image
     if images is not None:
         name, spec = image_input(model)
-        decoded = decode_images(images[1], images[0], spec)
-        stages[f"input.{name}"] = decoded
-        feeds = {name: image_feed(decoded, spec)}
+        decoded = decode_images(images[1], images[0], spec, model.batch_size())
+        per_image = len({a.shape for a in decoded}) > 1
+        for batch in ([a[None] for a in decoded] if per_image else [np.stack(decoded)]):
+            groups.append({name: batch})
     else:
-        feeds = dict(arrays or {})
-    stages.update(model.run(feeds, layers))
+        per_image = False
+        groups.append(dict(arrays or {}))
+    results: list[dict[str, np.ndarray]] = []
+    for group in groups:
+        feeds = {k: image_feed(v, spec) for k, v in group.items()} if images is not None \
+            else group
+        run = model.run(feeds, layers)
+        if layers is None:  # recording: keep the layers that fit, ask the next run for those
+            run = within_budget(run, LAYER_BYTES // len(groups))
+            layers = tuple(k[len("layer."):] for k in run if k.startswith("layer."))
+        results.append({**({f"input.{k}": v for k, v in group.items()} if images is not None
+                           else {}), **run})
+    stages = results[0] if not per_image else {
+        per_image_name(stage, i): result[stage] for stage in results[0]
+        for i, result in enumerate(results)}
     placed = devices.default()
     return UserModelRun(
         mode=model.mode, stages=stages, load_seconds=model.load_seconds,
         run_seconds=time.perf_counter() - start,
         devices={k: "CPU:0" if k.startswith("input.") else  # TensorFlow's decoders: CPU only
-                 model.output_devices.get(k[len("output."):], placed) for k in stages})
+                 model.output_devices.get(_output(k, per_image), placed) for k in stages},
+        layers=tuple(k[len("layer."):] for k in results[0] if k.startswith("layer.")),
+        outputs=tuple(k[len("output."):] for k in results[0] if k.startswith("output.")),
+        per_image=per_image)
+
+
+def _output(stage: str, per_image: bool) -> str:
+    """The output a stage holds (for its device)."""
+    name = stage[len("output."):] if stage.startswith("output.") else ""
+    return name.rsplit(".", 1)[0] if per_image else name
