@@ -171,6 +171,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from envaudit.store import default_bundle_path
 
     path = Path(args.golden) if args.golden else default_bundle_path(args.name)
+    notes: list[str] = []  # what the user should know about a model's recording
     if args.model is None:
         for option, value in (("--inputs", args.inputs), ("--signature", args.signature),
                               ("--detections", args.detections)):
@@ -191,10 +192,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
             bundle = record_model(path, model=Path(args.model), inputs=Path(args.inputs),
                                   signature=args.signature, detections=detections,
                                   force=args.force, redact=not args.no_redact,
-                                  progress=progress)
+                                  progress=progress, note=notes.append)
     if not args.quiet:
         _say(f"recorded golden bundle {_one_line(str(bundle.path))} ({bundle.array_count}"
              " arrays)")
+        for note in notes:  # after the progress line is gone
+            _say(f"envaudit: note: {_one_line(note)}")
     if _history_on(args):
         from envaudit import history
 

@@ -273,3 +273,21 @@ def test_graph_layer_names_are_plain_stable_and_short():
     assert len(name) == MAX_NAME and PLAIN.fullmatch(name)
     assert name.endswith(f"-{hashlib.sha256(long.encode()).hexdigest()[:8]}")
     assert layer_name(long.replace("/MatMul", "/MatMul_1")) != name
+
+
+def test_record_says_when_a_savedmodel_shows_no_layers_and_why(tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()  # nothing but an elementwise op: no convolution, no matrix product
+    serve = tf.function(lambda x: {"y": x * 2.0},
+                        input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": serve})
+    assert not [op for op in serve.get_concrete_function().graph.get_operations()
+                if op.type in ("Conv2D", "MatMul", "BatchMatMulV2")]
+    np.savez(tmp_path / "x.npz", x=np.ones((2, 4), np.float32))
+    proc = run_cli("record", "--model", str(tmp_path / "m"), "--inputs", str(tmp_path / "x.npz"),
+                   "--golden", str(tmp_path / "g"))
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("envaudit: note:")]
+    assert len(notes) == 1 and "outputs only" in notes[0] and "no convolution" in notes[0]
+    assert load_bundle(tmp_path / "g").manifest["workload"]["model"]["layers"] == []
