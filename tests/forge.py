@@ -97,3 +97,36 @@ def one_ulp_up(array: np.ndarray, index: int = 0) -> np.ndarray:
     moved = array.copy().reshape(-1)
     moved[index] = np.nextafter(moved[index], np.float32(np.inf))
     return moved.reshape(array.shape)
+
+
+# A golden recorded on another machine: its shell's stray OpenBLAS variables and a richer CPU.
+STRAYS = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
+# Flags of a richer CPU (Sapphire Rapids: AMX); oneDNN's ISA can be capped down, never up.
+RICHER = ("amx_tile", "amx_bf16", "amx_int8", "avx512_fp16", "amx_complex", "amx_fp16",
+          "avx512_bf16", "avx512_vnni", "avx512f", "avx512bw", "avx512vl")
+
+
+def elsewhere(fingerprint: Fingerprint) -> Fingerprint:
+    """``fingerprint`` as another machine recorded it: a richer CPU, another model, and the
+    stray OpenBLAS variables of its shell."""
+    data = json.loads(json.dumps(fingerprint.data))
+    data["env"] = {**data.get("env", {}), **STRAYS}
+    data["cpu"]["flags"] = sorted(set(data["cpu"].get("flags") or []) | set(RICHER))
+    data["cpu"]["model"] = "Intel(R) Xeon(R) Platinum 8480+"
+    return Fingerprint(data)
+
+
+def forge_elsewhere(source: Path, target: Path, moved: bool) -> Path:
+    """A copy of ``source`` with the fingerprint of ``elsewhere``; with ``moved``, stage 'stem' of
+    every mode and the probe 'matmul_square' one unit of least precision up."""
+    bundle = store.load_bundle(source)
+    stages = {m: dict(arrays) for m, arrays in bundle.stages_by_mode.items()}
+    probes = dict(bundle.probes)
+    if moved:
+        for mode in stages:
+            stages[mode]["stem"] = one_ulp_up(stages[mode]["stem"])
+        probes["matmul_square"] = one_ulp_up(probes["matmul_square"])
+    return store.write_bundle(
+        target, fingerprint=elsewhere(bundle.fingerprint), workload=bundle.manifest["workload"],
+        images=tuple(bundle.manifest["images"]), stages=stages, probes=probes, twin=bundle.twin,
+        not_run=bundle.not_run, outside_xla=bundle.manifest.get("outside_xla", {}))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli_env, run_cli
-from forge import one_ulp_up
+from forge import RICHER, STRAYS, elsewhere, forge_elsewhere
 
 from envaudit import store
 from envaudit.attribute import confirm, reach
@@ -28,37 +28,7 @@ from envaudit.attribute.trials import confirm_causes
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.model import Change
 
-STRAYS = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
-# Flags of a richer CPU (Sapphire Rapids: AMX); oneDNN's ISA can be capped down, never up.
-RICHER = ("amx_tile", "amx_bf16", "amx_int8", "avx512_fp16", "amx_complex", "amx_fp16",
-          "avx512_bf16", "avx512_vnni", "avx512f", "avx512bw", "avx512vl")
 MODES = ("eager", "graph", "xla")
-
-
-def elsewhere(fingerprint: Fingerprint) -> Fingerprint:
-    """``fingerprint`` as another machine recorded it: a richer CPU, another model, and the
-    stray OpenBLAS variables of its shell."""
-    data = json.loads(json.dumps(fingerprint.data))
-    data["env"] = {**data.get("env", {}), **STRAYS}
-    data["cpu"]["flags"] = sorted(set(data["cpu"].get("flags") or []) | set(RICHER))
-    data["cpu"]["model"] = "Intel(R) Xeon(R) Platinum 8480+"
-    return Fingerprint(data)
-
-
-def forge_elsewhere(source: Path, target: Path, moved: bool) -> Path:
-    """A copy of ``source`` with the fingerprint of ``elsewhere``; with ``moved``, stage 'stem' of
-    every mode and the probe 'matmul_square' one unit of least precision up."""
-    bundle = store.load_bundle(source)
-    stages = {m: dict(arrays) for m, arrays in bundle.stages_by_mode.items()}
-    probes = dict(bundle.probes)
-    if moved:
-        for mode in MODES:
-            stages[mode]["stem"] = one_ulp_up(stages[mode]["stem"])
-        probes["matmul_square"] = one_ulp_up(probes["matmul_square"])
-    return store.write_bundle(
-        target, fingerprint=elsewhere(bundle.fingerprint), workload=bundle.manifest["workload"],
-        images=tuple(bundle.manifest["images"]), stages=stages, probes=probes, twin=bundle.twin,
-        not_run=bundle.not_run, outside_xla=bundle.manifest.get("outside_xla", {}))
 
 
 def check_json(golden: Path, *args: str, env: dict[str, str] | None = None

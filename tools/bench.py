@@ -16,7 +16,10 @@ Budgets (from the issues), on a 2-core machine:
   the canary probes, the fingerprint, the bundle and the comparison.
 - the HTML page of a check: <= 0.5 s after the check's compute, <= 2 MiB (issue 13);
 - a second ``envaudit check --bisect`` of one golden: <= 1.5 x a plain check (issue 11; the
-  first bisection of one package group is reported, ``tools/bench_bisect.py``).
+  first bisection of one package group is reported, ``tools/bench_bisect.py``);
+- confirmation (``tools/bench_confirm.py``): a check with one confirmed cause <= 2 x the same
+  check with ``--no-confirm``; against a golden recorded on another CPU, where nothing can be
+  put back, <= 1.5 x.
 Also reported: each mode's share, ``envaudit record``, a check that confirms one cause, and the
 peak memory of both.
 Nothing here asserts: timings are printed as ratios against their floor, never used as tests.
@@ -222,6 +225,9 @@ def main() -> int:
     from bench_bisect import main as bench_bisection
 
     bench_bisection([str(max(3, runs // 2))])
+    from bench_confirm import main as bench_confirmation
+
+    bench_confirmation([str(max(3, runs // 2))])
     return 0
 
 
