@@ -112,7 +112,8 @@ def elsewhere(fingerprint: Fingerprint) -> Fingerprint:
     data = json.loads(json.dumps(fingerprint.data))
     data["env"] = {**data.get("env", {}), **STRAYS}
     data["cpu"]["flags"] = sorted(set(data["cpu"].get("flags") or []) | set(RICHER))
-    data["cpu"]["model"] = "Intel(R) Xeon(R) Platinum 8480+"
+    data["cpu"].update(vendor="GenuineIntel", model_name="Intel(R) Xeon(R) Platinum 8480+",
+                       family=6, model=143)
     return Fingerprint(data)
 
 

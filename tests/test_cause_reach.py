@@ -90,6 +90,13 @@ def test_an_instruction_set_change_heads_when_every_mode_moved():
     assert [c.path for c in some] == ["env.PYTHONHASHSEED", "cpu.flags.avx512bw"]
 
 
+def test_only_probes_moved_is_said_as_such():
+    from envaudit.attribute.rank import mode_pattern
+
+    # Against the shipped reference on another CPU only one XLA probe moved: no mode's stages.
+    assert mode_pattern([], MODES) == "no mode's stages moved: only op probes did"
+
+
 def test_a_setting_that_fits_the_moved_modes_heads_another_cpu():
     onednn = Change("env.TF_ENABLE_ONEDNN_OPTS", None, "0", "numerics-env", True)
     changes = [*flags(RICHER), Change("cpu.model", "Xeon", "EPYC", "cpu", True), onednn]
