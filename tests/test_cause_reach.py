@@ -24,6 +24,7 @@ from envaudit import store
 from envaudit.attribute import confirm, reach
 from envaudit.attribute.model import Cause
 from envaudit.attribute.rank import rank_causes
+from envaudit.attribute.settings import refusal
 from envaudit.attribute.trials import confirm_causes
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.model import Change
@@ -62,6 +63,16 @@ def test_stray_openblas_variables_never_explain_a_tensorflow_array():
     left_out = {u.path: u.reason for u in reach.unreachable(changes, None)}
     assert "float64 references" in left_out["env.OPENBLAS_CORETYPE"]
     assert set(left_out) == {"env.OPENBLAS_CORETYPE", "env.OPENBLAS_L2_SIZE"}
+
+
+def test_no_child_is_planned_for_a_float64_only_setting():
+    changes = [Change("env.OPENBLAS_CORETYPE", "Haswell", None, "numerics-env", True),
+               Change("env.NPY_DISABLE_CPU_FEATURES", "AVX512F", None, "numerics-env", True),
+               Change("env.OMP_NUM_THREADS", "4", None, "numerics-env", True)]
+    here = store.load_bundle(store.REFERENCE_BUNDLE).fingerprint
+    assert all(refusal(c.path[4:], c.golden) is None for c in changes)  # each could be put back
+    assert [e.label for e in confirm.plan(changes, here, here)] == [
+        "OMP_NUM_THREADS restored to '4'"]
 
 
 def test_numpys_openblas_is_apart_from_numpys_version():

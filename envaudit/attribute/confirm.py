@@ -30,6 +30,7 @@ import numpy as np
 
 from envaudit.attribute.model import CONFIDENCES, Cause
 from envaudit.attribute.rank import is_tensorflow_install
+from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.settings import refusal
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.model import Change, Fingerprint
@@ -122,7 +123,10 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint,
     ranked = None if causes is None else {
         path: i for i, cause in reversed(list(enumerate(causes))) for path in cause.paths}
     experiments: list[Experiment] = []
-    env_changes = [c for c in _restorable(changes) if ranked is None or c.path in ranked]
+    # A variable only NumPy's float64 references read (OpenBLAS's) cannot move what a child
+    # writes: TensorFlow computes every array compared. Never a child for it.
+    env_changes = [c for c in _restorable(changes) if reaches_tensorflow(c)
+                   and (ranked is None or c.path in ranked)]
     for change in env_changes:
         name = change.path[4:]
         shown = "unset" if change.golden is None else repr(change.golden)
