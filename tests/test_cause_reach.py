@@ -193,6 +193,14 @@ def test_without_confirmation_the_plan_only_marks(monkeypatch):
     assert "richer instruction set" in done.causes[1].evidence[-1]
 
 
+def test_the_settings_table_names_the_workloads_modes():
+    from envaudit.attribute import settings
+    from envaudit.workload.architecture import MODES as WORKLOAD_MODES
+
+    assert settings.ALL_MODES == set(WORKLOAD_MODES)
+    assert {m for s in settings.SETTINGS for m in s.modes} <= settings.ALL_MODES
+
+
 def test_a_confirmed_label_has_no_qualifier():
     assert Cause("c", "confirmed", (), "p", trial="tested").label == "confirmed"
     assert Cause("c", "likely", (), "p", trial="untested").label == "likely, not yet confirmed"
