@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -236,15 +237,20 @@ def fleet(golden_bundle: Path, moving_knob, tmp_path_factory: pytest.TempPathFac
         out, err = check.communicate(timeout=300)
         yield check.returncode, json.loads(out) if out else {}, address, err
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait(timeout=30)
+        kill_groups(procs.values())
         for log in logs:
             log.close()
+
+
+def kill_groups(procs: Iterable[subprocess.Popen]) -> None:
+    """Kill each process's whole group (a worker and the checks it started), and reap it."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=30)
 
 
 def _by_host(report: dict) -> dict[str, dict]:

@@ -9,10 +9,8 @@ marker file written by that client's process), then shown to be refused."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, run_cli
-from test_fleet import DASK, WORKER, _free_port, _wait_for_workers
+from test_fleet import DASK, WORKER, _free_port, _wait_for_workers, kill_groups
 
 from envaudit import cli
 from envaudit.fleet import cluster, node, wire
@@ -87,16 +85,6 @@ print(os.getpid())
 ROLES = {"result": "127.0.0.2", "raises": "127.0.0.3", "honest": "127.0.0.4"}
 
 
-def _kill(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=30)
-
-
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -131,7 +119,7 @@ def hostile_fleet(tmp_path_factory: pytest.TempPathFactory):
         by_name = {info["name"]: worker for worker, info in workers.items()}
         yield address, {role: (by_name[role], base / f"ran-{role}") for role in ROLES}
     finally:
-        _kill(procs)
+        kill_groups(procs)
 
 
 def _plain_client(address: str, worker: str, only: str = "") -> str:
@@ -303,7 +291,7 @@ def test_a_tls_scheduler_from_options_or_dasks_settings(tmp_path):
                 "plain tcp": run_cli("fleet", "fingerprint", "--scheduler",
                                      f"tcp://127.0.0.1:{port}", timeout=120)}
     finally:
-        _kill(procs)
+        kill_groups(procs)
     for how in ("options", "dask settings"):
         proc = runs[how]
         assert proc.returncode == 0, (how, proc.stderr)
