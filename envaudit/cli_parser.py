@@ -9,6 +9,7 @@ command. What runs a command is ``cli.py``'s business: it passes its handlers in
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -231,24 +232,22 @@ def _check_output(p: argparse.ArgumentParser) -> None:
     # pragma: no mutate end
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+def _whole_number(text: str, least: int) -> int:
+    # ASCII digits only: int() also reads digits of other scripts ('٣'), which nobody types here.
+    if not re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", text, flags=re.ASCII):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    value = int(text)
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+    return _whole_number(text, 0)
 
 
 def _modes(text: str) -> tuple[str, ...]:

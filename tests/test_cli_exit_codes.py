@@ -451,6 +451,13 @@ def test_repeat_counts_from_1(text, value):
     assert cli._positive_int(text) == value
 
 
+@pytest.mark.parametrize("text", ["\u0663", "\u00b3", "1e3", "3.0", "9" * 19])
+def test_a_count_is_ascii_digits(text):
+    assert int("\u0663") == 3 and "\u00b3".isdigit()  # what int() and isdigit() would let in
+    with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
+        cli._positive_int(text)
+
+
 @pytest.mark.parametrize("text", ["x", "", " ", "a", "/tmp/x", "-"])
 def test_any_non_empty_path_is_taken_as_given(text):
     if text:
