@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import textwrap
 import zipfile
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -144,26 +145,54 @@ def make_dist(site: Path, folder: str, metadata: str, direct_url: dict | None = 
     return info
 
 
+def in_a_fresh_interpreter(code: str, *paths: Path) -> None:
+    """Run ``code`` in a new interpreter with ``paths`` first on sys.path. The finders a test
+    process holds are not a fresh one's: importing Dask imports the importlib_metadata backport,
+    which adds its own finder and deletes the standard library's (under which the fast way
+    rightly declines)."""
+    prelude = (f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}\n"
+               "from envaudit.fingerprint import dist_index, packages\n")
+    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_the_index_lists_what_importlib_metadata_lists_here():
-    assert dist_index.scan() is not None  # this environment takes the fast way
-    assert packages.probe() == packages.probe_complete()
+    in_a_fresh_interpreter("""
+        assert dist_index.scan() is not None  # this environment takes the fast way
+        assert packages.probe() == packages.probe_complete()
+    """)
 
 
-def test_a_source_checkout_shadowing_an_install_keeps_importlib_order(tmp_path, monkeypatch):
+def test_a_second_distribution_finder_makes_the_fast_way_decline(tmp_path):
+    pytest.importorskip("importlib_metadata")  # Dask brings it
+    make_dist(tmp_path, "no_version-2.0.dist-info",
+              "Metadata-Version: 2.1\nName: no-version\n\nx\n")
+    in_a_fresh_interpreter("""
+        assert dist_index.scan() is not None
+        import importlib_metadata  # what importing Dask does
+        assert dist_index.scan() is None
+        # the backport's distributions raise KeyError for a missing Version: still None here
+        assert packages.probe()["no-version"] == {"version": None}
+    """, tmp_path)
+
+
+def test_a_source_checkout_shadowing_an_install_keeps_importlib_order(tmp_path):
     checkout, site = tmp_path / "checkout", tmp_path / "site"
     make_dist(checkout, "shadow.egg-info", "Metadata-Version: 2.1\nName: shadow\nVersion: 1.0\n")
     make_dist(site, "shadow-1.0.dist-info", "Metadata-Version: 2.1\nName: Shadow\nVersion: 1.0\n",
               {"url": "file:///src/shadow", "dir_info": {"editable": True}})
     make_dist(site, "no_version-2.0.dist-info", "Metadata-Version: 2.1\nName: no-version\n\nx\n")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.syspath_prepend(str(checkout))
-    first = next(d for d in importlib.metadata.distributions() if d.metadata["Name"] in
-                 ("shadow", "Shadow"))
-    assert first.read_text("direct_url.json") is None  # the egg-info, without provenance, first
-    fast = packages.probe()
-    assert fast == packages.probe_complete()
-    assert fast["shadow"]["direct_url"]["editable"] is True
-    assert fast["no-version"] == {"version": None}
+    in_a_fresh_interpreter("""
+        import importlib.metadata
+        first = next(d for d in importlib.metadata.distributions()
+                     if d.metadata["Name"] in ("shadow", "Shadow"))
+        assert first.read_text("direct_url.json") is None  # the egg-info, without provenance
+        fast = packages.probe()
+        assert fast == packages.probe_complete()
+        assert fast["shadow"]["direct_url"]["editable"] is True
+        assert fast["no-version"] == {"version": None}
+    """, checkout, site)
 
 
 @pytest.mark.parametrize("metadata", [

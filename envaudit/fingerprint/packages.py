@@ -46,8 +46,11 @@ def probe_complete() -> dict[str, Any]:
     file with the e-mail parser)."""
     from importlib import metadata
 
+    # .get, not [ ]: the importlib_metadata backport (which Dask imports) adds a finder whose
+    # distributions raise KeyError for a missing field where the standard library gives None.
     return _section(
-        (d.metadata["Name"], d.version, d.read_text) for d in metadata.distributions()
+        (d.metadata.get("Name"), d.metadata.get("Version"), d.read_text)
+        for d in metadata.distributions()
     )
 
 
