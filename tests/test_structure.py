@@ -34,3 +34,23 @@ def test_the_import_check_sees_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from envaudit.compare.noise import at_noise_floor\n")
     assert "envaudit.compare.noise" in imported_modules(bad)
+
+
+DECIDING = ("compare", "attribute")
+
+
+@pytest.mark.parametrize("module", sorted(p for role in DECIDING
+                                          for p in (RENDER.parent / role).glob("*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_deciding_code_never_imports_a_renderer_or_the_fleet(module):
+    """compare/ and attribute/ decide; render/ and fleet/ show and gather what they decided. An
+    import the other way would be a circle (verdict -> formatting -> fleet report -> verdict):
+    how a number is spelled lives in the leaf ``envaudit.spelling``."""
+    outward = {m for m in imported_modules(module)
+               if m.startswith(("envaudit.render", "envaudit.fleet", "envaudit.cli"))}
+    assert not outward, outward
+
+
+def test_the_spelling_module_is_a_leaf():
+    spelling = RENDER.parent / "spelling.py"
+    assert not {m for m in imported_modules(spelling) if m.startswith("envaudit")}

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
 from envaudit.compare.model import DetectionDiff, ModeResult, PrecisionWitness, TensorComparison
-from envaudit.render.formatting import growth, number
+from envaudit.spelling import growth, number
 
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)

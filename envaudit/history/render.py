@@ -17,7 +17,7 @@ from typing import Literal
 from envaudit.history.model import SCHEMA, Run
 from envaudit.render.check_json import plain
 from envaudit.render.escape import for_terminal
-from envaudit.render.formatting import number
+from envaudit.spelling import number
 
 Format = Literal["text", "json"]
 HEADER = ("id", "time", "command", "golden", "fingerprint", "verdict")

@@ -10,10 +10,17 @@ output names) take ``code``, which wraps each name (Markdown: backticks).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from envaudit.spelling import (  # noqa: F401  (one spelling, used through here too)
+    MODEL_KIND_WORDS,
+    data_size,
+    growth,
+    number,
+    percent,
+    roundoffs,
+)
 from envaudit.workload.types import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -21,38 +28,7 @@ if TYPE_CHECKING:
     from envaudit.fleet.report import FleetNode
     from envaudit.usermodel.spec import ModelInfo
 
-MODEL_KIND_WORDS = {"saved_model": "SavedModel", "keras": "Keras model"}
 SHA256_SHOWN = 16  # hex digits of a model's sha256 shown: enough to tell two models apart
-
-
-def number(value: float | None, digits: int = 2, missing: str = "—") -> str:
-    """Small and large values in scientific notation with ``digits`` decimals, everyday ones as
-    they read; ``missing`` for None, and NaN/inf spelled out."""
-    if value is None:
-        return missing
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    if abs(value) < 1e-2 or abs(value) >= 1e4:
-        return f"{value:.{digits}e}"
-    return f"{value:.4g}"
-
-
-def growth(value: float | None, missing: str = "—") -> str:
-    """An error growth factor: "1.2x", "29,298x", "from exactly 0" (the golden was exact)."""
-    if value is None or math.isnan(value):
-        return missing
-    if math.isinf(value):
-        return "from exactly 0"
-    return f"{value:,.0f}x" if value >= 10 else f"{value:.1f}x"
-
-
-def percent(fraction: float) -> str:
-    """A fraction in [0, 1] as a percentage with one decimal ("12.5%"; none at all: "0%")."""
-    return f"{fraction * 100:.1f}%" if fraction else "0%"
 
 
 def class_label(index: int | None, names: Sequence[str] = CLASS_NAMES) -> str:
@@ -67,23 +43,6 @@ def class_names(model: ModelInfo | None) -> tuple[str, ...]:
     """The names a check's class ids stand for: the canary's shapes, none for a user's model
     (whose ids mean what its training data says, which envaudit does not know)."""
     return CLASS_NAMES if model is None else ()
-
-
-def roundoffs(value: float) -> str:
-    """An error in unit roundoffs: "8.9", "8,192"."""
-    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def data_size(size: int) -> str:
-    """Bytes the way people read them: "812 bytes", "461.4 KiB", "1.2 GiB"."""
-    if size < 1024:
-        return f"{size} byte{'' if size == 1 else 's'}"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def model_identity(model: ModelInfo, code: Callable[[str], str] = str) -> str:

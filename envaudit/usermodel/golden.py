@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from envaudit.errors import EnvauditError
-from envaudit.render.formatting import MODEL_KIND_WORDS
+from envaudit.spelling import MODEL_KIND_WORDS
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import shape_problem
 from envaudit.usermodel.files import location_problem, model_digest, model_kind
