@@ -44,12 +44,11 @@ from envaudit.workload.architecture import MODES
 
 SCHEMA = "envaudit.golden/2"
 SCHEMA_V1 = "envaudit.golden/1"  # recorded by envaudit 0.1: eager mode only; still read
-MANIFEST = "manifest.json"
+MANIFEST = bundle_files.MANIFEST
 REFERENCE_BUNDLE = shipped("reference")
 # Schema 1's array groups, one .npz file each; schema 2 has a stages group per recorded mode
 # ("stages.eager", ...) and derives detections from each mode's nms stage (``array_groups``).
 ARRAY_GROUPS = ("stages", "probes", "twin", "detections")
-ARRAY_FILES = tuple(f"{group}.npz" for group in ARRAY_GROUPS)
 # The largest array file envaudit reads, and the largest array inside it once inflated. The canary
 # bundle is 5 MiB; the limits are there so that a forged header or a zip bomb is refused before
 # NumPy allocates what it claims. All arrays together are held to the bundle's budget

@@ -38,7 +38,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # dtypes a model input may have, as NumPy spells them.
 INPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32",
                 "float64", "bool")
-STAGE_PREFIXES = ("input.", "layer.", "output.")
 _INPUT_KEYS = ["feed", "files", "kind"]  # ``per_image`` too, since images may run one at a time
 
 
