@@ -118,16 +118,9 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _fingerprint_out(fp: Any, args: argparse.Namespace) -> None:
-    if args.format == "json":
-        _emit(fp.to_json(), args.output)
-    elif args.format == "md":
-        from envaudit.render import fingerprint_md
+    from envaudit.render.formats import writer
 
-        _emit(fingerprint_md.render(fp), args.output)
-    else:
-        from envaudit.render import fingerprint_text
-
-        _emit(fingerprint_text.render(fp), args.output)
+    _emit(writer("fingerprint", args.format).render(fp), args.output)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -141,15 +134,14 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from envaudit.redact_result import shareable_diff
 
         a, b, changes = shareable_diff(a, b, changes)
-    if args.format == "json":
-        from envaudit.render import diff_json
+    from envaudit.render.formats import writer
 
-        _emit(diff_json.render(a, b, changes), args.output)
+    renderer = writer("diff", args.format)
+    if args.format != "text":
+        _emit(renderer.render(a, b, changes), args.output)
     else:
-        from envaudit.render import diff_text
-
-        _emit(diff_text.summary(changes) if args.quiet else
-              diff_text.render(a, b, changes, verbose=args.verbose), args.output)
+        _emit(renderer.summary(changes) if args.quiet else
+              renderer.render(a, b, changes, verbose=args.verbose), args.output)
     code = EXIT_FINDING if finding else EXIT_OK
     numerics = sum(1 for c in changes if c.numerics)
     _written(args, f"{numerics} numerics-relevant change(s) (exit {code}); diff")
@@ -235,22 +227,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
         from envaudit.redact_result import shareable
 
         result = shareable(result)
-    fmt = args.format
-    if fmt == "json":
-        from envaudit.render import check_json as renderer
-    elif fmt == "md":
-        from envaudit.render import check_md as renderer
-    elif fmt == "junit":
-        from envaudit.render import check_junit as renderer
-    elif fmt == "html":
-        from envaudit.render import check_html as renderer
-    else:
-        from envaudit.render import check_text
+    from envaudit.render.formats import writer
 
-        _emit(check_text.headline(result) if args.quiet else
-              check_text.render(result, verbose=args.verbose), args.output)
-        return _checked(result, args)
-    _emit(renderer.render(result), args.output)
+    renderer = writer("check", args.format)
+    if args.format != "text":
+        _emit(renderer.render(result), args.output)
+    else:
+        _emit(renderer.headline(result) if args.quiet else
+              renderer.render(result, verbose=args.verbose), args.output)
     return _checked(result, args)
 
 
@@ -392,18 +376,9 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _emit_fleet(report: Any, args: argparse.Namespace) -> int:
-    fmt = args.format
-    if fmt == "json":
-        from envaudit.render import fleet_json as renderer
-    elif fmt == "md":
-        from envaudit.render import fleet_md as renderer
-    elif fmt == "junit":
-        from envaudit.render import fleet_junit as renderer
-    elif fmt == "html":
-        from envaudit.render import fleet_html as renderer
-    else:
-        from envaudit.render import fleet_text as renderer
-    _emit(renderer.render(report), args.output)
+    from envaudit.render.formats import writer
+
+    _emit(writer(f"fleet {report.command}", args.format).render(report), args.output)
     _written(args, f"fleet {report.command} (exit {report.exit_code}); report")
     return report.exit_code
 

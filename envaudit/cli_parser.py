@@ -15,6 +15,7 @@ from typing import Any
 
 from envaudit import __version__
 from envaudit.cli_help import Formatter, Parser, described
+from envaudit.render.formats import choices
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,7 +46,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = _command(sub, "fingerprint", "capture this environment's fingerprint")
-    p.add_argument("--format", choices=("text", "json", "md"), default="text",
+    p.add_argument("--format", choices=choices("fingerprint"), default="text",
                    help="default: text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     # pragma: no mutate end
@@ -55,7 +56,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p = _command(sub, "diff", "compare two fingerprints (JSON files or golden bundles)")
     p.add_argument("a", metavar="A", help="fingerprint JSON file or golden bundle folder")
     p.add_argument("b", metavar="B", help="fingerprint JSON file or golden bundle folder")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("--format", choices=choices("diff"), default="text", help="default: text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     # pragma: no mutate end
@@ -143,9 +144,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                     help="execution modes each node checks (default: all the golden recorded)")
     fc.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     ff = _command(fleet, "fingerprint", "every node's fingerprint, grouped", "fleet fingerprint")
-    # JUnit is a list of pass/fail tests: a check has them, a set of fingerprints does not.
-    for q, formats in ((fc, ("text", "json", "md", "junit", "html")),
-                       (ff, ("text", "json", "md", "html"))):
+    for q, formats in ((fc, choices("fleet check")), (ff, choices("fleet fingerprint"))):
         where = q.add_mutually_exclusive_group(required=True)
         where.add_argument("--scheduler", metavar="ADDRESS",
                            help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 or"
@@ -223,7 +222,7 @@ def _golden_choice(p: argparse.ArgumentParser) -> None:
 
 def _check_output(p: argparse.ArgumentParser) -> None:
     # pragma: no mutate start
-    p.add_argument("--format", choices=("text", "json", "md", "junit", "html"), default="text",
+    p.add_argument("--format", choices=choices("check"), default="text",
                    help="default: text; html: one self-contained page with charts and the boxes"
                         " on the images")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)

@@ -54,3 +54,23 @@ def test_deciding_code_never_imports_a_renderer_or_the_fleet(module):
 def test_the_spelling_module_is_a_leaf():
     spelling = RENDER.parent / "spelling.py"
     assert not {m for m in imported_modules(spelling) if m.startswith("envaudit")}
+
+
+def test_every_format_offered_is_a_module_that_renders():
+    from envaudit.render import formats
+
+    for report, offered in formats.FORMATS.items():
+        assert next(iter(offered)) == "text", report  # the default comes first
+        for fmt in offered:
+            assert callable(formats.writer(report, fmt).render), (report, fmt)
+
+
+def test_the_cli_offers_exactly_the_registered_formats():
+    from envaudit.cli import build_parser
+    from envaudit.render import formats
+
+    parser = build_parser()
+    for argv, report in ((["check"], "check"), (["diff", "a", "b"], "diff"),
+                         (["fingerprint"], "fingerprint")):
+        for fmt in formats.choices(report):
+            assert parser.parse_args([*argv, "--format", fmt]).format == fmt

@@ -1,0 +1,9 @@
+"""Fingerprint JSON (schema ``envaudit.fingerprint/N``): the fingerprint's own canonical form."""
+
+from __future__ import annotations
+
+from envaudit.fingerprint.model import Fingerprint
+
+
+def render(fp: Fingerprint) -> str:
+    return fp.to_json()
