@@ -113,6 +113,18 @@ def test_renderers_escape_what_a_node_wrote():
     assert "\\x1b[2J" in fleet_md.render(report)
 
 
+def test_a_nodes_cause_reads_as_its_own_check_labels_it():
+    cause = {"change": "cpu.family: 6 -> 25", "confidence": "likely", "path": "cpu.family",
+             "trial": "untestable"}
+    forged = {"change": "x", "confidence": "likely", "path": None, "trial": "<b>tested</b>"}
+    report = build_report("check", [node("h1", answer(verdict="equivalent",
+                                                      causes=[cause, forged]))], "g", FP_A, 2, 1.0)
+    [first, second] = report.nodes[0].causes
+    assert first.label == "likely, cannot be confirmed here"
+    assert second.label == "likely"  # a trial envaudit does not know is no qualifier
+    assert "cause [likely, cannot be confirmed here] cpu.family" in fleet_md.render(report)
+
+
 def test_without_dask_one_line_and_exit_2(monkeypatch, capsys):
     from envaudit import cli
 

@@ -24,6 +24,12 @@ TRIAL_WORDS: dict[str, str] = {"untested": "not yet confirmed",
                                "not_needed": "not re-run"}
 
 
+def confidence_label(confidence: str, trial: str) -> str:
+    """"likely, not yet confirmed": a confidence with what its trial says, where it qualifies."""
+    words = TRIAL_WORDS.get(trial) if confidence in ("likely", "possible") else None
+    return f"{confidence}, {words}" if words else confidence
+
+
 @dataclass(frozen=True)
 class Cause:
     """A candidate cause; ``confirmed`` only after a re-run with it put back gave golden bits."""
@@ -43,8 +49,7 @@ class Cause:
     def label(self) -> str:
         """The confidence as every output shows it: "likely, not yet confirmed" where a re-run
         could decide but did not run; a confirmed or ruled-out cause needs no qualifier."""
-        words = TRIAL_WORDS.get(self.trial) if self.confidence in ("likely", "possible") else None
-        return f"{self.confidence}, {words}" if words else self.confidence
+        return confidence_label(self.confidence, self.trial)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from envaudit.attribute.model import TRIAL_WORDS, confidence_label
 from envaudit.compare.verdict import SEVERITY, VERDICTS
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.diff import diff
@@ -54,6 +55,12 @@ class NodeCause:
     change: str
     confidence: str
     path: str | None
+    trial: str = ""  # whether the node put it back (``attribute.model.TrialState``)
+
+    @property
+    def label(self) -> str:
+        """As the node's own check shows it: "likely, cannot be confirmed here"."""
+        return confidence_label(self.confidence, self.trial)
 
 
 @dataclass(frozen=True)
@@ -178,8 +185,10 @@ def _check_fields(text: Any) -> dict[str, Any]:
                 cause.get("confidence") not in _CONFIDENCES or \
                 not isinstance(cause.get("path"), (str, type(None))):
             raise ValueError("a cause is not {change, confidence, path}")
+        trial = cause.get("trial", "")
         parsed.append(NodeCause(_clip(cause["change"]), cause["confidence"],
-                                None if cause["path"] is None else _clip(cause["path"])))
+                                None if cause["path"] is None else _clip(cause["path"]),
+                                trial if trial in TRIAL_WORDS else ""))
     headline = data.get("headline")
     return dict(verdict=verdict, fingerprint_id=fp_id, array_digests=dict(digests),
                 first_divergence=None if fd is None else _clip(fd["stage"]),

@@ -47,7 +47,7 @@ def render(report: FleetReport) -> str:
                                 [(c.path, c.golden, c.current) for c in drift]))
         if group.causes:
             parts.append("<ul>" + "".join(
-                f"<li><span class=\"conf\">{_e(c.confidence)}</span>: {_e(c.change)}</li>"
+                f"<li><span class=\"conf\">{_e(c.label)}</span>: {_e(c.change)}</li>"
                 for c in group.causes) + "</ul>")
         if group.suspects:
             parts.append(f"<p style=\"color:{FAULT_COLOR}\">Suspected hardware fault: "

@@ -27,7 +27,7 @@ def render(report: FleetReport) -> str:
             lines += [f"| {_code(c.path)} | {_md(str(c.golden))} | {_md(str(c.current))} |"
                       for c in numerics]
             lines.append("")
-        lines += [f"- cause [{_md(c.confidence)}] {_md(c.change)}" for c in g.causes]
+        lines += [f"- cause [{_md(c.label)}] {_md(c.change)}" for c in g.causes]
         if g.suspects:
             lines.append("- suspected hardware fault: " + ", ".join(_md(s) for s in g.suspects))
         lines.append("")

@@ -46,7 +46,7 @@ def _group(group: FleetGroup, report: FleetReport) -> list[Any]:
         parts += [_t(f"    {c.path}: {_value(c.golden)} -> {_value(c.current)}")
                   for c in numerics]
     for cause in group.causes:
-        parts.append(_t(f"  cause [{cause.confidence}] {cause.change}"))
+        parts.append(_t(f"  cause [{cause.label}] {cause.change}"))
     if group.suspects:
         parts.append(_t("  peers disagree bit for bit: suspected hardware fault on "
                         + ", ".join(group.suspects), "red"))
