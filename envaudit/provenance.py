@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 
 Kind = Literal["cpu", "instruction_sets", "gpu", "tensorflow"]
 

@@ -29,7 +29,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     progress("capturing the fingerprint")
     fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
     if redact:
-        from envaudit.fingerprint.model import Fingerprint
+        from envaudit.fingerprint.types import Fingerprint
         from envaudit.fingerprint.redact import Redactor
 
         fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))

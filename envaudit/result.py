@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envaudit.attribute.bisect import Bisection
-from envaudit.attribute.model import Cause, Unreachable
-from envaudit.compare.model import (
+from envaudit.attribute.types import Cause, Unreachable
+from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
     ModeResult,
@@ -19,7 +19,7 @@ from envaudit.compare.model import (
     plain,
 )
 from envaudit.compare.verdict import VERDICTS, Verdict
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.provenance import RecordedElsewhere
 from envaudit.usermodel.spec import ModelInfo
 

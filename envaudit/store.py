@@ -36,7 +36,7 @@ import numpy as np
 
 from envaudit import __version__, bundle_budget, bundle_files, untrusted
 from envaudit.errors import EnvauditError
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.shipped import shipped
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem

@@ -15,7 +15,7 @@ from envaudit.attribute.confirm import (
     run_experiments,
 )
 from envaudit.attribute.rank import rank_causes
-from envaudit.fingerprint.model import SCHEMA, Change, Fingerprint
+from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
 from envaudit.store import load_bundle
 
 AVX512_CPU = ["avx", "avx2", "avx512_bf16", "avx512_vnni", "avx512bw", "avx512f", "avx512vl",

@@ -31,10 +31,10 @@ from envaudit.attribute.confirm import (
     plan,
     run_experiments,
 )
-from envaudit.attribute.model import Cause
+from envaudit.attribute.types import Cause
 from envaudit.attribute.rank import _env_rule, describe, rank_causes
 from envaudit.attribute.settings import SETTINGS, refusal
-from envaudit.fingerprint.model import SCHEMA, Change, Fingerprint
+from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
 from envaudit.workload.assets import asset_dir
 
 ISOLATED = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]  # workload/child.py

@@ -161,7 +161,7 @@ def test_on_a_gpu_pair_a_cpu_change_cannot_affect_what_the_gpu_computed(here, cp
     ("packages.numpy.version", "packages", {"cpu", "gpu"}),
 ])
 def test_what_each_kind_of_change_can_reach(path, category, reach_kinds):
-    from envaudit.fingerprint.model import Change
+    from envaudit.fingerprint.types import Change
 
     assert reach.device_reach(Change(path, "a", "b", category, True)) == reach_kinds
 

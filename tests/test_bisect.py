@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from envaudit.attribute.bisect import apply_bisection, bisect
-from envaudit.attribute.model import Cause
+from envaudit.attribute.types import Cause
 from envaudit.environments.packages import PackageSet
 from envaudit.environments.uv import EnvBuildError
 from envaudit.fingerprint import Fingerprint
@@ -193,7 +193,7 @@ def test_every_format_shows_the_package_sets_tried_and_what_cannot_affect():
     from rich.console import Console
     from test_render_check import make_result
 
-    from envaudit.attribute.model import Unreachable
+    from envaudit.attribute.types import Unreachable
     from envaudit.render import check_json, check_junit, check_md
     from envaudit.render.check_text import render
 

@@ -22,12 +22,12 @@ from forge import RICHER, STRAYS, elsewhere, forge_elsewhere
 
 from envaudit import store
 from envaudit.attribute import confirm, reach
-from envaudit.attribute.model import Cause
+from envaudit.attribute.types import Cause
 from envaudit.attribute.rank import rank_causes
 from envaudit.attribute.settings import refusal
 from envaudit.attribute.trials import confirm_causes
 from envaudit.fingerprint import Fingerprint, diff
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 
 MODES = ("eager", "graph", "xla")
 

@@ -22,7 +22,7 @@ from envaudit.fingerprint import Fingerprint, capture, diff
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.fields import describe, leaves
 from envaudit.fingerprint.identity import fingerprint_id
-from envaudit.fingerprint.model import ORIGINS, Change
+from envaudit.fingerprint.types import ORIGINS, Change
 from envaudit.render import check_json, check_md, check_text, diff_text
 from envaudit.render.change_table import heading
 from envaudit.shipped import shipped

@@ -19,7 +19,7 @@ import pytest
 from envaudit.attribute.confirm import Experiment, _rerun, limits, plan
 from envaudit.attribute.settings import refusal
 from envaudit.environments import PackageSet, ensure_env, run_workload
-from envaudit.fingerprint.model import SCHEMA, Change, Fingerprint
+from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
 from envaudit.workload.architecture import STAGES
 
 SHADOWED = ("envaudit", "numpy", "tensorflow")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from envaudit.compare.detections import decision_margins, decision_noise, match_detections
-from envaudit.compare.model import TensorComparison
+from envaudit.compare.types import TensorComparison
 from envaudit.compare.noise import array_status, at_noise_floor, lost_precision
 from envaudit.compare.tensors import (
     compare_tensor,

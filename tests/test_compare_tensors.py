@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from envaudit.compare.localize import first_divergence, nondeterminism
-from envaudit.compare.model import (
+from envaudit.compare.types import (
     FirstDivergence,
     Nondeterminism,
     StageReplay,
@@ -307,7 +307,7 @@ def test_repeated_identical_runs_are_deterministic():
 
 
 def test_a_mode_result_is_plain_json_data():
-    from envaudit.compare.model import (
+    from envaudit.compare.types import (
         DetectionDiff,
         FirstDivergence,
         ModeResult,

@@ -14,7 +14,7 @@ import pytest
 
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint import Fingerprint, capture, diff, load_fingerprint
-from envaudit.fingerprint.model import CATEGORIES
+from envaudit.fingerprint.types import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ import pytest
 
 from envaudit.fingerprint import capture, cpu, memory, packages, tensorflow_build
 from envaudit.fingerprint.identity import fingerprint_id
-from envaudit.fingerprint.model import SCHEMA
+from envaudit.fingerprint.types import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = [

@@ -21,7 +21,7 @@ from rich.console import Console
 from envaudit import history
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint import capture
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.render import check_json, check_md, check_text
 from envaudit.store import GoldenBundle
 from tests.test_render_check import make_result

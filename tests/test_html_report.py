@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envaudit.attribute.model import Cause, Unreachable
-from envaudit.compare.model import DetectionChange, DetectionDiff
-from envaudit.fingerprint.model import Change
+from envaudit.attribute.types import Cause, Unreachable
+from envaudit.compare.types import DetectionChange, DetectionDiff
+from envaudit.fingerprint.types import Change
 from envaudit.render import check_html
 from envaudit.result import CheckResult
 

@@ -32,8 +32,8 @@ from markdown_it import MarkdownIt
 from rich.text import Text
 from test_render_check import make_result
 
-from envaudit.attribute.model import Cause
-from envaudit.fingerprint.model import Change
+from envaudit.attribute.types import Cause
+from envaudit.fingerprint.types import Change
 from envaudit.render.escape import (
     for_markdown,
     for_markdown_code,

@@ -19,10 +19,10 @@ import pytest
 from rich.console import Console
 from test_render_check import make_result
 
-from envaudit.attribute.model import Cause
+from envaudit.attribute.types import Cause
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.credentials import has_token
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 from envaudit.fingerprint.redact import Identity, Redactor, hashed
 from envaudit.redact_result import redact_result
 from envaudit.render import check_json, check_junit, check_md, check_text
@@ -307,7 +307,7 @@ def test_mode_names_are_vocabulary_not_data():
 
     from test_render_check import make_result
 
-    from envaudit.compare.model import ModeResult
+    from envaudit.compare.types import ModeResult
     from envaudit.fingerprint.redact import Identity, Redactor
     from envaudit.redact_result import redact_result
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from envaudit.attribute.model import Cause
+from envaudit.attribute.types import Cause
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.tensors import compare_tensor
 from envaudit.compare.verdict import classify, exit_code, headline
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 from envaudit.render import check_json, check_junit, check_md, check_text
 from envaudit.result import CheckResult, FirstDivergence, Nondeterminism, StageReplay
 from envaudit.workload.types import Candidates, Detections

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 from rich.console import Console
 
-from envaudit.compare.model import (
+from envaudit.compare.types import (
     DetectionChange,
     DetectionDiff,
     FirstDivergence,

@@ -27,7 +27,7 @@ def test_renderers_take_only_types_from_compare_and_attribute(module):
     it may import the data types (``model``) and nothing else."""
     deciding = {m for m in imported_modules(module)
                 if m.startswith(("envaudit.compare", "envaudit.attribute"))}
-    assert deciding <= {"envaudit.compare.model", "envaudit.attribute.model"}, deciding
+    assert deciding <= {"envaudit.compare.types", "envaudit.attribute.types"}, deciding
 
 
 def test_the_import_check_sees_a_forbidden_import(tmp_path):

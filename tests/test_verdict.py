@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envaudit.compare.model import DetectionChange, DetectionDiff, TensorComparison
+from envaudit.compare.types import DetectionChange, DetectionDiff, TensorComparison
 from envaudit.compare.noise import at_noise_floor, lost_precision
 from envaudit.compare.tensors import compare_tensor
 from envaudit.compare.verdict import classify, exit_code, headline
@@ -372,7 +372,7 @@ def test_the_verdict_over_modes_is_the_worst_one():
 
 
 def test_the_headline_names_the_modes_that_moved():
-    from envaudit.compare.model import DetectionDiff, ModeResult
+    from envaudit.compare.types import DetectionDiff, ModeResult
     from envaudit.compare.verdict import _modes_phrase
 
     same = DetectionDiff(1, 1, 1, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0)

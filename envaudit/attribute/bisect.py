@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from envaudit.attribute.confirm import NO_RERUN, NO_RERUN_PACKAGE
-from envaudit.attribute.model import CONFIDENCES, Cause
+from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.compare.tensors import bit_identical
 from envaudit.environments.packages import (
     PackageGroup,
@@ -49,7 +49,7 @@ from envaudit.environments.packages import (
     restore_problem,
     restored,
 )
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.plain import plain
 
 Outcome = Literal["reproduced", "unchanged", "partial", "failed"]

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from envaudit.attribute.model import CONFIDENCES, Cause
+from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.settings import refusal
 from envaudit.compare.tensors import bit_identical
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envaudit.attribute import settings
-from envaudit.attribute.model import Cause, describe
+from envaudit.attribute.types import Cause, describe
 from envaudit.attribute.reach import (
     FLOAT64_FIELDS,
     DeviceEvidence,
     device_reach,
     reaches_tensorflow,
 )
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 from envaudit.workload.architecture import MODES
 
 # Which kernel families each kind of change is known to move. A change whose families overlap the

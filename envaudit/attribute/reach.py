@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from envaudit.attribute import settings
-from envaudit.attribute.model import Unreachable, describe
-from envaudit.compare.model import TensorComparison
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.attribute.types import Unreachable, describe
+from envaudit.compare.types import TensorComparison
+from envaudit.fingerprint.types import Change, Fingerprint
 
 # Fingerprint categories whose changes reach only GPU computations.
 GPU_CATEGORIES = frozenset({"gpu", "driver", "cuda", "cudnn"})

@@ -39,8 +39,8 @@ from envaudit.attribute.confirm import (
     plan,
     run_experiments,
 )
-from envaudit.attribute.model import Cause, TrialState
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.attribute.types import Cause, TrialState
+from envaudit.fingerprint.types import Change, Fingerprint
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envaudit.compare.model import DetectionChange, DetectionDiff, DetectionKind
+from envaudit.compare.types import DetectionChange, DetectionDiff, DetectionKind
 from envaudit.workload.architecture import pairwise_iou
 from envaudit.workload.types import (
     IOU_THRESHOLD,

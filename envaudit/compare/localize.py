@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from envaudit.compare.model import FirstDivergence, Nondeterminism, StageReplay, TensorComparison
+from envaudit.compare.types import FirstDivergence, Nondeterminism, StageReplay, TensorComparison
 from envaudit.compare.tensors import bit_identical
 
 

@@ -21,13 +21,13 @@ so they mean the same thing for any float dtype. See docs/design.md, "Numerics".
 
 from __future__ import annotations
 
-from envaudit.compare.model import EQUIVALENT_SLACK_ULPS, ArrayStatus, TensorComparison
+from envaudit.compare.types import EQUIVALENT_SLACK_ULPS, ArrayStatus, TensorComparison
 from envaudit.compare.units import is_float, unit_roundoff
 
 # Two fp32 runs that only reorder operations have errors against float64 of the same size; their
 # ratio scatters around 1 and stays well within 2x for arrays of more than a few elements.
 EQUIVALENT_FACTOR = 2.0
-# EQUIVALENT_SLACK_ULPS (compare/model.py, where the charts read it too): relative RMS errors
+# EQUIVALENT_SLACK_ULPS (compare/types.py, where the charts read it too): relative RMS errors
 # below it are rounding noise however their ratio looks.
 # Without a twin: 2048 unit roundoffs (~1.2e-4 of scale for fp32) covers reordered reductions over
 # thousands of terms and a few layers of propagation; a real change of kernel math is larger.

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from envaudit.compare.model import TensorComparison
+from envaudit.compare.types import TensorComparison
 from envaudit.compare.tensors import compare_arrays
 from envaudit.workload.architecture import PROBE_FAMILIES, probe_mode
 

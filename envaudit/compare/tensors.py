@@ -26,7 +26,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from envaudit.compare.model import ArrayKind, TensorComparison
+from envaudit.compare.types import ArrayKind, TensorComparison
 from envaudit.compare.noise import array_status
 from envaudit.compare.units import ulp
 

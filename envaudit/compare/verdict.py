@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
-from envaudit.compare.model import DetectionDiff, ModeResult, PrecisionWitness, TensorComparison
+from envaudit.compare.types import DetectionDiff, ModeResult, PrecisionWitness, TensorComparison
 from envaudit.spelling import growth, number
 
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envaudit.compare.model import PrecisionWitness, TensorComparison
+from envaudit.compare.types import PrecisionWitness, TensorComparison
 from envaudit.compare.units import unit_roundoff
 
 # fp32 probes measured here stay within a few unit roundoffs of float64 (the long-inner matmul, a

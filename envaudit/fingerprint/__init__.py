@@ -9,6 +9,6 @@ holds the single definition of which fields are numerics-relevant, shared by ``i
 from envaudit.fingerprint.capture import capture
 from envaudit.fingerprint.diff import diff
 from envaudit.fingerprint.load import load_fingerprint
-from envaudit.fingerprint.model import CATEGORIES, SCHEMA, Change, Fingerprint
+from envaudit.fingerprint.types import CATEGORIES, SCHEMA, Change, Fingerprint
 
 __all__ = ["CATEGORIES", "SCHEMA", "Change", "Fingerprint", "capture", "diff", "load_fingerprint"]

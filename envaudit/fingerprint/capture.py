@@ -31,7 +31,7 @@ from envaudit.fingerprint import (
 )
 from envaudit.fingerprint.guard import guarded
 from envaudit.fingerprint.identity import fingerprint_id
-from envaudit.fingerprint.model import SCHEMA, Fingerprint
+from envaudit.fingerprint.types import SCHEMA, Fingerprint
 
 
 def capture() -> Fingerprint:

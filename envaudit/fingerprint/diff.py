@@ -22,7 +22,7 @@ from typing import Any
 
 from envaudit.fingerprint.fields import describe_leaf, is_process_dependent, leaves
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.model import CATEGORIES, ORIGINS, Change, ChangeGroup, Fingerprint
+from envaudit.fingerprint.types import CATEGORIES, ORIGINS, Change, ChangeGroup, Fingerprint
 
 # Fields computed from the others: their change says nothing the other changes do not.
 DERIVED = frozenset({"fingerprint_id"})

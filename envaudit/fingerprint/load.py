@@ -14,7 +14,7 @@ from pathlib import Path
 
 from envaudit import untrusted
 from envaudit.errors import EnvauditError
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 
 _HOW = (
     "pass a file written by 'envaudit fingerprint --format json -o FILE' or a golden bundle folder"

@@ -55,7 +55,7 @@ from envaudit.fingerprint.credentials import (
 )
 from envaudit.fingerprint.env_vars import is_recorded
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.fingerprint.salt import installation_salt
 
 REDACTED_FIELDS = (

@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from envaudit.attribute.model import TRIAL_WORDS, confidence_label
+from envaudit.attribute.types import TRIAL_WORDS, confidence_label
 from envaudit.compare.verdict import SEVERITY, VERDICTS
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.diff import diff
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 
 SCHEMA = "envaudit.fleet/1"
 Command = Literal["check", "fingerprint"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from envaudit.errors import EnvauditError
 from envaudit.history import database
-from envaudit.history.model import (
+from envaudit.history.types import (
     COMMANDS,
     SCHEMA,
     ArraySummary,

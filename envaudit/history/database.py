@@ -34,8 +34,8 @@ from typing import Any
 
 from envaudit import untrusted
 from envaudit.errors import EnvauditError
-from envaudit.fingerprint.model import Fingerprint
-from envaudit.history.model import ArraySummary, CauseSummary, Run
+from envaudit.fingerprint.types import Fingerprint
+from envaudit.history.types import ArraySummary, CauseSummary, Run
 from envaudit.plain import plain
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from envaudit.history.model import SCHEMA, Run
+from envaudit.history.types import SCHEMA, Run
 from envaudit.render.check_json import plain
 from envaudit.render.escape import for_terminal
 from envaudit.spelling import number

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from envaudit.attribute.rank import describe
 from envaudit.fingerprint.diff import diff
-from envaudit.fingerprint.model import Fingerprint
-from envaudit.history.model import Run
+from envaudit.fingerprint.types import Fingerprint
+from envaudit.history.types import Run
 
 # A line, not a table: the check's own environment section lists every change against the golden.
 MAX_LISTED = 5

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envaudit.fingerprint.fields import VOLATILE
-from envaudit.fingerprint.model import Change, ChangeGroup
+from envaudit.fingerprint.types import Change, ChangeGroup
 from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import plain_value
 

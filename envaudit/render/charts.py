@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.model import EQUIVALENT_SLACK_ULPS, DetectionChange, TensorComparison
+from envaudit.compare.types import EQUIVALENT_SLACK_ULPS, DetectionChange, TensorComparison
 from envaudit.render.formatting import class_label
 
 FP32_ROUNDOFF = 2.0 ** -24  # float32's unit roundoff: one rounding to fp32, the noise floor

@@ -25,9 +25,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, DetectionDiff, TensorComparison
+from envaudit.compare.types import STATUS_SEVERITY, ArrayStatus, DetectionDiff, TensorComparison
 from envaudit.fingerprint.diff import group
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.escape import for_document
 from envaudit.render.formatting import (

@@ -32,7 +32,7 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from envaudit.compare.model import ArrayStatus, DetectionChange, TensorComparison
+from envaudit.compare.types import ArrayStatus, DetectionChange, TensorComparison
 from envaudit.render.escape import for_xml
 from envaudit.render.formatting import (
     class_label,

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.model import STATUS_SEVERITY, ArrayStatus, TensorComparison
+from envaudit.compare.types import STATUS_SEVERITY, ArrayStatus, TensorComparison
 from envaudit.fingerprint.diff import group
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 from envaudit.render import formatting
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.escape import (

@@ -23,7 +23,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from envaudit.compare.model import (
+from envaudit.compare.types import (
     STATUS_SEVERITY,
     ArrayStatus,
     DetectionChange,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 
 SCHEMA = "envaudit.diff/1"
 

@@ -17,7 +17,7 @@ from rich.console import Group
 from rich.text import Text
 
 from envaudit.fingerprint.diff import group
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.render.change_table import ChangeTable, shown_changes, volatile_phrase
 from envaudit.render.escape import for_terminal
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 
 
 def render(fp: Fingerprint) -> str:

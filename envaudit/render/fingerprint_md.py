@@ -18,7 +18,7 @@ from typing import Any
 
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.render.escape import for_document, for_markdown, for_markdown_code
 
 SECTION_TITLES = {

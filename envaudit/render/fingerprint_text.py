@@ -17,7 +17,7 @@ from rich.text import Text
 
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import SECTION_TITLES, plain_value
 

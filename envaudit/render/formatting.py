@@ -24,7 +24,7 @@ from envaudit.spelling import (  # noqa: F401  (one spelling, used through here 
 from envaudit.workload.types import CLASS_NAMES
 
 if TYPE_CHECKING:
-    from envaudit.compare.model import PrecisionWitness
+    from envaudit.compare.types import PrecisionWitness
     from envaudit.fleet.report import FleetNode
     from envaudit.usermodel.spec import ModelInfo
 

@@ -25,11 +25,11 @@ import numpy as np
 from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
 from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
-from envaudit.attribute.model import Cause, Unreachable
+from envaudit.attribute.types import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
 from envaudit.compare import localize
 from envaudit.compare.detections import match_detections
-from envaudit.compare.model import (
+from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
     ModeResult,
@@ -43,7 +43,7 @@ from envaudit.compare.tensors import compare_arrays, digest, placed, tolerated
 from envaudit.compare.verdict import Verdict, classify, exit_code, model_headline, worst
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError
-from envaudit.fingerprint.model import Change, Fingerprint
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.result import CheckResult
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import detections_of, shape_problem

@@ -101,7 +101,7 @@ def record_model(
     fingerprint = capture()
     shown = str(model.absolute())
     if redact:
-        from envaudit.fingerprint.model import Fingerprint
+        from envaudit.fingerprint.types import Fingerprint
         from envaudit.fingerprint.redact import Redactor
 
         redactor = Redactor.for_trees(fingerprint)

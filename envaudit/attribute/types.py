@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from envaudit.fingerprint.model import Change
+from envaudit.fingerprint.types import Change
 from envaudit.plain import plain
 
 # Strongest first: "confirmed" only after a re-run with the change put back gave golden bits;

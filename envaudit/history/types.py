@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from envaudit.compare.verdict import SEVERITY
-from envaudit.fingerprint.model import Fingerprint
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.plain import plain
 
 if TYPE_CHECKING:
