@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from envaudit.version import __version__
 
 if TYPE_CHECKING:
     from envaudit.fingerprint import Change, Fingerprint

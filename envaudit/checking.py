@@ -21,14 +21,14 @@ import numpy as np
 
 from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
-from envaudit.attribute.types import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
 from envaudit.attribute.trials import confirm_causes
+from envaudit.attribute.types import Cause, Unreachable
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
-from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import bit_identical, compare_arrays, digest, placed
+from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, exit_code, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.provenance import recorded_elsewhere

@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from envaudit import __version__
 from envaudit.cli_help import Formatter, Parser, described
 from envaudit.render.formats import choices
+from envaudit.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -29,8 +29,8 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     progress("capturing the fingerprint")
     fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
     if redact:
-        from envaudit.fingerprint.types import Fingerprint
         from envaudit.fingerprint.redact import Redactor
+        from envaudit.fingerprint.types import Fingerprint
 
         fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))
     progress("writing the bundle")

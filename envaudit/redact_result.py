@@ -18,8 +18,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.fingerprint.redact import Redactor
+from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.result import CheckResult
 
 # Field names whose values are fixed vocabularies or program-defined labels, not data.

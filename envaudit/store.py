@@ -34,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from envaudit import __version__, bundle_budget, bundle_files, untrusted
+from envaudit import bundle_budget, bundle_files, untrusted
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.shipped import shipped
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem
+from envaudit.version import __version__
 from envaudit.workload.architecture import MODES
 
 SCHEMA = "envaudit.golden/2"

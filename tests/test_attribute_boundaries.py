@@ -31,9 +31,9 @@ from envaudit.attribute.confirm import (
     plan,
     run_experiments,
 )
-from envaudit.attribute.types import Cause
 from envaudit.attribute.rank import _env_rule, describe, rank_causes
 from envaudit.attribute.settings import SETTINGS, refusal
+from envaudit.attribute.types import Cause
 from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
 from envaudit.workload.assets import asset_dir
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from envaudit.compare.detections import decision_margins, decision_noise, match_detections
-from envaudit.compare.types import TensorComparison
 from envaudit.compare.noise import array_status, at_noise_floor, lost_precision
 from envaudit.compare.tensors import (
     compare_tensor,
@@ -27,6 +26,7 @@ from envaudit.compare.tensors import (
     relative_rms_error,
     tensor_scale,
 )
+from envaudit.compare.types import TensorComparison
 from envaudit.compare.units import is_float, ulp, unit_roundoff
 from envaudit.workload.types import Candidates, Detections
 

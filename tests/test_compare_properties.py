@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from test_compare_detections import dets
 
 from envaudit.compare.detections import box_iou, decision_margins, match_detections
-from envaudit.compare.types import DetectionDiff, TensorComparison
 from envaudit.compare.noise import array_status, at_noise_floor
+from envaudit.compare.types import DetectionDiff, TensorComparison
 from envaudit.compare.verdict import VERDICTS, classify, exit_code
 from envaudit.workload.types import Candidates
 

@@ -10,12 +10,6 @@ import numpy as np
 import pytest
 
 from envaudit.compare.localize import first_divergence, nondeterminism
-from envaudit.compare.types import (
-    FirstDivergence,
-    Nondeterminism,
-    StageReplay,
-    TensorComparison,
-)
 from envaudit.compare.tensors import (
     bit_identical,
     compare_arrays,
@@ -23,6 +17,12 @@ from envaudit.compare.tensors import (
     cosine_similarity,
     not_run,
     relative_rms_error,
+)
+from envaudit.compare.types import (
+    FirstDivergence,
+    Nondeterminism,
+    StageReplay,
+    TensorComparison,
 )
 from envaudit.compare.units import ulp, unit_roundoff
 

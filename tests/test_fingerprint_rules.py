@@ -32,9 +32,9 @@ from envaudit.fingerprint import Change, Fingerprint, diff, fields, gpu, redact
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.fields import classify, classify_leaf, describe, describe_leaf
 from envaudit.fingerprint.identity import fingerprint_id, identity_fields
-from envaudit.fingerprint.types import CATEGORIES, ORIGINS, ChangeGroup
 from envaudit.fingerprint.redact import Identity, Redactor, hashed
 from envaudit.fingerprint.salt import installation_salt
+from envaudit.fingerprint.types import CATEGORIES, ORIGINS, ChangeGroup
 
 REFERENCE = Path(__file__).resolve().parents[1] / "golden" / "reference" / "manifest.json"
 NO_NVML = {"available": False, "reason": "NVML: NVML Shared Library Not Found"}

@@ -22,8 +22,8 @@ from test_render_check import make_result
 from envaudit.attribute.types import Cause
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.credentials import has_token
-from envaudit.fingerprint.types import Change
 from envaudit.fingerprint.redact import Identity, Redactor, hashed
+from envaudit.fingerprint.types import Change
 from envaudit.redact_result import redact_result
 from envaudit.render import check_json, check_junit, check_md, check_text
 

@@ -24,7 +24,7 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("module", sorted(RENDER.glob("*.py")), ids=lambda p: p.name)
 def test_renderers_take_only_types_from_compare_and_attribute(module):
     """No threshold, metric or ranking logic can reach a renderer: from compare/ and attribute/
-    it may import the data types (``model``) and nothing else."""
+    it may import the data types (``types``) and nothing else."""
     deciding = {m for m in imported_modules(module)
                 if m.startswith(("envaudit.compare", "envaudit.attribute"))}
     assert deciding <= {"envaudit.compare.types", "envaudit.attribute.types"}, deciding
@@ -74,3 +74,122 @@ def test_the_cli_offers_exactly_the_registered_formats():
                          (["fingerprint"], "fingerprint")):
         for fmt in formats.choices(report):
             assert parser.parse_args([*argv, "--format", fmt]).format == fmt
+
+
+# --- the import graph -----------------------------------------------------------------------
+
+PACKAGE = RENDER.parent
+
+
+def _module_names() -> dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:``: imports for annotations, never executed."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for n in ast.walk(node))
+    return skipped
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the envaudit modules it imports, at the top or inside a function alike (a lazy
+    import is still a dependency). ``from pkg import sub`` is an edge to the submodule ``sub``,
+    not to the package."""
+    names = _module_names()
+
+    def known(name: str) -> str | None:
+        while name and name not in names:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in names.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_checking_nodes(tree)
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                edges.update(filter(None, (known(a.name) for a in node.names
+                                           if a.name.startswith("envaudit"))))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+                    for _ in range(node.level - 1):
+                        here = here.rpartition(".")[0]
+                    base = f"{here}.{base}" if base else here
+                if not base.startswith("envaudit"):
+                    continue
+                for alias in node.names:
+                    whole = f"{base}.{alias.name}"
+                    target = whole if whole in names else known(base)
+                    if target:
+                        edges.add(target)
+        edges.discard(module)
+        graph[module] = edges
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            step = next(edges, None)
+            if step is not None:
+                if step not in index:
+                    index[step] = low[step] = len(index)
+                    stack.append(step)
+                    on_stack.add(step)
+                    work.append((step, iter(sorted(graph.get(step, ())))))
+                elif step in on_stack:
+                    low[node] = min(low[node], index[step])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_the_import_graph_has_no_circle():
+    """Every module of envaudit/, lazy imports included: no module reaches itself again."""
+    graph = import_graph()
+    assert len(graph) > 100 and "envaudit.errors" in graph["envaudit.store"]
+    assert circles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envaudit.compare.types import DetectionChange, DetectionDiff, TensorComparison
 from envaudit.compare.noise import at_noise_floor, lost_precision
 from envaudit.compare.tensors import compare_tensor
+from envaudit.compare.types import DetectionChange, DetectionDiff, TensorComparison
 from envaudit.compare.verdict import classify, exit_code, headline
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.settings import refusal
+from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.workload.child import run_child

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envaudit.attribute import settings
-from envaudit.attribute.types import Cause, describe
 from envaudit.attribute.reach import (
     FLOAT64_FIELDS,
     DeviceEvidence,
     device_reach,
     reaches_tensorflow,
 )
+from envaudit.attribute.types import Cause, describe
 from envaudit.fingerprint.types import Change
 from envaudit.workload.architecture import MODES
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from envaudit.compare.types import FirstDivergence, Nondeterminism, StageReplay, TensorComparison
 from envaudit.compare.tensors import bit_identical
+from envaudit.compare.types import FirstDivergence, Nondeterminism, StageReplay, TensorComparison
 
 
 def first_divergence(stages: Sequence[TensorComparison], golden: Mapping[str, np.ndarray],

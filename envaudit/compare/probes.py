@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from envaudit.compare.types import TensorComparison
 from envaudit.compare.tensors import compare_arrays
+from envaudit.compare.types import TensorComparison
 from envaudit.workload.architecture import PROBE_FAMILIES, probe_mode
 
 

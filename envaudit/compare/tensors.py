@@ -26,8 +26,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from envaudit.compare.types import ArrayKind, TensorComparison
 from envaudit.compare.noise import array_status
+from envaudit.compare.types import ArrayKind, TensorComparison
 from envaudit.compare.units import ulp
 
 INF = float("inf")

@@ -16,11 +16,10 @@ import os
 import shutil
 from pathlib import Path
 
-import envaudit
-
 
 def own_package() -> Path:
-    return Path(envaudit.__file__).resolve().parent
+    """This envaudit's package folder (the one this module is part of)."""
+    return Path(__file__).resolve().parent.parent
 
 
 def place(site: Path) -> None:

@@ -33,8 +33,8 @@ from typing import Any
 
 from envaudit.fingerprint.fields import is_cuda_wheel, is_numerics_package
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.types import Fingerprint
 from envaudit.fingerprint.tensorflow_build import _DISTRIBUTIONS
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.plain import plain
 
 TENSORFLOW_DISTRIBUTIONS = frozenset(_DISTRIBUTIONS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from envaudit import __version__
 from envaudit.fingerprint import (
     cpu,
     env_vars,
@@ -32,6 +31,7 @@ from envaudit.fingerprint import (
 from envaudit.fingerprint.guard import guarded
 from envaudit.fingerprint.identity import fingerprint_id
 from envaudit.fingerprint.types import SCHEMA, Fingerprint
+from envaudit.version import __version__
 
 
 def capture() -> Fingerprint:

@@ -55,8 +55,8 @@ from envaudit.fingerprint.credentials import (
 )
 from envaudit.fingerprint.env_vars import is_recorded
 from envaudit.fingerprint.guard import is_unavailable
-from envaudit.fingerprint.types import Fingerprint
 from envaudit.fingerprint.salt import installation_salt
+from envaudit.fingerprint.types import Fingerprint
 
 REDACTED_FIELDS = (
     "hostname (with its domain), user, home and data folders, hosts in variables, GPU identifiers"

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from envaudit.errors import EnvauditError
 from envaudit.history import database
+from envaudit.history.render import render_run, render_runs
+from envaudit.history.since import since_sentence
 from envaudit.history.types import (
     COMMANDS,
     SCHEMA,
@@ -32,8 +34,6 @@ from envaudit.history.types import (
     from_fleet,
     from_record,
 )
-from envaudit.history.render import render_run, render_runs
-from envaudit.history.since import since_sentence
 
 if TYPE_CHECKING:
     from envaudit.result import CheckResult

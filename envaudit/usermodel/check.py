@@ -25,10 +25,13 @@ import numpy as np
 from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
 from envaudit.attribute.confirm import apply_outcomes, limits, plan, run_experiments
-from envaudit.attribute.types import Cause, Unreachable
 from envaudit.attribute.rank import rank_causes
+from envaudit.attribute.types import Cause, Unreachable
 from envaudit.compare import localize
 from envaudit.compare.detections import match_detections
+from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
+from envaudit.compare.probes import compare_probes
+from envaudit.compare.tensors import compare_arrays, digest, placed, tolerated
 from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
@@ -37,9 +40,6 @@ from envaudit.compare.types import (
     PrecisionWitness,
     TensorComparison,
 )
-from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
-from envaudit.compare.probes import compare_probes
-from envaudit.compare.tensors import compare_arrays, digest, placed, tolerated
 from envaudit.compare.verdict import Verdict, classify, exit_code, model_headline, worst
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError

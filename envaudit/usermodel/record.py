@@ -101,8 +101,8 @@ def record_model(
     fingerprint = capture()
     shown = str(model.absolute())
     if redact:
-        from envaudit.fingerprint.types import Fingerprint
         from envaudit.fingerprint.redact import Redactor
+        from envaudit.fingerprint.types import Fingerprint
 
         redactor = Redactor.for_trees(fingerprint)
         fingerprint = Fingerprint(redactor.tree(fingerprint.data))
