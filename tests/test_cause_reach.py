@@ -23,11 +23,11 @@ from forge import RICHER, STRAYS, elsewhere, forge_elsewhere
 from envaudit import store
 from envaudit.attribute import confirm, reach
 from envaudit.attribute.rank import rank_causes
-from envaudit.attribute.settings import refusal
 from envaudit.attribute.trials import confirm_causes
 from envaudit.attribute.types import Cause
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.types import Change
+from envaudit.settings import refusal
 
 MODES = ("eager", "graph", "xla")
 
@@ -193,12 +193,16 @@ def test_without_confirmation_the_plan_only_marks(monkeypatch):
     assert "richer instruction set" in done.causes[1].evidence[-1]
 
 
-def test_the_settings_table_names_the_workloads_modes():
-    from envaudit.attribute import settings
-    from envaudit.workload.architecture import MODES as WORKLOAD_MODES
+def test_the_settings_table_names_code_the_modes_run():
+    """A setting names the code it reaches, a mode the code it runs: every code a setting names
+    is run by some registered mode, so no setting reaches nothing by a misspelling."""
+    from typing import get_args
 
-    assert settings.ALL_MODES == set(WORKLOAD_MODES)
-    assert {m for s in settings.SETTINGS for m in s.modes} <= settings.ALL_MODES
+    from envaudit import modes, settings
+
+    run = {code for name in modes.names() for code in modes.get(name).codes}
+    named = {code for s in settings.SETTINGS if s.codes is not None for code in s.codes}
+    assert named <= run == set(get_args(settings.Code))
 
 
 def test_a_confirmed_label_has_no_qualifier():

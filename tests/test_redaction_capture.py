@@ -153,10 +153,28 @@ def test_terraform_values_stay_out_of_the_fingerprint():
     assert env_vars.probe(environ) == {"TF_CUDNN_USE_AUTOTUNE": "0", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
-def test_every_setting_a_rerun_puts_back_is_recorded():
-    from envaudit.attribute.settings import SETTINGS
+def test_every_setting_in_the_table_is_recorded():
+    from envaudit.settings import SETTINGS
 
     assert [s.name for s in SETTINGS if not env_vars.is_recorded(s.name)] == []
+
+
+def test_the_recorded_names_and_families_are_the_settings_tables():
+    """One table: a variable or family the fingerprint records has its record, with what it
+    changes; a record the fingerprint could not record would be a setting nobody sees."""
+    from envaudit.settings import SETTINGS, setting
+
+    assert set(env_vars.NAMES) | set(env_vars.FAMILIES) == {s.name for s in SETTINGS}
+    assert len({s.name for s in SETTINGS}) == len(SETTINGS)  # one record per name
+    assert setting("TF_GPU_ALLOCATOR").devices == {"gpu"}  # recorded by name, with its reach
+    assert setting("TF_CPP_MIN_LOG_LEVEL").name == "TF_CPP_"  # recorded by family
+
+
+@pytest.mark.parametrize("prefix", ["TF_", "NVIDIA_", "TF_VAR_", "TF_CLI_", "TF_TOKEN_"])
+def test_the_table_lists_no_family_another_tool_writes(prefix):
+    from envaudit.settings import SETTINGS
+
+    assert prefix not in {s.name for s in SETTINGS}
 
 
 @pytest.mark.parametrize("name", [

@@ -3,8 +3,8 @@ the golden bits exactly.
 
 Each re-run is a fresh ``python -m envaudit.workload`` process, because the settings that matter
 (oneDNN switches, instruction-set caps, thread counts) are read once when TensorFlow loads. The
-golden side of a change is someone else's data: only the settings ``settings.py`` allows, with
-values it accepts, are ever put into a child's environment. The child is started by
+golden side of a change is someone else's data: only the settings ``envaudit/settings.py``
+allows, with values it accepts, are ever put into a child's environment. The child is started by
 ``workload.child.run_child``: isolated from the working folder, user site-packages and Python's
 code-choosing variables, in the private folder of its output. Hardware cannot be put back, but an
 instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
@@ -30,10 +30,10 @@ import numpy as np
 
 from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
-from envaudit.attribute.settings import refusal
 from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.settings import refusal
 from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300
@@ -162,7 +162,7 @@ def _env_changes(changes: Sequence[Change]) -> list[Change]:
 
 def _restorable(changes: Sequence[Change]) -> list[Change]:
     """The variable changes a re-run may put back: allowlisted settings with valid golden values
-    (``settings.py``); the golden side is someone else's data."""
+    (``envaudit/settings.py``); the golden side is someone else's data."""
     return [c for c in _env_changes(changes) if refusal(c.path[4:], c.golden) is None]
 
 

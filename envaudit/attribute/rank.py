@@ -8,8 +8,9 @@ The result is at most "likely": only a confirmation re-run (``confirm.py``) may 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from envaudit.attribute import settings
+from envaudit import modes, settings
 from envaudit.attribute.reach import (
     FLOAT64_FIELDS,
     DeviceEvidence,
@@ -18,12 +19,11 @@ from envaudit.attribute.reach import (
 )
 from envaudit.attribute.types import Cause, describe
 from envaudit.fingerprint.types import Change
-from envaudit.workload.architecture import MODES
 
 # Which kernel families each kind of change is known to move. A change whose families overlap the
 # families that actually changed is "likely"; one that cannot explain them is only "possible".
-# A variable's families, devices, modes and computations are in its record (``settings.py``);
-# fingerprint fields go by category here.
+# A variable's families, devices, code and computations are in its record
+# (``envaudit/settings.py``); fingerprint fields go by category here.
 KERNEL_FAMILIES = set(settings.KERNELS)
 CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
     "tensorflow": (KERNEL_FAMILIES | {"transcendental", "resize", "decode", "nms"},
@@ -40,7 +40,8 @@ CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
 }
 
 
-# What a pattern of moved modes says on its own (docs/design.md, "Execution modes").
+# What a pattern of moved modes says on its own (docs/design.md, "Execution modes"). Keyed by the
+# built-in modes' names: a pattern that includes another mode matches none of these.
 MODE_PATTERNS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"xla"}), "only xla moved: XLA code generation changed (an XLA or TensorFlow"
                          " release, XLA_FLAGS)"),
@@ -53,10 +54,14 @@ MODE_PATTERNS: tuple[tuple[frozenset[str], str], ...] = (
 
 
 def mode_reach(change: Change) -> frozenset[str]:
-    """The execution modes this change can move (a variable: as its record says; else all)."""
+    """The registered execution modes this change can move: for a variable, the modes that run
+    code its record reaches (``settings.Setting.codes`` against ``modes.ExecutionMode.codes``);
+    for any other change, every mode."""
+    names = modes.names()
     if change.path.startswith("env."):
-        return settings.setting(change.path[4:]).modes
-    return frozenset(MODES)
+        record = settings.setting(change.path[4:])
+        return frozenset(m for m in names if record.reaches_code(modes.get(m).codes))
+    return frozenset(names)
 
 
 def mode_pattern(moved: Sequence[str], checked: Sequence[str]) -> str | None:
@@ -155,6 +160,24 @@ W_ISA = W_SETTING + 1
 # NumPy's float64 references, are not ranked at all (``reach.unreachable`` lists them).
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What moved, in the terms every candidate cause is judged by."""
+
+    families: frozenset[str]  # probe families that changed, and "precision" if it was lost
+    precision_lost: bool
+    moved: frozenset[str]  # execution modes whose stages moved
+    checked: frozenset[str]  # execution modes checked
+    where: str  # evidence: the first divergent stage and the stages that changed by themselves
+    pattern: str  # evidence: the probe families that changed
+    modes_evidence: str | None  # evidence: what the pattern of moved modes says
+    devices: DeviceEvidence | None
+
+    @property
+    def every_mode_moved(self) -> bool:
+        return bool(self.moved) and self.moved == self.checked
+
+
 def rank_causes(
     changes: Sequence[Change],
     changed_families: Sequence[str],
@@ -170,18 +193,11 @@ def rank_causes(
     ``MODE_PATTERNS``); a change that reaches none of them is only "possible". ``devices``: where
     the arrays that moved were computed; a group whose leading change cannot reach them is left
     out (``reach.unreachable`` says so)."""
-    modes_evidence = mode_pattern(moved_modes, checked_modes)
-    observed = set(changed_families) | ({"precision"} if precision_lost else set())
-    where = (f"the first divergent stage is {first_stage}"
-             + (f"; stages that changed by themselves: {', '.join(changed_stages)}"
-                if changed_stages else "")) if first_stage else "no stage diverged"
-    pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
-               if changed_families else "no op probe changed")
+    seen = _observed(changed_families, first_stage, changed_stages, precision_lost, moved_modes,
+                     checked_modes, devices)
+    ran = devices.known if devices else None
     scored: list[tuple[bool, int, Cause]] = []
     precision_explained = False  # does some change's rule name reduced precision?
-    ran = devices.known if devices else None
-    moved_set, checked_set = set(moved_modes), set(checked_modes)
-    every_mode_moved = bool(moved_set) and moved_set == checked_set
     left_out = 0  # changes that cannot reach what moved
     for group in _groups(changes):
         change = group[0]
@@ -192,59 +208,89 @@ def rank_causes(
             families, why = _env_rule(change.path[4:])
         else:
             families, why = CATEGORY_FAMILIES.get(change.category, (set(), "changed"))
-        overlap = families & observed
         precision_explained |= "precision" in families
-        reach = mode_reach(change)
-        reaches_moved = not moved_modes or bool(reach & set(moved_modes))
-        likely = bool(overlap) and reaches_moved and (
-            not precision_lost or "precision" in families
-            or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
-        fits_modes = len(checked_set) > 1 and bool(moved_set) and reach & checked_set == moved_set
-        isa = every_mode_moved and any(c.path.startswith("cpu.flags.") for c in group)
-        evidence = [f"{describe(change)} — {why}", where, pattern]
-        if devices:
-            evidence.append(f"the arrays that moved were computed on {devices.shown}")
-        if modes_evidence:
-            evidence.append(modes_evidence)
-            if not reaches_moved:
-                evidence.append(f"it cannot reach the modes that moved (it reaches"
-                                f" {', '.join(m for m in MODES if m in reach)})")
-            elif fits_modes and moved_set != set(MODES):
-                evidence.append("it reaches exactly the modes that moved")
-        if isa:
-            evidence.append("the instruction sets differ and every mode moved: each mode runs"
-                            " vectorised code chosen for the CPU")
-        if overlap:
-            evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
-        else:
-            evidence.append("it is not known to move the families that changed")
-        if len(group) > 1:
-            shown = ", ".join(c.path for c in group[1:6]) + (
-                f" and {len(group) - 6} more" if len(group) > 6 else "")
-            evidence.append(f"changed with it: {shown}")
-        score = (W_FAMILY * len(overlap) + (W_SETTING if change.path.startswith("env.") else 0)
-                 + (W_LIKELY if likely else 0) + (W_MODES if fits_modes else 0)
-                 + (W_ISA if isa else 0))
-        cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
-                      evidence=tuple(evidence), path=change.path,
-                      related=tuple(c.path for c in group[1:]))
-        scored.append((likely, score, cause))
+        scored.append(_judged(group, families, why, seen))
     scored.sort(key=lambda item: (not item[0], -item[1]))
     causes = [cause for _likely, _score, cause in scored]
-    if precision_lost and not precision_explained:
-        causes.append(Cause(
+    return causes + _fallbacks(bool(causes), seen, precision_explained, left_out)
+
+
+def _observed(changed_families: Sequence[str], first_stage: str | None,
+              changed_stages: Sequence[str], precision_lost: bool, moved_modes: Sequence[str],
+              checked_modes: Sequence[str], devices: DeviceEvidence | None) -> Observed:
+    where = (f"the first divergent stage is {first_stage}"
+             + (f"; stages that changed by themselves: {', '.join(changed_stages)}"
+                if changed_stages else "")) if first_stage else "no stage diverged"
+    pattern = (f"probe families that changed: {', '.join(sorted(changed_families))}"
+               if changed_families else "no op probe changed")
+    return Observed(
+        families=frozenset(changed_families) | ({"precision"} if precision_lost else set()),
+        precision_lost=precision_lost, moved=frozenset(moved_modes),
+        checked=frozenset(checked_modes), where=where, pattern=pattern,
+        modes_evidence=mode_pattern(moved_modes, checked_modes), devices=devices)
+
+
+def _judged(group: Sequence[Change], families: set[str], why: str, seen: Observed
+            ) -> tuple[bool, int, Cause]:
+    """One group's cause: whether it is likely, its score (the weights above) and the cause."""
+    change = group[0]
+    overlap = families & seen.families
+    reach = mode_reach(change)
+    reaches_moved = not seen.moved or bool(reach & seen.moved)
+    likely = bool(overlap) and reaches_moved and (
+        not seen.precision_lost or "precision" in families
+        or change.category in ("gpu", "cuda", "tensorflow", "cpu"))
+    fits_modes = len(seen.checked) > 1 and bool(seen.moved) and reach & seen.checked == seen.moved
+    isa = seen.every_mode_moved and any(c.path.startswith("cpu.flags.") for c in group)
+    evidence = [f"{describe(change)} — {why}", seen.where, seen.pattern]
+    if seen.devices:
+        evidence.append(f"the arrays that moved were computed on {seen.devices.shown}")
+    if seen.modes_evidence:
+        evidence.append(seen.modes_evidence)
+        if not reaches_moved:
+            evidence.append(f"it cannot reach the modes that moved (it reaches"
+                            f" {', '.join(m for m in modes.names() if m in reach)})")
+        elif fits_modes and seen.moved != set(modes.names()):
+            evidence.append("it reaches exactly the modes that moved")
+    if isa:
+        evidence.append("the instruction sets differ and every mode moved: each mode runs"
+                        " vectorised code chosen for the CPU")
+    if overlap:
+        evidence.append(f"it can move the families that changed ({', '.join(sorted(overlap))})")
+    else:
+        evidence.append("it is not known to move the families that changed")
+    if len(group) > 1:
+        shown = ", ".join(c.path for c in group[1:6]) + (
+            f" and {len(group) - 6} more" if len(group) > 6 else "")
+        evidence.append(f"changed with it: {shown}")
+    score = (W_FAMILY * len(overlap) + (W_SETTING if change.path.startswith("env.") else 0)
+             + (W_LIKELY if likely else 0) + (W_MODES if fits_modes else 0)
+             + (W_ISA if isa else 0))
+    cause = Cause(change=describe(change), confidence="likely" if likely else "possible",
+                  evidence=tuple(evidence), path=change.path,
+                  related=tuple(c.path for c in group[1:]))
+    return likely, score, cause
+
+
+def _fallbacks(ranked: bool, seen: Observed, precision_explained: bool, left_out: int
+               ) -> list[Cause]:
+    """The causes that no fingerprint change names: reduced precision nobody set, and, when
+    nothing was ranked, a change the fingerprint does not record."""
+    extra = []
+    if seen.precision_lost and not precision_explained:
+        extra.append(Cause(
             change="reduced-precision math (TF32, bf16 or a fast-math mode) not visible in the"
                    " fingerprint",
             confidence="possible",
-            evidence=("the error against the float64 twin grew far beyond fp32 rounding", where,
-                      pattern)))
-    if not causes:
-        causes.append(Cause(
+            evidence=("the error against the float64 twin grew far beyond fp32 rounding",
+                      seen.where, seen.pattern)))
+    if not ranked and not extra:
+        extra.append(Cause(
             change="a change the fingerprint does not record (hardware, microcode, a library"
                    " loaded at run time) or nondeterminism",
             confidence="possible",
             evidence=("no numerics-relevant fingerprint field differs from the golden one"
                       if not left_out else "no fingerprint field that differs from the golden"
-                      " one can reach the arrays that moved", where,
-                      pattern, "run 'envaudit check --repeat 3' to measure nondeterminism")))
-    return causes
+                      " one can reach the arrays that moved", seen.where,
+                      seen.pattern, "run 'envaudit check --repeat 3' to measure nondeterminism")))
+    return extra

@@ -12,8 +12,8 @@ is ruled unreachable.
 Every array a check compares (stages, probes, a user model's outputs) is computed by TensorFlow.
 A change that reaches only NumPy's float64 references (OpenBLAS and NumPy's own settings and
 build, ``settings.FLOAT64``) cannot have moved one, whatever the devices: it is listed as "cannot
-affect" too. What a variable reaches is read from its record in ``settings.py``; this module keeps
-only what fingerprint fields (not variables) reach. Pure Python.
+affect" too. What a variable reaches is read from its record in ``envaudit/settings.py``; this
+module keeps only what fingerprint fields (not variables) reach. Pure Python.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from envaudit.attribute import settings
+from envaudit import settings
 from envaudit.attribute.types import Unreachable, describe
 from envaudit.compare.types import TensorComparison
 from envaudit.fingerprint.types import Change, Fingerprint

@@ -1,11 +1,17 @@
 """The detector's shape, shared by the TensorFlow pipeline, its float64 twin and training.
 
-NumPy only. Changing anything here changes the workload: bump ``WORKLOAD_VERSION`` and retrain.
+NumPy and the mode registry only. Changing anything here changes the workload: bump
+``WORKLOAD_VERSION`` and retrain.
 """
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
+
+from envaudit import modes
+from envaudit.modes import Mode
 
 WORKLOAD_ID = "envaudit.ssd-shapes"
 WORKLOAD_VERSION = "2"  # 2: every execution mode recorded; 1 (envaudit 0.1): eager only
@@ -38,14 +44,11 @@ STAGES = (
 )
 
 
-# Execution modes, each its own computation (docs/design.md, "Execution modes"):
-# - eager: op by op, as the detector runs in a notebook or a Keras model called directly;
-# - graph: one tf.function over the whole pipeline (decode to NMS), optimised by grappler, the
-#   way a SavedModel signature runs under TF Serving;
-# - xla: tf.function(jit_compile=True) over everything XLA compiles on the device, as Keras 3
-#   compiles predict() on GPUs and as services that set jit_compile do. What XLA cannot compile
-#   runs outside it, as below.
-MODES = ("eager", "graph", "xla")
+# The built-in execution modes (``envaudit.modes``, the registry, says what each runs). Kept for
+# the callers that still import it; new code reads ``modes.names()``, which includes modes
+# registered later.
+MODES: tuple[str, ...] = get_args(Mode)
+# What runs outside XLA's compiled cluster in the xla mode, and why.
 OUTSIDE_XLA = {
     "decode": "eager TensorFlow ops: image decoders have no XLA kernel",
     "nms": "eager TensorFlow ops: CombinedNonMaxSuppression has no XLA CPU kernel",
@@ -78,8 +81,9 @@ PROBES_V1 = tuple(name for name in PROBE_FAMILIES if not name.startswith("xla.")
 
 
 def probe_mode(name: str) -> str:
-    """The execution mode a probe runs in: ``xla.*`` probes are jit-compiled, the rest eager."""
-    return "xla" if name.startswith("xla.") else "eager"
+    """The execution mode a probe runs in (``modes.probe_mode``: ``xla.*`` probes are
+    jit-compiled, the rest run op by op)."""
+    return modes.probe_mode(name)
 
 
 def anchors() -> np.ndarray:

@@ -1,4 +1,12 @@
-"""The numerics settings a confirmation re-run may put back, and the values each may take.
+"""The table of numerics settings: one record per environment variable (or family of variables)
+that can change numerics, with every fact about it -- whether the fingerprint records it, whether a
+confirmation re-run may put it back and to which values, what it changes, and what it reaches.
+
+Four readers, one table: the fingerprint probe (``fingerprint/env_vars.py`` records exactly the
+names and families listed here), the re-run allowlist (``refusal``, read by ``attribute/confirm.py``
+and ``attribute/trials.py``), the ranking (``attribute/rank.py``: probe families, and the modes a
+setting reaches, derived from the code it reaches and the code each mode runs, ``modes.py``) and
+the device reach (``attribute/reach.py``).
 
 A golden bundle's fingerprint is data from someone else: its checksums prove that nobody changed
 it, not who wrote it. A re-run's child process therefore gets this process's own environment with
@@ -25,23 +33,32 @@ Constraints for the next editor:
   Tokens are split on the blanks XLA splits on (space, tab, CR, LF) and nothing else.
 
 The same records say what each variable can reach, for the ranking (``rank.py``) and the device
-reach (``reach.py``): the op-probe families it can move, the kinds of device, the execution modes,
-and which computation reads it at all -- TensorFlow (every array a check compares) or only NumPy's
+reach (``reach.py``): the op-probe families it can move, the kinds of device, the code it reaches
+(TensorFlow's kernels, the traced graph, XLA's generated code: the execution modes it reaches
+follow from the code each mode runs, so a new mode needs no edit here), and which computation
+reads it at all -- TensorFlow (every array a check compares) or only NumPy's
 float64 references (the twin and the probes' references: OpenBLAS, ``GOTO_*``, NumPy's SIMD
 dispatch). A float64 reference is compared with a float32 run at float32's noise floor, ten
 million times above float64's, so a setting that only reaches it can never explain an array that
 moved. Records whose ``value`` is None are never put back: family prefixes (ending in ``_``) and
-variables that choose code, libraries or devices, listed only for what they reach.
+variables that choose code, libraries or devices, listed for the fingerprint and what they reach.
 
-Add a setting or a flag -> add its record here, with what it changes and reaches. Standard library
-only.
+Never list the bare ``TF_`` prefix: Terraform's variables share it (``TF_VAR_*`` holds the inputs
+of a plan, passwords included; ``TF_CLI_ARGS*`` command lines; ``TF_TOKEN_*`` credentials), and
+none of them is TensorFlow's. Nor ``NVIDIA_``, which NVIDIA's services use for keys and endpoints.
+A family is listed only where no other tool writes variables with that prefix; a new TensorFlow
+variable is added by name.
+
+Add a setting or a flag -> add its record here, with what it changes and reaches; the fingerprint
+records it from then on. Standard library only, no envaudit import: ``envaudit fingerprint``
+reads this table without TensorFlow, and it is plain data.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,8 +105,8 @@ _WORD = r"[A-Za-z0-9_]{1,40}"
 
 
 # What a setting can reach. The op-probe families of the canary (``workload/probes.py``), the kinds
-# of device, TensorFlow's execution modes (``workload.architecture.MODES``: a test holds that they
-# agree; this module imports nothing of envaudit) and the computations.
+# of device, the code that computes (each execution mode says which code it runs, ``modes.py``)
+# and the computations.
 KERNELS = frozenset({"conv", "matmul", "reduction", "softmax"})
 THREADED = frozenset({"reduction", "matmul", "conv"})  # a thread count changes summation order
 PRECISION = KERNELS | {"precision"}  # may compute fp32 ops in reduced precision
@@ -97,10 +114,15 @@ CODE = KERNELS | {"transcendental"}
 CPU = frozenset({"cpu"})
 GPU = frozenset({"gpu"})
 CPU_AND_GPU = CPU | GPU
-ALL_MODES = frozenset({"eager", "graph", "xla"})
+# The code that computes a mode's arrays: TensorFlow's own op kernels (oneDNN, Eigen, cuDNN,
+# cuBLAS), the traced graph (what tf.function builds and rewrites, auto-clustering included) and
+# the code XLA generates.
+Code = Literal["tensorflow_kernels", "traced_graph", "xla_code"]
 # XLA compiles its own CPU code: TensorFlow's kernel switches (oneDNN, its fp-math mode) do not
 # reach it -- measured: TF_ENABLE_ONEDNN_OPTS=0 moves eager and graph, xla stays bit-identical.
-TF_KERNELS = frozenset({"eager", "graph"})
+TF_KERNELS: frozenset[Code] = frozenset({"tensorflow_kernels"})
+TRACED_GRAPH: frozenset[Code] = frozenset({"traced_graph"})
+XLA_CODE: frozenset[Code] = frozenset({"xla_code"})
 Computation = Literal["tensorflow", "float64"]
 TENSORFLOW: frozenset[Computation] = frozenset({"tensorflow"})
 FLOAT64: frozenset[Computation] = frozenset({"float64"})  # only NumPy's float64 references
@@ -118,8 +140,13 @@ class Setting:
     bound: Bound | None = None  # every number in the value at most this
     families: frozenset[str] = KERNELS  # the op-probe families it is known to move
     devices: frozenset[str] = CPU_AND_GPU  # the kinds of device whose arithmetic it reaches
-    modes: frozenset[str] = ALL_MODES  # the execution modes it reaches
+    codes: frozenset[Code] | None = None  # the code it reaches; None: all code, whatever runs
+    #                                       it (a thread count, a determinism switch)
     computes: frozenset[Computation] = TENSORFLOW  # which computation reads it
+
+    def reaches_code(self, codes: Iterable[str]) -> bool:
+        """Whether it reaches any of ``codes`` (the code one execution mode runs)."""
+        return self.codes is None or not self.codes.isdisjoint(codes)
 
     @property
     def restorable(self) -> bool:
@@ -131,9 +158,106 @@ _ONEDNN = "the instruction set oneDNN kernels may use"
 _FPMATH_WHY = "lets oneDNN compute fp32 ops in reduced precision (bf16/tf32)"
 _THREADS_WHY = "changes the thread count, so the summation order"
 
+_GPU_CONV = "selects GPU convolution algorithms"
+_GPU_MATMUL = "selects GPU matrix-product algorithms"
+_GPU_MEMORY = "changes GPU memory or stream handling, so which kernels and algorithms fit"
+_FP16_COMPUTE = "chooses fp16 or fp32 accumulation in GPU kernels"
+_JIT = "compiles traced functions with XLA by default"
+
+# TensorFlow's variables that a re-run never puts back (read from TensorFlow's sources and its
+# shared libraries): recorded by name, with what they change and reach.
+_TENSORFLOW_VARIABLES: tuple[Setting, ...] = (
+    # CPU kernels: oneDNN, ZenDNN or Eigen
+    Setting("TF_ENABLE_ONEDNN_SPMM", None, "switches sparse matrix products to oneDNN",
+            families=frozenset({"matmul"}), devices=CPU, codes=TF_KERNELS),
+    Setting("TF_ENABLE_ZENDNN_OPTS", None, "switches TensorFlow to AMD's ZenDNN kernels",
+            devices=CPU, codes=TF_KERNELS),
+    Setting("TF_DISABLE_MKL", None, "switches TensorFlow's oneDNN (MKL) kernels off",
+            devices=CPU, codes=TF_KERNELS),
+    # determinism
+    Setting("TF_DETERMINISTIC_ORDER", None, "forces a deterministic order of work",
+            families=THREADED),
+    Setting("TF_DETERMINISTIC_ALLOCATOR", None, "makes GPU memory allocation deterministic",
+            devices=GPU),
+    Setting("TF_DISABLE_SCATTER_OP_DETERMINISM", None, "lets scatter kernels run"
+            " nondeterministically", families=THREADED),
+    Setting("TF_USE_DETERMINISTIC_SEGMENT_REDUCTIONS", None, "forces deterministic segment"
+            " reductions", families=frozenset({"reduction"}), devices=GPU),
+    Setting("TF_DISABLE_SEGMENT_REDUCTION_OP_DETERMINISM_EXCEPTIONS", None, "lets segment"
+            " reductions run nondeterministically", families=frozenset({"reduction"}),
+            devices=GPU),
+    # GPU kernel selection and autotuning
+    Setting("TF_USE_CUDNN", None, "switches cuDNN on or off for GPU ops", devices=GPU),
+    Setting("TF_USE_CUBLASLT", None, "switches GPU matrix products to cuBLASLt",
+            families=frozenset({"matmul"}), devices=GPU),
+    Setting("TF_USE_DEEP_CONV2D", None, "selects the DeepConv2D convolution algorithm",
+            families=frozenset({"conv"})),
+    Setting("TF_USE_DEFAULT_CONV_ALGO", None, _GPU_CONV, families=frozenset({"conv"}),
+            devices=GPU),
+    Setting("TF_USE_ROCM_NHWC", None, "selects the layout of ROCm convolutions",
+            families=frozenset({"conv"}), devices=GPU),
+    Setting("TF_AVGPOOL_USE_CUDNN", None, "selects cuDNN's average pooling", devices=GPU),
+    Setting("TF_ENABLE_WINOGRAD_NONFUSED", None, _GPU_CONV, families=frozenset({"conv"}),
+            devices=GPU),
+    Setting("TF_ENABLE_MAXPOOL_NANPROP", None, "changes how GPU max pooling treats NaN",
+            devices=GPU),
+    Setting("TF_ENABLE_FFT_TILING_FORWARD", None, _GPU_CONV, families=frozenset({"conv"}),
+            devices=GPU),
+    Setting("TF_AUTOTUNE_THRESHOLD", None, _GPU_CONV, families=frozenset({"conv"}),
+            devices=GPU),
+    Setting("TF_AUTOTUNE_MIN_WARMUP_ITERATIONS", None, _GPU_CONV, families=frozenset({"conv"}),
+            devices=GPU),
+    Setting("TF_MATMUL_AUTOTUNE_ENABLE", None, _GPU_MATMUL, families=frozenset({"matmul"}),
+            devices=GPU),
+    Setting("TF_MATMUL_AUTOTUNE_MAX_ALGORITHMS", None, _GPU_MATMUL,
+            families=frozenset({"matmul"}), devices=GPU),
+    Setting("TF_CUBLAS_WORKSPACE_LIMIT_IN_MB", None, _GPU_MATMUL, families=frozenset({"matmul"}),
+            devices=GPU),
+    Setting("TF_CUFFT_WORKSPACE_LIMIT_IN_MB", None, "selects cuFFT algorithms", devices=GPU),
+    Setting("TF_DEBUG_CUDNN_RNN", None, "selects cuDNN RNN algorithms", devices=GPU),
+    Setting("TF_DEBUG_CUDNN_RNN_ALGO", None, "selects cuDNN RNN algorithms", devices=GPU),
+    Setting("TF_DEBUG_CUDNN_RNN_USE_TENSOR_OPS", None, "lets cuDNN RNNs use tensor cores",
+            families=PRECISION, devices=GPU),
+    # reduced precision
+    Setting("TF_CONV2D_USE_FP16_ACCUMULATE", None, "accumulates fp16 convolutions in fp16",
+            families=PRECISION, devices=GPU),
+    Setting("TF_FP16_CONV_USE_FP32_COMPUTE", None, _FP16_COMPUTE, families=PRECISION,
+            devices=GPU),
+    Setting("TF_FP16_MATMUL_USE_FP32_COMPUTE", None, _FP16_COMPUTE, families=PRECISION,
+            devices=GPU),
+    Setting("TF_FP16_RNN_USE_FP32_COMPUTE", None, _FP16_COMPUTE, families=PRECISION,
+            devices=GPU),
+    # threads: summation order
+    Setting("TF_OVERRIDE_GLOBAL_THREADPOOL", None, _THREADS_WHY, families=THREADED),
+    Setting("TF_USE_EIGEN_PARALLEL_FOR_IN_WORK_SHARDER", None, "changes how Eigen splits work"
+            " between threads, so the summation order", families=THREADED),
+    # XLA and compilation: which traced functions XLA compiles
+    Setting("TF_FUNCTION_JIT_COMPILE_DEFAULT", None, _JIT, families=CODE, codes=TRACED_GRAPH),
+    Setting("TF_JIT_COMPILE_REWRITE", None, _JIT, families=CODE, codes=TRACED_GRAPH),
+    Setting("TF_DISABLE_JIT_KERNELS", None, "keeps XLA's kernels out of traced functions",
+            families=CODE, codes=TRACED_GRAPH),
+    # devices and memory: which device runs an op, and which algorithms fit
+    Setting("TF_GPU_ALLOCATOR", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_FORCE_GPU_ALLOW_GROWTH", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_GPU_THREAD_MODE", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_GPU_THREAD_COUNT", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_GPU_HOST_MEM_LIMIT_IN_MB", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_FORCE_UNIFIED_MEMORY", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_PER_DEVICE_MEMORY_LIMIT_MB", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE", None, _GPU_MEMORY, devices=GPU),
+    Setting("TF_ENABLED_DEVICE_TYPES", None, "changes which device (GPU or CPU) runs the ops",
+            families=CODE, devices=GPU),
+    Setting("TF_MIN_GPU_MULTIPROCESSOR_COUNT", None, "changes which GPUs TensorFlow uses",
+            families=CODE, devices=GPU),
+    # the cluster of a distributed run (its hosts are hidden by the redaction), and Keras 2 or 3
+    Setting("TF_CONFIG", None, "changes the cluster a distributed run spans"),
+    Setting("TF_USE_LEGACY_KERAS", None, "chooses Keras 2 or Keras 3, whose layers run other"
+            " ops", families=CODE),
+)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("TF_ENABLE_ONEDNN_OPTS", _BOOL, "switches TensorFlow between oneDNN and Eigen kernels"
-            " for convolutions, matmuls, softmax", devices=CPU, modes=TF_KERNELS),
+            " for convolutions, matmuls, softmax", devices=CPU, codes=TF_KERNELS),
     Setting("TF_DETERMINISTIC_OPS", _BOOL, "forces deterministic kernels", families=THREADED),
     Setting("TF_CUDNN_DETERMINISTIC", _BOOL, "forces deterministic cuDNN algorithms",
             families=frozenset({"conv"}), devices=GPU),
@@ -161,17 +285,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_LEVEL", _WORD, "chooses the op lists of the"
             " mixed precision rewrite", families=PRECISION),
     Setting("TF_SET_ONEDNN_FPMATH_MODE", _FPMATH, "lets oneDNN compute fp32 ops in reduced"
-            " precision", families=PRECISION, devices=CPU, modes=TF_KERNELS),
+            " precision", families=PRECISION, devices=CPU, codes=TF_KERNELS),
     Setting("ONEDNN_DEFAULT_FPMATH_MODE", _FPMATH, _FPMATH_WHY, families=PRECISION, devices=CPU,
-            modes=TF_KERNELS),
+            codes=TF_KERNELS),
     Setting("DNNL_DEFAULT_FPMATH_MODE", _FPMATH, _FPMATH_WHY, families=PRECISION, devices=CPU,
-            modes=TF_KERNELS),
-    Setting("ONEDNN_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, modes=TF_KERNELS),
-    Setting("DNNL_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, modes=TF_KERNELS),
+            codes=TF_KERNELS),
+    Setting("ONEDNN_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, codes=TF_KERNELS),
+    Setting("DNNL_MAX_CPU_ISA", _ISA, f"caps {_ONEDNN}", devices=CPU, codes=TF_KERNELS),
     Setting("ONEDNN_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "sets oneDNN's vector width",
-            devices=CPU, modes=TF_KERNELS),
+            devices=CPU, codes=TF_KERNELS),
     Setting("DNNL_CPU_ISA_HINTS", r"(?i:NO_HINTS|PREFER_YMM)", "sets oneDNN's vector width",
-            devices=CPU, modes=TF_KERNELS),
+            devices=CPU, codes=TF_KERNELS),
     Setting("TF_NUM_INTRAOP_THREADS", _COUNT, _THREADS_WHY, _THREADS, families=THREADED),
     Setting("TF_NUM_INTEROP_THREADS", _COUNT, _THREADS_WHY, _THREADS, families=THREADED),
     # OpenMP: oneDNN's threads where TensorFlow was built with OpenMP, and OpenBLAS's (NumPy).
@@ -199,22 +323,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PYTHONHASHSEED", r"random|[0-9]{1,10}", "changes hash order (set iteration)",
             _HASH_SEED),
     # The two flag strings: checked flag by flag (``XLA_FLAGS_ALLOWED``, ``TF_XLA_FLAGS_ALLOWED``).
-    # TF_XLA_FLAGS turn auto-clustering on in traced graphs and reach the jit-compiled function.
+    # TF_XLA_FLAGS turn auto-clustering on in traced graphs, the jit-compiled function included.
     Setting("XLA_FLAGS", "", "changes how XLA compiles and fuses ops", families=CODE,
-            modes=frozenset({"xla"})),
+            codes=XLA_CODE),
     Setting("TF_XLA_FLAGS", "", "turns XLA auto-clustering on or off", families=CODE,
-            modes=frozenset({"graph", "xla"})),
+            codes=TRACED_GRAPH),
     # Never put back, listed for what they reach: families (by prefix, the longest that matches
     # wins over a shorter one; a name listed above wins over every family) and variables that
     # choose code, libraries or devices.
     Setting("TF_CUDNN_", None, "selects cuDNN convolution algorithms",
             families=frozenset({"conv"}), devices=GPU),
     Setting("TF_ONEDNN_", None, "changes TensorFlow's oneDNN kernels", devices=CPU,
-            modes=TF_KERNELS),
+            codes=TF_KERNELS),
     Setting("TF_MKL_", None, "changes TensorFlow's oneDNN (MKL) kernels", devices=CPU,
-            modes=TF_KERNELS),
-    Setting("ONEDNN_", None, "changes oneDNN's kernels", devices=CPU, modes=TF_KERNELS),
-    Setting("DNNL_", None, "changes oneDNN's kernels", devices=CPU, modes=TF_KERNELS),
+            codes=TF_KERNELS),
+    Setting("ONEDNN_", None, "changes oneDNN's kernels", devices=CPU, codes=TF_KERNELS),
+    Setting("DNNL_", None, "changes oneDNN's kernels", devices=CPU, codes=TF_KERNELS),
     Setting("MKL_", None, "changes MKL's kernels", devices=CPU),
     Setting("KMP_", None, _THREADS_WHY, families=THREADED, devices=CPU),
     Setting("OMP_", None, "changes OpenMP's threads", devices=CPU, computes=BOTH_COMPUTATIONS),
@@ -239,6 +363,16 @@ SETTINGS: tuple[Setting, ...] = (
             families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
     Setting("LD_LIBRARY_PATH", None, "can load other CUDA/cuDNN/BLAS libraries",
             families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
+    *_TENSORFLOW_VARIABLES,
+    # Families of TensorFlow's own: the mixed precision rewrite's op lists, and its logging (read
+    # by no arithmetic: recorded because it explains a report's logs, ``fingerprint/fields.py``).
+    Setting("TF_AUTO_MIXED_PRECISION_", None, "changes the mixed precision rewrite's op lists",
+            families=PRECISION),
+    Setting("TF_CPP_", None, "changes TensorFlow's logging, not its arithmetic",
+            families=frozenset()),
+    # Read by PyTorch, not TensorFlow; recorded because a process may load both.
+    Setting("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", None, "enables TF32 math in cuBLAS (PyTorch's"
+            " switch)", families=PRECISION, devices=GPU),
 )
 
 # A flag's argument. A switch (a boolean flag) may also be given alone, "--flag"; XLA's parser
@@ -304,6 +438,12 @@ def setting(name: str) -> Setting:
     says it may reach every TensorFlow computation."""
     found = _BY_NAME.get(name) or next((s for s in _FAMILIES if name.startswith(s.name)), None)
     return found or _UNLISTED
+
+
+# What the fingerprint records (``fingerprint/env_vars.py``): every variable and family listed.
+RECORDED_NAMES = frozenset(_BY_NAME)
+RECORDED_FAMILIES = tuple(s.name for s in SETTINGS if s.name.endswith("_"))
+
 _FLAGS = {"XLA_FLAGS": ("--xla_", {s.name: s for s in XLA_FLAGS_ALLOWED}),
           "TF_XLA_FLAGS": ("--tf_xla_", {s.name: s for s in TF_XLA_FLAGS_ALLOWED})}
 # Only to word a refusal: an unlisted flag whose name says it touches files or code.
