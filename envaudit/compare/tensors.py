@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from envaudit.compare.noise import array_status
-from envaudit.compare.types import ArrayKind, TensorComparison
+from envaudit.compare.types import ArrayKind, ArrayRole, TensorComparison
 from envaudit.compare.units import ulp
 
 INF = float("inf")
@@ -43,6 +43,7 @@ def compare_tensor(
     golden_reference: np.ndarray | None = None,
     spread: float = 0.0,
     mode: str = "eager",
+    role: ArrayRole | None = None,
 ) -> TensorComparison:
     """Compare ``current`` with ``golden`` (both computed in execution ``mode``); errors
     against the float64 twin when one is given; the ``status`` judged by ``noise.array_status``
@@ -50,10 +51,12 @@ def compare_tensor(
 
     ``reference`` is the twin's output for the current run's input; ``golden_reference`` the twin's
     output for the golden run's input (defaults to ``reference``: usually the same input).
+    ``role``: what the array is (None: the kind's own role, a canary stage or a probe).
     """
     measured = _measure(name, kind, family, np.asarray(golden), np.asarray(current), reference,
                         reference if golden_reference is None else golden_reference)
-    return replace(measured, status=array_status(measured, spread), mode=mode)
+    return replace(measured, status=array_status(measured, spread), mode=mode,
+                   role=role or kind)
 
 
 def compare_arrays(
@@ -65,22 +68,25 @@ def compare_arrays(
     golden_references: Mapping[str, np.ndarray] | None = None,
     spread: float = 0.0,
     mode: str = "eager",
+    roles: Mapping[str, ArrayRole] | None = None,
 ) -> tuple[TensorComparison, ...]:
     """Every golden array of one kind compared with this run's, in the golden's order; one the
     run did not produce is ``not_run``. ``families`` names each array's family (default: its own
-    name, as for stages)."""
+    name, as for stages); ``roles`` says what each array is (default: the kind's own role, as
+    for the canary's stages and probes; a user model's come from ``ModelInfo.roles``)."""
     compared = []
     for name, value in golden.items():
         family = families.get(name, name) if families is not None else name
+        role = roles.get(name) if roles is not None else None
         if name not in current:
-            compared.append(not_run(name, kind, family, value, mode))
+            compared.append(not_run(name, kind, family, value, mode, role))
             continue
         compared.append(compare_tensor(
             name, kind, family, value, current[name],
             reference=references.get(name) if references is not None else None,
             golden_reference=golden_references.get(name) if golden_references is not None
             else None,
-            spread=spread, mode=mode))
+            spread=spread, mode=mode, role=role))
     return tuple(compared)
 
 
@@ -127,14 +133,14 @@ def _measure(name: str, kind: ArrayKind, family: str, golden: np.ndarray, curren
 
 
 def not_run(name: str, kind: ArrayKind, family: str, golden: np.ndarray,
-            mode: str = "eager") -> TensorComparison:
+            mode: str = "eager", role: ArrayRole | None = None) -> TensorComparison:
     """A golden array this run did not produce: nothing to measure, never identical."""
     golden = np.asarray(golden)
     return TensorComparison(
         name=name, kind=kind, family=family, shape=tuple(int(n) for n in golden.shape),
         dtype=str(golden.dtype), identical=False, max_abs=INF, max_rel=INF,
         mismatch_fraction=1.0, ulp_at_scale=INF, cosine=float("nan"), golden_error=None,
-        current_error=None, error_growth=None, status="not_run", mode=mode)
+        current_error=None, error_growth=None, status="not_run", mode=mode, role=role)
 
 
 def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:

@@ -9,12 +9,16 @@ same way (``plain``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envaudit.plain import plain
 
 ArrayKind = Literal["stage", "probe"]
+# What an array is within what ran: a canary pipeline stage or op probe; a user model's decoded
+# input, layer output or output. Held on each array as data (whoever produced the array knows it),
+# never read back out of the array's name.
+ArrayRole = Literal["stage", "input", "layer", "output", "probe"]
 ArrayStatus = Literal["identical", "rounding", "tolerated", "changed", "precision_loss",
                       "not_run"]
 # Least to most severe; a group of arrays (a probe family) shows its most severe member.
@@ -51,6 +55,12 @@ class TensorComparison:
     tolerance: str | None = None  # the tolerance the user accepts for it ("rtol 1e-05, atol 0")
     device: str | None = None  # where this run computed it: "CPU:0", "GPU:0" (None: unknown)
     golden_device: str | None = None  # where the golden run did (None: an older bundle)
+    # Not in the JSON, whose arrays keep the keys they had; None when built: the kind's own role.
+    role: ArrayRole | None = field(default=None, metadata={"json": False})
+
+    def __post_init__(self) -> None:
+        if self.role is None:  # a stage of the canary, or a probe
+            object.__setattr__(self, "role", self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

@@ -231,7 +231,7 @@ def _all_of(stages: Sequence[TensorComparison], arrays: str) -> str:
 
 def _array_counts(stages: Sequence[TensorComparison]) -> str:
     """"3 outputs, 12 layers and 1 decoded input"."""
-    counts = [(sum(s.name.startswith(prefix) for s in stages), noun) for prefix, noun in
-              (("output.", "output"), ("layer.", "layer"), ("input.", "decoded input"))]
+    counts = [(sum(s.role == role for s in stages), noun) for role, noun in
+              (("output", "output"), ("layer", "layer"), ("input", "decoded input"))]
     parts = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in counts if n]
     return _listed(parts) if parts else "0 arrays"

@@ -63,10 +63,11 @@ def validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray]
     if tuple(stages) != info.stage_names():
         raise _unusable(where, "its arrays are not the inputs, layers and outputs its manifest"
                         " lists")
-    for name, array in stages.items():
-        if name.startswith("input.") and (array.dtype != np.uint8 or array.ndim != 4):
-            raise _unusable(where, f"{name} is {array.dtype}{list(array.shape)}, decoded images"
-                            " are uint8[N, H, W, C]")
+    for decoded in (a for a in info.arrays() if a.role == "input"):
+        array = stages[decoded.name]
+        if array.dtype != np.uint8 or array.ndim != 4:
+            raise _unusable(where, f"{decoded.name} is {array.dtype}{list(array.shape)}, decoded"
+                            " images are uint8[N, H, W, C]")
     expected_probes = witness_probes(info.mode)
     if tuple(bundle.probes) != expected_probes:
         raise _unusable(where, "its probes are not the probes this envaudit runs beside a model"
@@ -103,19 +104,13 @@ def _unusable(where: str, why: str) -> EnvauditError:
                          " --model MODEL --inputs INPUTS --golden PATH --force'")
 
 
-def outputs_of(stages: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[len("output."):]: v for k, v in stages.items() if k.startswith("output.")}
-
-
 def outputs_by_image(info: ModelInfo, stages: Mapping[str, np.ndarray]
                      ) -> list[dict[str, np.ndarray]]:
     """A run's outputs by output name: one mapping for the batch, or one per image when the
     images ran one at a time (``ModelInfo.per_image``)."""
-    if not info.per_image:
-        return [outputs_of(stages)]
-    found: list[dict[str, np.ndarray]] = [{} for _ in info.image_files]
+    found: list[dict[str, np.ndarray]] = [{} for _ in (info.image_files if info.per_image
+                                                        else (None,))]
     for array in info.arrays():
-        if array.image is not None and array.stage.startswith("output.") and \
-                array.name in stages:
-            found[array.image][array.stage[len("output."):]] = stages[array.name]
+        if array.role == "output" and array.name in stages:
+            found[array.image or 0][array.of] = stages[array.name]
     return found

@@ -6,13 +6,16 @@ path it records is only a hint for finding the user's own model, which must stil
 recorded SHA-256 and pass ``files.location_problem``; the signature it names must exist in that
 model; the layers a check records are derived from the model itself, never read from the manifest.
 
-Stage names (arrays of ``stages.MODE``) say what each array is: ``input.NAME`` (decoded images),
-``layer.NAME`` (a Keras layer's output, or a conv/matmul output inside a SavedModel's graph),
-``output.NAME`` (a model output), in that order, which is the order localization walks. Images of
-different sizes run one at a time (``per_image``): each image has its own arrays, named
-``STAGE.I`` with I the image's index in ``inputs.files``, stage by stage (every image's input, then
-every image's first layer, ...). A manifest without ``per_image`` (recorded before images could
-run one at a time) is a batched one. Standard library only.
+An array's role (``compare.types.ArrayRole``) is data: ``input`` (decoded images), ``layer`` (a
+Keras layer's output, or a conv/matmul output inside a SavedModel's graph), ``output`` (a model
+output), in that order, which is the order localization walks. ``ModelInfo.arrays`` knows each
+array's role and model name from the manifest's lists; the names in a bundle (arrays of
+``stages.MODE``) are spelled from them by ``array_name`` alone (``input.NAME``, ``layer.NAME``,
+``output.NAME``: the bundle's file format) and never parsed back. Images of different sizes run
+one at a time (``per_image``): each image has its own arrays, named ``STAGE.I`` with I the image's
+index in ``inputs.files``, stage by stage (every image's input, then every image's first layer,
+...). A manifest without ``per_image`` (recorded before images could run one at a time) is a
+batched one. Standard library only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from envaudit.compare.types import ArrayRole
 from envaudit.errors import EnvauditError
 from envaudit.workload.architecture import MODES
 
@@ -39,6 +43,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 INPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32",
                 "float64", "bool")
 _INPUT_KEYS = ["feed", "files", "kind"]  # ``per_image`` too, since images may run one at a time
+_MODEL_KEYS = sorted(("kind", "path", "sha256", "files", "bytes", "signature", "inputs", "outputs",
+                      "layers", "detections", "mode"))
 
 
 @dataclass(frozen=True)
@@ -148,33 +154,43 @@ class ModelInfo:
 
     def arrays(self) -> tuple[ModelArray, ...]:
         """Every array of a run, in localization order."""
-        feeds = [self.image_feed] if self.input_kind == "images" and self.image_feed else []
-        bases = (*(f"input.{n}" for n in feeds), *(f"layer.{n}" for n in self.layers),
-                 *(f"output.{n}" for n in self.outputs))
+        feeds = (self.image_feed,) if self.input_kind == "images" and self.image_feed else ()
+        named: tuple[tuple[ArrayRole, str], ...] = (
+            *(("input", n) for n in feeds), *(("layer", n) for n in self.layers),
+            *(("output", n) for n in self.outputs))
         if not self.per_image:
-            return tuple(ModelArray(b, b, None) for b in bases)
+            return tuple(ModelArray(array_name(r, n), r, n, None) for r, n in named)
         images = range(len(self.image_files))
-        return tuple(ModelArray(per_image_name(b, i), b, i) for b in bases for i in images)
+        return tuple(ModelArray(per_image_name(array_name(r, n), i), r, n, i)
+                     for r, n in named for i in images)
 
     def stage_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.arrays())
 
+    def roles(self) -> dict[str, ArrayRole]:
+        """Each array's role by its name in the bundle (``compare_arrays``'s ``roles``)."""
+        return {a.name: a.role for a in self.arrays()}
+
     def output_of(self, name: str) -> str | None:
         """The model output an array holds (all of it, or one image's), or None."""
-        for array in self.arrays():
-            if array.name == name and array.stage.startswith("output."):
-                return array.stage[len("output."):]
-        return None
+        return next((a.of for a in self.arrays() if a.name == name and a.role == "output"),
+                    None)
 
 
 @dataclass(frozen=True)
 class ModelArray:
-    """One array of a run: its name in the bundle, the stage it holds, for which image (None: the
-    whole batch)."""
+    """One array of a run: its name in the bundle, its role, the model's name of the input, layer
+    or output it holds, for which image (None: the whole batch)."""
 
     name: str
-    stage: str
+    role: ArrayRole
+    of: str
     image: int | None
+
+
+def array_name(role: ArrayRole, name: str) -> str:
+    """The one spelling of an array's name in a bundle: ``ROLE.NAME`` (the bundle's format)."""
+    return f"{role}.{name}"
 
 
 def per_image_name(stage: str, image: int) -> str:
@@ -190,9 +206,21 @@ def workload_problem(workload: Mapping[str, Any]) -> str | None:
     if sorted(workload) != ["id", "inputs", "model", "timings", "version"]:
         return "a user-model 'workload' must hold exactly id, version, model, inputs and timings"
     m, i = workload["model"], workload["inputs"]
-    if not isinstance(m, dict) or sorted(m) != sorted(
-            ("kind", "path", "sha256", "files", "bytes", "signature", "inputs", "outputs",
-             "layers", "detections", "mode")):
+    problem = _model_problem(m) or _inputs_problem(i, m["inputs"])
+    if problem:
+        return problem
+    timings = workload["timings"]
+    if not isinstance(timings, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
+        return "'workload.timings' must map names to seconds"
+    if not isinstance(workload["version"], str):
+        return "'workload.version' must be text"
+    return None
+
+
+def _model_problem(m: Any) -> str | None:
+    """What is wrong with ``workload.model``: the model, its inputs, outputs, layers, mode."""
+    if not isinstance(m, dict) or sorted(m) != _MODEL_KEYS:
         return "'workload.model' must describe the model's kind, path, sha256, files, bytes," \
                " signature, inputs, outputs, layers, detections and mode"
     if m["kind"] not in MODEL_KINDS:
@@ -226,6 +254,11 @@ def workload_problem(workload: Mapping[str, Any]) -> str | None:
             return "'workload.model.detections' must name outputs of the model"
     if m["mode"] not in MODES:
         return f"'workload.model.mode' must be one of {', '.join(MODES)}"
+    return None
+
+
+def _inputs_problem(i: Any, inputs: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``workload.inputs``, given the model's (valid) inputs."""
     if not isinstance(i, dict) or sorted(i) not in (_INPUT_KEYS, sorted(
             (*_INPUT_KEYS, "per_image"))) or i["kind"] not in INPUT_KINDS:
         return "'workload.inputs' must say the kind of inputs, their files and their feed"
@@ -239,12 +272,6 @@ def workload_problem(workload: Mapping[str, Any]) -> str | None:
             return "image inputs must list their plain file names and the input they feed"
     elif i["feed"] is not None or i["files"] != []:
         return "array inputs have no files and no feed"
-    timings = workload["timings"]
-    if not isinstance(timings, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values()):
-        return "'workload.timings' must map names to seconds"
-    if not isinstance(workload["version"], str):
-        return "'workload.version' must be text"
     return None
 
 

@@ -6,29 +6,39 @@ is filled up by repeating its last example and the rows computed for the filling
 every array: filling rather than refusing, so any number of images can be recorded; the same
 filling at record and at check keeps the comparison exact. Joining needs every array (each output
 and layer) to hold one row per example; one that does not is refused with a line saying so.
-NumPy only.
+A batch's arrays travel as ``ModelArrays``: layers and outputs apart, each by the model's own
+name, so no one reads a role back out of a name. NumPy only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from envaudit.errors import EnvauditError
 
 
-def within_budget(run: dict[str, np.ndarray], budget: int) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class ModelArrays:
+    """What one run of a model computed: the recorded layers' outputs and the model's outputs,
+    each by the model's name, in model order."""
+
+    layers: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+
+def within_budget(run: ModelArrays, budget: int) -> ModelArrays:
     """``run`` with its layers, in model order, up to the last one whose bytes still fit
     ``budget`` all together (the outputs always)."""
     kept, total = {}, 0
-    for name, array in run.items():
-        if name.startswith("layer."):
-            total += array.nbytes
-            if total > budget:
-                continue  # and every later layer: ``total`` only grows
+    for name, array in run.layers.items():
+        total += array.nbytes
+        if total > budget:
+            continue  # and every later layer: ``total`` only grows
         kept[name] = array
-    return kept
+    return replace(run, layers=kept)
 
 
 def batches(feeds: Mapping[str, np.ndarray], size: int | None, count: int
@@ -48,16 +58,18 @@ def batches(feeds: Mapping[str, np.ndarray], size: int | None, count: int
     return cut
 
 
-def joined(parts: Sequence[tuple[dict[str, np.ndarray], int]],
-           size: int | None) -> dict[str, np.ndarray]:
+def joined(parts: Sequence[tuple[ModelArrays, int]], size: int | None) -> ModelArrays:
     """The arrays of every batch, joined along the examples, the filled-up rows dropped."""
     first, real = parts[0]
     if len(parts) == 1 and (size is None or real == size):
         return first
-    for name, array in first.items():
-        if array.ndim == 0 or array.shape[0] != size:
-            role, what = name.split(".", 1)
-            raise EnvauditError(f"{role} {what} is {list(array.shape)}, not one row per example, so"
-                                f" the inputs cannot be fed in the model's batches of {size};"
-                                f" give exactly {size} examples")
-    return {k: np.concatenate([part[k][:rows] for part, rows in parts]) for k in first}
+    for role, arrays in (("layer", first.layers), ("output", first.outputs)):
+        for name, array in arrays.items():
+            if array.ndim == 0 or array.shape[0] != size:
+                raise EnvauditError(f"{role} {name} is {list(array.shape)}, not one row per"
+                                    " example, so the inputs cannot be fed in the model's"
+                                    f" batches of {size}; give exactly {size} examples")
+    return ModelArrays(
+        layers={k: np.concatenate([p.layers[k][:rows] for p, rows in parts]) for k in first.layers},
+        outputs={k: np.concatenate([p.outputs[k][:rows] for p, rows in parts])
+                 for k in first.outputs})

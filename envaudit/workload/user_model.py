@@ -21,7 +21,9 @@ any size (``UserModelRun.per_image``: each image its own arrays, ``spec.per_imag
 
 Inputs are checked against the model's declared inputs before anything runs; a mismatch is one
 line saying what the model expects. Images are decoded here (TensorFlow's decoders, which are part
-of the environment under test) and recorded as the ``input.NAME`` stage.
+of the environment under test) and recorded as the model's ``input`` arrays. A run's arrays carry
+their roles (input, layer, output) as data from where they are made; their names in a bundle are
+spelled from the role by ``spec.array_name`` and never parsed back.
 """
 
 from __future__ import annotations
@@ -35,18 +37,20 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from envaudit.compare.types import ArrayRole
 from envaudit.errors import EnvauditError
 from envaudit.usermodel.spec import (
     DEFAULT_SIGNATURE,
     PLAIN,
     ModelKind,
     TensorSpec,
+    array_name,
     per_image_name,
 )
 from envaudit.workload import devices
 from envaudit.workload.graph_layers import GraphLayers, graph_layers
 from envaudit.workload.graph_layers import first_line as _first
-from envaudit.workload.model_batches import batches, joined, within_budget
+from envaudit.workload.model_batches import ModelArrays, batches, joined, within_budget
 from envaudit.workload.tf_runtime import silenced_stderr
 
 LAYER_BYTES = 256 << 20  # intermediate outputs kept per run; the rest of the layers go unrecorded
@@ -62,6 +66,7 @@ class UserModelRun:
     layers: tuple[str, ...] = ()  # the layers whose outputs are in ``stages``, in model order
     outputs: tuple[str, ...] = ()  # the outputs in ``stages``, in the model's order
     per_image: bool = False  # images of different sizes, run one at a time
+    roles: dict[str, ArrayRole] = field(default_factory=dict)  # stage -> input, layer, output
 
 
 class LoadedModel:
@@ -177,9 +182,9 @@ class LoadedModel:
                                 f" ({', '.join(map(str, sorted(counts)))}); give each the same")
 
     def run(self, feeds: Mapping[str, np.ndarray],
-            layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Outputs (``output.NAME``) and the outputs of ``layers`` (all that can be recorded when
-        None) as ``layer.NAME``, fed in the model's fixed batch size when it has one."""
+            layers: Sequence[str] | None = None) -> ModelArrays:
+        """The model's outputs and the outputs of ``layers`` (all that can be recorded when
+        None), fed in the model's fixed batch size when it has one."""
         self.check_feeds(feeds)
         chosen = self.layers if layers is None else tuple(layers)
         size = self.batch_size()
@@ -189,8 +194,7 @@ class LoadedModel:
                      for chunk, real in batches(feeds, size, count)]
         return joined(parts, size)
 
-    def _call(self, feeds: Mapping[str, np.ndarray],
-              layers: Sequence[str]) -> dict[str, np.ndarray]:
+    def _call(self, feeds: Mapping[str, np.ndarray], layers: Sequence[str]) -> ModelArrays:
         """One batch through the model: its layers, then its outputs."""
         if self.kind == "saved_model":
             served = self._serve(feeds)
@@ -205,8 +209,7 @@ class LoadedModel:
                 raise EnvauditError(f"the model has no layer {', '.join(missing)} whose output"
                                     " can be recorded; is this the model that was recorded?")
             recorded = self._layers(feeds, layers) if layers else {}
-        return {**{f"layer.{k}": v for k, v in recorded.items()},
-                **{f"output.{k}": v for k, v in outputs.items()}}
+        return ModelArrays(layers=recorded, outputs=outputs)
 
     def _serve(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
@@ -337,31 +340,40 @@ def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes
     else:
         per_image = False
         groups.append(dict(arrays or {}))
-    results: list[dict[str, np.ndarray]] = []
+    results: list[dict[tuple[ArrayRole, str], np.ndarray]] = []
     for group in groups:
         feeds = {k: image_feed(v, spec) for k, v in group.items()} if images is not None \
             else group
         run = model.run(feeds, layers)
         if layers is None:  # recording: keep the layers that fit, ask the next run for those
             run = within_budget(run, LAYER_BYTES // len(groups))
-            layers = tuple(k[len("layer."):] for k in run if k.startswith("layer."))
-        results.append({**({f"input.{k}": v for k, v in group.items()} if images is not None
-                           else {}), **run})
-    stages = results[0] if not per_image else {
-        per_image_name(stage, i): result[stage] for stage in results[0]
-        for i, result in enumerate(results)}
-    placed = devices.default()
+            layers = tuple(run.layers)
+        results.append({**{("input", k): v for k, v in group.items() if images is not None},
+                        **{("layer", k): v for k, v in run.layers.items()},
+                        **{("output", k): v for k, v in run.outputs.items()}})
+    return _assembled(model, results, per_image, start)
+
+
+def _assembled(model: LoadedModel, results: Sequence[Mapping[tuple[ArrayRole, str], np.ndarray]],
+               per_image: bool, start: float) -> UserModelRun:
+    """The run's arrays named as a bundle stores them, with their roles and devices: one per
+    array, or, images run one at a time, one per array and image (array by array)."""
+    stages: dict[str, np.ndarray] = {}
+    roles: dict[str, ArrayRole] = {}
+    placed_on: dict[str, str] = {}
+    default = devices.default()
+    for role, name in results[0]:
+        names = [array_name(role, name)] if not per_image else [
+            per_image_name(array_name(role, name), i) for i in range(len(results))]
+        for stage, result in zip(names, results):
+            stages[stage] = result[(role, name)]
+            roles[stage] = role
+            placed_on[stage] = ("CPU:0" if role == "input" else  # TensorFlow's decoders: CPU only
+                                model.output_devices.get(name, default) if role == "output"
+                                else default)
     return UserModelRun(
         mode=model.mode, stages=stages, load_seconds=model.load_seconds,
-        run_seconds=time.perf_counter() - start,
-        devices={k: "CPU:0" if k.startswith("input.") else  # TensorFlow's decoders: CPU only
-                 model.output_devices.get(_output(k, per_image), placed) for k in stages},
-        layers=tuple(k[len("layer."):] for k in results[0] if k.startswith("layer.")),
-        outputs=tuple(k[len("output."):] for k in results[0] if k.startswith("output.")),
-        per_image=per_image)
-
-
-def _output(stage: str, per_image: bool) -> str:
-    """The output a stage holds (for its device)."""
-    name = stage[len("output."):] if stage.startswith("output.") else ""
-    return name.rsplit(".", 1)[0] if per_image else name
+        run_seconds=time.perf_counter() - start, devices=placed_on,
+        layers=tuple(n for r, n in results[0] if r == "layer"),
+        outputs=tuple(n for r, n in results[0] if r == "output"),
+        per_image=per_image, roles=roles)
