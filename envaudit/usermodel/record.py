@@ -12,17 +12,36 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from envaudit.errors import EnvauditError
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
 from envaudit.usermodel import WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.usermodel.detections import shape_problem
-from envaudit.usermodel.files import ImageFiles, model_digest, model_kind, read_arrays, read_images
+from envaudit.usermodel.files import (
+    ImageFiles,
+    ModelIdentity,
+    model_digest,
+    model_kind,
+    read_arrays,
+    read_images,
+)
 from envaudit.usermodel.golden import outputs_by_image
-from envaudit.usermodel.spec import OD_API, PLAIN, DetectionNames, ModelInfo, require_outputs
+from envaudit.usermodel.spec import (
+    OD_API,
+    PLAIN,
+    DetectionNames,
+    ModelInfo,
+    ModelKind,
+    require_outputs,
+)
 from envaudit.workload.types import keyed_devices
+
+if TYPE_CHECKING:  # TensorFlow is imported only once a recording runs the model
+    from envaudit.workload.user_model import UserModelRun
 
 
 def record_model(
@@ -48,24 +67,69 @@ def record_model(
         raise EnvauditError("--signature names a SavedModel signature; a Keras model has none")
     if signature is not None and not PLAIN.fullmatch(signature):
         raise EnvauditError(f"--signature {signature!r} is not a plain signature name")
-    images: ImageFiles | None = None
-    arrays: dict[str, np.ndarray] | None = None
-    if inputs.is_dir():
-        images = read_images(inputs)
-    elif inputs.suffix == ".npz" or inputs.is_file():
-        arrays = read_arrays(inputs)
-    else:
-        raise EnvauditError(f"inputs {inputs} do not exist; pass a folder of PNG/JPEG images or"
-                            " an .npz of named arrays")
+    images, arrays = _read_inputs(inputs)
     identity = model_digest(model)
 
     started = time.perf_counter()
     progress("loading the model")
+    run, seen = _run(model, kind, signature, images, arrays, identity, detections, progress,
+                     note)
+    progress("running the canary probes")
+    from envaudit.workload.assets import load_probe_jpeg
+    from envaudit.workload.probes import run_probes_on_devices
+
+    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), xla=run.mode == "xla")
+    computed = time.perf_counter()
+    progress("capturing the fingerprint")
+    fingerprint, shown = _fingerprint(model, redact)
+    progress("writing the bundle")
+    from envaudit.workload import devices
+
+    write_bundle(
+        path,
+        fingerprint=fingerprint,
+        workload=_workload(replace(seen, path=shown), run, computed - started),
+        images=images.names if images is not None else (),
+        stages={run.mode: run.stages},
+        probes=probes,
+        inputs=({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
+                 enumerate(images.encoded)} if images is not None else dict(arrays or {})),
+        devices=keyed_devices({run.mode: run.devices}, probe_devices),
+        device_names=devices.names(),
+        force=force,
+        redacted=redact,
+    )
+    return load_bundle(path)
+
+
+def _workload(info: ModelInfo, run: UserModelRun, total: float) -> dict[str, object]:
+    """The manifest's ``workload``: the model, its inputs and how long recording took."""
+    model_entry, inputs_entry = info.to_manifest()
+    return {"id": WORKLOAD_ID, "version": WORKLOAD_VERSION, "model": model_entry,
+            "inputs": inputs_entry,
+            "timings": {"load_s": run.load_seconds, "run_s": run.run_seconds, "total_s": total}}
+
+
+def _read_inputs(inputs: Path) -> tuple[ImageFiles | None, dict[str, np.ndarray] | None]:
+    """A folder of images, or an .npz of named arrays (before anything is loaded)."""
+    if inputs.is_dir():
+        return read_images(inputs), None
+    if inputs.suffix == ".npz" or inputs.is_file():
+        return None, read_arrays(inputs)
+    raise EnvauditError(f"inputs {inputs} do not exist; pass a folder of PNG/JPEG images or"
+                        " an .npz of named arrays")
+
+
+def _run(model: Path, kind: ModelKind, signature: str | None, images: ImageFiles | None,
+         arrays: dict[str, np.ndarray] | None, identity: ModelIdentity,
+         detections: DetectionNames | None, progress: Callable[[str], None],
+         note: Callable[[str], None]) -> tuple[UserModelRun, ModelInfo]:
+    """The model loaded and run once here, and what the run showed of it (the model as a
+    manifest will describe it, less its shown path); outputs no check could compare, and
+    detection outputs that do not fit, are refused."""
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
-    from envaudit.workload import devices
-    from envaudit.workload.probes import run_probes_on_devices
     from envaudit.workload.user_model import LoadedModel, image_input, run_model
 
     loaded = LoadedModel(model, kind, signature)
@@ -90,45 +154,23 @@ def record_model(
     if not run.layers and loaded.layer_problem:
         note(f"the check will compare the model's outputs only: no layer output can be recorded"
              f" ({loaded.layer_problem})")
-    progress("running the canary probes")
-    from envaudit.workload.assets import load_probe_jpeg
+    return run, replace(seen, detections=names)
 
-    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), xla=run.mode == "xla")
-    computed = time.perf_counter()
-    progress("capturing the fingerprint")
+
+def _fingerprint(model: Path, redact: bool) -> tuple[Fingerprint, str]:
+    """This environment's fingerprint and the model's path as the manifest shows them: redacted
+    by one policy unless ``redact`` is False."""
     from envaudit.fingerprint import capture
 
     fingerprint = capture()
     shown = str(model.absolute())
     if redact:
         from envaudit.fingerprint.redact import Redactor
-        from envaudit.fingerprint.types import Fingerprint
 
         redactor = Redactor.for_trees(fingerprint)
         fingerprint = Fingerprint(redactor.tree(fingerprint.data))
         shown = redactor.text(shown)
-    info = replace(seen, path=shown, detections=names)
-    model_entry, inputs_entry = info.to_manifest()
-    stored = ({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
-               enumerate(images.encoded)} if images is not None else dict(arrays or {}))
-    progress("writing the bundle")
-    write_bundle(
-        path,
-        fingerprint=fingerprint,
-        workload={"id": WORKLOAD_ID, "version": WORKLOAD_VERSION, "model": model_entry,
-                  "inputs": inputs_entry,
-                  "timings": {"load_s": run.load_seconds, "run_s": run.run_seconds,
-                              "total_s": computed - started}},
-        images=images.names if images is not None else (),
-        stages={run.mode: run.stages},
-        probes=probes,
-        inputs=stored,
-        devices=keyed_devices({run.mode: run.devices}, probe_devices),
-        device_names=devices.names(),
-        force=force,
-        redacted=redact,
-    )
-    return load_bundle(path)
+    return fingerprint, shown
 
 
 def _require_recordable(outputs: dict[str, np.ndarray]) -> None:
