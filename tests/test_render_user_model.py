@@ -41,16 +41,17 @@ TOLERANCE = "rtol 1e-05, atol 0"
 
 
 def _array(name: str, status: str = "identical", max_rel: float = 0.0,
-           tolerance: str | None = None) -> TensorComparison:
+           tolerance: str | None = None, role: str = "output") -> TensorComparison:
     same = status == "identical"
     return TensorComparison(name, "stage", name, (6, 10), "float32", same, max_rel, max_rel,
                             0.0 if same else 0.8, 0.0 if same else 4.0, 1.0, None, None,
-                            status=status, mode="graph", tolerance=tolerance)  # type: ignore[arg-type]
+                            status=status, mode="graph", tolerance=tolerance,  # type: ignore[arg-type]
+                            role=role)  # type: ignore[arg-type]
 
 
 def make_result(**changes) -> CheckResult:
-    stages = (_array("input.image"), _array("layer.stem_conv"),
-              _array("layer.block2_conv", "rounding", 7.4e-7),
+    stages = (_array("input.image", role="input"), _array("layer.stem_conv", role="layer"),
+              _array("layer.block2_conv", "rounding", 7.4e-7, role="layer"),
               _array("output.embedding", "rounding", 3.3e-7),
               _array("output.logits", "tolerated", 3.5e-7, TOLERANCE))
     first = FirstDivergence("layer.block2_conv", 2, (), ())

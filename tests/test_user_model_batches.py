@@ -187,16 +187,16 @@ def test_a_fixed_batch_of_two_runs_three_examples_in_two_batches(tmp_path):
     model = LoadedModel(_fixed_batch_model(tmp_path / "m", 2, total=False), "saved_model", None)
     assert model.inputs["x"].shape == (2, 4) and model.batch_size() == 2
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    alone = [model.run({"x": np.repeat(x[i:i + 1], 2, axis=0)}, layers=())["output.y"][0]
+    alone = [model.run({"x": np.repeat(x[i:i + 1], 2, axis=0)}, layers=()).outputs["y"][0]
              for i in range(3)]  # each example in a batch of its own copies
     assert model.layers == ("MatMul",)
     y = model.run({"x": x})
-    assert y["output.y"].shape == (3, 3) and y["layer.MatMul"].shape == (3, 3)
-    assert np.array_equal(y["output.y"], np.stack(alone))  # the filling's rows dropped
+    assert y.outputs["y"].shape == (3, 3) and y.layers["MatMul"].shape == (3, 3)
+    assert np.array_equal(y.outputs["y"], np.stack(alone))  # the filling's rows dropped
     both = LoadedModel(_fixed_batch_model(tmp_path / "t", 2, total=True), "saved_model", None)
     with pytest.raises(EnvauditError, match="output total is \\[\\], not one row per example"):
         both.run({"x": x}, layers=())  # ``total`` cannot be split across batches
-    assert both.run({"x": x[:2]}, layers=())["output.total"].shape == ()  # one batch: as is
+    assert both.run({"x": x[:2]}, layers=()).outputs["total"].shape == ()  # one batch: as is
 
 
 def test_images_of_different_sizes_and_a_fixed_batch_of_two_are_refused(od_export):
@@ -244,23 +244,30 @@ def test_a_golden_recorded_before_images_ran_one_at_a_time_still_checks(od_expor
 
 
 def test_batches_fill_the_last_batch_with_its_last_example_and_joined_drops_it():
-    from envaudit.workload.model_batches import batches, joined
+    from envaudit.workload.model_batches import ModelArrays, batches, joined
 
     x = np.arange(5)[:, None] * np.ones((1, 2))
     cut = batches({"x": x}, 2, 5)
     assert [real for _, real in cut] == [2, 2, 1]
     assert cut[-1][0]["x"].tolist() == [[4, 4], [4, 4]]  # example 4 and its copy
-    back = joined([({"output.y": b["x"] * 10}, real) for b, real in cut], 2)
-    assert back["output.y"].tolist() == (x * 10).tolist()
+    back = joined([(ModelArrays({"h": b["x"] + 1}, {"y": b["x"] * 10}), real)
+                   for b, real in cut], 2)
+    assert back.outputs["y"].tolist() == (x * 10).tolist()
+    assert back.layers["h"].tolist() == (x + 1).tolist()
+    flat = [(ModelArrays({"h": b["x"][:, 0]}, {"y": b["x"].sum()}), real) for b, real in cut]
+    with pytest.raises(EnvauditError, match="^output y is \\[\\], not one row per example"):
+        joined(flat, 2)  # the role in the message comes from where the array was kept
     assert batches({"x": x}, None, 5)[0][0]["x"] is x  # any batch size: one call, untouched
 
 
 def test_layers_are_kept_in_model_order_within_the_budget():
-    from envaudit.workload.model_batches import within_budget
+    from envaudit.workload.model_batches import ModelArrays, within_budget
 
-    run = {"layer.a": np.zeros(10, np.uint8), "layer.b": np.zeros(10, np.uint8),
-           "layer.c": np.zeros(1, np.uint8), "output.y": np.zeros(100, np.uint8)}
-    assert list(within_budget(run, 15)) == ["layer.a", "output.y"]  # c came after b did not fit
+    run = ModelArrays({"a": np.zeros(10, np.uint8), "b": np.zeros(10, np.uint8),
+                       "c": np.zeros(1, np.uint8)}, {"y": np.zeros(100, np.uint8)})
+    kept = within_budget(run, 15)
+    assert list(kept.layers) == ["a"]  # c came after b did not fit
+    assert list(kept.outputs) == ["y"]  # the outputs always, whatever their size
 
 
 def test_graph_layer_names_are_plain_stable_and_short():
