@@ -15,15 +15,16 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     which; ``fingerprint_id`` is the one computed before redaction)."""
     path = Path(path)
     check_writable(path, force)  # before the seconds of work, not after
+    from envaudit import modes
     from envaudit.fingerprint import capture
-    from envaudit.workload import MODES, WORKLOAD_ID, WORKLOAD_VERSION, run_workload
+    from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
     from envaudit.workload.architecture import OUTSIDE_XLA
     from envaudit.workload.assets import load_assets, used_checksums
     from envaudit.workload.twin import Twin
 
     progress("running the workload")
     assets = load_assets()
-    result = run_workload(assets, modes=MODES)
+    result = run_workload(assets, modes=modes.names())  # every registered mode
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
     progress("capturing the fingerprint")
@@ -44,7 +45,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         probes=result.probes,
         twin=twin,
         not_run=result.not_run,
-        outside_xla=OUTSIDE_XLA if "xla" in result.runs else {},
+        outside_xla=OUTSIDE_XLA if modes.XLA in result.runs else {},
         devices=result.devices,
         device_names=result.device_names,
         force=force,

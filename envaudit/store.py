@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from envaudit import bundle_budget, bundle_files, untrusted
+from envaudit import modes as mode_registry
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.shipped import shipped
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem
 from envaudit.version import __version__
-from envaudit.workload.architecture import MODES
 
 SCHEMA = "envaudit.golden/2"
 SCHEMA_V1 = "envaudit.golden/1"  # recorded by envaudit 0.1: eager mode only; still read
@@ -322,11 +322,12 @@ def _images_problem(m: Mapping[str, Any]) -> str | None:
 
 def _modes_problem(m: Mapping[str, Any]) -> str | None:
     modes, not_run, outside = m["modes"], m["not_run"], m["outside_xla"]
+    known = mode_registry.names()  # read now: a mode registered later is recorded too
     if not isinstance(modes, list) or not modes or \
-            [mode for mode in MODES if mode in modes] != modes:
-        return f"'modes' must list recorded modes in the order {', '.join(MODES)}"
+            [mode for mode in known if mode in modes] != modes:
+        return f"'modes' must list recorded modes in the order {', '.join(known)}"
     if not isinstance(not_run, dict) or not all(
-            k in MODES and k not in modes and isinstance(v, str) for k, v in not_run.items()):
+            k in known and k not in modes and isinstance(v, str) for k, v in not_run.items()):
         return "'not_run' must map modes that did not run to the reason"
     if not isinstance(outside, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in outside.items()):
@@ -495,7 +496,7 @@ def write_bundle(
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
-    ``stages`` holds each recorded mode's stage outputs (``MODES`` order); ``not_run`` the modes
+    ``stages`` holds each recorded mode's stage outputs (registry order); ``not_run`` the modes
     the recording environment could not run, with the reason; ``devices`` the device that
     computed each array (``keyed_arrays`` keys) and ``device_names`` which GPU each is.
     ``redacted`` says that ``fingerprint`` was redacted for sharing; a check then redacts its own
@@ -517,7 +518,7 @@ def write_bundle(
         raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror or exc};"
                             " choose a writable --golden path") from None
     try:
-        modes = [mode for mode in MODES if mode in stages]
+        modes = [mode for mode in mode_registry.names() if mode in stages]
         last = {"inputs": inputs or {}} if inputs is not None else {"twin": twin or {}}
         groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes,
                   **last}

@@ -33,6 +33,7 @@ from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.types import CONFIDENCES, Cause
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.modes import DEFAULT as DEFAULT_MODE
 from envaudit.settings import refusal
 from envaudit.workload.child import run_child
 
@@ -191,7 +192,7 @@ def limits(changes: Sequence[Change], golden: Fingerprint,
     return notes
 
 
-def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = ("eager",),
+def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = (DEFAULT_MODE,),
            child: Sequence[str] = ()) -> Mapping[str, np.ndarray] | str:
     """One child run in this environment with the experiment's settings put back, running the
     execution ``modes`` the comparison needs and no others (``child``: the arguments that make it
@@ -225,7 +226,7 @@ def run_experiments(
     experiments: Sequence[Experiment],
     golden_arrays: Mapping[str, np.ndarray],
     progress: Callable[[str], None] = lambda _m: None,
-    modes: Sequence[str] = ("eager",),
+    modes: Sequence[str] = (DEFAULT_MODE,),
     child: Sequence[str] = (),
     *,
     until_reproduced: bool = False,

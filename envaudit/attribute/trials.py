@@ -41,6 +41,7 @@ from envaudit.attribute.confirm import (
 )
 from envaudit.attribute.types import Cause, TrialState
 from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.modes import DEFAULT as DEFAULT_MODE
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def confirm_causes(
     *,
     run: bool = True,
     progress: Callable[[str], None] = lambda _m: None,
-    modes: Sequence[str] = ("eager",),
+    modes: Sequence[str] = (DEFAULT_MODE,),
     child: Sequence[str] = (),
 ) -> Confirmation:
     """The plan of the module docstring: the re-runs that can decide, best-ranked first, until one

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from envaudit import modes as registry
 from envaudit.errors import EnvauditError
 from envaudit.workload.architecture import MODES, STAGES, WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.workload.assets import Assets, load_assets
@@ -34,12 +35,15 @@ def detections_from_nms(nms: np.ndarray) -> Detections:
 
 
 def run_workload(assets: Assets | None = None,
-                 modes: Sequence[str] = MODES) -> WorkloadResult:
-    """Run the whole golden workload once in this process, in each of ``modes`` (imports
-    TensorFlow). A mode this TensorFlow cannot run is listed in ``not_run`` with the reason."""
-    unknown = [m for m in modes if m not in MODES]
+                 modes: Sequence[str] | None = None) -> WorkloadResult:
+    """Run the whole golden workload once in this process, in each of ``modes`` (default: every
+    registered mode, ``envaudit.modes.names()``, read now; imports TensorFlow). A mode this
+    TensorFlow cannot run is listed in ``not_run`` with the reason."""
+    requested = registry.names() if modes is None else modes
+    unknown = registry.unknown(requested)
     if unknown:
-        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
+        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from"
+                            f" {', '.join(registry.names())}")
     assets = assets or load_assets()  # verified before TensorFlow's import cost is paid
     from envaudit.workload import tf_runtime
 
@@ -52,7 +56,7 @@ def run_workload(assets: Assets | None = None,
     runner = ModeRunner(Detector(assets.weights))
     runs: dict[str, ModeRun] = {}
     not_run: dict[str, str] = {}
-    for mode in (m for m in MODES if m in modes):
+    for mode in registry.in_order(requested):
         start = time.perf_counter()
         try:
             stages, placed = runner.run_on_devices(mode, assets.encoded)
@@ -83,7 +87,7 @@ def run_workload(assets: Assets | None = None,
 
 
 def replay_stages(assets: Assets, golden_stages: Mapping[str, np.ndarray],
-                  names: Iterable[str], mode: str = "eager") -> dict[str, np.ndarray]:
+                  names: Iterable[str], mode: str = registry.DEFAULT) -> dict[str, np.ndarray]:
     """Each named stage run alone in ``mode`` on the golden outputs of the stages it reads
     ("decode" re-decodes the golden image files)."""
     from envaudit.workload import tf_runtime

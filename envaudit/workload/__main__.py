@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envaudit import modes as registry
 from envaudit.errors import EnvauditError
 from envaudit.workload.types import keyed_arrays
 
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m envaudit.workload OUT.npz"
                          " [MODE,MODE,... [MODEL.json]]\n")
         return 2
-    modes = argv[1].split(",") if len(argv) >= 2 else ["eager"]
+    modes = argv[1].split(",") if len(argv) >= 2 else [registry.DEFAULT]
     try:
         if len(argv) == 3:
             arrays = _user_model(Path(argv[2]), modes[0])
@@ -63,7 +64,8 @@ def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
         run = run_model(model, images=(spec["files"], encoded), layers=spec["layers"])
     else:
         run = run_model(model, arrays=stored, layers=spec["layers"])
-    return keyed_arrays({mode: run.stages}, run_probes(load_probe_jpeg(), xla=mode == "xla"))
+    probes = run_probes(load_probe_jpeg(), xla=mode == registry.XLA)  # the xla.* probes: XLA's
+    return keyed_arrays({mode: run.stages}, probes)
 
 
 if __name__ == "__main__":

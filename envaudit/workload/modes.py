@@ -8,15 +8,21 @@ requiring the same bits. In ``xla`` mode the image decoders and NMS run outside 
 function (``architecture.OUTSIDE_XLA`` says why); everything from resize to the decoded boxes is
 one compiled cluster. A mode that cannot run (an XLA-less build) raises ``ModeUnavailable`` with
 the reason, which the caller reports as "not run", never as identical.
+
+How each mode is executed is a table of runners keyed by mode name (``_RUNNERS``); a mode added
+to the registry (``envaudit.modes.register``) gets its runner with ``register_runner``. Nothing
+else changes for a new mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from envaudit import modes
 from envaudit.workload import architecture as arch
 from envaudit.workload import devices
 from envaudit.workload.detector import Detector, decode_images
@@ -44,30 +50,14 @@ class ModeRunner:
     def run_on_devices(self, mode: str, encoded: Sequence[bytes]
                        ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """``run``, and the device each stage's output was computed on (``devices.short``)."""
-        if mode == "eager":
-            stages = self.detector.run_tensors(encoded)
-        elif mode == "graph":
-            outputs = _guarded(mode, lambda: self._graph(tf.constant(list(encoded))))
-            stages = {name: outputs[name] for name in arch.STAGES}
-        elif mode == "xla":
-            decoded = decode_images(encoded)
-            core = _guarded(mode, lambda: self._xla(decoded))
-            stages = {"decode": decoded, **core}
-            stages["nms"] = self.detector.run_stage("nms", stages)
-        else:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(arch.MODES)}")
+        stages = _runner(mode).run(self, encoded)
         return ({name: stages[name].numpy() for name in arch.STAGES},
                 {name: devices.of(stages[name]) for name in arch.STAGES})
 
     def replay(self, mode: str, name: str, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """One stage alone in ``mode``, fed golden inputs: in graph mode traced alone, in xla
-        mode compiled alone (decode and nms run where the xla pipeline runs them: outside)."""
+        """One stage alone in ``mode``, fed golden inputs (each mode's runner says how)."""
         tensors = {k: tf.constant(v) for k, v in inputs.items()}
-        if mode == "eager" or (mode == "xla" and name in arch.OUTSIDE_XLA):
-            return self.detector.run_stage(name, tensors).numpy()
-        stage = tf.function(lambda t: self.detector.run_stage(name, t), autograph=False,
-                            jit_compile=mode == "xla")
-        return _guarded(mode, lambda: stage(tensors)).numpy()
+        return _runner(mode).replay(self, name, tensors).numpy()
 
     def _pipeline(self, encoded: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.unstack(encoded, num=encoded.shape[0])
@@ -83,6 +73,89 @@ class ModeRunner:
         for name in CORE:
             outputs[name] = self.detector.run_stage(name, outputs)
         return {name: outputs[name] for name in CORE}
+
+
+Stages = Mapping[str, tf.Tensor]
+# How a mode runs the whole pipeline: the runner (its detector and traced functions) and the
+# encoded images in, every stage's tensor out.
+RunPipeline = Callable[[ModeRunner, Sequence[bytes]], Stages]
+# How a mode runs one stage alone: the runner, the stage's name and its golden inputs.
+ReplayStage = Callable[[ModeRunner, str, Stages], tf.Tensor]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How one execution mode is executed (its record, ``envaudit.modes``, says what it is)."""
+
+    run: RunPipeline
+    replay: ReplayStage
+
+
+def _eager_run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
+    return runner.detector.run_tensors(encoded)
+
+
+def _eager_replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
+    return runner.detector.run_stage(name, tensors)
+
+
+def _graph_run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
+    outputs = _guarded(modes.GRAPH, lambda: runner._graph(tf.constant(list(encoded))))
+    return {name: outputs[name] for name in arch.STAGES}
+
+
+def _traced_replay(mode: str, jit_compile: bool) -> ReplayStage:
+    """A stage traced alone (and compiled alone, with ``jit_compile``)."""
+    def replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
+        stage = tf.function(lambda t: runner.detector.run_stage(name, t), autograph=False,
+                            jit_compile=jit_compile)
+        return _guarded(mode, lambda: stage(tensors))
+    return replay
+
+
+def _xla_run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
+    decoded = decode_images(encoded)
+    core = _guarded(modes.XLA, lambda: runner._xla(decoded))
+    stages = {"decode": decoded, **core}
+    stages["nms"] = runner.detector.run_stage("nms", stages)
+    return stages
+
+
+def _xla_replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
+    # decode and nms run where the xla pipeline runs them: outside the compiled cluster
+    if name in arch.OUTSIDE_XLA:
+        return _eager_replay(runner, name, tensors)
+    return _traced_replay(modes.XLA, jit_compile=True)(runner, name, tensors)
+
+
+_RUNNERS: dict[str, Runner] = {
+    modes.EAGER: Runner(_eager_run, _eager_replay),
+    modes.GRAPH: Runner(_graph_run, _traced_replay(modes.GRAPH, jit_compile=False)),
+    modes.XLA: Runner(_xla_run, _xla_replay),
+}
+
+
+def register_runner(name: str, run: RunPipeline, replay: ReplayStage = _eager_replay) -> None:
+    """Execute mode ``name`` (registered in ``envaudit.modes``) with ``run``; a stage replayed
+    alone runs op by op unless ``replay`` says otherwise. A name that has a runner is refused."""
+    if name in _RUNNERS:
+        raise ValueError(f"mode {name!r} already has a runner")
+    _RUNNERS[name] = Runner(run, replay)
+
+
+def unregister_runner(name: str) -> None:
+    """Remove a runner that ``register_runner`` added (a test's); the built-ins stay."""
+    if name in (modes.EAGER, modes.GRAPH, modes.XLA):
+        raise ValueError(f"{name!r} is a built-in mode")
+    _RUNNERS.pop(name, None)
+
+
+def _runner(mode: str) -> Runner:
+    try:
+        return _RUNNERS[mode]
+    except KeyError:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(_RUNNERS)}"
+                         ) from None
 
 
 def _guarded(mode: str, call: Callable[[], object]):

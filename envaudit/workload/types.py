@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from envaudit import modes
+
 CLASS_NAMES = ("rectangle", "ellipse", "triangle")
 SCORE_THRESHOLD = 0.5  # NMS keeps scores strictly above it (as TensorFlow does)
 IOU_THRESHOLD = 0.5  # the NMS decision threshold
@@ -44,7 +46,7 @@ class Candidates:
 
 @dataclass(frozen=True)
 class ModeRun:
-    """The pipeline run once in one execution mode (``architecture.MODES``)."""
+    """The pipeline run once in one execution mode (``envaudit.modes``)."""
 
     mode: str
     stages: Mapping[str, np.ndarray]  # pipeline order
@@ -61,7 +63,7 @@ class WorkloadResult:
     workload_id: str
     workload_version: str
     images: tuple[str, ...]  # image names in batch order
-    runs: Mapping[str, ModeRun]  # the modes that ran, in ``architecture.MODES`` order
+    runs: Mapping[str, ModeRun]  # the modes that ran, in registry order
     probes: Mapping[str, np.ndarray]
     not_run: Mapping[str, str] = field(default_factory=dict)  # mode -> why it could not run
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds
@@ -76,7 +78,7 @@ class WorkloadResult:
     @property
     def primary(self) -> ModeRun:
         """The eager run when there is one (what a bundle of schema 1 holds), else the first."""
-        return self.runs.get("eager") or next(iter(self.runs.values()))
+        return self.runs.get(modes.DEFAULT) or next(iter(self.runs.values()))
 
     @property
     def stages(self) -> Mapping[str, np.ndarray]:
