@@ -193,3 +193,51 @@ def test_the_import_graph_has_no_circle():
 def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+# --- array roles are data, never parsed back out of names ----------------------------------------
+
+# How a user model's arrays are spelled in a bundle (``usermodel.spec.array_name``); their roles
+# travel as data (``TensorComparison.role``, ``ModelInfo.arrays``), so nothing reads these back.
+ROLE_PREFIXES = ("input.", "layer.", "output.")
+
+
+def _is_prefix(node: ast.AST) -> bool:
+    if isinstance(node, ast.Tuple):
+        return any(_is_prefix(e) for e in node.elts)
+    return isinstance(node, ast.Constant) and node.value in ROLE_PREFIXES
+
+
+def role_parsing(source: str) -> list[int]:
+    """The lines of ``source`` that read a role out of an array's name: ``startswith("output.")``
+    (or ``removeprefix``, a tuple of prefixes), or a slice from ``len("output.")``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("startswith", "removeprefix") and \
+                any(_is_prefix(a) for a in node.args):
+            found.append(node.lineno)
+        elif isinstance(node, ast.Slice) and isinstance(node.lower, ast.Call) and \
+                isinstance(node.lower.func, ast.Name) and node.lower.func.id == "len" and \
+                any(_is_prefix(a) for a in node.lower.args):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+def test_no_module_parses_a_role_out_of_an_array_name():
+    parsing = {str(path.relative_to(PACKAGE.parent)): lines
+               for path in sorted(PACKAGE.rglob("*.py"))
+               if (lines := role_parsing(path.read_text(encoding="utf-8")))}
+    assert parsing == {}
+
+
+def test_the_role_check_sees_each_way_of_parsing_a_name():
+    source = "\n".join((
+        'outputs = [k for k in stages if k.startswith("output.")]',
+        'name = stage[len("layer."):]',
+        'either = name.startswith(("input.", "probe/"))',
+        'bare = name.removeprefix("output.")',
+        'spelled = array_name("output", name)  # spelling a name is fine',
+        'other = name.startswith("stage/") and name[len("xla."):]',
+    ))
+    assert role_parsing(source) == [1, 2, 3, 4]
