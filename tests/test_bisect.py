@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from envaudit.attribute.bisect import apply_bisection, bisect
-from envaudit.attribute.types import Cause
+from envaudit.attribute.confirm import NO_RERUN_PACKAGE
+from envaudit.attribute.types import Cause, kind_of
 from envaudit.environments.packages import PackageSet
 from envaudit.environments.uv import EnvBuildError
 from envaudit.fingerprint import Fingerprint
@@ -173,6 +174,21 @@ def test_causes_take_what_the_bisection_showed():
         by_path["packages.numpy.version"].evidence
     # Groups without a ranked cause of their own (jax, scipy here) join as causes.
     assert {c.change.split(":")[0] for c in updated if c.path is None} >= {"jax", "scipy"}
+
+
+def test_the_no_rerun_placeholder_goes_by_its_kind_not_by_its_words():
+    """What no re-run could do, the bisection did: the placeholder saying so is dropped because
+    its kind says it is one; the same words as a plain finding are kept."""
+    result = run(Lab(lambda p: p.get("tensorflow-cpu") == "2.20.0"))
+    quoted = str(NO_RERUN_PACKAGE)  # the same sentence, held as a finding
+    assert (kind_of(NO_RERUN_PACKAGE), kind_of(quoted)) == ("no_rerun", "finding")
+    cause = Cause("tensorflow.version: '2.20.0' -> '2.21.0'", "likely",
+                  ("release", NO_RERUN_PACKAGE, quoted), "tensorflow.version",
+                  ("packages.tensorflow-cpu.version",))
+    [updated] = [c for c in apply_bisection([cause], result) if c.path == "tensorflow.version"]
+    assert updated.confidence == "confirmed"
+    assert updated.evidence[:2] == ("release", quoted)
+    assert sum(e == NO_RERUN_PACKAGE for e in updated.evidence) == 1
 
 
 @pytest.mark.parametrize("section", [{"available": False, "reason": "x"}, "garbage", None])

@@ -38,8 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from envaudit.attribute.confirm import NO_RERUN, NO_RERUN_PACKAGE
-from envaudit.attribute.types import CONFIDENCES, Cause
+from envaudit.attribute.types import CONFIDENCES, Cause, kind_of
 from envaudit.compare.tensors import bit_identical
 from envaudit.environments.packages import (
     PackageGroup,
@@ -319,7 +318,9 @@ def apply_bisection(causes: Sequence[Cause], bisection: Bisection) -> list[Cause
                                  evidence=tuple(evidence), path=None, trial="tested"))
             continue
         cause = updated[index]
-        kept = tuple(e for e in cause.evidence if e not in (NO_RERUN, NO_RERUN_PACKAGE)
+        # The bisection showed what no re-run could: the placeholder saying so goes, unless
+        # the bisection could not restore this group either.
+        kept = tuple(e for e in cause.evidence if kind_of(e) != "no_rerun"
                      or group.name in bisection.refused)
         updated[index] = replace(cause, confidence=confidence or cause.confidence,
                                  evidence=(*kept, *evidence),

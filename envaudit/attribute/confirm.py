@@ -30,7 +30,7 @@ import numpy as np
 
 from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
-from envaudit.attribute.types import CONFIDENCES, Cause
+from envaudit.attribute.types import CONFIDENCES, Cause, Evidence
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.modes import DEFAULT as DEFAULT_MODE
@@ -40,10 +40,11 @@ from envaudit.workload.child import run_child
 RERUN_TIMEOUT_S = 300
 # The evidence of a change no re-run of this process can put back (a package, hardware); an
 # environment bisection (``bisect.py``) replaces it with what rebuilding the environment showed.
-NO_RERUN = ("no re-run can put this change back from here (it is not a setting of this process),"
-            " so it cannot be confirmed")
-NO_RERUN_PACKAGE = ("no re-run can put a package back from here; 'envaudit check --bisect'"
-                    " rebuilds the environment to confirm or rule it out")
+NO_RERUN = Evidence("no re-run can put this change back from here (it is not a setting of this"
+                    " process), so it cannot be confirmed", "no_rerun")
+NO_RERUN_PACKAGE = Evidence("no re-run can put a package back from here; 'envaudit check"
+                            " --bisect' rebuilds the environment to confirm or rule it out",
+                            "no_rerun")
 PROGRESS_EVERY_S = 1.0  # how often the progress line's elapsed time is renewed
 
 # oneDNN ISA caps, most capable first, with the CPU flags each needs.

@@ -24,6 +24,30 @@ TRIAL_WORDS: dict[str, str] = {"untested": "not yet confirmed",
                                "not_needed": "not re-run"}
 
 
+# What a sentence of evidence is, as data: "finding" (what was observed or tried) or "no_rerun"
+# (that no re-run of this process can put the change back: a placeholder that an environment
+# bisection replaces with what rebuilding the environment showed, ``bisect.apply_bisection``).
+EvidenceKind = Literal["finding", "no_rerun"]
+
+
+class Evidence(str):
+    """A sentence of evidence that carries its kind. To every reader (renderers, JSON, equality)
+    it is the sentence itself, so outputs do not change; code that sorts evidence reads ``kind``,
+    never the words. A plain ``str`` in ``Cause.evidence`` is a finding (``kind_of``)."""
+
+    kind: EvidenceKind
+
+    def __new__(cls, text: str, kind: EvidenceKind = "finding") -> Evidence:
+        sentence = super().__new__(cls, text)
+        sentence.kind = kind
+        return sentence
+
+
+def kind_of(evidence: str) -> EvidenceKind:
+    """The kind of a sentence of evidence: its own, else "finding"."""
+    return evidence.kind if isinstance(evidence, Evidence) else "finding"
+
+
 def confidence_label(confidence: str, trial: str) -> str:
     """"likely, not yet confirmed": a confidence with what its trial says, where it qualifies."""
     words = TRIAL_WORDS.get(trial) if confidence in ("likely", "possible") else None
