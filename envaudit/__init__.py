@@ -67,8 +67,8 @@ def check(
     recorded). A golden of the user's own model re-runs that model (``model``: its path, if it
     moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); ``bisect`` rebuilds
     environments with uv to confirm or rule out package changes; see
-    ``envaudit.checking.check``."""
-    from envaudit.checking import check as _check
+    ``envaudit.pipeline.compose.check``."""
+    from envaudit.pipeline.compose import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
                   progress=progress, model=model, tolerances=tolerances,

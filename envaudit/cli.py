@@ -198,7 +198,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from envaudit.checking import check
+    from envaudit.pipeline.compose import check
     from envaudit.usermodel.spec import parse_detections, parse_tolerances
 
     golden = args.golden

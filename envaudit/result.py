@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from envaudit.attribute.bisect import Bisection
 from envaudit.attribute.types import Cause, Unreachable
@@ -25,8 +25,34 @@ from envaudit.usermodel.spec import ModelInfo
 
 SCHEMA = "envaudit.check/2"
 
-__all__ = ["SCHEMA", "VERDICTS", "CheckResult", "FirstDivergence", "ModeResult",
-           "Nondeterminism", "StageReplay"]
+__all__ = ["SCHEMA", "VERDICTS", "CanaryInfo", "CheckResult", "FirstDivergence", "ModeResult",
+           "ModelCheckInfo", "Nondeterminism", "StageReplay", "SubjectInfo"]
+
+
+EMPTY_DETECTIONS = DetectionDiff(0, 0, 0, 0, 0, 0, 0.0, None, 0.0, (), 0.0)
+
+
+@dataclass(frozen=True)
+class CanaryInfo:
+    """The subject checked was envaudit's canary detector (its stages have a float64 twin)."""
+
+    kind: Literal["canary"] = "canary"
+    model: None = None  # no user model
+    witness: None = None  # the canary's precision is judged against its twin, stage by stage
+    basis: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCheckInfo:
+    """The subject checked was the user's model: which one, and what its verdict rests on."""
+
+    model: ModelInfo  # identity, signature, inputs, outputs, layers, detections
+    witness: PrecisionWitness  # fp32 precision measured by the canary probes beside it
+    basis: str  # what the verdict rests on, in words
+    kind: Literal["user-model"] = "user-model"
+
+
+SubjectInfo = CanaryInfo | ModelCheckInfo
 
 
 @dataclass(frozen=True)
@@ -54,10 +80,8 @@ class CheckResult:
     moved_modes: tuple[str, ...] = ()  # modes that ran and are not identical
     golden_schema: str = ""  # the golden bundle's schema ("envaudit.golden/1": eager only)
     notes: tuple[str, ...] = ()  # one line each, said on stderr by the CLI (e.g. eager only)
-    workload: str = "canary"  # "canary" (the shipped detector) or "user-model"
-    model: ModelInfo | None = None  # the user's model: identity, signature, inputs, outputs
-    witness: PrecisionWitness | None = None  # fp32 precision measured by the canary probes
-    basis: str = ""  # what the verdict rests on, in words (user models)
+    # What was checked: the canary detector, or the user's model with what its verdict rests on.
+    subject: SubjectInfo = field(default_factory=lambda: CanaryInfo())
     # Changes that cannot have moved what moved (they reach another kind of device), not ranked.
     cannot_affect: tuple[Unreachable, ...] = ()
     bisection: Bisection | None = None  # environment bisection of package changes (--bisect)
@@ -91,6 +115,13 @@ class CheckResult:
         fields = plain(self)
         golden = {"path": fields.pop("golden_path"),
                   "fingerprint_id": fields.pop("golden_fingerprint_id")}
-        return {"schema": SCHEMA, "verdict": fields.pop("verdict"),
-                "exit_code": fields.pop("exit_code"), "headline": fields.pop("headline"),
-                "golden": golden, **fields}
+        # The subject's fields stand where they always stood: "workload" says which subject.
+        flat = {}
+        for key, value in fields.items():
+            if key == "subject":
+                flat.update({"workload": value.pop("kind"), **value})
+            else:
+                flat[key] = value
+        return {"schema": SCHEMA, "verdict": flat.pop("verdict"),
+                "exit_code": flat.pop("exit_code"), "headline": flat.pop("headline"),
+                "golden": golden, **flat}

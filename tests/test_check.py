@@ -200,7 +200,7 @@ def test_unusable_golden_is_one_line_exit_2(tmp_path, variant):
 def test_changed_decoding_gets_its_own_float64_reference(golden_bundle, workload_result):
     """When decoded pixels differ (another JPEG library), the twin is re-run on the current pixels:
     the current run's error is measured against exact math for its own input."""
-    from envaudit.checking import _current_twin
+    from envaudit.pipeline.canary import current_twin as _current_twin
     from envaudit.workload.assets import load_assets
 
     bundle = load_bundle(golden_bundle)
@@ -236,7 +236,7 @@ def test_the_public_check_function_survives_importing_its_module():
 
     import envaudit
 
-    importlib.import_module("envaudit.checking")
+    importlib.import_module("envaudit.pipeline.compose")
     importlib.import_module("envaudit.result")
     assert callable(envaudit.check) and envaudit.check.__module__ == "envaudit"
 

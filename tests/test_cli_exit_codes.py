@@ -2,7 +2,7 @@
 envaudit cannot do its job (a user error, a usage error, a lost stdout, a bug) as exactly one
 stderr line and exit 2 (docs/design.md, "Exit codes").
 
-The heavy work is stubbed where it is looked up (``envaudit.checking.check``,
+The heavy work is stubbed where it is looked up (``envaudit.pipeline.compose.check``,
 ``envaudit.record.record``, ``envaudit.fingerprint.capture``), so these tests judge what the CLI
 decides, not what the workload computes; ``diff`` runs for real on small fingerprint files.
 """
@@ -24,8 +24,8 @@ import pytest
 from rich.text import Text
 from test_render_check import make_result
 
-import envaudit.checking
 import envaudit.fingerprint
+import envaudit.pipeline.compose
 import envaudit.record
 from envaudit import cli
 from envaudit.errors import EnvauditError
@@ -93,7 +93,7 @@ def checked(monkeypatch) -> SimpleNamespace:
         kwargs["progress"]("comparing")  # the progress callback must be callable
         return stub.result or make_result(strict=kwargs["strict"])
 
-    monkeypatch.setattr(envaudit.checking, "check", fake_check)
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", fake_check)
     return stub
 
 
@@ -689,7 +689,7 @@ def test_checks_are_remembered_and_the_last_identical_one_is_named(capsys, monke
     identical = dataclasses.replace(base, verdict="identical", exit_code=0, **golden)
     drifted = dataclasses.replace(base, **golden)
     answers = iter([identical, drifted])
-    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: next(answers))
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", lambda **kw: next(answers))
     assert run(capsys, "check")[0] == 0
     code, out, err = run(capsys, "check")
     assert code == 1 and err == ""
@@ -701,7 +701,7 @@ def test_checks_are_remembered_and_the_last_identical_one_is_named(capsys, monke
     assert run(capsys, "history", "show", "99") == (
         2, "", f"envaudit: error: no run 99 in {tmp_path / 'envaudit' / 'history.sqlite'};"
                " 'envaudit history' lists them\n")
-    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: drifted)
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", lambda **kw: drifted)
     assert run(capsys, "check", "--no-history")[0] == 1
     assert len(json.loads(run(capsys, "history", "--format", "json")[1])["runs"]) == 2
 
@@ -716,7 +716,7 @@ def test_a_broken_history_is_one_warning_and_the_check_goes_on(capsys, monkeypat
 
     result = dataclasses.replace(make_result(), golden_path=str(golden_bundle),
                                  golden_sha256=read_manifest(golden_bundle)["manifest_sha256"])
-    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: result)
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", lambda **kw: result)
     code, out, err = run(capsys, "check", "--format", "json")
     assert code == 1 and json.loads(out)["verdict"] == "drift"
     assert len(err.splitlines()) == 1 and err.startswith("envaudit: warning: history not"
@@ -736,6 +736,6 @@ def test_a_result_without_a_golden_bundle_is_not_remembered(capsys, monkeypatch,
     """As from a stub or a future source: history needs the golden's checksum; without one the
     check is reported as ever, and nothing is appended."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    monkeypatch.setattr(envaudit.checking, "check", lambda **kw: make_result())
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", lambda **kw: make_result())
     assert run(capsys, "check", "--golden", "unused")[0] == 1
     assert not (tmp_path / "envaudit" / "history.sqlite").exists()

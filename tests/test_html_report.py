@@ -104,7 +104,12 @@ def test_html_is_deterministic(drifted: CheckResult) -> None:
 
 
 def test_user_model_result_charts_max_rel(drifted: CheckResult) -> None:
-    page = check_html.render(dataclasses.replace(drifted, workload="user-model"))
+    from test_render_user_model import FULL, KERAS
+
+    from envaudit.result import ModelCheckInfo
+
+    page = check_html.render(dataclasses.replace(
+        drifted, subject=ModelCheckInfo(KERAS, FULL, "the model's outputs bit for bit")))
     assert "max relative difference" in page
     assert "relative RMS error vs float64" not in page
 

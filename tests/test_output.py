@@ -322,9 +322,9 @@ def test_unwritable_stdout_is_exit_2_and_suggests_a_file(tmp_path):
 def test_check_marks_on_an_ascii_stdout(monkeypatch):
     # The rich check report carries verdict marks that rich does not swap for ASCII the way it
     # swaps box lines, so an ASCII stdout (PYTHONIOENCODING=ascii, a C locale) must escape them.
-    import envaudit.checking
+    import envaudit.pipeline.compose
 
-    monkeypatch.setattr(envaudit.checking, "check", lambda **kwargs: make_result())
+    monkeypatch.setattr(envaudit.pipeline.compose, "check", lambda **kwargs: make_result())
     raw = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii"))
     code = cli.main(["check", "--golden", "unused"])

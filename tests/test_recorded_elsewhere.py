@@ -133,7 +133,7 @@ def test_what_a_side_could_not_read_is_never_claimed_and_a_hostile_name_stays_on
 
 
 def test_the_shipped_reference_is_named_as_such_by_where_it_is_not_by_its_content(tmp_path):
-    from envaudit.checking import _is_shipped
+    from envaudit.pipeline.canary import is_shipped as _is_shipped
 
     link = tmp_path / "link"
     link.symlink_to(REFERENCE_BUNDLE, target_is_directory=True)
@@ -225,11 +225,10 @@ def test_a_golden_recorded_on_this_machine_says_nothing_of_the_kind(golden_bundl
 
 
 def test_a_user_model_golden_from_elsewhere_advises_recording_the_model(golden_from_elsewhere):
-    from envaudit.checking import _with_provenance
+    from envaudit.pipeline.own_model import OwnModel
 
-    bundle = load_bundle(golden_from_elsewhere)
-    checked = dataclasses.replace(make_result(), current_fingerprint=capture())
-    found = _with_provenance(checked, bundle).recorded_elsewhere
+    subject = object.__new__(OwnModel)  # the model itself is not needed to judge provenance
+    subject.bundle = load_bundle(golden_from_elsewhere)
+    found = subject.provenance(capture())
     assert found is not None and found.kinds == ("cpu", "instruction_sets")
     assert found.line.endswith("run: envaudit record --model MODEL --inputs INPUTS")
-    assert _with_provenance(make_result(), bundle).recorded_elsewhere is None  # nothing to compare

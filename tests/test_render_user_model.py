@@ -23,7 +23,7 @@ from envaudit.compare.types import (
 )
 from envaudit.render import check_junit, check_md, check_text
 from envaudit.render.formatting import class_label, class_names
-from envaudit.result import CheckResult
+from envaudit.result import CheckResult, ModelCheckInfo
 from envaudit.usermodel.spec import DetectionNames, ModelInfo, TensorSpec
 
 SHA = "0cd13616f8d4f2526b0a8d63fcadc98a2d769de42c916dae9321d91dd8914eb0"
@@ -61,9 +61,11 @@ def make_result(**changes) -> CheckResult:
         current_fingerprint_id="fp-3fb64b480bb", fingerprint_changes=(), stages=stages,
         probes=(), changed_probe_families=(), first_divergence=first, detections=NO_BOXES,
         causes=(), nondeterminism=None, confirmation_ran=True,
-        modes=(ModeResult("graph", "equivalent", first, NO_BOXES),), workload="user-model",
-        model=KERAS, witness=FULL, basis="the model's 2 output(s) compared bit for bit")
-    return dataclasses.replace(result, **changes)
+        modes=(ModeResult("graph", "equivalent", first, NO_BOXES),),
+        subject=ModelCheckInfo(KERAS, FULL, "the model's 2 output(s) compared bit for bit"))
+    described = {k: changes.pop(k) for k in ("model", "witness", "basis") if k in changes}
+    return dataclasses.replace(result, subject=dataclasses.replace(result.subject, **described),
+                               **changes)
 
 
 def _text(result: CheckResult) -> str:

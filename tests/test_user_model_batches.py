@@ -214,7 +214,7 @@ def test_images_of_different_sizes_and_a_fixed_batch_of_two_are_refused(od_expor
 
 def test_a_golden_recorded_before_images_ran_one_at_a_time_still_checks(od_export, tmp_path):
     from envaudit import store
-    from envaudit.usermodel.check import check_model
+    from envaudit.pipeline.compose import check
     from envaudit.usermodel.record import record_model
 
     same = tmp_path / "same-size"  # three images of one size: batches of one, joined
@@ -234,10 +234,10 @@ def test_a_golden_recorded_before_images_ran_one_at_a_time_still_checks(od_expor
         stages={"graph": {k: v for k, v in recorded.stages_by_mode["graph"].items()
                           if not k.startswith("layer.")}},
         probes=recorded.probes, inputs=recorded.inputs)
-    result = check_model(store.load_bundle(old), confirm=False)
+    result = check(str(old), confirm=False)
     assert result.verdict == "identical"
     assert result.detections.golden == result.detections.matched > 0
-    assert "layers seen: none" in result.basis and "envaudit record" in result.basis
+    assert "layers seen: none" in result.subject.basis and "envaudit record" in result.subject.basis
 
 
 # --- the pieces, without TensorFlow ---------------------------------------------------------

@@ -97,16 +97,16 @@ def _head(result: CheckResult) -> list[str]:
              f"<code>{_e(result.golden_fingerprint_id[:12])}</code>)</li>",
              f"<li>current fingerprint: <code>{_e(result.current_fingerprint_id[:12])}</code></li>",
              f"<li>exit code: {result.exit_code}{' (--strict)' if result.strict else ''}</li>"]
-    m = result.model
+    m = result.subject.model
     if m is not None:
         lines += [f"<li>model: {model_identity(m, _code)}</li>",
                   f"<li>ran: {model_run(m, _code)}</li>",
                   f"<li>outputs: {model_outputs(m, _code)}</li>"]
-        if result.basis:
-            lines.append(f"<li>basis: {_e(result.basis)}</li>")
+        if result.subject.basis:
+            lines.append(f"<li>basis: {_e(result.subject.basis)}</li>")
     lines.append("</ul>")
-    if result.witness is not None:
-        lines.append(f"<p>{_e(witness_sentence(result.witness))}</p>")
+    if result.subject.witness is not None:
+        lines.append(f"<p>{_e(witness_sentence(result.subject.witness))}</p>")
     lines += [f'<p class="note">{_e(n)}</p>' for n in result.notes]
     return lines
 
@@ -162,7 +162,7 @@ def _causes(result: CheckResult) -> list[str]:
 def _charts(result: CheckResult, charts: Any) -> list[str]:
     if not result.stages:
         return []
-    user = result.workload == "user-model"
+    user = result.subject.kind == "user-model"
     lines = ['<h2 id="stages">' + ("Model arrays: max relative difference" if user else
                                    "Stage error against the float64 twin") + "</h2>"]
     if not user:
@@ -203,7 +203,7 @@ def _stage_table(members: Sequence[TensorComparison], user: bool) -> list[str]:
 
 def _detections(result: CheckResult, charts: Any) -> list[str]:
     lines = ['<h2 id="detections">Detections</h2>']
-    if result.model is not None and result.model.detections is None:
+    if result.subject.model is not None and result.subject.model.detections is None:
         return [*lines, "<p>None: the model's outputs are not detections; name them with"
                 " <code>--detections boxes=NAME,scores=NAME,classes=NAME</code> to compare"
                 " boxes.</p>"]
@@ -215,19 +215,19 @@ def _detections(result: CheckResult, charts: Any) -> list[str]:
                       "—" if d.min_iou is None else f"{d.min_iou:.4f}",
                       number(d.max_box_delta)]])
     lines.append(_overlay(result, d, charts))
-    lines += _change_table(d, class_names(result.model))
+    lines += _change_table(d, class_names(result.subject.model))
     return lines
 
 
 def _overlay(result: CheckResult, d: DetectionDiff, charts: Any) -> str:
     """The changed detections over the images they were found on."""
-    names = class_names(result.model)
+    names = class_names(result.subject.model)
     moved_matches = sum(1 for c in d.changes if c.kind == "matched")
     unchanged = d.matched - moved_matches
     note = (f"Drawn: the {len(d.changes)} detections that changed. The result does not carry the"
             f" {unchanged} matched detections that did not move, so they are not drawn."
             if unchanged > 0 else f"Drawn: all {len(d.changes)} detections that changed.")
-    if result.model is None:
+    if result.subject.model is None:
         from envaudit.workload.assets import load_assets
 
         assets = load_assets()

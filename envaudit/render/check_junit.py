@@ -66,11 +66,11 @@ def render(result: CheckResult) -> str:
     if result.recorded_elsewhere is not None:
         ET.SubElement(props, "property", name="recorded_elsewhere",
                       value=result.recorded_elsewhere.line)
-    m = result.model
+    m = result.subject.model
     if m is not None:
-        for name, value in (("workload", result.workload), ("model", model_identity(m)),
+        for name, value in (("workload", result.subject.kind), ("model", model_identity(m)),
                             ("model_run", model_run(m)), ("model_outputs", model_outputs(m)),
-                            ("basis", result.basis)):
+                            ("basis", result.subject.basis)):
             ET.SubElement(props, "property", name=name, value=value)
     noun = "stage" if m is None else "array"
     for stage in result.stages:
@@ -128,7 +128,7 @@ def _detections_case(suite: ET.Element, result: CheckResult) -> None:
     summary = (f"golden {d.golden}, current {d.current}, matched {d.matched}, added {d.added}, "
                f"removed {d.removed}, class changed {d.class_changed}, max score delta "
                f"{_num(d.max_score_delta)}, min IoU {_num(d.min_iou)}")
-    names = class_names(result.model)
+    names = class_names(result.subject.model)
     lines = [summary] + [_change_line(c, names) for c in d.changes if c.kind != "matched"]
     if not d.same:
         fragile = sum(1 for c in d.changes if c.expected_fragility)
@@ -170,7 +170,7 @@ def _probes_case(suite: ET.Element, result: CheckResult) -> None:
 
 def _witness_case(suite: ET.Element, result: CheckResult) -> None:
     """Whether fp32 ran at full precision here: what a user model's precision verdict rests on."""
-    w = result.witness
+    w = result.subject.witness
     if w is None:
         return
     case = ET.SubElement(suite, "testcase", classname="envaudit.precision", name="witness",

@@ -98,15 +98,15 @@ def _since(result: CheckResult) -> list[str]:
 
 def _model(result: CheckResult) -> list[str]:
     """A user's model, as more of the list under the headline."""
-    m = result.model
+    m = result.subject.model
     if m is None:
         return []
     # The words around the code spans are envaudit's and the manifest's validated plain names.
     lines = [f"- model: {model_identity(m, _code)}",
              f"- ran: {model_run(m, _code)}",
              f"- outputs: {model_outputs(m, _code)}"]
-    if result.basis:
-        lines.append(f"- basis: {_md(result.basis)}")
+    if result.subject.basis:
+        lines.append(f"- basis: {_md(result.subject.basis)}")
     return lines
 
 
@@ -137,7 +137,7 @@ def _change_rows(changes: Sequence[Change]) -> list[str]:
 def _stages(result: CheckResult) -> list[str]:
     if not result.stages:
         return []
-    if result.model is not None:
+    if result.subject.model is not None:
         return _model_arrays(result)
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
@@ -168,7 +168,8 @@ def _model_arrays(result: CheckResult) -> list[str]:
     """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
-        title = (f"### Model arrays, {_md(mode or (result.model.mode if result.model else ''))}"
+        model = result.subject.model
+        title = (f"### Model arrays, {_md(mode or (model.mode if model else ''))}"
                  " mode (inputs, layers, outputs)")
         if not_run:
             lines += [title, "", f"Not run: {_md(not_run)}", ""]
@@ -202,15 +203,16 @@ def _probes(result: CheckResult) -> list[str]:
 
 def _witness(result: CheckResult) -> list[str]:
     """Whether fp32 ran at full precision here (a user model's precision rests on it)."""
-    return [] if result.witness is None else [_md(witness_sentence(result.witness)), ""]
+    witness = result.subject.witness
+    return [] if witness is None else [_md(witness_sentence(witness)), ""]
 
 
 def _detections(result: CheckResult) -> list[str]:
-    if result.model is not None and result.model.detections is None:
+    if result.subject.model is not None and result.subject.model.detections is None:
         return ["### Detections", "", "None: the model's outputs are not detections; name them "
                 "with `--detections boxes=NAME,scores=NAME,classes=NAME` to compare boxes.", ""]
     d = result.detections
-    names = class_names(result.model)
+    names = class_names(result.subject.model)
     lines = ["### Detections", "",
              *_table(["golden", "current", "matched", "added", "removed", "class changed",
                       "max score Δ", "min IoU", "max box Δ"],

@@ -130,13 +130,13 @@ def _since(result: CheckResult) -> list[Any]:
 
 def _model(result: CheckResult) -> list[Any]:
     """A user's model: which one, how it ran on what, its outputs, and what the verdict rests on."""
-    m = result.model
+    m = result.subject.model
     if m is None:
         return []
     parts: list[Any] = [_t(f"Model: {model_identity(m)}"), _t(f"  ran {model_run(m)}"),
                         _t(f"  outputs: {model_outputs(m)}")]
-    if result.basis:
-        parts.append(_t(f"  basis: {result.basis}", style="dim"))
+    if result.subject.basis:
+        parts.append(_t(f"  basis: {result.subject.basis}", style="dim"))
     return parts
 
 
@@ -156,7 +156,7 @@ def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
 def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any]:
     if not stages:
         return [_t("Stages: none recorded."), Text()]
-    if result.model is not None:
+    if result.subject.model is not None:
         return _model_arrays(result)
     parts: list[Any] = []
     for label, members, fd, not_run in result.by_mode():
@@ -197,7 +197,7 @@ def _model_arrays(result: CheckResult) -> list[Any]:
     """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
     parts: list[Any] = []
     for label, members, fd, not_run in result.by_mode():
-        mode = label or (result.model.mode if result.model else "")
+        mode = label or (result.subject.model.mode if result.subject.model else "")
         title = f"Model arrays, {mode} mode (inputs, layers, outputs)"
         if not_run:
             parts += [_t(f"{title}: not run: {not_run}", style="yellow"), Text()]
@@ -240,7 +240,7 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list
 
 def _witness(result: CheckResult) -> list[Any]:
     """Whether fp32 ran at full precision here (a user model's precision rests on it)."""
-    w = result.witness
+    w = result.subject.witness
     if w is None:
         return []
     style = None if w.full_precision else ("red" if w.lossy else "yellow")
@@ -248,12 +248,12 @@ def _witness(result: CheckResult) -> list[Any]:
 
 
 def _detections(result: CheckResult) -> list[Any]:
-    if result.model is not None and result.model.detections is None:
+    if result.subject.model is not None and result.subject.model.detections is None:
         return [_t("Detections: none (the model's outputs are not detections; name them with "
                    "--detections boxes=NAME,scores=NAME,classes=NAME to compare boxes)."),
                 Text()]
     d = result.detections
-    names = class_names(result.model)
+    names = class_names(result.subject.model)
     moved = sum(1 for c in d.changes if c.kind == "matched")
     summary = (f"Detections: golden {d.golden}, current {d.current}; {d.matched} matched"
                f"{f' ({moved} with moved score or box)' if moved else ''}, {d.removed} removed, "

@@ -1,0 +1,194 @@
+"""The canary subject: envaudit's own small detector, in every execution mode its golden recorded.
+
+Opened on a canary bundle: the workload assets are verified and must be the ones the golden was
+recorded with, and the golden's arrays are validated, all before TensorFlow is imported. A run is
+``run_workload`` in this process; the comparison is the canary's own: each stage against the
+golden and, where the float64 twin says how far each is from exact, its error growth; the first
+divergent stage localized by replaying stages alone on golden inputs; detections matched by IoU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envaudit.compare import localize
+from envaudit.compare.detections import decision_noise, match_detections
+from envaudit.compare.tensors import bit_identical, compare_arrays
+from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
+from envaudit.compare.verdict import classify, headline
+from envaudit.errors import EnvauditError
+from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
+from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
+from envaudit.result import CanaryInfo, SubjectInfo
+from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
+from envaudit.workload import detections_from_nms
+from envaudit.workload.architecture import (
+    EAGER_COMPATIBLE_VERSIONS,
+    MODES,
+    WORKLOAD_ID,
+    WORKLOAD_VERSION,
+)
+from envaudit.workload.assets import Assets, load_assets, used_checksums
+from envaudit.workload.spec import validate_golden
+from envaudit.workload.types import Candidates
+
+
+class Canary:
+    """The canary detector as a check's subject (``subject.Subject``)."""
+
+    def __init__(self, bundle: GoldenBundle, options: CheckOptions) -> None:
+        for option, value in (("--model", options.model), ("--tolerance", options.tolerances),
+                              ("--detections", options.detections)):
+            if value is not None:
+                raise EnvauditError(f"{option} applies to a golden of your own model;"
+                                    f" {bundle.path} was recorded from envaudit's canary"
+                                    " workload")
+        self.bundle = bundle
+        self.assets = load_assets()
+        _require_same_workload(bundle, self.assets)
+        validate_golden(str(bundle.path), bundle.stages_by_mode, bundle.probes, bundle.twin,
+                        bundle.detections if bundle.schema == SCHEMA_V1 else None)
+        self.modes = _checked_modes(bundle, options.modes)
+        self.golden: Mapping[str, Mapping[str, np.ndarray]] = bundle.stages_by_mode
+
+    def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
+        from envaudit.workload import run_workload
+
+        runs = []
+        for i in range(repeat):
+            progress("running the workload" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
+            done = run_workload(self.assets, modes=self.modes)
+            runs.append(SubjectRun(
+                stages={m: r.stages for m, r in done.runs.items()}, probes=done.probes,
+                devices=done.devices, not_run=done.not_run, native=done))
+        return runs
+
+    def compare(self, run: SubjectRun, spread: float
+                ) -> tuple[tuple[TensorComparison, ...], tuple[ModeResult, ...]]:
+        from envaudit.workload import replay_stages
+
+        stages: list[TensorComparison] = []
+        modes: list[ModeResult] = []
+        for mode in self.modes:
+            compared, result = _check_mode(mode, self.bundle, self.assets, run, spread,
+                                           replay_stages)
+            stages += compared
+            modes.append(result)
+        return tuple(stages), tuple(modes)
+
+    def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
+        return CanaryInfo()
+
+    def headline(self, verdict: str, stages: Sequence[TensorComparison],
+                 probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
+                 info: SubjectInfo, detections: DetectionDiff, first: str | None,
+                 top_cause: str | None) -> str:
+        return headline(verdict, stages, probes, detections,  # type: ignore[arg-type]
+                        first_divergence=first, top_cause=top_cause, modes=tuple(modes))
+
+    def notes(self, run: SubjectRun) -> tuple[str, ...]:
+        notes = []
+        if self.bundle.schema == SCHEMA_V1:
+            notes.append(f"golden bundle {self.bundle.path} has schema {SCHEMA_V1} (envaudit 0.1):"
+                         " checked in eager mode only; re-record it with 'envaudit record"
+                         " --golden PATH --force' to check graph and xla modes too")
+        for mode, why in self.bundle.not_run.items():
+            notes.append(f"the golden recorded no {mode} mode: {why}")
+        return tuple(notes)
+
+    def provenance(self, seen: Any) -> RecordedElsewhere | None:
+        return recorded_elsewhere(self.bundle.fingerprint, seen,
+                                  shipped=is_shipped(self.bundle.path))
+
+    def rerun_child(self) -> contextlib.AbstractContextManager[tuple[str, ...]]:
+        return contextlib.nullcontext(())  # a re-run child runs the canary by default
+
+    def identity(self) -> str:
+        return f"{WORKLOAD_ID} {WORKLOAD_VERSION}"
+
+
+def is_shipped(path: Path) -> bool:
+    """Whether ``path`` is envaudit's own reference bundle (recorded on the maintainers'
+    machine, not the user's)."""
+    try:
+        return Path(path).resolve() == REFERENCE_BUNDLE.resolve()
+    except OSError:
+        return False
+
+
+def _checked_modes(bundle: GoldenBundle, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The modes to check: those asked for (all the bundle has by default), each one the bundle
+    recorded; a schema-1 bundle has the eager mode only."""
+    if requested is None:
+        return bundle.modes
+    unknown = [m for m in requested if m not in MODES]
+    if unknown:
+        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    missing = [m for m in requested if m not in bundle.modes]
+    if missing:
+        how = (" (it has schema 1, eager mode only: re-record it with 'envaudit record --golden"
+               " PATH --force' to record every mode)" if bundle.schema == SCHEMA_V1 else "")
+        raise EnvauditError(f"golden bundle {bundle.path} did not record mode"
+                            f" {', '.join(missing)}{how}; choose from {', '.join(bundle.modes)}")
+    return tuple(m for m in MODES if m in requested)
+
+
+def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun,
+                spread: float, replay: Callable[..., dict[str, np.ndarray]]
+                ) -> tuple[tuple[TensorComparison, ...], ModeResult]:
+    """One mode's stages compared, localized by replay in that mode, its detections matched."""
+    golden = bundle.stages_by_mode[mode]
+    current = run.native.runs.get(mode)
+    if current is None:
+        reason = run.not_run.get(mode, f"{mode} mode did not run")
+        stages = compare_arrays("stage", golden, {}, spread=spread, mode=mode)
+        return stages, ModeResult(mode, "not_run", None, None, reason)
+    stages = compare_arrays(
+        "stage", golden, current.stages, spread=spread, mode=mode,
+        references=current_twin(bundle, assets, current.stages["decode"]),
+        golden_references=current_twin(bundle, assets, golden["decode"]))
+    golden_candidates = Candidates(boxes=golden["boxes"], scores=golden["scores"])
+    noise = max(decision_noise(golden_candidates, current.candidates), spread)
+    detections = match_detections(detections_from_nms(golden["nms"]), current.detections,
+                                  noise=noise, golden_candidates=golden_candidates)
+    differing = [s.name for s in stages if not s.identical]
+    first = localize.first_divergence(
+        stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
+    return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
+
+
+def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:
+    """A bundle of another workload or other assets cannot be compared bit for bit."""
+    recorded: Mapping[str, Any] = bundle.manifest.get("workload", {})
+    version = recorded.get("version")
+    compatible = version == WORKLOAD_VERSION or (
+        bundle.schema == SCHEMA_V1 and version in EAGER_COMPATIBLE_VERSIONS)
+    if recorded.get("id") != WORKLOAD_ID or not compatible:
+        raise EnvauditError(
+            f"golden bundle {bundle.path} was recorded with workload {recorded.get('id')}"
+            f" v{recorded.get('version')}, this envaudit runs {WORKLOAD_ID} v{WORKLOAD_VERSION};"
+            " re-record it with 'envaudit record --golden PATH --force'")
+    now = used_checksums(assets)
+    for name, recorded_sha in recorded.get("assets", {}).items():
+        if now.get(name) != recorded_sha:
+            raise EnvauditError(
+                f"golden bundle {bundle.path} was recorded with other workload assets ({name}"
+                f" sha256 {recorded_sha[:16]}..., now {str(now.get(name))[:16]}...); re-record it"
+                " with 'envaudit record --golden PATH --force'")
+
+
+def current_twin(bundle: GoldenBundle, assets: Assets,
+                 decoded: np.ndarray) -> Mapping[str, np.ndarray]:
+    """The float64 reference for a run that decoded ``decoded``: the golden twin unless decoding
+    changed."""
+    if bit_identical(bundle.stages["decode"], decoded):
+        return bundle.twin
+    from envaudit.workload.twin import Twin
+
+    return Twin(assets.weights).run(decoded)
+

@@ -1,0 +1,216 @@
+"""The one check pipeline: verify, run, compare, explain, and build the ``CheckResult``.
+
+``check()`` opens the golden bundle's subject (the canary or the user's model, ``subject.py``),
+runs it here, captures this environment's fingerprint while the arrays are compared, compares the
+canary probes and judges the verdict, then explains a difference (``explain.py``: device reach,
+ranking, confirmation re-runs, bisection). Every step after the subject's own run and comparison is
+written once, here, for every subject. It returns a ``CheckResult`` and prints nothing. The golden
+bundle and everything the subject needs are verified before TensorFlow is imported, so bad input
+fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from envaudit.compare import localize
+from envaudit.compare.probes import compare_probes
+from envaudit.compare.tensors import digest, placed
+from envaudit.compare.types import (
+    DetectionDiff,
+    FirstDivergence,
+    ModeResult,
+    Nondeterminism,
+    TensorComparison,
+)
+from envaudit.compare.verdict import Verdict, classify, exit_code, worst
+from envaudit.errors import EnvauditError
+from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.pipeline.explain import Explanation, explain
+from envaudit.pipeline.subject import CheckOptions, Subject, SubjectRun
+from envaudit.provenance import RecordedElsewhere
+from envaudit.result import EMPTY_DETECTIONS, CheckResult
+from envaudit.store import GoldenBundle, load_bundle, resolve_golden
+from envaudit.usermodel.spec import DetectionNames, Tolerances
+
+__all__ = ["check", "CheckResult", "open_subject"]
+
+
+def check(
+    golden: str | None = None,
+    *,
+    repeat: int = 1,
+    confirm: bool = True,
+    strict: bool = False,
+    modes: Sequence[str] | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+    model: str | None = None,
+    tolerances: Tolerances | None = None,
+    detections: DetectionNames | None = None,
+    bisect: bool = False,
+) -> CheckResult:
+    """Check this environment against a golden bundle (``golden``, else the user's bundle, else
+    the shipped reference). A canary bundle is checked in each execution mode of ``modes``
+    (default: every mode it recorded); a bundle of a user's model re-runs that model (``model``:
+    where it is now, when it moved; ``tolerances``: what differences to accept per output;
+    ``detections``: which outputs hold boxes, scores and classes). ``bisect``: confirm or rule out
+    package changes by rebuilding environments (``attribute/bisect.py``)."""
+    if repeat < 1:
+        raise EnvauditError("--repeat must be 1 or more")
+    options = CheckOptions(repeat=repeat, confirm=confirm, strict=strict, bisect=bisect,
+                           modes=modes, model=model, tolerances=tolerances,
+                           detections=detections)
+    started = time.perf_counter()
+    path = resolve_golden(golden)
+    progress("verifying the golden bundle")
+    subject = open_subject(load_bundle(path), options)
+    runs = subject.run(repeat, progress)
+    ran = time.perf_counter()
+    from envaudit.fingerprint import capture
+
+    with ThreadPoolExecutor(1) as pool:
+        # Captured after every TensorFlow run (so the libraries it loaded are listed), while
+        # the arrays are compared.
+        captured = pool.submit(capture)
+        progress("comparing")
+        found = _compare(subject, runs)
+        fingerprint = captured.result()
+    seen, changes, elsewhere = _changes(subject, fingerprint)
+    compared = time.perf_counter()
+    explanation = explain(subject, found, changes, fingerprint, options, progress)
+    finished = time.perf_counter()
+    timings = {**runs[0].timings, "workload": ran - started, "compare": compared - ran,
+               "confirm": finished - compared, "total": finished - started}
+    return _result(subject, found, explanation, _Environment(fingerprint, changes, elsewhere),
+                   options, timings)
+
+
+def open_subject(bundle: GoldenBundle, options: CheckOptions) -> Subject:
+    """The subject a golden bundle recorded, opened on it (bad input refused here)."""
+    if bundle.is_user_model:
+        from envaudit.pipeline.own_model import OwnModel
+
+        return OwnModel(bundle, options)
+    from envaudit.pipeline.canary import Canary
+
+    return Canary(bundle, options)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the comparison found, before any cause is ranked."""
+
+    run: SubjectRun  # the first run: the one compared and reported
+    stages: tuple[TensorComparison, ...]  # placed on the devices that computed them
+    probes: tuple[TensorComparison, ...]
+    modes: tuple[ModeResult, ...]
+    verdict: Verdict
+    nondeterminism: Nondeterminism | None
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The probe families that are not bit-identical."""
+        return tuple(sorted({p.family for p in self.probes if not p.identical}))
+
+    @property
+    def moved_modes(self) -> tuple[str, ...]:
+        return tuple(m.mode for m in self.modes if m.verdict not in ("identical", "not_run"))
+
+    @property
+    def first_divergence(self) -> FirstDivergence | None:
+        first = next((m for m in self.modes if m.first_divergence), None)
+        return first.first_divergence if first else None
+
+    @property
+    def differing(self) -> tuple[TensorComparison, ...]:
+        return tuple(a for a in (*self.stages, *self.probes) if not a.identical)
+
+    @property
+    def detections(self) -> DetectionDiff:
+        """The detections a check reports first: of the first mode whose boxes changed, else of
+        the first mode that moved at all, else of the first mode that ran."""
+        ran = [m for m in self.modes if m.detections is not None]
+        if not ran:
+            return EMPTY_DETECTIONS
+        changed = next((m for m in ran if not m.detections.same), None)
+        moved = next((m for m in ran if m.detections.changes), None)
+        return (changed or moved or ran[0]).detections
+
+
+def _compare(subject: Subject, runs: Sequence[SubjectRun]) -> Found:
+    """The first run against the golden: its spread over the repeats, the subject's own arrays
+    mode by mode, the canary probes; each mode judged on its own, the probes on their own."""
+    nondeterminism = (localize.nondeterminism([r.keyed() for r in runs])
+                      if len(runs) > 1 else None)
+    spread = nondeterminism.max_spread if nondeterminism else 0.0
+    run, bundle = runs[0], subject.bundle
+    stages, modes = subject.compare(run, spread)
+    probes = compare_probes(bundle.probes, run.probes, spread)
+    stages = placed(stages, bundle.devices, run.devices)
+    probes = placed(probes, bundle.devices, run.devices)
+    verdict = worst([*(m.verdict for m in modes), classify((), probes)])
+    return Found(run, stages, probes, modes, verdict, nondeterminism)
+
+
+def _changes(subject: Subject, fingerprint: Fingerprint
+             ) -> tuple[Fingerprint, tuple[Change, ...], RecordedElsewhere | None]:
+    """This environment as the golden's was recorded (redacted alike when it was), what changed,
+    and whether the golden came from elsewhere."""
+    from envaudit.fingerprint import diff
+    from envaudit.fingerprint.redact import like
+
+    bundle = subject.bundle
+    seen = like(bundle.fingerprint, bool(bundle.manifest.get("redacted")), fingerprint)
+    return seen, tuple(diff(bundle.fingerprint, seen)), subject.provenance(seen)
+
+
+@dataclass(frozen=True)
+class _Environment:
+    fingerprint: Fingerprint
+    changes: tuple[Change, ...]
+    elsewhere: RecordedElsewhere | None
+
+
+def _result(subject: Subject, found: Found, explained: Explanation, env: _Environment,
+            options: CheckOptions, timings: dict[str, float]) -> CheckResult:
+    """The one place a ``CheckResult`` is built."""
+    bundle, first, causes = subject.bundle, found.first_divergence, explained.causes
+    info = subject.describe(found.probes)
+    top = f"{causes[0].change} ({causes[0].label})" if causes else None
+    return CheckResult(
+        verdict=found.verdict,
+        exit_code=exit_code(found.verdict, options.strict),
+        headline=subject.headline(found.verdict, found.stages, found.probes, found.modes, info,
+                                  found.detections, first.stage if first else None, top),
+        golden_path=str(bundle.path),
+        golden_sha256=str(bundle.manifest["manifest_sha256"]),
+        golden_fingerprint_id=bundle.fingerprint.fingerprint_id,
+        current_fingerprint_id=env.fingerprint.fingerprint_id,
+        fingerprint_changes=env.changes,
+        stages=found.stages,
+        probes=found.probes,
+        changed_probe_families=found.families,
+        first_divergence=first,
+        detections=found.detections,
+        causes=causes,
+        cannot_affect=explained.cannot_affect,
+        bisection=explained.bisection,
+        array_digests={k: digest(v) for k, v in found.run.keyed().items()},
+        nondeterminism=found.nondeterminism,
+        confirmation_ran=bool(explained.reruns),
+        reruns=explained.reruns,
+        confirmation_skipped=not options.confirm and found.verdict != "identical",
+        strict=options.strict,
+        modes=found.modes,
+        moved_modes=found.moved_modes,
+        golden_schema=bundle.schema,
+        notes=(*subject.notes(found.run), *explained.notes),
+        subject=info,
+        recorded_elsewhere=env.elsewhere,
+        golden_fingerprint=bundle.fingerprint,
+        current_fingerprint=env.fingerprint,
+        timings=timings,
+    )

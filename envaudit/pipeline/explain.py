@@ -1,0 +1,68 @@
+"""Why the numbers moved, for any subject: device reach, ranking, confirmation re-runs, bisection.
+
+Nothing here is said with more confidence than a run proved: ranking alone says "likely" or
+"possible" (``attribute/rank.py``); only a re-run that put a change back and reproduced the golden
+bits says "confirmed" (``attribute/trials.py``); a package change is confirmed or ruled out only
+by rebuilding an environment (``attribute/bisect.py``). Re-runs re-run only the modes that moved
+(the probes always run): with none, the first mode that ran keeps the child's work meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from envaudit.attribute import reach
+from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
+from envaudit.attribute.rank import rank_causes
+from envaudit.attribute.trials import confirm_causes
+from envaudit.attribute.types import Cause, Unreachable
+from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.pipeline.subject import CheckOptions, Progress, Subject
+from envaudit.workload.types import keyed_arrays
+
+if TYPE_CHECKING:
+    from envaudit.pipeline.compose import Found
+
+
+@dataclass(frozen=True)
+class Explanation:
+    causes: tuple[Cause, ...] = ()
+    cannot_affect: tuple[Unreachable, ...] = ()
+    bisection: Bisection | None = None
+    reruns: tuple[str, ...] = ()  # the confirmation re-runs started, in order
+    notes: tuple[str, ...] = ()
+
+
+def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerprint: Fingerprint,
+            options: CheckOptions, progress: Progress) -> Explanation:
+    """The causes of what ``found`` shows, ranked, then confirmed or ruled out by re-runs as
+    ``options`` allow (nothing to explain when everything is identical)."""
+    if found.verdict == "identical":
+        return Explanation()
+    bundle, first = subject.bundle, found.first_divergence
+    devices = reach.evidence(list(found.differing), bundle.fingerprint)
+    causes = rank_causes(changes, found.families, first.stage if first else None,
+                         first.changed_stages if first else (), found.verdict == "precision_loss",
+                         moved_modes=found.moved_modes, checked_modes=subject.modes,
+                         devices=devices)
+    ran = found.moved_modes or tuple(m for m in subject.modes if m in found.run.stages)[:1]
+    golden_arrays = keyed_arrays({m: subject.golden[m] for m in ran}, bundle.probes)
+    bisection = None
+    with subject.rerun_child() as child:
+        # Without --no-confirm the same plan marks what a re-run could have decided ("likely,
+        # not yet confirmed").
+        confirmation = confirm_causes(
+            causes, changes, bundle.fingerprint, fingerprint, golden_arrays,
+            len(found.differing), run=options.confirm, progress=progress, modes=ran,
+            child=child)
+        causes, reruns = list(confirmation.causes), confirmation.reruns
+        if options.bisect:
+            bisection = run_bisection(
+                bundle.fingerprint, fingerprint, golden_arrays,
+                keyed_arrays({m: found.run.stages[m] for m in ran}, found.run.probes), ran,
+                extra=child, identity=subject.identity(), progress=progress)
+            causes = apply_bisection(causes, bisection)
+    return Explanation(tuple(causes), tuple(reach.unreachable(changes, devices)), bisection,
+                       tuple(reruns), tuple(filter(None, [bisection_note(bisection)])))

@@ -1,0 +1,245 @@
+"""The user's own model as a check's subject: re-run it on the recorded inputs, compare its arrays.
+
+Opened on a user-model bundle: the manifest's model description and the golden arrays are
+validated, ``--tolerance`` and ``--detections`` checked against the recorded outputs, and the model
+found (``locate``) and proven to be the recorded one by its SHA-256 -- all before TensorFlow is
+imported. A run loads the model and runs it the way it was recorded, in the one execution mode it
+was recorded in, with the canary probes beside it: the model has no float64 twin, so its
+precision is judged by the probes (the precision witness). Its outputs and layers are compared bit
+for bit (the tolerances the user gives decide which differences are accepted) and its detections,
+when its outputs hold detections, matched by IoU image by image. A re-run child runs this model
+on these inputs from a spec file (``rerun_child``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envaudit.compare.detections import match_detections
+from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
+from envaudit.compare.tensors import compare_arrays, tolerated
+from envaudit.compare.types import (
+    DetectionDiff,
+    FirstDivergence,
+    ModeResult,
+    PrecisionWitness,
+    TensorComparison,
+)
+from envaudit.compare.verdict import classify, model_headline
+from envaudit.compare.witness import precision_witness
+from envaudit.errors import EnvauditError
+from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
+from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
+from envaudit.result import EMPTY_DETECTIONS, ModelCheckInfo, SubjectInfo
+from envaudit.store import GoldenBundle
+from envaudit.usermodel.detections import detections_of, shape_problem
+from envaudit.usermodel.golden import locate, outputs_by_image, validated
+from envaudit.usermodel.spec import ModelInfo, Tolerances, require_outputs
+from envaudit.workload.types import keyed_devices
+
+
+class OwnModel:
+    """A user's model as a check's subject (``subject.Subject``)."""
+
+    def __init__(self, bundle: GoldenBundle, options: CheckOptions) -> None:
+        if options.modes is not None:
+            raise EnvauditError("--modes applies to the canary workload; a user model is checked"
+                                " in the mode it was recorded in")
+        info = ModelInfo.from_manifest(bundle.manifest["workload"])
+        golden = validated(bundle, info)
+        self.tolerances = options.tolerances or Tolerances()
+        require_outputs((self.tolerances.per_output or {}), info.outputs, "--tolerance")
+        if options.detections is not None:
+            require_outputs(options.detections.names(), info.outputs, "--detections")
+            for outputs in outputs_by_image(info, golden):
+                problem = shape_problem(options.detections, outputs)
+                if problem:
+                    raise EnvauditError(f"--detections {problem}")
+            info = replace(info, detections=options.detections)
+        self.bundle = bundle
+        self.info = info
+        self.path = locate(info, options.model)
+        self.feeds = _feeds(bundle, info)
+        self.modes = (info.mode,)
+        self.golden: Mapping[str, Mapping[str, np.ndarray]] = {info.mode: golden}
+
+    def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
+        """The model run ``repeat`` times on the recorded inputs, with the canary probes each
+        time; the first run's devices for every array."""
+        progress("loading the model")
+        from envaudit.workload import tf_runtime
+
+        tf_runtime.quiet()
+        from envaudit.workload.assets import load_probe_jpeg
+        from envaudit.workload.probes import run_probes, run_probes_on_devices
+        from envaudit.workload.user_model import LoadedModel, run_model
+
+        jpeg = load_probe_jpeg()
+        xla = self.info.mode == "xla"  # the xla.* probes witness XLA's code generation only
+        runs: list[SubjectRun] = []
+        # The probes' first run (their XLA compile above all) overlaps the model's loading: both
+        # wait on TensorFlow more than on Python. Kernels split work by shape and thread count,
+        # never by load, so running beside each other changes no bit (the repeat runs do not
+        # overlap, and the tests check identical results run after run).
+        with ThreadPoolExecutor(1) as pool:
+            first_probes = pool.submit(run_probes_on_devices, jpeg, xla)
+            loaded = LoadedModel(self.path, self.info.kind, self.info.signature)
+            for i in range(repeat):
+                progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
+                done = run_model(loaded, layers=self.info.layers, **self.feeds)
+                probes = first_probes.result()[0] if i == 0 else run_probes(jpeg, xla)
+                devices = keyed_devices({self.info.mode: done.devices}, first_probes.result()[1])
+                runs.append(SubjectRun(stages={self.info.mode: done.stages}, probes=probes,
+                                       devices=devices, timings={"load": done.load_seconds},
+                                       native=done))
+        return runs
+
+    def compare(self, run: SubjectRun, spread: float
+                ) -> tuple[tuple[TensorComparison, ...], tuple[ModeResult, ...]]:
+        golden = self.golden[self.info.mode]
+        current = run.stages[self.info.mode]
+        stages = _compare_stages(golden, current, self.info, self.tolerances, spread)
+        names = self.info.detections
+        boxes = (match_detections(detections_of(names, outputs_by_image(self.info, golden)),
+                                  detections_of(names, outputs_by_image(self.info, current)),
+                                  noise=spread)
+                 if names else None)
+        mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
+                          boxes or EMPTY_DETECTIONS)
+        return stages, (mode,)
+
+    def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
+        witness = precision_witness(probes)
+        return ModelCheckInfo(model=self.info, witness=witness,
+                              basis=_basis(self.info, self.tolerances, witness))
+
+    def headline(self, verdict: str, stages: Sequence[TensorComparison],
+                 probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
+                 info: SubjectInfo, detections: DetectionDiff, first: str | None,
+                 top_cause: str | None) -> str:
+        assert isinstance(info, ModelCheckInfo)
+        boxes = detections if self.info.detections is not None else None
+        return model_headline(verdict, stages, probes, boxes,  # type: ignore[arg-type]
+                              info.witness, first_divergence=first, top_cause=top_cause)
+
+    def notes(self, run: SubjectRun) -> tuple[str, ...]:
+        ran_in = run.native.mode
+        if ran_in == self.info.mode:
+            return ()
+        return (f"the model was recorded in {self.info.mode} mode and ran in {ran_in} mode here"
+                " (Keras chose otherwise); its arrays are compared all the same",)
+
+    def provenance(self, seen: Any) -> RecordedElsewhere | None:
+        return recorded_elsewhere(self.bundle.fingerprint, seen, user_model=True)
+
+    @contextlib.contextmanager
+    def rerun_child(self) -> Iterator[tuple[str, ...]]:
+        """A spec and the inputs, written to a folder private to this process for as long as the
+        re-runs need them."""
+        with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
+            yield _child_spec(Path(tmp), self.path, self.info, self.feeds)
+
+    def identity(self) -> str:
+        inputs = hashlib.sha256()
+        for name in sorted(self.bundle.inputs):
+            inputs.update(name.encode() + b"\0" + self.bundle.inputs[name].tobytes())
+        return json.dumps({"model": self.info.sha256, "signature": self.info.signature,
+                           "mode": self.info.mode, "layers": list(self.info.layers),
+                           "inputs": inputs.hexdigest()})
+
+
+def _feeds(bundle: GoldenBundle, info: ModelInfo) -> dict[str, object]:
+    """``run_model``'s keyword arguments for the recorded inputs."""
+    if info.input_kind == "images":
+        encoded = [bundle.inputs[f"image.{i}"].tobytes() for i in range(len(info.image_files))]
+        return {"images": (info.image_files, encoded)}
+    return {"arrays": dict(bundle.inputs)}
+
+
+def _compare_stages(golden: Mapping[str, np.ndarray], current: Mapping[str, np.ndarray],
+                    info: ModelInfo, tolerances: Tolerances,
+                    spread: float) -> tuple[TensorComparison, ...]:
+    compared = []
+    for c in compare_arrays("stage", golden, current, spread=spread, mode=info.mode,
+                            roles=info.roles()):
+        name = info.output_of(c.name)
+        tolerance = tolerances.for_output(name) if name else None
+        if tolerance is not None:
+            c = tolerated(c, golden[c.name], current.get(c.name), tolerance.rtol,
+                          tolerance.atol, tolerance.describe())
+        compared.append(c)
+    return tuple(compared)
+
+
+def _first_divergence(stages: Sequence[TensorComparison]) -> FirstDivergence | None:
+    """The first array, inputs then layers then outputs, that is not bit-identical. A user
+    model's layers are not replayed one by one, so which of the later ones changed by themselves
+    is not known (``changed_stages`` is empty)."""
+    differing = [s for s in stages if not s.identical]
+    if not differing:
+        return None
+    return FirstDivergence(
+        stage=differing[0].name,
+        index=[s.name for s in stages].index(differing[0].name),
+        replay=(),
+        changed_stages=(),
+    )
+
+
+def _child_spec(folder: Path, path: Path, info: ModelInfo,
+                feeds: Mapping[str, object]) -> tuple[str, ...]:
+    """The extra arguments of a re-run child that runs this model on these inputs: a spec and the
+    inputs, written to ``folder`` (private to this process)."""
+    inputs = folder / "inputs.npz"
+    if "images" in feeds:
+        names, encoded = feeds["images"]  # type: ignore[misc]
+        np.savez(inputs, **{f"image.{i}": np.frombuffer(e, np.uint8)
+                            for i, e in enumerate(encoded)})
+    else:
+        np.savez(inputs, **feeds["arrays"])  # type: ignore[arg-type]
+    spec = {"kind": info.kind, "path": str(path.absolute()), "signature": info.signature,
+            "layers": list(info.layers), "input_kind": info.input_kind,
+            "files": list(info.image_files), "inputs": str(inputs)}
+    spec_path = folder / "model.json"
+    spec_path.write_text(json.dumps(spec))
+    return (str(spec_path),)
+
+
+def _basis(info: ModelInfo, tolerances: Tolerances, witness: PrecisionWitness) -> str:
+    what = (f"{len(info.outputs)} output(s)" + (f" and {len(info.layers)} layer(s)"
+                                               if info.layers else ""))
+    if info.per_image:
+        what += f", image by image ({len(info.image_files)} images of different sizes)"
+    accepted = (f"rounding noise (within {EQUIVALENT_MAX_REL_ULPS:g} unit roundoffs of each"
+                " array's scale)"
+                if not (tolerances.default or tolerances.per_output)
+                else "the tolerances given, and rounding noise elsewhere")
+    return (f"the model's {what} compared bit for bit with the golden, accepting {accepted};"
+            f" precision judged by {witness.probes} canary probes against float64, since the"
+            f" model has no float64 twin; {layer_sight(info)}")
+
+
+def layer_sight(info: ModelInfo) -> str:
+    """Which layers a check of this golden sees, and how to see more."""
+    if info.kind == "keras":
+        return (f"layers seen: {len(info.layers)} Keras layer output(s)" if info.layers else
+                "layers seen: none (the model has no named layer with one output of its own:"
+                " build it as a functional model to compare its layers)")
+    if info.layers:
+        return (f"layers seen: {len(info.layers)} convolution and matrix-product output(s)"
+                " inside the signature's graph, fetched in a second run (there grappler cannot"
+                " fuse them, so they locate a change; the outputs are the served ones)")
+    return ("layers seen: none, only the signature's outputs (this golden holds no layer"
+            " outputs: 'envaudit record' keeps the convolution and matrix-product outputs inside"
+            " the graph where TensorFlow can freeze it, and says why when it cannot; a .keras"
+            " file gives Keras layers)")
