@@ -26,7 +26,7 @@ import re
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -505,44 +505,20 @@ def write_bundle(
     ``inputs`` instead."""
     target = Path(target).absolute()
     check_writable(target, force)
-    # What check would refuse to read back is never written (a user model with huge inputs).
-    budget = bundle_budget.budget(user_model=workload.get("id") == USER_MODEL, modes=len(stages))
-    size = sum(array.nbytes + bundle_budget.NPY_HEADER_BYTES for group in
-               (*stages.values(), probes, twin or {}, inputs or {}) for array in group.values())
-    if size > budget.limit:
-        raise EnvauditError(f"cannot record golden bundle {target}: {budget.exceeded(size)};"
-                            " record fewer or smaller inputs")
+    _require_within_budget(target, workload.get("id") == USER_MODEL,
+                           (*stages.values(), probes, twin or {}, inputs or {}), len(stages))
     try:
         partial = bundle_files.make_partial(target)
     except OSError as exc:
         raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror or exc};"
                             " choose a writable --golden path") from None
     try:
-        modes = [mode for mode in mode_registry.names() if mode in stages]
-        last = {"inputs": inputs or {}} if inputs is not None else {"twin": twin or {}}
-        groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes,
-                  **last}
-        # A user model's layer activations compress by a fifth at most, and inflating them would
-        # cost every check more than the bytes saved; the canary's stages compress well.
-        raw = inputs is not None
-        blobs = {f"{group}.npz": _npz_bytes(arrays, not (raw and group.startswith("stages.")))
-                 for group, arrays in groups.items()}
-        manifest: dict[str, Any] = {
-            "schema": SCHEMA,
-            "envaudit_version": __version__,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "workload": dict(workload),
-            "images": list(images),
-            "modes": modes,
-            "not_run": dict(not_run or {}),
-            "outside_xla": dict(outside_xla or {}),
-            "arrays": {group: list(arrays) for group, arrays in groups.items()},
-            "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
-            "redacted": redacted,
-            "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
-            "fingerprint": fingerprint.to_dict(),
-        }
-        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        modes, groups, blobs = _array_files(stages, probes, twin, inputs)
+        manifest = _new_manifest(
+            fingerprint, workload, images, modes, not_run=not_run, outside_xla=outside_xla,
+            arrays={group: list(arrays) for group, arrays in groups.items()},
+            files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
+            redacted=redacted, devices=devices, device_names=device_names)
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -556,6 +532,59 @@ def write_bundle(
         bundle_files.remove_ours(partial)
         raise
     return target
+
+
+def _require_within_budget(target: Path, user_model: bool,
+                           groups: Sequence[Mapping[str, np.ndarray]], modes: int) -> None:
+    """What check would refuse to read back is never written (a user model with huge inputs)."""
+    budget = bundle_budget.budget(user_model=user_model, modes=modes)
+    size = sum(array.nbytes + bundle_budget.NPY_HEADER_BYTES for group in groups
+               for array in group.values())
+    if size > budget.limit:
+        raise EnvauditError(f"cannot record golden bundle {target}: {budget.exceeded(size)};"
+                            " record fewer or smaller inputs")
+
+
+def _array_files(stages: Mapping[str, Mapping[str, np.ndarray]],
+                 probes: Mapping[str, np.ndarray], twin: Mapping[str, np.ndarray] | None,
+                 inputs: Mapping[str, np.ndarray] | None,
+                 ) -> tuple[list[str], dict[str, Mapping[str, np.ndarray]], dict[str, bytes]]:
+    """The recorded modes (registry order), the array groups, and each group's ``.npz`` bytes
+    by file name."""
+    modes = [mode for mode in mode_registry.names() if mode in stages]
+    last = {"inputs": inputs or {}} if inputs is not None else {"twin": twin or {}}
+    groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes, **last}
+    # A user model's layer activations compress by a fifth at most, and inflating them would
+    # cost every check more than the bytes saved; the canary's stages compress well.
+    raw = inputs is not None
+    blobs = {f"{group}.npz": _npz_bytes(arrays, not (raw and group.startswith("stages.")))
+             for group, arrays in groups.items()}
+    return modes, groups, blobs
+
+
+def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images: Sequence[str],
+                  modes: list[str], *, not_run: Mapping[str, str] | None,
+                  outside_xla: Mapping[str, str] | None, arrays: dict[str, list[str]],
+                  files: dict[str, str], redacted: bool, devices: Mapping[str, str] | None,
+                  device_names: Mapping[str, str] | None) -> dict[str, Any]:
+    """A schema 2 manifest, its own checksum last (fields in the order a bundle shows them)."""
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "envaudit_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "workload": dict(workload),
+        "images": list(images),
+        "modes": modes,
+        "not_run": dict(not_run or {}),
+        "outside_xla": dict(outside_xla or {}),
+        "arrays": arrays,
+        "files": files,
+        "redacted": redacted,
+        "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
+        "fingerprint": fingerprint.to_dict(),
+    }
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    return manifest
 
 
 def _write_synced(path: Path, data: bytes) -> None:
