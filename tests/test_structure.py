@@ -241,3 +241,45 @@ def test_the_role_check_sees_each_way_of_parsing_a_name():
         'other = name.startswith("stage/") and name[len("xla."):]',
     ))
     assert role_parsing(source) == [1, 2, 3, 4]
+
+
+# --- size and single construction ---------------------------------------------------------------
+
+MAX_FUNCTION_LINES = 60
+# Declarations, not logic: every option of every command, read top to bottom.
+DECLARATIONS = {("cli_parser.py", "build_parser")}
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.end_lineno - node.lineno + 1
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = [f"{path.relative_to(PACKAGE)}:{name} ({lines} lines)"
+            for path in sorted(PACKAGE.rglob("*.py"))
+            for name, lines in _functions(path)
+            if lines > MAX_FUNCTION_LINES and (path.name, name) not in DECLARATIONS]
+    assert long == []
+
+
+def test_the_length_check_measures_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(70))
+    (tmp_path / "long.py").write_text(f"def long():\n{body}\n")
+    assert dict(_functions(tmp_path / "long.py"))["long"] == 71
+
+
+def _constructions(name: str) -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name:
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    return found
+
+
+def test_a_check_result_is_built_in_one_place():
+    """Every subject's result comes out of the one composer (``pipeline/compose.py``)."""
+    built = _constructions("CheckResult")
+    assert len(built) == 1 and built[0].startswith("pipeline/compose.py"), built
