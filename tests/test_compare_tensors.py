@@ -326,4 +326,7 @@ def test_a_mode_result_is_plain_json_data():
                        "class_changed": 0, "max_score_delta": 0.0, "min_iou": 1.0,
                        "max_box_delta": 0.0, "changes": [], "noise": 0.0},
         "not_run": None}
-    assert ModeResult("graph", "not_run", None, None, "no XLA").to_dict()["not_run"] == "no XLA"
+    skipped = ModeResult("graph", None, None, None, "no XLA")
+    assert skipped.status == "not_run" and not skipped.moved
+    assert skipped.to_dict()["not_run"] == "no XLA"
+    assert skipped.to_dict()["verdict"] == "not_run"  # how the check JSON spells it

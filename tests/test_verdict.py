@@ -366,9 +366,9 @@ def test_the_verdict_over_modes_is_the_worst_one():
     assert worst([]) == "identical"
     assert worst(["identical", "identical"]) == "identical"
     assert worst(["identical", "equivalent"]) == "equivalent"
-    assert worst(["equivalent", "not_run"]) == "drift"  # a mode that could not run is no pass
+    assert worst(["equivalent", None]) == "drift"  # a mode that could not run is no pass
     assert worst(["drift", "precision_loss", "equivalent"]) == "precision_loss"
-    assert worst(["precision_loss", "not_run"]) == "precision_loss"
+    assert worst(["precision_loss", None]) == "precision_loss"
 
 
 def test_the_headline_names_the_modes_that_moved():
@@ -378,8 +378,8 @@ def test_the_headline_names_the_modes_that_moved():
     same = DetectionDiff(1, 1, 1, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0)
 
     def modes(**verdicts):
-        return [ModeResult(m, v, None, None if v == "not_run" else same) for m, v in
-                verdicts.items()]
+        return [ModeResult(m, None, None, None, "cannot") if v == "not_run" else
+                ModeResult(m, v, None, same) for m, v in verdicts.items()]
 
     assert _modes_phrase(modes(eager="identical")) == ""
     assert _modes_phrase(modes(eager="identical", graph="identical", xla="identical")) == \

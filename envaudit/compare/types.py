@@ -10,10 +10,14 @@ same way (``plain``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from envaudit.plain import plain
 
+# The verdict of a check, or of one execution mode's part of it (rules: ``verdict.py``).
+Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+ModeStatus = Literal["ran", "not_run"]
 ArrayKind = Literal["stage", "probe"]
 # What an array is within what ran: a canary pipeline stage or op probe; a user model's decoded
 # input, layer output or output. Held on each array as data (whoever produced the array knows it),
@@ -153,13 +157,25 @@ class FirstDivergence:
 
 @dataclass(frozen=True)
 class ModeResult:
-    """One execution mode's part of a check: its own verdict, where it diverged, its boxes."""
+    """One execution mode's part of a check: whether it ran and, when it did, its own verdict,
+    where it diverged and its boxes."""
 
     mode: str
-    verdict: str  # a verdict (compare.verdict.Verdict) of this mode alone, or "not_run"
+    # This mode's verdict alone; None when it could not run (``status``). The check JSON
+    # (envaudit.check/2) spells that "not_run".
+    verdict: Verdict | None = field(metadata={"json_if_none": "not_run"})
     first_divergence: FirstDivergence | None
     detections: DetectionDiff | None  # None when the mode did not run
     not_run: str | None = None  # why the mode could not run here
+
+    @property
+    def status(self) -> ModeStatus:
+        return "not_run" if self.verdict is None else "ran"
+
+    @property
+    def moved(self) -> bool:
+        """It ran and is not bit-identical."""
+        return self.verdict is not None and self.verdict != "identical"
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

@@ -15,13 +15,17 @@ once per array) and the detections, checked in this order:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, get_args
 
-from envaudit.compare.types import DetectionDiff, ModeResult, PrecisionWitness, TensorComparison
+from envaudit.compare.types import (
+    VERDICTS,
+    DetectionDiff,
+    ModeResult,
+    PrecisionWitness,
+    TensorComparison,
+    Verdict,
+)
 from envaudit.spelling import growth, number
 
-Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")
 _AT_FLOOR = ("identical", "rounding", "tolerated")
 
@@ -46,14 +50,14 @@ def classify(
 
 
 # Least to most severe: the verdict of a check over several modes is its worst mode's, and a mode
-# that could not run ("not_run") counts as drift: the golden recorded a computation this
+# that could not run (verdict None) counts as drift: the golden recorded a computation this
 # environment cannot perform, which is never identical.
 SEVERITY: tuple[str, ...] = ("identical", "equivalent", "drift", "precision_loss")
 
 
-def worst(verdicts: Iterable[str]) -> Verdict:
-    """The most severe of per-mode verdicts ("not_run" counts as drift)."""
-    ranked = ["drift" if v == "not_run" else v for v in verdicts]
+def worst(verdicts: Iterable[Verdict | None]) -> Verdict:
+    """The most severe of per-mode verdicts (None, a mode that could not run, counts as drift)."""
+    ranked = ["drift" if v is None else v for v in verdicts]
     return max(ranked, key=SEVERITY.index, default="identical")  # type: ignore[return-value]
 
 
@@ -122,8 +126,8 @@ def _modes_phrase(modes: Sequence[ModeResult]) -> str:
     """"; moved in xla mode only (eager, graph identical)" and modes that could not run."""
     if len(modes) < 2:
         return ""
-    not_run = [m.mode for m in modes if m.verdict == "not_run"]
-    moved = [m.mode for m in modes if m.verdict not in ("identical", "not_run")]
+    not_run = [m.mode for m in modes if m.status == "not_run"]
+    moved = [m.mode for m in modes if m.moved]
     same = [m.mode for m in modes if m.verdict == "identical"]
     parts = []
     if moved:

@@ -147,7 +147,7 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
     if current is None:
         reason = run.not_run.get(mode, f"{mode} mode did not run")
         stages = compare_arrays("stage", golden, {}, spread=spread, mode=mode)
-        return stages, ModeResult(mode, "not_run", None, None, reason)
+        return stages, ModeResult(mode, None, None, None, reason)
     stages = compare_arrays(
         "stage", golden, current.stages, spread=spread, mode=mode,
         references=current_twin(bundle, assets, current.stages["decode"]),

@@ -117,7 +117,7 @@ class Found:
 
     @property
     def moved_modes(self) -> tuple[str, ...]:
-        return tuple(m.mode for m in self.modes if m.verdict not in ("identical", "not_run"))
+        return tuple(m.mode for m in self.modes if m.moved)
 
     @property
     def first_divergence(self) -> FirstDivergence | None:
