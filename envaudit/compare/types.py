@@ -29,11 +29,18 @@ ArrayStatus = Literal["identical", "rounding", "tolerated", "changed", "precisio
 # "tolerated": not identical, within a tolerance the user gave for that output.
 STATUS_SEVERITY: tuple[ArrayStatus, ...] = (
     "identical", "rounding", "tolerated", "changed", "not_run", "precision_loss")
+# The statuses a check accepts without --strict: bit-identical, at the rounding-noise floor, or
+# within a tolerance the user gave; any other is a finding. The one gate rule built on it
+# (``fails_gate``) is what the verdict, and so the exit code, and the JUnit failures all read.
+ACCEPTED_STATUSES: tuple[ArrayStatus, ...] = ("identical", "rounding", "tolerated")
 DetectionKind = Literal["matched", "added", "removed", "class_changed"]
 # 16 unit roundoffs (~1e-6 for fp32): relative RMS errors against the float64 twin below this are
 # rounding noise however their ratio looks (an exact stage with error 0 against one with error
 # 1e-7 is not a finding). The rule is ``noise.at_noise_floor``; the HTML charts draw the line.
 EQUIVALENT_SLACK_ULPS = 16.0
+# float32's unit roundoff (eps/2 = 2**-24 ~ 6e-8): one rounding to fp32, the noise floor every
+# threshold is a multiple of (``units.unit_roundoff`` gives it for float32; the charts draw it).
+FP32_UNIT_ROUNDOFF = 2.0 ** -24
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,19 @@ class TensorComparison:
     def __post_init__(self) -> None:
         if self.role is None:  # a stage of the canary, or a probe
             object.__setattr__(self, "role", self.kind)
+
+    def fails_gate(self, strict: bool = False) -> bool:
+        """Whether this array fails a check: its status is not accepted (changed, not run, lost
+        precision), or, ``strict``, it is not bit-identical."""
+        return self.status not in ACCEPTED_STATUSES or (strict and self.status != "identical")
+
+    @property
+    def growth_shown(self) -> float | None:
+        """The error growth a report shows beside this array: None when the array is
+        bit-identical, its growth is unknown, or exactly 1.0 (the error did not grow)."""
+        if self.identical or self.error_growth is None or self.error_growth == 1.0:
+            return None
+        return self.error_growth
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
@@ -130,6 +150,11 @@ class DetectionDiff:
     @property
     def same(self) -> bool:
         return self.added == 0 and self.removed == 0 and self.class_changed == 0
+
+    def fails_gate(self, strict: bool = False) -> bool:
+        """Whether the detections fail a check: a box was added, removed or changed class, or,
+        ``strict``, any score or box moved."""
+        return not self.same or (strict and bool(self.changes))
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

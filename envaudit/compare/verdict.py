@@ -10,6 +10,11 @@ once per array) and the detections, checked in this order:
   (within a tolerance the user gave for that output) and the
   detections are the same (no box added, removed or changed class; scores may move);
 - ``drift``: anything else (an array ``changed`` or ``not_run``, or detections changed).
+
+What fails is one rule on the data (``fails_gate`` of an array and of the detections, in
+``compare/types.py``); the verdict is built on it, so the exit code and the JUnit failures, which
+read the same rule, cannot disagree: identical when nothing fails even under ``--strict``,
+equivalent when nothing fails otherwise (and no precision was lost), else a finding.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from envaudit.compare.types import (
+    ACCEPTED_STATUSES,
     VERDICTS,
     DetectionDiff,
     ModeResult,
@@ -27,7 +33,6 @@ from envaudit.compare.types import (
 from envaudit.spelling import growth, number
 
 FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")
-_AT_FLOOR = ("identical", "rounding", "tolerated")
 
 
 def classify(
@@ -38,13 +43,16 @@ def classify(
     """One of ``VERDICTS`` for these judged comparisons (rules in the module docstring);
     ``detections`` None: arrays alone (the probes, which have no boxes)."""
     arrays = [*stages, *probes]
-    boxes_same = detections is None or detections.same
-    boxes_unmoved = detections is None or (detections.same and not detections.changes)
-    if all(a.status == "identical" for a in arrays) and boxes_unmoved:
+
+    def fails(strict: bool) -> bool:
+        return any(a.fails_gate(strict) for a in arrays) or (
+            detections is not None and detections.fails_gate(strict))
+
+    if not fails(strict=True):
         return "identical"
     if any(a.status == "precision_loss" for a in arrays):
         return "precision_loss"
-    if boxes_same and all(a.status in _AT_FLOOR for a in arrays):
+    if not fails(strict=False):
         return "equivalent"
     return "drift"
 
@@ -62,7 +70,8 @@ def worst(verdicts: Iterable[Verdict | None]) -> Verdict:
 
 
 def exit_code(verdict: Verdict, strict: bool = False) -> int:
-    """0 for identical/equivalent, 1 for drift/precision_loss; ``strict``: 1 unless identical."""
+    """0 for identical/equivalent, 1 for drift/precision_loss; ``strict``: 1 unless identical.
+    With ``classify``'s verdict: 1 exactly when an array or the detections fail the gate."""
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
     if verdict in FINDINGS or (strict and verdict != "identical"):
@@ -103,7 +112,7 @@ def headline(
                 f" -> {_num(w.current_error)}), the signature of reduced-precision math such as "
                 f"TF32 or bf16; {det}")
     elif verdict == "drift":
-        beyond = [a for a in (*stages, *probes) if a.status not in _AT_FLOOR]
+        beyond = [a for a in (*stages, *probes) if a.status not in ACCEPTED_STATUSES]
         where = f" from stage '{first_divergence}' on" if first_divergence else ""
         if beyond:
             w = max(beyond, key=lambda a: a.max_rel)
@@ -200,7 +209,7 @@ def model_headline(
                 f" {growth(w.error_growth, 'n/a')} ({_num(w.golden_error)} ->"
                 f" {_num(w.current_error)}), the signature of TF32 or bf16 math; {moved}{det}")
     elif verdict == "drift":
-        beyond = [s for s in stages if s.status not in _AT_FLOOR]
+        beyond = [s for s in stages if s.status not in ACCEPTED_STATUSES]
         where = f" from '{first_divergence}' on" if first_divergence else ""
         if beyond:
             w = max(beyond, key=lambda a: a.max_rel)
@@ -212,7 +221,7 @@ def model_headline(
                     f" {_detections_phrase(detections)}")
         else:
             state = "differ only by rounding" if differing else "are bit-identical"
-            changed = [p.name for p in probes if p.status not in _AT_FLOOR]
+            changed = [p.name for p in probes if p.status not in ACCEPTED_STATUSES]
             text = (f"Drift: the model's arrays {state}, but canary probes moved beyond rounding"
                     f" ({', '.join(changed[:4])}){det}")
     else:
