@@ -41,9 +41,9 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
 
 
 def run_workload(assets: Assets | None = None,
-                 modes: Sequence[str] = ("eager", "graph", "xla")) -> WorkloadResult:
+                 modes: Sequence[str] | None = None) -> WorkloadResult:
     """Run the golden detection workload once in this process, in each execution mode of
-    ``modes`` (imports TensorFlow)."""
+    ``modes`` (default: every registered mode, ``envaudit.modes.names()``; imports TensorFlow)."""
     from envaudit.workload import run_workload as _run
 
     return _run(assets, modes)

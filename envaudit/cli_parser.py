@@ -250,11 +250,12 @@ def _count(text: str) -> int:
 
 
 def _modes(text: str) -> tuple[str, ...]:
+    from envaudit import modes as registry
+
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in modes if m not in ("eager", "graph", "xla")]
-    if not modes or unknown:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of modes from eager, graph,"
-                                         " xla")
+    if not modes or registry.unknown(modes):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of modes from"
+                                         f" {', '.join(registry.names())}")
     return modes
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from envaudit import modes as registry
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.tensors import bit_identical, compare_arrays
@@ -29,7 +30,6 @@ from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
 from envaudit.workload import detections_from_nms
 from envaudit.workload.architecture import (
     EAGER_COMPATIBLE_VERSIONS,
-    MODES,
     WORKLOAD_ID,
     WORKLOAD_VERSION,
 )
@@ -126,16 +126,17 @@ def _checked_modes(bundle: GoldenBundle, requested: Sequence[str] | None) -> tup
     recorded; a schema-1 bundle has the eager mode only."""
     if requested is None:
         return bundle.modes
-    unknown = [m for m in requested if m not in MODES]
+    unknown = registry.unknown(requested)
     if unknown:
-        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
+        raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from"
+                            f" {', '.join(registry.names())}")
     missing = [m for m in requested if m not in bundle.modes]
     if missing:
         how = (" (it has schema 1, eager mode only: re-record it with 'envaudit record --golden"
                " PATH --force' to record every mode)" if bundle.schema == SCHEMA_V1 else "")
         raise EnvauditError(f"golden bundle {bundle.path} did not record mode"
                             f" {', '.join(missing)}{how}; choose from {', '.join(bundle.modes)}")
-    return tuple(m for m in MODES if m in requested)
+    return registry.in_order(requested)
 
 
 def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun,
