@@ -275,3 +275,31 @@ def test_markdown_has_heading_and_tables(drift):
     rows = [line for line in md.splitlines() if line.startswith("| `")]
     assert all(line.count(" | ") == rows[0].count(" | ") for line in rows if "`hidden`" in line
                or "`logits`" in line)
+
+
+@pytest.mark.parametrize("growth, shown", [(None, None), (1.0, None), (1.25, "1.2x"),
+                                           (2.5, "2.5x"), (float("inf"), "from exactly 0")])
+def test_every_format_shows_an_arrays_error_growth_alike(drift, growth, shown):
+    """Whether a stage's error growth is shown is ``TensorComparison.growth_shown``: not when the
+    array is bit-identical, its growth unknown or exactly 1.0 (nothing grew), else in every
+    format, spelled alike."""
+    from envaudit.render import check_html
+
+    hidden = dataclasses.replace(drift.stages[2], error_growth=growth)
+    assert not hidden.identical and hidden.growth_shown == (None if shown is None else growth)
+    assert dataclasses.replace(hidden, identical=True).growth_shown is None
+    result = dataclasses.replace(drift, stages=(*drift.stages[:2], hidden, drift.stages[3]))
+    row = {
+        "text": next(line for line in _text(result, no_color=True).splitlines()
+                     if " hidden " in line),
+        "md": next(line for line in check_md.render(result).splitlines() if "`hidden`" in line),
+        "junit": next(c for c in ET.fromstring(check_junit.render(result).encode())
+                      .iter("testcase") if c.get("name") == "hidden").find("system-out").text,
+        "html": next(line for line in check_html.render(result).splitlines()
+                     if "<td>hidden</td>" in line),
+    }
+    for fmt, line in row.items():
+        if shown is None:
+            assert "x)" not in line and "from exactly" not in line, (fmt, line)
+        else:
+            assert f"({shown})" in line, (fmt, line)

@@ -283,3 +283,34 @@ def test_a_check_result_is_built_in_one_place():
     """Every subject's result comes out of the one composer (``pipeline/compose.py``)."""
     built = _constructions("CheckResult")
     assert len(built) == 1 and built[0].startswith("pipeline/compose.py"), built
+
+
+# --- one definition of the fp32 noise floor --------------------------------------------------
+
+
+def _powers_of_two(path: Path, root: Path = PACKAGE) -> list[str]:
+    """Where ``2 ** -24`` (or ``2.0 ** -24``) is written out in code: the fp32 unit roundoff."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and \
+                ast.unparse(node.left) in ("2", "2.0") and ast.unparse(node.right) == "-24":
+            found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_the_fp32_roundoff_is_defined_once():
+    """The noise floor every threshold is a multiple of, which the charts also draw, is written
+    once (``compare/types.py``) and agrees with ``units.unit_roundoff`` of float32."""
+    import numpy as np
+
+    from envaudit.compare.types import FP32_UNIT_ROUNDOFF
+    from envaudit.compare.units import unit_roundoff
+
+    assert FP32_UNIT_ROUNDOFF == unit_roundoff(np.float32) == 2.0 ** -24
+    spelled = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in _powers_of_two(path)]
+    assert len(spelled) == 1 and spelled[0].startswith("compare/types.py"), spelled
+
+
+def test_the_roundoff_check_sees_a_second_spelling(tmp_path):
+    (tmp_path / "again.py").write_text("FLOOR = 2 ** -24  # fp32\nHALF = 2.0 ** -1\n")
+    assert _powers_of_two(tmp_path / "again.py", tmp_path) == ["again.py:1"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from envaudit.compare.types import FP32_UNIT_ROUNDOFF
+
 
 def ulp(dtype: np.dtype | type, scale: float) -> float:
     """The unit in the last place of ``dtype`` at magnitude ``scale`` (1 for integer dtypes)."""
@@ -24,14 +26,15 @@ def ulp(dtype: np.dtype | type, scale: float) -> float:
 def unit_roundoff(dtype: np.dtype | type) -> float:
     """Largest relative error of one rounding to ``dtype`` (eps/2); 0.0 for exact integer dtypes.
 
-    The fp32 value, 2**-24 ~ 6e-8, is the noise floor every verdict threshold is a multiple of.
+    The fp32 value, 2**-24 ~ 6e-8 (``types.FP32_UNIT_ROUNDOFF``), is the noise floor every
+    verdict threshold is a multiple of.
     """
     dt = np.dtype(dtype)
     if dt.kind in "biu":
         return 0.0
     if dt.kind == "f":
         return float(np.finfo(dt).eps) / 2.0
-    return float(np.finfo(np.float32).eps) / 2.0
+    return FP32_UNIT_ROUNDOFF  # extension floats (bfloat16 from ml_dtypes): in float32 units
 
 
 def is_float(dtype: str | np.dtype) -> bool:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envaudit.compare.types import PrecisionWitness, TensorComparison
-from envaudit.compare.units import unit_roundoff
+from envaudit.compare.types import FP32_UNIT_ROUNDOFF, PrecisionWitness, TensorComparison
 
 # fp32 probes measured here stay within a few unit roundoffs of float64 (the long-inner matmul, a
 # dot product of 8192 terms, is the largest); TF32 rounds inputs to 2**-11, ~8000 unit roundoffs
@@ -24,7 +23,7 @@ FULL_PRECISION_ULPS = 256.0
 def precision_witness(probes: Sequence[TensorComparison]) -> PrecisionWitness:
     """The witness from compared probes (those with a float64 reference take part)."""
     measured = [p for p in probes if p.current_error is not None and p.dtype == "float32"]
-    u = unit_roundoff("float32")
+    u = FP32_UNIT_ROUNDOFF
     worst = max(measured, key=lambda p: p.current_error or 0.0, default=None)
     worst_ulps = (worst.current_error or 0.0) / u if worst else 0.0
     golden_ulps = max(((p.golden_error or 0.0) / u for p in measured), default=0.0)

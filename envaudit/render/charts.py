@@ -22,11 +22,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.types import EQUIVALENT_SLACK_ULPS, DetectionChange, TensorComparison
+from envaudit.compare.types import (
+    EQUIVALENT_SLACK_ULPS,
+    FP32_UNIT_ROUNDOFF,
+    DetectionChange,
+    TensorComparison,
+)
 from envaudit.render.formatting import class_label
 
-FP32_ROUNDOFF = 2.0 ** -24  # float32's unit roundoff: one rounding to fp32, the noise floor
-EQUIVALENT_SLACK = EQUIVALENT_SLACK_ULPS * FP32_ROUNDOFF  # the slack "equivalent" allows
+EQUIVALENT_SLACK = EQUIVALENT_SLACK_ULPS * FP32_UNIT_ROUNDOFF  # the slack "equivalent" allows
 # An exact error (0) has no place on a log axis: it is drawn at this fraction of the smallest
 # value shown, on a labelled "exact" row at the bottom of the chart.
 EXACT_BELOW = 0.1
@@ -81,7 +85,7 @@ def error_chart(stages: Sequence[TensorComparison], salt: str) -> str:
     series = {"golden": [s.golden_error for s in stages],
               "current": [s.current_error for s in stages]}
     positive = [v for vs in series.values() for v in vs if v is not None and v > 0]
-    low = min([*positive, FP32_ROUNDOFF]) * EXACT_BELOW
+    low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
     fig = figure(max(6.0, 0.55 * len(stages) + 1.5), CHART_HEIGHT)
     ax = fig.add_subplot()
     x = list(range(len(stages)))
@@ -91,7 +95,7 @@ def error_chart(stages: Sequence[TensorComparison], salt: str) -> str:
         ys = [low if v == 0 else v for v in series[label] if v is not None]
         ax.plot(xs, ys, marker=marker, linestyle="-", linewidth=1, color=color,
                 label=f"{label} vs float64")
-    ax.axhline(FP32_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
+    ax.axhline(FP32_UNIT_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
                label="fp32 unit roundoff 2⁻²⁴")
     ax.axhline(EQUIVALENT_SLACK, color="#999999", linestyle=":", linewidth=1,
                label=f"equivalent slack ({EQUIVALENT_SLACK_ULPS:g} roundoffs)")
@@ -110,17 +114,17 @@ def max_rel_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
     """A user model's arrays (no float64 twin): each one's max_rel against the golden, log axis,
     over the fp32 unit roundoff; an identical array sits on the "identical" row."""
     positive = [a.max_rel for a in arrays if a.max_rel > 0 and math.isfinite(a.max_rel)]
-    low = min([*positive, FP32_ROUNDOFF]) * EXACT_BELOW
+    low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
     fig = figure(max(6.0, 0.45 * len(arrays) + 1.5), CHART_HEIGHT)
     ax = fig.add_subplot()
     x = list(range(len(arrays)))
     ys = [a.max_rel if a.max_rel > 0 and math.isfinite(a.max_rel) else low for a in arrays]
     ax.bar(x, [y - low / 2 for y in ys], bottom=low / 2, color=CURRENT_COLOR, width=0.6,
            label="max rel, current vs golden")
-    ax.axhline(FP32_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
+    ax.axhline(FP32_UNIT_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
                label="fp32 unit roundoff 2⁻²⁴")
     ax.set_yscale("log")
-    ax.set_ylim(low / 2, max([*positive, FP32_ROUNDOFF]) * 4)
+    ax.set_ylim(low / 2, max([*positive, FP32_UNIT_ROUNDOFF]) * 4)
     _log_axis(fig, ax, [a.name for a in arrays], "max relative difference")
     ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
     return svg_text(fig, salt)

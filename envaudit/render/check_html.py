@@ -195,8 +195,7 @@ def _stage_table(members: Sequence[TensorComparison], user: bool) -> list[str]:
              percent(s.mismatch_fraction),
              (s.tolerance or "—") if user else
              f"{number(s.golden_error)} → {number(s.current_error)}"
-             + ("" if s.identical or s.error_growth in (None, 1.0)
-                else f" ({growth(s.error_growth)})")]
+             + ("" if s.growth_shown is None else f" ({growth(s.growth_shown)})")]
             for i, s in enumerate(members)]
     return ["<details><summary>numbers</summary>", *_table(header, rows), "</details>"]
 

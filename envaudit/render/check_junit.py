@@ -5,7 +5,9 @@ One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
 outputs), one for the detections (none for a user model without detection outputs), one for the
 probes and, for a user's model, one for the precision witness (``envaudit.precision``). Failures
 mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point at what
-is wrong rather than at everything that is not bit-identical:
+is wrong rather than at everything that is not bit-identical. What fails is not decided here: it is
+``fails_gate`` of each array and of the detections (``compare/types.py``), the rule the verdict
+and so the exit code are built on:
 - a stage (or the probes) fails when its status (decided in ``compare/``) is changed, not run
   or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
   noise floor, or within the tolerance the user gave for an output, passes, with a
@@ -47,10 +49,10 @@ from envaudit.render.formatting import (
 )
 from envaudit.result import CheckResult
 
-# The failure type of each status that fails a test case (the status is decided in compare/).
+# The failure type of each status a check does not accept (every status outside
+# ``compare.types.ACCEPTED_STATUSES``; the status is decided in compare/).
 FAILURE_TYPE: dict[ArrayStatus, str] = {
     "precision_loss": "precision_loss", "changed": "drift", "not_run": "not_run"}
-
 
 
 def render(result: CheckResult) -> str:
@@ -105,10 +107,10 @@ def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: boo
     beyond = f" beyond the tolerance you gave ({s.tolerance})" if s.tolerance else ""
     what = {"precision_loss": "lost precision", "changed": f"drifted{beyond}",
             "not_run": "was not run"}
-    if s.status in FAILURE_TYPE:
+    if s.fails_gate():
         ET.SubElement(case, "failure", message=f"{noun} '{s.name}' {what[s.status]}: {detail}",
                       type=FAILURE_TYPE[s.status]).text = detail
-    elif strict:
+    elif s.fails_gate(strict):
         ET.SubElement(case, "failure", message=f"{noun} '{s.name}' is not bit-identical"
                       f" (--strict): {detail}", type="not_identical").text = detail
     elif s.status == "tolerated":
@@ -130,12 +132,12 @@ def _detections_case(suite: ET.Element, result: CheckResult) -> None:
                f"{_num(d.max_score_delta)}, min IoU {_num(d.min_iou)}")
     names = class_names(result.subject.model)
     lines = [summary] + [_change_line(c, names) for c in d.changes if c.kind != "matched"]
-    if not d.same:
+    if d.fails_gate():
         fragile = sum(1 for c in d.changes if c.expected_fragility)
         message = (f"detections changed: {d.added} added, {d.removed} removed, "
                    f"{d.class_changed} changed class ({fragile} expected fragility)")
         ET.SubElement(case, "failure", message=message, type="detections").text = "\n".join(lines)
-    elif d.changes and result.strict:
+    elif d.fails_gate(result.strict):
         ET.SubElement(case, "failure", message="detections moved (--strict): " + summary,
                       type="detections").text = summary
     else:
@@ -155,11 +157,11 @@ def _probes_case(suite: ET.Element, result: CheckResult) -> None:
         sorted({p.family for p in changed}))
     detail = "\n".join(f"{p.name} ({p.family}): {_describe(p)}" for p in changed)
     message = f"{len(changed)} of {len(result.probes)} probes differ; families: {families}"
-    failing = [FAILURE_TYPE[p.status] for p in changed if p.status in FAILURE_TYPE]
+    failing = [FAILURE_TYPE[p.status] for p in changed if p.fails_gate()]
     if failing:
         worst = "precision_loss" if "precision_loss" in failing else failing[0]
         ET.SubElement(case, "failure", message=message, type=worst).text = detail
-    elif result.strict:
+    elif any(p.fails_gate(result.strict) for p in changed):
         ET.SubElement(case, "failure", message=message + " (--strict)",
                       type="not_identical").text = detail
     else:
@@ -216,8 +218,8 @@ def _describe(c: TensorComparison) -> str:
             f"{percent(c.mismatch_fraction)} of elements differ")
     if c.golden_error is not None or c.current_error is not None:
         text += (f", error vs float64 {_num(c.golden_error)} -> {_num(c.current_error)}")
-        if c.error_growth is not None:
-            text += f" ({growth(c.error_growth)})"
+        if c.growth_shown is not None:
+            text += f" ({growth(c.growth_shown)})"
     return text
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.types import STATUS_SEVERITY, ArrayStatus, TensorComparison
+from envaudit.compare.types import ACCEPTED_STATUSES, STATUS_SEVERITY, TensorComparison
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.types import Change
 from envaudit.render import formatting
@@ -43,10 +43,10 @@ from envaudit.render.formatting import (
 )
 from envaudit.result import CheckResult
 
-# Each array status in words (``formatting.STATUS_WORDS``); the ones beyond noise in bold.
-_AT_FLOOR: tuple[ArrayStatus, ...] = ("identical", "rounding", "tolerated")
+# Each array status in words (``formatting.STATUS_WORDS``); the ones a check does not accept
+# (``compare.types.ACCEPTED_STATUSES``) in bold.
 STATUS_WORDS: dict[str, Markdown] = {
-    status: Markdown(words if status in _AT_FLOOR else f"**{words}**")
+    status: Markdown(words if status in ACCEPTED_STATUSES else f"**{words}**")
     for status, words in formatting.STATUS_WORDS.items()}
 TITLES = {
     "identical": "✅ identical",
@@ -290,9 +290,7 @@ def _code(text: str) -> Markdown:
 
 
 def _growth(c: TensorComparison) -> str:
-    if c.error_growth is None or c.error_growth == 1.0 or c.identical:
-        return ""
-    return f" ({growth(c.error_growth)})"
+    return "" if c.growth_shown is None else f" ({growth(c.growth_shown)})"
 
 
 def _classes(golden: int | None, current: int | None, names: Sequence[str]) -> str:

@@ -229,7 +229,7 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list
     for family in dict.fromkeys(p.family for p in probes):
         members = [p for p in probes if p.family == family]
         differ = [p for p in members if not p.identical]
-        growths = [p.error_growth for p in differ if p.error_growth is not None]
+        growths = [p.growth_shown for p in differ if p.growth_shown is not None]
         status, style = STATUS_STYLE[max((p.status for p in members),
                                          key=STATUS_SEVERITY.index)]
         table.add_row(_t(family), _t(str(len(members))), _t(str(len(differ))),
@@ -376,9 +376,9 @@ def _errors(c: TensorComparison) -> str:
     """The current run's error against the float64 twin, and how much it grew from golden's."""
     if c.current_error is None:
         return "—"
-    if c.error_growth is None or c.identical:
+    if c.growth_shown is None:
         return _num(c.current_error)
-    return f"{_num(c.current_error)} ({growth(c.error_growth)})"
+    return f"{_num(c.current_error)} ({growth(c.growth_shown)})"
 
 
 def _classes(c: DetectionChange, names: Sequence[str]) -> str:
