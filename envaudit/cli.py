@@ -285,6 +285,7 @@ def _remember_check(result: Any, command: str) -> Any:
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from envaudit import history
+    from envaudit.render.formats import writer
 
     action = list(args.action)
     path = history.default_path()
@@ -298,7 +299,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         golden_sha = str(read_manifest(Path(args.golden))["manifest_sha256"])
     limit = None if args.all else args.limit
     runs = history.runs(path, golden_sha=golden_sha, since=since, limit=limit)
-    _emit(history.render_runs(runs, args.format, path), args.output)
+    _emit(writer("history", args.format).render(runs, path), args.output)
     if limit is not None and len(runs) == limit and not args.quiet:
         total = history.count(path, golden_sha=golden_sha, since=since)
         if total > limit:  # on stderr: the table on stdout stays one row per run
@@ -312,6 +313,7 @@ def _history_show(action: list[str], path: Path, args: argparse.Namespace) -> in
     """``history show ID``, or ``history show`` alone: the latest run."""
     from envaudit import history
     from envaudit.cli_help import did_you_mean
+    from envaudit.render.formats import writer
 
     if action[0] != "show" or len(action) > 2:
         meant = did_you_mean(action[0], ["show"]) if action[0] != "show" else None
@@ -328,7 +330,7 @@ def _history_show(action: list[str], path: Path, args: argparse.Namespace) -> in
         found = history.run(history.parse_run_id(action[1]), path)
         if found is None:
             raise EnvauditError(f"no run {action[1]} in {path}; 'envaudit history' lists them")
-    _emit(history.render_run(found, args.format), args.output)
+    _emit(writer("history", args.format).render_run(found), args.output)
     _written(args, f"run {found.id}")
     return EXIT_OK
 

@@ -175,7 +175,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     count.add_argument("--limit", type=_positive_int, default=HISTORY_SHOWN, metavar="N",
                        help=f"show the last N runs (default {HISTORY_SHOWN})")
     count.add_argument("--all", action="store_true", help="show every run")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("--format", choices=choices("history"), default="text", help="default: text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.set_defaults(handler=handlers["history"])
     # pragma: no mutate end

@@ -22,7 +22,7 @@ from envaudit import history
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint import capture
 from envaudit.fingerprint.types import Fingerprint
-from envaudit.render import check_json, check_md, check_text
+from envaudit.render import check_json, check_md, check_text, history_json, history_text
 from envaudit.store import GoldenBundle
 from tests.test_render_check import make_result
 
@@ -65,16 +65,16 @@ def test_a_check_is_appended_listed_and_shown(tree, tmp_path):
     assert run.timings == {"workload": 1.25, "total": 2.5}
     assert history.run(1, db) == run and history.run(2, db) is None
 
-    table = history.render_runs(history.runs(db), "text", db).splitlines()
+    table = history_text.render(history.runs(db), db).splitlines()
     assert table[0].split() == ["id", "time", "command", "golden", "fingerprint", "verdict"]
     assert table[1].split() == ["1", "2025-06-01", "12:00:00", "check", "/data/golden",
                                 "[default]", "fp-0123456789abcdef", "drift"]
-    listed = json.loads(history.render_runs(history.runs(db), "json", db))
+    listed = json.loads(history_json.render(history.runs(db), db))
     assert listed["database"] == str(db) and "fingerprint" not in listed["runs"][0]
-    shown = json.loads(history.render_run(run, "json"))
+    shown = json.loads(history_json.render_run(run))
     assert shown["fingerprint"]["fingerprint_id"] == "fp-0123456789abcdef"
     assert shown["time"] == "2025-06-01T12:00:00+00:00" and shown["verdict"] == "drift"
-    text = history.render_run(run, "text")
+    text = history_text.render_run(run)
     assert "[confirmed] env.TF_ENABLE_ONEDNN_OPTS: unset -> '0'" in text
     assert "manifest sha256 " + GOLDEN_A in text and "rounding" in text
 
@@ -190,14 +190,14 @@ def test_an_sqlite_file_of_something_else_is_not_written(tree, tmp_path):
 def test_history_of_an_empty_or_absent_database_says_so(tmp_path):
     absent = tmp_path / "absent.sqlite"
     assert history.runs(absent) == [] and history.run(1, absent) is None
-    assert history.render_runs(history.runs(absent), "text", absent) == \
+    assert history_text.render(history.runs(absent), absent) == \
         f"no checks on record in {absent}\n"
     assert not absent.exists()  # reading never creates the file
     empty = tmp_path / "empty.sqlite"
     empty.write_bytes(b"")
-    assert history.render_runs(history.runs(empty), "text", empty) == \
+    assert history_text.render(history.runs(empty), empty) == \
         f"no checks on record in {empty}\n"
-    assert json.loads(history.render_runs([], "json", empty))["runs"] == []
+    assert json.loads(history_json.render([], empty))["runs"] == []
 
 
 def test_since_last_identical_picks_the_last_identical_check_of_this_golden(tree, tmp_path):

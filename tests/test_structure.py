@@ -314,3 +314,24 @@ def test_the_fp32_roundoff_is_defined_once():
 def test_the_roundoff_check_sees_a_second_spelling(tmp_path):
     (tmp_path / "again.py").write_text("FLOOR = 2 ** -24  # fp32\nHALF = 2.0 ** -1\n")
     assert _powers_of_two(tmp_path / "again.py", tmp_path) == ["again.py:1"]
+
+
+# --- the history's formats come from the one registry ---------------------------------------
+
+
+def test_every_history_format_renders_the_runs_and_one_run():
+    """A history format is one module plus one line in ``render/formats.py``: it writes the runs
+    on record (``render``) and one run (``render_run``), and the CLI offers exactly those."""
+    from envaudit.cli import build_parser
+    from envaudit.render import formats
+
+    offered = formats.choices("history")
+    assert offered[:2] == ("text", "json")
+    parser = build_parser()
+    for fmt in offered:
+        module = formats.writer("history", fmt)
+        assert callable(module.render) and callable(module.render_run), fmt
+        assert parser.parse_args(["history", "--format", fmt]).format == fmt
+        assert parser.parse_args(["history", "show", "3", "--format", fmt]).format == fmt
+    with pytest.raises(SystemExit):
+        parser.parse_args(["history", "--format", "junit"])  # a check's format, not the history's

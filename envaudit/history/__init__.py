@@ -6,7 +6,8 @@ The public API the CLI wires: ``history_enabled`` (``--no-history``, ``ENVAUDIT_
 warning for stderr, and never raises: a history must never break a check), ``runs`` /
 ``count`` / ``run`` / ``latest`` / ``last_identical`` to read it (an unreadable file is an
 ``EnvauditError``), and ``since_last_identical``, the sentence a check shows, computed *before*
-its own row is appended. Rendering ``envaudit history`` is in ``history.render``. What the
+its own row is appended. ``envaudit history`` is written by the formats registered for it
+(``render/formats.py``: ``render/history_text.py``, ``render/history_json.py``). What the
 database guarantees is in ``history.database``.
 """
 
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from envaudit.errors import EnvauditError
 from envaudit.history import database
-from envaudit.history.render import render_run, render_runs
 from envaudit.history.since import since_sentence
 from envaudit.history.types import (
     COMMANDS,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "SCHEMA", "ArraySummary", "CauseSummary", "Command", "Run",
            "append_check", "append_fleet", "append_record", "count", "default_path",
            "history_enabled", "last_identical", "latest", "parse_run_id", "parse_since",
-           "render_run", "render_runs", "run", "runs", "since_last_identical"]
+           "run", "runs", "since_last_identical"]
 
 FILE_NAME = "history.sqlite"
 # Values of ENVAUDIT_HISTORY that turn the history off (any other value, or none, leaves it on).

@@ -21,6 +21,8 @@ FORMATS: dict[str, dict[str, str]] = {
     # JUnit is a list of pass/fail tests: a check has them, a set of fingerprints does not.
     "fleet fingerprint": {"text": "fleet_text", "json": "fleet_json", "md": "fleet_md",
                           "html": "fleet_html"},
+    # A history format renders the runs on record (render) and one run (render_run).
+    "history": {"text": "history_text", "json": "history_json"},
 }
 
 

@@ -1,36 +1,30 @@
-"""``envaudit history`` and ``envaudit history show ID`` as text or JSON strings.
+"""``envaudit history`` and ``envaudit history show ID`` as plain text.
 
-The text is plain (no colour, no markup): a table of runs, or one run field by field. Every string
-read from the database goes in through ``escape.for_terminal`` (a golden path, array names and
-causes came from someone's bundle, and the database file itself may have been copied from
-elsewhere), so none of it can drive the terminal or start a line of its own.
-The JSON is strict (NaN ``null``, infinities ``"inf"``), like the check JSON.
+A history format (``render/formats.py``, report "history") has two members: ``render(runs,
+path)``, the runs on record, and ``render_run(run)``, one run. Here: a table of runs, one line
+each, or one run field by field; no colour, no markup. Every string read from the database goes
+in through ``escape.for_terminal`` (a golden path, array names and causes came from someone's
+bundle, and the database file itself may have been copied from elsewhere), so none of it can drive
+the terminal or start a line of its own.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-from envaudit.history.types import SCHEMA, Run
-from envaudit.render.check_json import plain
+from envaudit.history.types import Run
 from envaudit.render.escape import for_terminal
 from envaudit.spelling import number
 
-Format = Literal["text", "json"]
 HEADER = ("id", "time", "command", "golden", "fingerprint", "verdict")
 
 
-def render_runs(runs: Sequence[Run], fmt: Format = "text", path: Path | None = None) -> str:
-    """A table of ``runs`` (one line each), or their JSON (without whole fingerprints);
-    ``path``, the database, is named when there is nothing to show."""
-    where = "" if path is None else str(path)
-    if fmt == "json":
-        return _json({"schema": SCHEMA, "database": where,
-                      "runs": [r.to_dict(with_fingerprint=False) for r in runs]})
+def render(runs: Sequence[Run], path: Path | None = None) -> str:
+    """A table of ``runs``, one line each; ``path``, the database, is named when there is
+    nothing to show."""
     if not runs:
+        where = "" if path is None else str(path)
         return f"no checks on record in {for_terminal(where) or 'the history'}\n"
     rows = [HEADER] + [tuple(map(for_terminal, (str(r.id), _when(r), r.command, r.golden_path,
                                                 r.fingerprint_id, r.verdict or "—")))
@@ -40,10 +34,8 @@ def render_runs(runs: Sequence[Run], fmt: Format = "text", path: Path | None = N
                    + "\n" for row in rows)
 
 
-def render_run(run: Run, fmt: Format = "text") -> str:
-    """One run, every field (the whole fingerprint in the JSON; its id in the text)."""
-    if fmt == "json":
-        return _json({"schema": SCHEMA, **run.to_dict()})
+def render_run(run: Run) -> str:
+    """One run, every field (the fingerprint by its id: the whole of it is in the JSON)."""
     lines = [f"run {run.id}: {run.command}, {_when(run)}",
              f"golden: {run.golden_path} (manifest sha256 {run.golden_sha})",
              f"fingerprint: {run.fingerprint_id}"
@@ -69,7 +61,3 @@ def render_run(run: Run, fmt: Format = "text") -> str:
 
 def _when(run: Run) -> str:
     return run.time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _json(data: object) -> str:
-    return json.dumps(plain(data), indent=2, allow_nan=False) + "\n"
