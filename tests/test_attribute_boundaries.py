@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envaudit.attribute import confirm
+from envaudit.attribute.allowlist import refusal
 from envaudit.attribute.confirm import (
     Experiment,
     Outcome,
@@ -34,7 +35,7 @@ from envaudit.attribute.confirm import (
 from envaudit.attribute.rank import _env_rule, describe, rank_causes
 from envaudit.attribute.types import Cause
 from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
-from envaudit.settings import SETTINGS, refusal
+from envaudit.settings import SETTINGS
 from envaudit.workload.assets import asset_dir
 
 ISOLATED = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]  # workload/child.py
@@ -838,7 +839,7 @@ def test_cause_as_plain_data():
     assert Cause("c", "possible", (), None, ("r", "")).paths == frozenset({"r"})
 
 
-# --- settings.refusal: each pattern at its edges -------------------------------------------------
+# --- allowlist.refusal: each pattern at its edges ------------------------------------------------
 
 
 def invalid(value: str, name: str) -> str:

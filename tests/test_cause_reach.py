@@ -22,12 +22,12 @@ from forge import RICHER, STRAYS, elsewhere, forge_elsewhere
 
 from envaudit import store
 from envaudit.attribute import confirm, reach
+from envaudit.attribute.allowlist import refusal
 from envaudit.attribute.rank import rank_causes
 from envaudit.attribute.trials import confirm_causes
 from envaudit.attribute.types import Cause
 from envaudit.fingerprint import Fingerprint, diff
 from envaudit.fingerprint.types import Change
-from envaudit.settings import refusal
 
 MODES = ("eager", "graph", "xla")
 

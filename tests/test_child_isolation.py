@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from envaudit.attribute.allowlist import refusal
 from envaudit.attribute.confirm import Experiment, _rerun, limits, plan
 from envaudit.environments import PackageSet, ensure_env, run_workload
 from envaudit.fingerprint.types import SCHEMA, Change, Fingerprint
-from envaudit.settings import refusal
 from envaudit.workload.architecture import STAGES
 
 SHADOWED = ("envaudit", "numpy", "tensorflow")

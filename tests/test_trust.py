@@ -30,10 +30,10 @@ from test_output import needs_namespace
 from test_store import arrays, kill_mid_swap, write
 
 from envaudit import bundle_files, cli, store
+from envaudit.attribute.allowlist import refusal
 from envaudit.attribute.confirm import Experiment, _rerun, limits, plan
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint import Change, Fingerprint, capture, diff
-from envaudit.settings import refusal
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:

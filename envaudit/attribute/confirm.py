@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from envaudit.attribute.allowlist import refusal
 from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.types import CONFIDENCES, Cause, Evidence
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.modes import DEFAULT as DEFAULT_MODE
-from envaudit.settings import refusal
 from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300
