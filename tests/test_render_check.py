@@ -303,3 +303,25 @@ def test_every_format_shows_an_arrays_error_growth_alike(drift, growth, shown):
             assert "x)" not in line and "from exactly" not in line, (fmt, line)
         else:
             assert f"({shown})" in line, (fmt, line)
+
+
+def test_a_probe_family_shows_its_most_severe_member_in_every_format(drift):
+    """``compare.types.most_severe``: a family of a rounded, a lost and an identical probe is
+    "precision loss" in the text, the Markdown and the HTML alike."""
+    from envaudit.compare.types import most_severe
+    from envaudit.render import check_html
+
+    base = drift.probes[1]  # matmul_96, identical
+    family = [dataclasses.replace(base, name=f"mm{i}", status=status,
+                                  identical=status == "identical")
+              for i, status in enumerate(("rounding", "precision_loss", "identical"))]
+    assert most_severe(p.status for p in family) == "precision_loss"
+    assert most_severe(["identical", "not_run", "changed"]) == "not_run"
+    result = dataclasses.replace(drift, probes=(drift.probes[0], *family))
+    text = next(line for line in _text(result, no_color=True).splitlines()
+                if line.startswith("matmul"))
+    md = next(line for line in check_md.render(result).splitlines() if line.startswith("| matmul"))
+    html = next(line for line in check_html.render(result).splitlines()
+                if line.startswith("<tr><th>matmul"))
+    assert text.rstrip().endswith("precision loss") and md.endswith("| **precision loss** |")
+    assert html.endswith("<th>precision loss</th></tr>")

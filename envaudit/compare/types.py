@@ -9,6 +9,7 @@ same way (``plain``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -41,6 +42,11 @@ EQUIVALENT_SLACK_ULPS = 16.0
 # float32's unit roundoff (eps/2 = 2**-24 ~ 6e-8): one rounding to fp32, the noise floor every
 # threshold is a multiple of (``units.unit_roundoff`` gives it for float32; the charts draw it).
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def most_severe(statuses: Iterable[ArrayStatus]) -> ArrayStatus:
+    """The status a group of arrays (a probe family) shows: its most severe member's."""
+    return max(statuses, key=STATUS_SEVERITY.index)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from envaudit.compare.types import STATUS_SEVERITY, ArrayStatus, DetectionDiff, TensorComparison
+from envaudit.compare.types import ArrayStatus, DetectionDiff, TensorComparison, most_severe
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.render.change_table import folded_summary, heading
@@ -277,7 +277,7 @@ def _probes(result: CheckResult) -> list[str]:
     lines = ['<h2 id="probes">Probes</h2>', '<table class="grid">']
     for family in families:
         members = [p for p in result.probes if p.family == family]
-        worst = max((p.status for p in members), key=STATUS_SEVERITY.index)
+        worst = most_severe(p.status for p in members)
         cells = "".join(
             f'<td style="background:{STATUS_CELL[p.status][1]}" '
             f'title="{_e(p.name)}: {_e(STATUS_CELL[p.status][0])}, max rel '

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envaudit.compare.types import ACCEPTED_STATUSES, STATUS_SEVERITY, TensorComparison
+from envaudit.compare.types import ACCEPTED_STATUSES, TensorComparison, most_severe
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.types import Change
 from envaudit.render import formatting
@@ -194,7 +194,7 @@ def _probes(result: CheckResult) -> list[str]:
         members = [p for p in result.probes if p.family == family]
         differ = [p for p in members if not p.identical]
         worst = max(differ, key=lambda p: p.max_rel, default=None)
-        status = max((p.status for p in members), key=STATUS_SEVERITY.index)
+        status = most_severe(p.status for p in members)
         rows.append([family, str(len(members)), str(len(differ)),
                      _num(worst.max_rel) if worst else "0", STATUS_WORDS[status]])
     return ["### Probes", "", *_table(["family", "probes", "differ", "max rel", "result"], rows),

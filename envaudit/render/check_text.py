@@ -24,11 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 from envaudit.compare.types import (
-    STATUS_SEVERITY,
     ArrayStatus,
     DetectionChange,
     FirstDivergence,
     TensorComparison,
+    most_severe,
 )
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable, shown_changes, volatile_phrase
@@ -230,8 +230,7 @@ def _probes(probes: Sequence[TensorComparison], families: Sequence[str]) -> list
         members = [p for p in probes if p.family == family]
         differ = [p for p in members if not p.identical]
         growths = [p.growth_shown for p in differ if p.growth_shown is not None]
-        status, style = STATUS_STYLE[max((p.status for p in members),
-                                         key=STATUS_SEVERITY.index)]
+        status, style = STATUS_STYLE[most_severe(p.status for p in members)]
         table.add_row(_t(family), _t(str(len(members))), _t(str(len(differ))),
                       _t(_num(max((p.max_rel for p in differ), default=0.0))),
                       _t(growth(max(growths)) if growths else "—"), _t(status, style))
