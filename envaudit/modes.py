@@ -98,6 +98,13 @@ def in_order(requested: Sequence[str]) -> tuple[str, ...]:
     return tuple(m for m in _REGISTRY if m in wanted)
 
 
+def runs_beside(probe: str, mode: str | None) -> bool:
+    """Whether op probe ``probe`` runs beside a run in ``mode`` (None: every probe, as the canary
+    records them): the probes of ``DEFAULT`` always, a mode's own probes only beside that mode
+    (the ``xla.*`` probes witness XLA's code generation, which no other mode uses)."""
+    return mode is None or probe_mode(probe) in (DEFAULT, mode)
+
+
 def probe_mode(probe: str) -> str:
     """The mode an op probe runs in: the mode whose prefix it carries, else ``DEFAULT``."""
     return next((m.name for m in _REGISTRY.values()

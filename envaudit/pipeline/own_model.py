@@ -85,19 +85,19 @@ class OwnModel:
         from envaudit.workload.user_model import LoadedModel, run_model
 
         jpeg = load_probe_jpeg()
-        xla = self.info.mode == "xla"  # the xla.* probes witness XLA's code generation only
+        mode = self.info.mode  # the probes of that mode run beside it (``modes.runs_beside``)
         runs: list[SubjectRun] = []
         # The probes' first run (their XLA compile above all) overlaps the model's loading: both
         # wait on TensorFlow more than on Python. Kernels split work by shape and thread count,
         # never by load, so running beside each other changes no bit (the repeat runs do not
         # overlap, and the tests check identical results run after run).
         with ThreadPoolExecutor(1) as pool:
-            first_probes = pool.submit(run_probes_on_devices, jpeg, xla)
+            first_probes = pool.submit(run_probes_on_devices, jpeg, mode)
             loaded = LoadedModel(self.path, self.info.kind, self.info.signature)
             for i in range(repeat):
                 progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
                 done = run_model(loaded, layers=self.info.layers, **self.feeds)
-                probes = first_probes.result()[0] if i == 0 else run_probes(jpeg, xla)
+                probes = first_probes.result()[0] if i == 0 else run_probes(jpeg, mode)
                 devices = keyed_devices({self.info.mode: done.devices}, first_probes.result()[1])
                 runs.append(SubjectRun(stages={self.info.mode: done.stages}, probes=probes,
                                        devices=devices, timings={"load": done.load_seconds},

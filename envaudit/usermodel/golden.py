@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envaudit import modes
 from envaudit.errors import EnvauditError
 from envaudit.spelling import MODEL_KIND_WORDS
 from envaudit.store import GoldenBundle
@@ -94,9 +95,8 @@ def validated(bundle: GoldenBundle, info: ModelInfo) -> Mapping[str, np.ndarray]
 
 
 def witness_probes(mode: str) -> tuple[str, ...]:
-    """The canary probes that run beside a model in ``mode``: the ``xla.*`` ones only where XLA
-    compiles the model (they witness XLA's code generation, which no other mode uses)."""
-    return tuple(n for n in PROBE_SPEC if mode == "xla" or not n.startswith("xla."))
+    """The canary probes that run beside a model in ``mode`` (``modes.runs_beside``)."""
+    return tuple(n for n in PROBE_SPEC if modes.runs_beside(n, mode))
 
 
 def _unusable(where: str, why: str) -> EnvauditError:

@@ -78,7 +78,7 @@ def record_model(
     from envaudit.workload.assets import load_probe_jpeg
     from envaudit.workload.probes import run_probes_on_devices
 
-    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), xla=run.mode == "xla")
+    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), beside=run.mode)
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     fingerprint, shown = _fingerprint(model, redact)

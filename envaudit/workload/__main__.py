@@ -64,7 +64,7 @@ def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
         run = run_model(model, images=(spec["files"], encoded), layers=spec["layers"])
     else:
         run = run_model(model, arrays=stored, layers=spec["layers"])
-    probes = run_probes(load_probe_jpeg(), xla=mode == registry.XLA)  # the xla.* probes: XLA's
+    probes = run_probes(load_probe_jpeg(), beside=mode)  # the probes that ran beside it
     return keyed_arrays({mode: run.stages}, probes)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from envaudit import modes
 from envaudit.workload import devices
 from envaudit.workload import probe_inputs as inputs
 from envaudit.workload.architecture import PROBE_FAMILIES
@@ -33,13 +34,13 @@ def _near_tie_nms() -> tf.Tensor:
     return tf.concat([tf.cast(selected, tf.float32), kept_scores], axis=0)
 
 
-def run_probes(jpeg_bytes: bytes, xla: bool = True) -> dict[str, np.ndarray]:
-    """Every probe's output, in ``PROBE_FAMILIES`` order (``xla`` False: without the ``xla.*``
-    probes, for a user model that XLA does not compile)."""
-    return run_probes_on_devices(jpeg_bytes, xla)[0]
+def run_probes(jpeg_bytes: bytes, beside: str | None = None) -> dict[str, np.ndarray]:
+    """The probes' outputs, in ``PROBE_FAMILIES`` order: every probe, or those that run beside a
+    run in mode ``beside`` (``modes.runs_beside``: a user model's)."""
+    return run_probes_on_devices(jpeg_bytes, beside)[0]
 
 
-def run_probes_on_devices(jpeg_bytes: bytes, xla: bool = True
+def run_probes_on_devices(jpeg_bytes: bytes, beside: str | None = None
                           ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``run_probes``, and the device each probe was computed on (``devices.short``)."""
     x = tf.constant(inputs.transcendental_input())
@@ -82,16 +83,16 @@ def run_probes_on_devices(jpeg_bytes: bytes, xla: bool = True
         "softmax": lambda: tf.nn.softmax(tf.constant(inputs.softmax_logits())),
         "nms_near_tie": _near_tie_nms,
     }
+    wanted = [name for name in PROBE_FAMILIES if modes.runs_beside(name, beside)]
     # The xla.* probes: one compiled function (one compile, not eleven) over the same ops.
-    compiled_names = [name for name in PROBE_FAMILIES if name.startswith("xla.")] if xla else []
-    compiled = tf.function(lambda: {name: probes[name[4:]]() for name in compiled_names},
+    prefix = modes.get(modes.XLA).probe_prefix or ""
+    compiled_names = [name for name in wanted if modes.probe_mode(name) == modes.XLA]
+    compiled = tf.function(lambda: {name: probes[name[len(prefix):]]() for name in compiled_names},
                            jit_compile=True, autograph=False)
     with silenced_stderr():  # XLA logs its first compile on fd 2
-        xla_results = dict(compiled()) if xla else {}
+        xla_results = dict(compiled()) if compiled_names else {}
     results, placed = {}, {}
-    for name in PROBE_FAMILIES:
-        if name.startswith("xla.") and not xla:
-            continue
+    for name in wanted:
         value = xla_results[name] if name in xla_results else probes[name]()
         results[name] = value if isinstance(value, np.ndarray) else value.numpy()
         placed[name] = devices.of(value)
