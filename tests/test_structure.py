@@ -335,3 +335,22 @@ def test_every_history_format_renders_the_runs_and_one_run():
         assert parser.parse_args(["history", "show", "3", "--format", fmt]).format == fmt
     with pytest.raises(SystemExit):
         parser.parse_args(["history", "--format", "junit"])  # a check's format, not the history's
+
+
+def test_every_subject_has_the_whole_protocol():
+    """The composer calls only what ``Subject`` declares; each subject answers all of it, with the
+    same parameters (a member missing or misnamed would fail only on that subject's path)."""
+    import inspect
+
+    from envaudit.pipeline.canary import Canary
+    from envaudit.pipeline.own_model import OwnModel
+    from envaudit.pipeline.subject import Subject
+
+    members = [n for n, v in vars(Subject).items()
+               if inspect.isfunction(v) and not n.startswith("_")]
+    assert {"run", "compare", "describe", "headline", "rerun_child", "identity"} <= set(members)
+    for subject in (Canary, OwnModel):
+        for name in members:
+            declared = list(inspect.signature(getattr(Subject, name)).parameters)
+            assert list(inspect.signature(getattr(subject, name)).parameters) == declared, (
+                subject.__name__, name)

@@ -78,7 +78,7 @@ def check(
         progress("comparing")
         found = _compare(subject, runs)
         fingerprint = captured.result()
-    seen, changes, elsewhere = _changes(subject, fingerprint)
+    changes, elsewhere = _changes(subject, fingerprint)
     compared = time.perf_counter()
     explanation = explain(subject, found, changes, fingerprint, options, progress)
     finished = time.perf_counter()
@@ -156,7 +156,7 @@ def _compare(subject: Subject, runs: Sequence[SubjectRun]) -> Found:
 
 
 def _changes(subject: Subject, fingerprint: Fingerprint
-             ) -> tuple[Fingerprint, tuple[Change, ...], RecordedElsewhere | None]:
+             ) -> tuple[tuple[Change, ...], RecordedElsewhere | None]:
     """This environment as the golden's was recorded (redacted alike when it was), what changed,
     and whether the golden came from elsewhere."""
     from envaudit.fingerprint import diff
@@ -164,7 +164,7 @@ def _changes(subject: Subject, fingerprint: Fingerprint
 
     bundle = subject.bundle
     seen = like(bundle.fingerprint, bool(bundle.manifest.get("redacted")), fingerprint)
-    return seen, tuple(diff(bundle.fingerprint, seen)), subject.provenance(seen)
+    return tuple(diff(bundle.fingerprint, seen)), subject.provenance(seen)
 
 
 @dataclass(frozen=True)
