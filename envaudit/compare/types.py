@@ -18,6 +18,7 @@ from envaudit.plain import plain
 # The verdict of a check, or of one execution mode's part of it (rules: ``verdict.py``).
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")  # verdicts that fail a check (exit 1)
 ModeStatus = Literal["ran", "not_run"]
 ArrayKind = Literal["stage", "probe"]
 # What an array is within what ran: a canary pipeline stage or op probe; a user model's decoded

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from envaudit.compare.types import (
     ACCEPTED_STATUSES,
+    FINDINGS,
     VERDICTS,
     DetectionDiff,
     ModeResult,
@@ -31,8 +32,6 @@ from envaudit.compare.types import (
     Verdict,
 )
 from envaudit.spelling import growth, number
-
-FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")
 
 
 def classify(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envaudit.attribute.types import TRIAL_WORDS, confidence_label
+from envaudit.compare.types import FINDINGS
 from envaudit.compare.verdict import SEVERITY, VERDICTS
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.diff import diff
@@ -30,7 +31,7 @@ Command = Literal["check", "fingerprint"]
 FaultClass = Literal["persistent", "transient", "unknown"]
 Finding = Literal["drift", "precision_loss", "config_drift", "suspected_fault", "node_error"]
 # Verdicts that are findings, as for ``envaudit check`` (identical and equivalent are not).
-FINDING_VERDICTS = ("drift", "precision_loss")
+FINDING_VERDICTS = FINDINGS  # a node's verdict that is a finding, as for one check
 _FINGERPRINT_ID = re.compile(r"fp-[0-9a-f]{16}")
 _DIGEST = re.compile(r"[0-9a-f]{8,64}")
 _CONFIDENCES = ("confirmed", "likely", "possible", "ruled_out")
