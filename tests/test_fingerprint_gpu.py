@@ -1,70 +1,19 @@
 """The NVML probe: the GPU branch replayed from recorded NVML answers, the no-driver branch real.
 
-``FakeNVML`` answers like the ``pynvml`` module of nvidia-ml-py (same function names, same return
-shapes, the real ``pynvml.NVMLError`` classes) from a JSON recording in tests/data/nvml/. A name
-missing from the recording is missing from the fake module, as in an older nvidia-ml-py.
+``FakeNVML`` (tests/nvml_replay.py) answers like the ``pynvml`` module of nvidia-ml-py (same
+function names, same return shapes, the real ``pynvml.NVMLError`` classes) from a JSON recording
+in tests/data/nvml/. A name missing from the recording is missing from the fake module, as in an
+older nvidia-ml-py.
 """
 
 from __future__ import annotations
 
-import json
-import types
-from pathlib import Path
-from typing import Any
-
 import pynvml
+from nvml_replay import FakeNVML, load_recording
 
 from envaudit.fingerprint import gpu
 
-RECORDINGS = Path(__file__).parent / "data" / "nvml"
-_CLOCK_NAMES = {
-    getattr(pynvml, name): name
-    for name in ("NVML_CLOCK_GRAPHICS", "NVML_CLOCK_SM", "NVML_CLOCK_MEM", "NVML_CLOCK_VIDEO")
-}
-# Calls whose first argument is not a device handle.
-_SYSTEM_CALLS = {"nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex"}
-
-
-def load_recording(name: str) -> dict[str, Any]:
-    return json.loads((RECORDINGS / name).read_text(encoding="utf-8"))
-
-
-class FakeNVML:
-    """A pynvml stand-in that replays one recording and logs the calls it gets."""
-
-    NVMLError = pynvml.NVMLError
-
-    def __init__(self, recording: dict[str, Any]) -> None:
-        self._recording = recording
-        self.calls: list[str] = []
-        for name in _CLOCK_NAMES.values():
-            setattr(self, name, getattr(pynvml, name))
-
-    def __getattr__(self, name: str) -> Any:
-        if not name.startswith("nvml"):
-            raise AttributeError(name)
-        is_device_call = name.startswith("nvmlDevice") and name not in _SYSTEM_CALLS
-        source = self._recording["devices"][0] if is_device_call else self._recording
-        has_devices = name == "nvmlDeviceGetHandleByIndex" and "devices" in source
-        if name not in source and not has_devices:
-            raise AttributeError(f"module 'pynvml' has no attribute {name!r}")
-
-        def call(*args: Any) -> Any:
-            self.calls.append(name)
-            if name == "nvmlDeviceGetHandleByIndex":
-                return args[0]
-            answer = self._recording["devices"][args[0]][name] if is_device_call else source[name]
-            if name == "nvmlDeviceGetMaxClockInfo":
-                answer = answer[_CLOCK_NAMES[args[1]]]
-            if isinstance(answer, dict) and "nvml_error" in answer:
-                raise pynvml.NVMLError(getattr(pynvml, answer["nvml_error"]))
-            if name == "nvmlDeviceGetCudaComputeCapability":
-                return tuple(answer)
-            if name == "nvmlDeviceGetMemoryInfo":
-                return types.SimpleNamespace(**answer)
-            return answer
-
-        return call
+__all__ = ["FakeNVML", "load_recording"]  # other tests import the replayer from here
 
 
 def test_h100_node_is_parsed_into_every_field():
