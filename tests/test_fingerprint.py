@@ -21,6 +21,7 @@ import numpy
 import pytest
 
 from envaudit.fingerprint import capture, cpu, memory, packages, tensorflow_build
+from envaudit.fingerprint.fields import describe
 from envaudit.fingerprint.identity import fingerprint_id
 from envaudit.fingerprint.types import SCHEMA
 
@@ -356,6 +357,39 @@ def test_loaded_gpu_libraries_from_recorded_maps(tmp_path):
         "libcudnn_ops": {"version": "9", "path": f"{site}/cudnn/lib/libcudnn_ops.so.9"},
         "libnccl": {"version": "2.21.5", "path": "/usr/lib/libnccl.so.2.21.5"},
     }
+
+
+def test_loaded_driver_math_and_jit_libraries_from_recorded_maps(tmp_path):
+    # A CUDA 12 TensorFlow on driver 550 after a convolution, an FFT and a JIT-compiled kernel.
+    site = "/usr/local/lib/python3.11/site-packages/nvidia"
+    lines = [
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.550.54.15",
+        f"{site}/cufft/lib/libcufft.so.11",
+        f"{site}/cusolver/lib/libcusolver.so.11",
+        f"{site}/cusparse/lib/libcusparse.so.12",
+        f"{site}/nvjitlink/lib/libnvJitLink.so.12",
+        f"{site}/cuda_nvrtc/lib/libnvrtc.so.12",
+        f"{site}/cuda_nvrtc/lib/libnvrtc-builtins.so.12.4",  # NVRTC's helper, not listed
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15",  # NVML: reads the board only
+    ]
+    maps = tmp_path / "maps"
+    maps.write_text("".join(f"7f1c{i:02d}000000-7f1c{i:02d}200000 r-xp 00000000 08:01 {i} {path}\n"
+                            for i, path in enumerate(lines)))
+    loaded = tensorflow_build.loaded_gpu_libraries(maps)
+    assert {name: entry["version"] for name, entry in loaded.items()} == {
+        "libcuda": "550.54.15", "libcufft": "11", "libcusolver": "11", "libcusparse": "12",
+        "libnvJitLink": "12", "libnvidia-ptxjitcompiler": "550.54.15", "libnvrtc": "12",
+    }
+    assert loaded["libcuda"]["path"] == lines[0]
+    # The driver's libraries are driver changes; the math libraries CUDA's; both numerics.
+    assert describe("tensorflow.loaded_libraries.libcuda.version").category == "driver"
+    assert describe("tensorflow.loaded_libraries.libnvidia-ptxjitcompiler.version").category \
+        == "driver"
+    assert describe("tensorflow.loaded_libraries.libcufft.version").category == "cuda"
+    assert describe("tensorflow.loaded_libraries.libcudart.version").category == "cuda"
+    assert describe("tensorflow.loaded_libraries.libcudnn_ops.version").category == "cudnn"
+    assert all(describe(f"tensorflow.loaded_libraries.{name}.version").numerics for name in loaded)
 
 
 def test_a_failing_probe_becomes_a_value(monkeypatch):

@@ -97,6 +97,10 @@ _RULES: tuple[tuple[str, str, bool, str, bool], ...] = (
     ("tensorflow.nvidia_wheels", "cuda", True, "cuda libraries", False),
     # Loaded libraries keep their path: "the loaded one is not the one you think" is the usual
     # cause, so the path is never folded.
+    # The driver's own libraries: their file names carry the driver version, and the PTX JIT
+    # compiler builds the kernels a wheel does not carry for this GPU.
+    ("tensorflow.loaded_libraries.libcuda", "driver", True, "driver", False),
+    ("tensorflow.loaded_libraries.libnvidia-ptxjitcompiler", "driver", True, "driver", False),
     ("tensorflow.loaded_libraries.libcudnn*", "cudnn", True, "cuda libraries", False),
     ("tensorflow.loaded_libraries", "cuda", True, "cuda libraries", False),
     # Readable only once TF is imported; a release's version already names its commit and compiler.

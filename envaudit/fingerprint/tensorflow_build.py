@@ -31,7 +31,15 @@ _DISTRIBUTIONS = (
     "tensorflow-intel", "intel-tensorflow", "tensorflow-macos", "tensorflow-aarch64",
     "tensorflow-cpu-aws", "tensorflow-rocm",
 )
-_GPU_LIBRARY = re.compile(r"(libcudart|libcudnn\w*|libcublas\w*|libnccl)\.so(?:\.([0-9.]+))?")
+# The CUDA runtime and the math libraries TensorFlow and XLA load (cuDNN, cuBLAS/cuBLASLt, cuFFT,
+# cuSOLVER, cuSPARSE, NCCL), the JIT compilers that turn PTX into kernels where a wheel carries
+# none for this GPU (nvJitLink, NVRTC), and the driver's own libcuda and PTX JIT compiler, whose
+# file names carry the driver version. ``libnvidia-ml`` is not among them: NVML only reads the
+# board, and envaudit loads it itself.
+_GPU_LIBRARY = re.compile(
+    r"(libcudart|libcudnn\w*|libcublas\w*|libnccl|libcufft|libcusolver\w*|libcusparse\w*"
+    r"|libnvJitLink|libnvrtc|libcuda|libnvidia-ptxjitcompiler)\.so(?:\.([0-9.]+))?"
+)
 _NOT_IMPORTED = (
     "compiled into TensorFlow's C++ library; readable only in a process that has imported"
     " TensorFlow (envaudit check records it)"
