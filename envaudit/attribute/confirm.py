@@ -231,6 +231,7 @@ def run_experiments(
     child: Sequence[str] = (),
     *,
     until_reproduced: bool = False,
+    one_at_a_time: bool = False,
 ) -> list[Outcome]:
     """Run the experiments (each in the execution ``modes`` being checked; with ``child``, on a
     user's model) and compare each child's arrays with the golden arrays bit for bit.
@@ -238,14 +239,19 @@ def run_experiments(
     Experiments with the same environment share one child. Children run in parallel up to the
     number of usable cores; with ``until_reproduced`` they run in waves of that many, in the given
     order, and no wave starts after one in which a single change put back alone reproduced the
-    golden bits (the experiments left get no outcome). Outcomes come in the experiments' order."""
+    golden bits (the experiments left get no outcome). Outcomes come in the experiments' order.
+
+    ``one_at_a_time`` (a GPU computed what moved): children run one after another. Children side
+    by side on one GPU share its memory and its streams: a start-up failure for want of memory,
+    or cuDNN picking another algorithm for want of workspace or because timings were disturbed,
+    would read as "not confirmed"."""
     if not experiments:
         return []
     shared: dict[object, list[int]] = {}
     for index, experiment in enumerate(experiments):
         shared.setdefault(experiment.child_key, []).append(index)
     children = list(shared.values())  # each: the experiments one child serves
-    workers = max(1, min(len(children), len(os.sched_getaffinity(0))))
+    workers = 1 if one_at_a_time else max(1, min(len(children), len(os.sched_getaffinity(0))))
     size = workers if until_reproduced else len(children)
     found: dict[int, Outcome] = {}
     started = time.perf_counter()

@@ -63,9 +63,11 @@ class Canary:
         for i in range(repeat):
             progress("running the workload" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
             done = run_workload(self.assets, modes=self.modes)
+            warmed = done.timings.get("warmup_s")  # a GPU's first runs, not kept
             runs.append(SubjectRun(
                 stages={m: r.stages for m, r in done.runs.items()}, probes=done.probes,
-                devices=done.devices, not_run=done.not_run, native=done))
+                devices=done.devices, not_run=done.not_run,
+                timings={"warmup": warmed} if warmed else {}, native=done))
         return runs
 
     def compare(self, run: SubjectRun, spread: float

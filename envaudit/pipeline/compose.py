@@ -125,6 +125,11 @@ class Found:
         return first.first_divergence if first else None
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether a GPU computed any array of this run."""
+        return any(device.startswith("GPU") for device in self.run.devices.values())
+
+    @property
     def differing(self) -> tuple[TensorComparison, ...]:
         return tuple(a for a in (*self.stages, *self.probes) if not a.identical)
 

@@ -9,12 +9,15 @@ by rebuilding an environment (``attribute/bisect.py``). Re-runs re-run only the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
+from envaudit.attribute.confirm import Experiment, run_experiments
 from envaudit.attribute.rank import rank_causes
 from envaudit.attribute.trials import confirm_causes
 from envaudit.attribute.types import Cause, Unreachable
@@ -24,6 +27,8 @@ from envaudit.workload.types import keyed_arrays
 
 if TYPE_CHECKING:
     from envaudit.pipeline.compose import Found
+
+SECOND_PROCESS = "nothing changed (a second process)"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
         confirmation = confirm_causes(
             causes, changes, bundle.fingerprint, fingerprint, golden_arrays,
             len(found.differing), run=options.confirm, progress=progress, modes=ran,
-            child=child)
+            child=child, one_at_a_time=found.on_gpu)
         causes, reruns = list(confirmation.causes), confirmation.reruns
         if options.bisect:
             bisection = run_bisection(
@@ -64,5 +69,27 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
                 keyed_arrays({m: found.run.stages[m] for m in ran}, found.run.probes), ran,
                 extra=child, identity=subject.identity(), progress=progress)
             causes = apply_bisection(causes, bisection)
+        second = (another_process(golden_arrays, ran, child, progress)
+                  if found.on_gpu and options.confirm and not any(c.numerics for c in changes)
+                  else None)
     return Explanation(tuple(causes), tuple(reach.unreachable(changes, devices)), bisection,
-                       tuple(reruns), tuple(filter(None, [bisection_note(bisection)])))
+                       (*reruns, *([SECOND_PROCESS] if second else [])),
+                       tuple(filter(None, [bisection_note(bisection), second])))
+
+
+def another_process(golden_arrays: Mapping[str, np.ndarray], modes: Sequence[str],
+                    child: Sequence[str], progress: Progress) -> str:
+    """What a second process in this very environment says, when a GPU computed what moved and
+    nothing numerics-relevant changed: cuDNN and XLA choose kernels by timing them in each
+    process, so one process can differ from another on the same machine. A repeat inside this
+    process would reuse its choices; only another process separates that noise from a change."""
+    [outcome] = run_experiments([Experiment(SECOND_PROCESS, {}, ())], golden_arrays, progress,
+                                modes, child)
+    if outcome.error:
+        return f"a second process in this same environment could not tell: {outcome.error}"
+    if outcome.identical:
+        return ("a second process in this same environment reproduced the golden bits: the"
+                " difference is this process's own GPU kernel choice (cuDNN and XLA autotune by"
+                " timing, per process), not the environment; check again to see how often")
+    return ("a second process in this same environment did not reproduce the golden bits"
+            f" either ({len(outcome.differing)} arrays differ): not one process's kernel choice")

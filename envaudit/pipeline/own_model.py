@@ -94,13 +94,17 @@ class OwnModel:
         with ThreadPoolExecutor(1) as pool:
             first_probes = pool.submit(run_probes_on_devices, jpeg, mode)
             loaded = LoadedModel(self.path, self.info.kind, self.info.signature)
+            warmed = tf_runtime.warm_up(
+                lambda: run_model(loaded, layers=self.info.layers, **self.feeds))
             for i in range(repeat):
                 progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
                 done = run_model(loaded, layers=self.info.layers, **self.feeds)
                 probes = first_probes.result()[0] if i == 0 else run_probes(jpeg, mode)
                 devices = keyed_devices({self.info.mode: done.devices}, first_probes.result()[1])
                 runs.append(SubjectRun(stages={self.info.mode: done.stages}, probes=probes,
-                                       devices=devices, timings={"load": done.load_seconds},
+                                       devices=devices, timings={
+                                           "load": done.load_seconds,
+                                           **({"warmup": warmed} if warmed else {})},
                                        native=done))
         return runs
 

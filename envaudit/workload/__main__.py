@@ -61,9 +61,11 @@ def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
     model = LoadedModel(Path(spec["path"]), spec["kind"], spec["signature"])
     if spec["input_kind"] == "images":
         encoded = [stored[f"image.{i}"].tobytes() for i in range(len(spec["files"]))]
-        run = run_model(model, images=(spec["files"], encoded), layers=spec["layers"])
+        feeds: dict = {"images": (spec["files"], encoded)}
     else:
-        run = run_model(model, arrays=stored, layers=spec["layers"])
+        feeds = {"arrays": stored}
+    tf_runtime.warm_up(lambda: run_model(model, layers=spec["layers"], **feeds))  # as the check
+    run = run_model(model, layers=spec["layers"], **feeds)
     probes = run_probes(load_probe_jpeg(), beside=mode)  # the probes that ran beside it
     return keyed_arrays({mode: run.stages}, probes)
 

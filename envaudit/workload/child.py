@@ -17,8 +17,10 @@ or ``tensorflow/`` in it would be imported instead of the real packages. Every w
   comes from (every ``PYTHON*`` variable: ``PYTHONPATH``, ``PYTHONHOME``, ``PYTHONSTARTUP``,
   ``PYTHONUSERBASE``, ``PYTHONINSPECT``, ``PYTHONBREAKPOINT``, ``PYTHONWARNINGS`` -- which imports
   the module a warning category names --, ``PYTHONPYCACHEPREFIX``, ...), except
-  ``PYTHONHASHSEED``, a numerics setting a re-run may have to put back; and ``ENVAUDIT_ASSETS``
-  pinned to this process's assets as an absolute path.
+  ``PYTHONHASHSEED``, a numerics setting a re-run may have to put back; ``ENVAUDIT_ASSETS``
+  pinned to this process's assets as an absolute path; and, unless the user set it, the CUDA
+  driver's compute cache sized to hold TensorFlow's kernels compiled from PTX
+  (``CUDA_CACHE_MAXSIZE``), so children do not compile them again each.
 
 Why not ``-I``: it implies ``-E``, which also ignores ``PYTHONHASHSEED``; the flags and the
 environment above are ``-I`` with that one variable kept. Everything else in the environment
@@ -40,6 +42,7 @@ from envaudit.workload.assets import asset_dir
 
 # Python's variables that a child keeps: the one that is a numerics setting, not a code choice.
 KEPT_PYTHON_VARIABLES = ("PYTHONHASHSEED",)
+CUDA_CACHE_BYTES = 4 * 2**30  # the largest compute cache the CUDA driver accepts
 
 
 def isolation_flags() -> list[str]:
@@ -52,6 +55,12 @@ def child_environment(base: Mapping[str, str]) -> dict[str, str]:
     env = {name: value for name, value in base.items()
            if not name.startswith("PYTHON") or name in KEPT_PYTHON_VARIABLES}
     env["ENVAUDIT_ASSETS"] = str(asset_dir().resolve())
+    # The CUDA driver keeps what it compiles from PTX in a cache (~/.nv/ComputeCache unless the
+    # user chose): large enough, the first child's compile serves every later child, where the
+    # default size would evict TensorFlow's kernels and each child would compile again for
+    # minutes on a GPU its wheel has no kernels for. The cache holds compiled code only: the same
+    # PTX compiles to the same code, so the numbers do not depend on it.
+    env.setdefault("CUDA_CACHE_MAXSIZE", str(CUDA_CACHE_BYTES))
     return env
 
 

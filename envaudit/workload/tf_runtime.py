@@ -15,7 +15,9 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def quiet() -> None:
@@ -24,8 +26,42 @@ def quiet() -> None:
     with silenced_stderr():
         import tensorflow as tf
 
+        _grow_gpu_memory(tf)
         tf.config.list_logical_devices()  # device start-up logs too
         tf.get_logger().setLevel("ERROR")
+
+
+def _grow_gpu_memory(tf: Any) -> None:
+    """Memory growth on every GPU, before any is initialized, unless the user chose
+    (``TF_FORCE_GPU_ALLOW_GROWTH``). TensorFlow otherwise takes nearly all of a GPU's memory at
+    start-up, and a confirmation child started beside this process would get too little: a
+    failed start, or other cuDNN algorithms for want of workspace -- a false "not confirmed".
+    Growth changes where memory comes from, not what is computed."""
+    if "TF_FORCE_GPU_ALLOW_GROWTH" in os.environ:
+        return
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def gpus_visible() -> bool:
+    """Whether TensorFlow sees a GPU in this process (imports TensorFlow quietly)."""
+    quiet()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def warm_up(run: Callable[[], object]) -> float:
+    """Run ``run`` once and discard what it computed when a GPU is visible, and return the
+    seconds it took (0.0 on the CPU, where it is not run). A GPU's first run compiles kernels
+    from PTX where the wheel carries none for this GPU (minutes on a new architecture) and lets
+    cuDNN and XLA autotune by timing; the run that is kept then measures arithmetic, not start-up,
+    in the golden and the check alike."""
+    if not gpus_visible():
+        return 0.0
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 @contextlib.contextmanager
