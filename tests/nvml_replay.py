@@ -126,6 +126,9 @@ class FakeNVML:
         if name == "nvmlDeviceGetHandleByIndex":
             if not 0 <= args[0] < len(self._devices()):
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+            error = nvml_error(self._devices()[args[0]].get(name))
+            if error is not None:
+                raise error
             return args[0]
         if name == "nvmlDeviceIsMigDeviceHandle":
             return isinstance(args[0], tuple)
