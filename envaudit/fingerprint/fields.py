@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envaudit.fingerprint.guard import is_unavailable
+from envaudit.settings import DEVICE_SELECTION
 
 # (path prefix, category, numerics, origin, minutia). Specific rules first, each section's
 # default last. ``category`` and ``numerics`` feed fingerprint_id: change them only on purpose
@@ -80,9 +81,22 @@ _RULES: tuple[tuple[str, str, bool, str, bool], ...] = (
     ("gpu.devices.*.memory_total_bytes", "gpu", False, "gpu", False),
     ("gpu.devices.*.ecc_mode", "gpu", False, "gpu", False),
     ("gpu.devices.*.available", "gpu", False, "gpu", False),  # a board that could not be read
+    # A board's MIG layout: which slices exist, for people; the slice a process runs on is in
+    # ``gpu.cuda_devices``, where it counts.
+    ("gpu.devices.*.mig_devices.*.uuid", "gpu", False, "gpu", True),
+    ("gpu.devices.*.mig_devices", "gpu", False, "gpu", False),
     # Serials, UUIDs, clocks, power limits, PCIe links, VBIOS: which board and how fast, never
     # which numbers; a diff of two machines lists them all.
     ("gpu.devices", "gpu", False, "gpu", True),
+    # The devices this process's CUDA runs on (``gpu_selection``): the first is TensorFlow's
+    # GPU:0, where the workload runs. Its model, architecture and, for a MIG slice, its SM count
+    # (kernels and their tiling are chosen by SM count: a 1g slice is not the whole board) count;
+    # which board of alike ones, its UUID, and the devices after it do not.
+    ("gpu.cuda_devices.0.name", "gpu", True, "gpu", False),
+    ("gpu.cuda_devices.0.compute_capability", "gpu", True, "gpu", False),
+    ("gpu.cuda_devices.0.multiprocessor_count", "gpu", True, "gpu", False),
+    ("gpu.cuda_devices.*.uuid", "gpu", False, "gpu", True),
+    ("gpu.cuda_devices", "gpu", False, "gpu", False),
     ("gpu", "gpu", False, "gpu", False),  # visible devices and their order: settings, not numerics
     # The CUDA and cuDNN a TensorFlow wheel was built for, and whether it is a CUDA build at all.
     ("tensorflow.build_info.cuda_version", "cuda", True, "tensorflow build", False),
@@ -125,6 +139,11 @@ _RULES: tuple[tuple[str, str, bool, str, bool], ...] = (
     ("numerics_libs.openblas_runtime.config", "packages", True, "openblas runtime", True),
     ("numerics_libs.openblas_runtime", "packages", True, "openblas runtime", False),
     ("numerics_libs", "packages", True, "numpy", False),
+    # Variables that only select devices (``settings.DEVICE_SELECTION``: CUDA_VISIBLE_DEVICES,
+    # NVIDIA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER, ROCm's): recorded, never numerics by themselves;
+    # what they select counts through ``gpu.cuda_devices``.
+    *((f"env.{name}", "numerics-env", False, "environment variables", False)
+      for name in sorted(DEVICE_SELECTION)),
     ("env", "numerics-env", True, "environment variables", False),
     ("packages", "packages", False, "packages", False),  # refined per distribution in ``describe``
 )

@@ -3,7 +3,9 @@
 ``probe(nvml)`` takes the NVML module as an argument so tests can drive every branch with a fake
 that replays recorded NVML answers (tests/data/nvml/). Each NVML call is guarded on its own: a
 board that answers ``NVMLError_NotSupported`` for its serial or ECC mode still reports everything
-else, and the field records the reason. With no driver the section is
+else, and the field records the reason. A board in MIG mode lists its instances (profile, SMs,
+memory: a slice computes with fewer SMs than the board), and ``cuda_devices`` says which devices
+this process's CUDA runs on (``gpu_selection``). With no driver the section is
 ``{"available": false, "reason": "NVML: <NVML's error text>"}``. NVML is shut down after reading.
 
 Cost: importing ``pynvml`` takes about 20 ms, as much as the rest of a fingerprint's probes, and
@@ -16,16 +18,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from envaudit.fingerprint.guard import is_unavailable, unavailable
+from envaudit.fingerprint.gpu_selection import recorded as selected_devices
+from envaudit.fingerprint.guard import field, is_unavailable, unavailable
 
 _ENABLED = {0: "disabled", 1: "enabled"}
 _NOT_INSTALLED = "nvidia-ml-py is not installed; pip install nvidia-ml-py"
 # pynvml's text for NVML_ERROR_LIBRARY_NOT_FOUND (``str(pynvml.NVMLError_LibraryNotFound())``).
 NO_LIBRARY = "NVML Shared Library Not Found"
+# NVML_ERROR_NOT_FOUND (nvml.h): the answer for a MIG slot that holds no instance.
+_NOT_FOUND = 6
+_MIG_PROFILE = re.compile(r" MIG (\S+)$")  # "NVIDIA A100-SXM4-80GB MIG 1g.10gb" -> "1g.10gb"
 
 
 def probe(nvml: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def _then(value: Any, convert: Callable[[Any], Any]) -> Any:
 def _read(nvml: Any, environ: Mapping[str, str]) -> dict[str, Any]:
     count = _call(nvml, "nvmlDeviceGetCount")
     devices = [] if is_unavailable(count) else [_device(nvml, i) for i in range(count)]
-    return {
+    section = {
         "available": True,
         "driver_version": _call(nvml, "nvmlSystemGetDriverVersion"),
         "cuda_driver_version": _then(_call(nvml, "nvmlSystemGetCudaDriverVersion"), _cuda_version),
@@ -97,6 +104,8 @@ def _read(nvml: Any, environ: Mapping[str, str]) -> dict[str, Any]:
         "device_count": count,
         "devices": devices,
     }
+    section["cuda_devices"] = field(selected_devices, section, environ)
+    return section
 
 
 def _cuda_version(value: int) -> str:
@@ -115,7 +124,8 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
     def clock(kind: str) -> Any:
         return call("nvmlDeviceGetMaxClockInfo", getattr(nvml, kind))
 
-    return {
+    mig_mode = _then(call("nvmlDeviceGetMigMode"), _current_pending)
+    device = {
         "index": index,
         "name": call("nvmlDeviceGetName"),
         "uuid": call("nvmlDeviceGetUUID"),
@@ -126,7 +136,7 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         "memory_total_bytes": _then(call("nvmlDeviceGetMemoryInfo"), lambda m: int(m.total)),
         "ecc_mode": _then(call("nvmlDeviceGetEccMode"), _current_pending),
         "persistence_mode": _then(call("nvmlDeviceGetPersistenceMode"), _ENABLED.get),
-        "mig_mode": _then(call("nvmlDeviceGetMigMode"), _current_pending),
+        "mig_mode": mig_mode,
         "power_limit_watts": _then(
             call("nvmlDeviceGetPowerManagementLimit"), lambda mw: round(mw / 1000, 3)
         ),
@@ -141,6 +151,49 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         },
         "vbios_version": call("nvmlDeviceGetVbiosVersion"),
     }
+    if not is_unavailable(mig_mode) and mig_mode["current"] == "enabled":
+        device["mig_devices"] = _mig_devices(nvml, handle)
+    return device
+
+
+def _mig_devices(nvml: Any, handle: Any) -> Any:
+    """The MIG instances of a board in MIG mode, slot by slot (an empty slot is skipped)."""
+    slots = _call(nvml, "nvmlDeviceGetMaxMigDeviceCount", handle)
+    if is_unavailable(slots):
+        return slots
+    found: list[Any] = []
+    for slot in range(slots):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError as exc:
+            if getattr(exc, "value", None) != _NOT_FOUND:
+                found.append(unavailable(f"nvmlDeviceGetMigDeviceHandleByIndex: {exc}"))
+            continue
+        except AttributeError:
+            return unavailable("nvmlDeviceGetMigDeviceHandleByIndex is missing from this"
+                               " nvidia-ml-py; upgrade nvidia-ml-py")
+        found.append(_mig_device(nvml, mig))
+    return found
+
+
+def _mig_device(nvml: Any, handle: Any) -> dict[str, Any]:
+    """One MIG instance: its name and profile, where it sits, its SMs and memory."""
+    name = _call(nvml, "nvmlDeviceGetName", handle)
+    attributes = _call(nvml, "nvmlDeviceGetAttributes", handle)
+    return {
+        "uuid": _call(nvml, "nvmlDeviceGetUUID", handle),
+        "name": name,
+        "profile": _then(name, _mig_profile),
+        "gpu_instance_id": _call(nvml, "nvmlDeviceGetGpuInstanceId", handle),
+        "compute_instance_id": _call(nvml, "nvmlDeviceGetComputeInstanceId", handle),
+        "multiprocessor_count": _then(attributes, lambda a: int(a.multiprocessorCount)),
+        "memory_total_bytes": _then(attributes, lambda a: int(a.memorySizeMB) << 20),
+    }
+
+
+def _mig_profile(name: str) -> str | None:
+    match = _MIG_PROFILE.search(name)
+    return match.group(1) if match else None
 
 
 def _current_pending(pair: Any) -> dict[str, Any]:

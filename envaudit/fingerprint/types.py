@@ -99,7 +99,7 @@ class Fingerprint:
 # The sections every capture writes (a probe that fails still writes its section, as a marker).
 SECTIONS = ("captured_at", "envaudit_version", "python", "os", "cpu", "memory", "gpu",
             "tensorflow", "numerics_libs", "env", "packages")
-MAX_DEPTH = 12  # the deepest real path is gpu.devices.N.mig_mode.current: 5 levels
+MAX_DEPTH = 12  # the deepest real path is gpu.devices.N.mig_devices.M.uuid: 6 levels
 _TYPED_FIELDS: tuple[tuple[str, str], ...] = (
     ("os.hostname", "str"),
     ("cpu.flags", "list[str]"),
