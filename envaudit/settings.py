@@ -120,6 +120,8 @@ class Setting:
     codes: frozenset[Code] | None = None  # the code it reaches; None: all code, whatever runs
     #                                       it (a thread count, a determinism switch)
     computes: frozenset[Computation] = TENSORFLOW  # which computation reads it
+    selects_devices: bool = False  # only chooses which devices the process sees: recorded, but
+    #                                never numerics by itself (``fingerprint/fields.py``)
 
     def reaches_code(self, codes: Iterable[str]) -> bool:
         """Whether it reaches any of ``codes`` (the code one execution mode runs)."""
@@ -330,12 +332,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CUBLAS_", None, "changes cuBLAS", devices=GPU),
     Setting("CUBLASLT_", None, "changes cuBLASLt", devices=GPU),
     Setting("NCCL_", None, "changes NCCL's collectives", devices=GPU),
-    # Which GPUs TensorFlow sees: where it moved work between the CPU and a GPU, a GPU ran on one
-    # side and it is reachable; where both sides ran on the CPU it moved nothing.
+    # Device selection: which GPUs (or MIG instances) the process sees and in which order. They
+    # are recorded but never count toward fingerprint_id nor make a change a finding by
+    # themselves (``selects_devices``): two GPUs of one host, or Kubernetes pods given one GPU
+    # each, run the same numbers with different values here, and fleet runs set
+    # CUDA_VISIBLE_DEVICES per GPU. What they select is recorded where it can change numerics
+    # (the GPU section's ``cuda_devices``: model, compute capability, a MIG slice's SMs), and
+    # the devices that computed each array stay the evidence (``TensorComparison.device``).
     Setting("CUDA_VISIBLE_DEVICES", None, "changes which device (GPU or CPU) runs the ops",
-            families=CODE, devices=GPU),
+            families=CODE, devices=GPU, selects_devices=True),
+    Setting("ROCR_VISIBLE_DEVICES", None, "changes which AMD GPUs the ROCm runtime sees",
+            families=CODE, devices=GPU, selects_devices=True),
+    Setting("HIP_VISIBLE_DEVICES", None, "changes which AMD GPUs HIP sees",
+            families=CODE, devices=GPU, selects_devices=True),
+    Setting("GPU_DEVICE_ORDINAL", None, "changes which AMD GPUs ROCm's OpenCL and HIP see",
+            families=CODE, devices=GPU, selects_devices=True),
     Setting("NVIDIA_VISIBLE_DEVICES", None, "changes which GPUs the container sees",
-            families=CODE, devices=GPU),
+            families=CODE, devices=GPU, selects_devices=True),
+    Setting("CUDA_DEVICE_ORDER", None, "changes the order in which CUDA numbers the GPUs",
+            families=CODE, devices=GPU, selects_devices=True),
     Setting("LD_PRELOAD", None, "loads other library code into the process",
             families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
     Setting("LD_LIBRARY_PATH", None, "can load other CUDA/cuDNN/BLAS libraries",
@@ -374,3 +389,5 @@ def setting(name: str) -> Setting:
 # What the fingerprint records (``fingerprint/env_vars.py``): every variable and family listed.
 RECORDED_NAMES = frozenset(_BY_NAME)
 RECORDED_FAMILIES = tuple(s.name for s in SETTINGS if s.name.endswith("_"))
+# The variables that only select devices: recorded, never numerics (``fingerprint/fields.py``).
+DEVICE_SELECTION = frozenset(s.name for s in SETTINGS if s.selects_devices)
