@@ -26,7 +26,7 @@ RECORDINGS = Path(__file__).parent / "data" / "nvml"
 _SYSTEM_CALLS = {"nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetHandleByUUID"}
 # pynvml answers these with a tuple; every other pair or list comes back as a list.
 _TUPLE_CALLS = {"nvmlDeviceGetCudaComputeCapability"}
-# Calls answered from the handles themselves, present when the recording has MIG devices.
+# Calls answered from the handles themselves (a GPU without ``mig_devices`` answers Not Supported).
 _MIG_CALLS = {"nvmlDeviceGetMigDeviceHandleByIndex", "nvmlDeviceIsMigDeviceHandle",
               "nvmlDeviceGetDeviceHandleFromMigDeviceHandle"}
 
@@ -84,9 +84,8 @@ class FakeNVML:
         return self._devices()[handle]
 
     def _recorded(self, name: str) -> bool:
-        if name in _MIG_CALLS:
-            return bool(self._mig_sets()) or any("mig_devices" in d for d in self._devices())
-        if name in ("nvmlDeviceGetHandleByIndex", "nvmlDeviceGetHandleByUUID"):
+        if name in _MIG_CALLS or name in ("nvmlDeviceGetHandleByIndex",
+                                          "nvmlDeviceGetHandleByUUID"):
             return "devices" in self._recording
         if name.startswith("nvmlDevice") and name not in _SYSTEM_CALLS:
             return any(name in answers for answers in self._devices() + self._mig_sets())

@@ -59,6 +59,8 @@ def plain(value: Any) -> Any:
         return value.decode(errors="replace")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, ctypes.Array)):
         return [plain(v) for v in value]
     if isinstance(value, ctypes._SimpleCData):
@@ -183,11 +185,15 @@ def _sweep_device(nvml: Recorder, index: int) -> None:
 
 
 def record(nvml: Any, probe: Callable[[Any], Any] | None = None) -> dict[str, Any]:
-    """Every answer of the sweep, then of ``probe(recorder)`` (the fingerprint's NVML probe)."""
+    """Every answer of the sweep, then of ``probe(recorder)`` (the fingerprint's NVML probe),
+    whose section is kept as ``_fingerprint_gpu``: what a replay of the recording must give
+    back in this process's environment."""
     recorder = Recorder(nvml)
     try:
         recorder.call("nvmlInit")
     except Exception:  # recorded: the file says why there is nothing else
+        if probe is not None:
+            recorder.recording["_fingerprint_gpu"] = plain(probe(recorder))
         return recorder.recording
     try:
         for name in SYSTEM_CALLS:
@@ -196,7 +202,7 @@ def record(nvml: Any, probe: Callable[[Any], Any] | None = None) -> dict[str, An
         for index in range(_guarded(recorder.call, "nvmlDeviceGetCount") or 0):
             _sweep_device(recorder, index)
         if probe is not None:
-            probe(recorder)
+            recorder.recording["_fingerprint_gpu"] = plain(probe(recorder))
     finally:
         _guarded(recorder.call, "nvmlShutdown")
     return recorder.recording
@@ -216,13 +222,13 @@ def fake_identifiers(recording: dict[str, Any]) -> dict[str, Any]:
         if isinstance(device.get("nvmlDeviceGetSerial"), str):
             serials[device["nvmlDeviceGetSerial"]] = f"{n:05d}"
 
-    def replace(value: Any, key: str = "") -> Any:
+    def replace(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: replace(v, k) for k, v in value.items()}
+            return {k: replace(v) for k, v in value.items()}
         if isinstance(value, list):
             return [replace(v) for v in value]
         if isinstance(value, str):
-            if key == "nvmlDeviceGetSerial" and value in serials:
+            if value in serials:  # a whole string only: digits may occur inside other values
                 return serials[value]
             for real in sorted(fakes, key=len, reverse=True):
                 value = value.replace(real, fakes[real])
