@@ -10,6 +10,7 @@ GPU branch is tested this way, since no GPU is here; its no-driver branch runs f
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import re
@@ -175,3 +176,63 @@ def test_a_bad_command_line_is_exit_2():
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "record_nvml.py")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 2 and "usage:" in run.stderr
+
+
+class CtypesNVML:
+    """Answers as pynvml's own code does on a driver: a new pointer object per handle lookup (the
+    same address for the same GPU), ctypes structures, bytes from an older nvidia-ml-py."""
+
+    NVMLError = pynvml.NVMLError
+    NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
+
+    def nvmlInit(self) -> None:
+        return None
+
+    nvmlShutdown = nvmlInit
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
+        return ctypes.cast(ctypes.c_void_p(0x1000 + 0x100 * index), pynvml.c_nvmlDevice_t)
+
+    def _index(self, handle: Any) -> int:
+        return (ctypes.cast(handle, ctypes.c_void_p).value - 0x1000) // 0x100
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> bytes:
+        return f"GPU-1234abcd-0000-1111-2222-33334444555{self._index(handle)}".encode()
+
+    def nvmlDeviceGetMemoryInfo(self, handle: Any) -> Any:
+        memory = pynvml.c_nvmlMemory_t()
+        memory.total, memory.free, memory.used = 150 << 30, 149 << 30, 1 << 30
+        return memory
+
+    def nvmlDeviceGetPciInfo(self, handle: Any) -> Any:
+        info = pynvml.nvmlPciInfo_t()
+        info.busId = f"00000000:{0x1B + self._index(handle):02X}:00.0".encode()
+        info.bus = 0x1B + self._index(handle)
+        return info
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: Any, kind: int) -> int:
+        return 1980 + self._index(handle)
+
+    def nvmlDeviceGetMigMode(self, handle: Any) -> list[int]:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+
+def test_pynvml_handles_and_structures_are_recorded_per_gpu():
+    recording = record_nvml.fake_identifiers(record_nvml.record(CtypesNVML()))
+    first, second = recording["devices"]
+
+    assert first["nvmlDeviceGetUUID"] == "GPU-00000000-0000-0000-0000-000000000001"
+    assert second["nvmlDeviceGetUUID"] == "GPU-00000000-0000-0000-0000-000000000002"
+    assert first["nvmlDeviceGetMemoryInfo"] == {"total": 150 << 30, "free": 149 << 30,
+                                                "used": 1 << 30}
+    assert second["nvmlDeviceGetPciInfo"]["busId"] == "00000000:1C:00.0"
+    assert second["nvmlDeviceGetPciInfo"]["bus"] == 0x1C
+    assert second["nvmlDeviceGetMaxClockInfo"] == {"NVML_CLOCK_SM": 1981}
+    assert first["nvmlDeviceGetMigMode"] == {"nvml_error": "NVML_ERROR_NOT_SUPPORTED"}
+    assert "mig_devices" not in first
+    json.dumps(recording)  # plain data throughout
+    fake = FakeNVML(recording)
+    assert fake.nvmlDeviceGetMemoryInfo(fake.nvmlDeviceGetHandleByIndex(1)).total == 150 << 30
