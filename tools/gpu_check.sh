@@ -69,6 +69,9 @@ if fp=$(timeout "$(left)" "$py" -m envaudit fingerprint --format json \
   say fingerprint "ok: $out/fingerprint.json"
   timeout "$(left)" "$py" - "$out/fingerprint.json" <<'PY' | shorten
 import json, sys
+def short(value):  # one finding per line, never a screenful
+    text = json.dumps(value)
+    return text if len(text) <= 160 else text[:157] + "..."
 d = json.load(open(sys.argv[1]))
 g, tf = d["gpu"], d["tensorflow"]
 print("  fingerprint_id:", d["fingerprint_id"])
@@ -78,10 +81,15 @@ else:
     print(f"  gpu: driver {g.get('driver_version')}, CUDA driver {g.get('cuda_driver_version')},"
           f" {g.get('device_count')} device(s)")
     for dev in g.get("devices", []):
-        keys = [k for k in dev if k not in ("index", "serial", "pcie", "max_clocks_mhz")]
-        print("   ", dev.get("index"), "; ".join(f"{k}={json.dumps(dev[k])}" for k in keys))
+        keys = ("name", "uuid", "compute_capability", "memory_total_bytes", "mig_mode")
+        print("   ", dev.get("index"), "; ".join(f"{k}={short(dev.get(k))}" for k in keys))
+        migs = dev.get("mig_devices", [])
+        for mig in migs if isinstance(migs, list) else [migs]:
+            keys = [k for k in ("profile", "multiprocessor_count", "memory_total_bytes", "uuid")
+                    if k in mig] or list(mig)
+            print("      mig:", "; ".join(f"{k}={short(mig[k])}" for k in keys))
     for key in sorted(set(g) - {"available", "devices", "driver_version", "cuda_driver_version"}):
-        print(f"  gpu.{key}: {json.dumps(g[key])}")
+        print(f"  gpu.{key}: {short(g[key])}")
 print("  tensorflow:", tf.get("version") if tf.get("available") else f"unavailable: {tf.get('reason')}")
 PY
 else
