@@ -144,7 +144,21 @@ RULE_CASES = [
      "gpu.devices.0.persistence_mode", GPU_MINUTIA),
     ("gpu.devices.*.available", "gpu.devices.0.available", GPU, "gpu.devices.0.index",
      GPU_MINUTIA),
+    ("gpu.devices.*.mig_devices.*.uuid", "gpu.devices.0.mig_devices.1.uuid", GPU_MINUTIA,
+     "gpu.devices.0.mig_devices.1.multiprocessor_count", GPU),
+    ("gpu.devices.*.mig_devices", "gpu.devices.0.mig_devices.2.profile", GPU,
+     "gpu.devices.0.mig_mode.current", ("gpu", True, "gpu", False)),
     ("gpu.devices", "gpu.devices.0.vbios_version", GPU_MINUTIA, "gpu.device_count",
+     ("gpu", True, "gpu", False)),
+    ("gpu.cuda_devices.0.name", "gpu.cuda_devices.0.name", ("gpu", True, "gpu", False),
+     "gpu.cuda_devices.1.name", GPU),
+    ("gpu.cuda_devices.0.compute_capability", "gpu.cuda_devices.0.compute_capability",
+     ("gpu", True, "gpu", False), "gpu.cuda_devices.0.label", GPU),
+    ("gpu.cuda_devices.0.multiprocessor_count", "gpu.cuda_devices.0.multiprocessor_count",
+     ("gpu", True, "gpu", False), "gpu.cuda_devices.1.multiprocessor_count", GPU),
+    ("gpu.cuda_devices.*.uuid", "gpu.cuda_devices.0.uuid", GPU_MINUTIA,
+     "gpu.cuda_devices.available", GPU),
+    ("gpu.cuda_devices", "gpu.cuda_devices.1.compute_capability", GPU, "gpu.devices.0.name",
      ("gpu", True, "gpu", False)),
     ("gpu", "gpu.cuda_visible_devices", GPU, "gpus", OTHER),
     ("tensorflow.build_info.cuda_version", "tensorflow.build_info.cuda_version",
@@ -166,6 +180,12 @@ RULE_CASES = [
      ("cuda", True, "cuda libraries", False)),
     ("tensorflow.nvidia_wheels", "tensorflow.nvidia_wheels.nvidia-cublas-cu12",
      ("cuda", True, "cuda libraries", False), "tensorflow.distribution", TF),
+    ("tensorflow.loaded_libraries.libcuda", "tensorflow.loaded_libraries.libcuda.version",
+     ("driver", True, "driver", False), "tensorflow.loaded_libraries.libcudart.version",
+     ("cuda", True, "cuda libraries", False)),
+    ("tensorflow.loaded_libraries.libnvidia-ptxjitcompiler",
+     "tensorflow.loaded_libraries.libnvidia-ptxjitcompiler.path", ("driver", True, "driver", False),
+     "tensorflow.loaded_libraries.libnvJitLink.path", ("cuda", True, "cuda libraries", False)),
     ("tensorflow.loaded_libraries.libcudnn*", "tensorflow.loaded_libraries.libcudnn.path",
      ("cudnn", True, "cuda libraries", False), "tensorflow.loaded_libraries.libcublas.path",
      ("cuda", True, "cuda libraries", False)),
@@ -203,6 +223,11 @@ RULE_CASES = [
      ("packages", True, "numpy", False)),
     ("numerics_libs", "numerics_libs.scipy.version", ("packages", True, "numpy", False),
      "numerics", OTHER),
+    # Device selection: recorded, never numerics (what it selects counts, gpu.cuda_devices).
+    *[(f"env.{name}", f"env.{name}", ("numerics-env", False, "environment variables", False),
+       f"env.{name}_X", ("numerics-env", True, "environment variables", False))
+      for name in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL",
+                   "HIP_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")],
     ("env", "env.TF_ENABLE_ONEDNN_OPTS", ("numerics-env", True, "environment variables", False),
      "env.TF_CPP_MIN_LOG_LEVEL", ("numerics-env", False, "environment variables", True)),
     ("packages", "packages.available", ("packages", False, "packages", False),
@@ -266,7 +291,11 @@ def test_unreadable_fields_answer_for_whether_they_could_be_read():
 # -- recorded captures: CPU-only and GPU ------------------------------------------------------
 
 H100_NUMERICS = [
-    ("gpu.available", True), ("gpu.cuda_driver_version", "12.4"), ("gpu.device_count", 2),
+    ("gpu.available", True),
+    # The device CUDA runs on first (TensorFlow's GPU:0): one of two alike boards.
+    ("gpu.cuda_devices.0.compute_capability", "9.0"),
+    ("gpu.cuda_devices.0.name", "NVIDIA H100 80GB HBM3"),
+    ("gpu.cuda_driver_version", "12.4"), ("gpu.device_count", 2),
     ("gpu.devices.0.compute_capability", "9.0"), ("gpu.devices.0.mig_mode.current", "disabled"),
     ("gpu.devices.0.name", "NVIDIA H100 80GB HBM3"),
     ("gpu.devices.1.compute_capability", "9.0"), ("gpu.devices.1.mig_mode.current", "disabled"),
@@ -295,7 +324,9 @@ def test_the_recorded_cpu_only_capture_hashes_its_gpu_as_unavailable():
         ("gpu.devices.0.name", "NVIDIA A100-SXM4-80GB"), ("gpu.driver_version", "535.129.03")]),
     # a GeForce cannot read its MIG mode: the marker is a detail, not a numerics field
     ("rtx4090_geforce.json", [
-        ("gpu.available", True), ("gpu.cuda_driver_version", "12.4"), ("gpu.device_count", 1),
+        ("gpu.available", True), ("gpu.cuda_devices.0.compute_capability", "8.9"),
+        ("gpu.cuda_devices.0.name", "NVIDIA GeForce RTX 4090"),
+        ("gpu.cuda_driver_version", "12.4"), ("gpu.device_count", 1),
         ("gpu.devices.0.compute_capability", "8.9"),
         ("gpu.devices.0.name", "NVIDIA GeForce RTX 4090"), ("gpu.driver_version", "550.54.15")]),
 ])
@@ -314,14 +345,18 @@ def test_a_gpu_appearing_is_listed_numerics_first():
         change("gpu.driver_version", None, "550.54.15", "driver", True, "driver", False),
         change("gpu", NO_NVML, None, "gpu", True, "gpu", False),
         change("gpu.available", None, True, "gpu", True, "gpu", False),
+        *[change(path, None, value, "gpu", True, "gpu", False)
+          for path, value in H100_NUMERICS if path.startswith("gpu.cuda_devices.")],
         change("gpu.device_count", None, 2, "gpu", True, "gpu", False),
         *[change(path, None, value, "gpu", True, "gpu", False)
           for path, value in H100_NUMERICS if path.startswith("gpu.devices.")],
     ]
     assert changes[:len(numerics)] == tuple(numerics)
     rest = changes[len(numerics):]
-    assert len(rest) == 31 and {c.category for c in rest} == {"gpu"}
-    assert rest[0] == change("gpu.devices.0.ecc_mode.current", None, "enabled", *GPU)
+    assert len(rest) == 35 and {c.category for c in rest} == {"gpu"}
+    # Which of two alike boards CUDA numbers first is not NVML's to say: its UUID is a reason.
+    assert (rest[0].path, rest[0].current["available"]) == ("gpu.cuda_devices.0.uuid", False)
+    assert change("gpu.devices.0.ecc_mode.current", None, "enabled", *GPU) in rest
     assert rest[-1] == change("gpu.nvml_version", None, "12.550.54.15", "gpu", False, "driver",
                               True)
     assert change("gpu.devices.0.uuid", None, "GPU-5d8a1c1e-3f0e-8b9a-6f52-1c3e9a7d2b40",
@@ -339,6 +374,7 @@ def test_another_board_and_fields_only_one_side_can_read():
                    Fingerprint(with_gpu("rtx4090_geforce.json")))
     by_path = {c.path: c for c in changes}
     assert [c.path for c in changes if c.numerics] == [
+        "gpu.cuda_devices.0.compute_capability", "gpu.cuda_devices.0.name",
         "gpu.device_count", "gpu.devices.0.compute_capability", "gpu.devices.0.mig_mode.current",
         "gpu.devices.0.name", "gpu.devices.1.compute_capability",
         "gpu.devices.1.mig_mode.current", "gpu.devices.1.name"]
@@ -376,7 +412,7 @@ def _diff_exit_code(tmp_path: Path, capsys, golden: dict, current: dict) -> tupl
 def test_diff_exits_1_only_for_a_numerics_change(tmp_path, capsys):
     code, document = _diff_exit_code(tmp_path, capsys, cpu_only(),
                                       with_gpu("h100_sxm5_x2.json"))
-    assert (code, document["counts"]) == (1, {"numerics": 11, "informational": 31})
+    assert (code, document["counts"]) == (1, {"numerics": 13, "informational": 35})
     volatile = cpu_only()
     volatile.update(captured_at="2030-01-01T00:00:00Z", fingerprint_id="fp-0000000000000000")
     volatile["os"]["hostname"] = "elsewhere"

@@ -339,14 +339,17 @@ def test_fleet_fingerprint_groups_the_same_cluster(fleet):
 @pytest.mark.parametrize(("visible", "gpus"), [("0,1", ["0", "1"]), ("2", ["2"]), ("", []),
                                                ("-1", []), (" 1 , 3 ", ["1", "3"])])
 def test_one_run_per_gpu_a_worker_can_see(monkeypatch, visible, gpus):
-    """A host's GPUs as CUDA_VISIBLE_DEVICES values, one run each (the NVML branch, a machine
-    with a driver, is verified when a GPU machine is lent; here NVML has no driver)."""
+    """A host's GPUs as CUDA_VISIBLE_DEVICES values, one run each, on this machine for real
+    (NVML has no driver here: the worker's own values pass on as set, and it says so; the NVML
+    branch replays recorded answers in tests/test_gpu_selection.py)."""
     from envaudit.fleet.node import visible_gpus
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    assert visible_gpus() == {"gpus": gpus}
+    listed = visible_gpus()
+    assert [(g["device"], g["label"]) for g in listed["gpus"]] == [(g, g) for g in gpus]
+    assert len(listed["notes"]) == (1 if gpus else 0)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert visible_gpus() == {"gpus": []}  # no NVIDIA driver on this machine: a CPU node
+    assert visible_gpus() == {"gpus": [], "notes": []}  # no NVIDIA driver here: a CPU node
 
 
 

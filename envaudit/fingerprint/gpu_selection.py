@@ -29,7 +29,7 @@ from typing import Any
 from envaudit.fingerprint.guard import unavailable
 
 PCI_ORDER = "PCI_BUS_ID"
-_UNORDERED = ("CUDA numbers GPUs fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, and NVML"
+UNORDERED = ("CUDA numbers GPUs fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, and NVML"
               " numbers them in PCI order")
 _UNKNOWN_FIRST = ("which device CUDA numbers first (TensorFlow's GPU:0) is not known: the"
                   " candidates differ, and CUDA numbers GPUs fastest first unless"
@@ -108,12 +108,23 @@ def select(found: Sequence[ComputeUnit], visible: str | None, order: str | None
         known = len(found) == 1 or (order == PCI_ORDER and not any(u.instance for u in found))
         return [Selected(u.uuid, (u,), ordered=known) for u in found]
     selected = []
-    for entry in (part.strip() for part in visible.split(",")):
+    for entry in entries(visible):
         one = _entry(found, entry, order)
         if one is None:
-            break  # CUDA ignores this entry and every one after it
+            break  # an ordinal past the last GPU: CUDA ignores it and every entry after it
         selected.append(one)
     return selected
+
+
+def entries(visible: str) -> list[str]:
+    """The entries of a CUDA_VISIBLE_DEVICES value that CUDA reads: up to the first one that is
+    neither an index nor a UUID (``-1``, an empty one)."""
+    read = []
+    for entry in (part.strip() for part in visible.split(",")):
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        read.append(entry)
+    return read
 
 
 def _entry(found: Sequence[ComputeUnit], entry: str, order: str | None) -> Selected | None:
@@ -123,11 +134,9 @@ def _entry(found: Sequence[ComputeUnit], entry: str, order: str | None) -> Selec
         parent, _, ids = entry[len("MIG-"):].partition("/")
         matches = [u for u in found if u.parent_uuid == parent
                    and "/".join(str(i) for i in u.instance or ()) == ids]
-    elif entry.startswith(("GPU-", "MIG-")):
+    else:
         matches = [u for u in found if u.uuid.startswith(entry)
                    or (u.parent_uuid or "").startswith(entry)]
-    else:
-        return None
     if not matches:
         return Selected(entry, reason=f"NVML lists no device {entry}")
     # A GPU- entry selects its board (all of its MIG instances, in MIG mode); a MIG- entry one.
@@ -145,7 +154,7 @@ def _index(found: Sequence[ComputeUnit], index: int, order: str | None) -> Selec
         return Selected(str(index), mine, ordered=len(mine) == 1)  # MIG instances: unknown
     if len({u.numerics for u in found}) == 1:
         return Selected(str(index), mine, identified=False, ordered=len(mine) == 1)
-    return Selected(str(index), reason=f"{_UNORDERED}, and this host's devices differ")
+    return Selected(str(index), reason=f"{UNORDERED}, and this host's devices differ")
 
 
 def recorded(section: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
@@ -169,7 +178,7 @@ def recorded(section: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
 
 def _record(unit: ComputeUnit, known: bool) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "uuid": unit.uuid if known else unavailable(f"one of alike devices: {_UNORDERED}"),
+        "uuid": unit.uuid if known else unavailable(f"one of alike devices: {UNORDERED}"),
         "label": unit.label if known else None,
         "name": unit.name,
         "compute_capability": unit.compute_capability,

@@ -3,8 +3,9 @@
 The only module that imports Dask, inside its functions (an optional dependency: without it, one
 ``EnvauditError`` that says ``pip install 'envaudit[fleet]'``). Constraints:
 - One run per distinct host (worker processes on one host share its environment and devices;
-  dedupe by the host of the worker's address), and on a host with GPUs one run per GPU through
-  CUDA_VISIBLE_DEVICES. A ``--local N`` cluster is a try on one machine: each worker is a node.
+  dedupe by the host of the worker's address), and on a host with GPUs one run per GPU (or MIG
+  instance) through CUDA_VISIBLE_DEVICES set to its UUID (``node.visible_gpus``). A
+  ``--local N`` cluster is a try on one machine: each worker is a node.
 - Every task is pinned to its worker (``workers=[address], allow_other_workers=False``) and
   impure (``pure=False``: a re-run is a new run, never a cached result).
 - Nothing a node does becomes an exception here (``on_error="return"`` semantics): a task that
@@ -115,13 +116,36 @@ def places(client: Any, per_host: bool, timeout: float, progress: Progress) -> t
                              allow_other_workers=False, pure=False): p for p in hosts}
     found, failed = [], []
     for place, answer in wait_all(client, futures, time.monotonic() + timeout, lambda _: None):
-        gpus = answer.get("gpus") if isinstance(answer, Mapping) else None
-        if isinstance(gpus, list) and all(isinstance(g, str) and g for g in gpus):
-            found += [NodePlace(place.host, place.worker, g) for g in gpus] or [place]
-        else:
+        gpus = _gpus(answer)
+        if gpus is None:
             failed.append((place, answer))
+            continue
+        found += [NodePlace(place.host, place.worker, d, label) for d, label in gpus] or [place]
+        notes = answer.get("notes") if isinstance(answer, Mapping) else None
+        for note in notes if isinstance(notes, list) else []:
+            if isinstance(note, str):
+                progress(f"{place.host}: {note[:500]}")  # a node's text: bounded
     progress(f"{len(found)} node(s) on {len(chosen)} host(s)")
     return found, failed
+
+
+def _gpus(answer: Any) -> list[tuple[str, str]] | None:
+    """``(CUDA_VISIBLE_DEVICES value, label)`` of each GPU a node listed (``node.visible_gpus``),
+    or None when the answer is not that. A plain string is a node of an older envaudit, which
+    listed the values alone."""
+    gpus = answer.get("gpus") if isinstance(answer, Mapping) else None
+    if not isinstance(gpus, list):
+        return None
+    listed = []
+    for gpu in gpus:
+        if isinstance(gpu, str) and gpu:
+            listed.append((gpu, gpu))
+        elif isinstance(gpu, Mapping) and all(isinstance(gpu.get(k), str) and gpu.get(k)
+                                             for k in ("device", "label")):
+            listed.append((gpu["device"], gpu["label"]))
+        else:
+            return None
+    return listed
 
 
 def run_checks(client: Any, where: Sequence[NodePlace], bundle: Mapping[str, bytes], *,

@@ -114,24 +114,47 @@ def run_fingerprint(*, redact: bool = True, device: str | None = None) -> dict[s
     return result
 
 
-def visible_gpus() -> dict[str, list[str]]:
-    """``{"gpus": [...]}``: the GPUs a subprocess of this worker would see, as
-    CUDA_VISIBLE_DEVICES values: the worker's own CUDA_VISIBLE_DEVICES entries when set, else
-    one index per NVML device; none on a machine without an NVIDIA driver."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return {"gpus": [d.strip() for d in visible.split(",")
-                         if d.strip() and d.strip() != "-1"]}
-    try:
-        import pynvml
+def visible_gpus(nvml: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The devices a subprocess of this worker would see, one run each: ``{"gpus": [{"device":
+    the CUDA_VISIBLE_DEVICES value a run sets, "label": how people know it}], "notes": [...]}``.
 
-        pynvml.nvmlInit()
-        try:
-            return {"gpus": [str(i) for i in range(pynvml.nvmlDeviceGetCount())]}
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: a CPU node
-        return {"gpus": []}
+    A GPU is selected by its UUID and a MIG instance by its ``MIG-`` UUID, never by NVML's index:
+    NVML counts in PCI order, CUDA fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so an index
+    can name another board. The label stays nvidia-smi's index ("0", "0 MIG 1 (1g.10gb)"). The
+    worker's own CUDA_VISIBLE_DEVICES is honoured: its entries are mapped to UUIDs where NVML can
+    say which devices they are, else passed on as set, with a note that says why. None on a
+    machine without an NVIDIA driver. ``nvml`` and ``environ``: for tests (recorded answers).
+    """
+    from envaudit.fingerprint import gpu, gpu_selection
+
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    section = gpu.probe(nvml, environ)
+    found = gpu_selection.units(section) if section.get("available") is True else []
+    if visible is None:
+        return {"gpus": [{"device": u.uuid, "label": u.label} for u in found], "notes": []}
+    if not found:
+        why = section.get("reason") or "NVML lists no GPU"
+        as_set = [_as_set(n, entry) for n, entry in enumerate(gpu_selection.entries(visible))]
+        notes = [f"CUDA_VISIBLE_DEVICES={visible} passed on as set: NVML cannot say which devices"
+                 f" it names ({why})"] if as_set else []
+        return {"gpus": as_set, "notes": notes}
+    gpus, notes = [], []
+    order = environ.get("CUDA_DEVICE_ORDER")
+    for n, one in enumerate(gpu_selection.select(found, visible, order)):
+        if one.reason or not one.identified:
+            gpus.append(_as_set(n, one.entry))
+            notes.append(f"CUDA_VISIBLE_DEVICES entry {one.entry} passed on as set: "
+                         + (one.reason or f"{gpu_selection.UNORDERED}, and which of this host's"
+                            " alike GPUs it names is not known"))
+        else:
+            gpus += [{"device": u.uuid, "label": u.label} for u in one.units]
+    return {"gpus": gpus, "notes": notes}
+
+
+def _as_set(position: int, entry: str) -> dict[str, str]:
+    # An index is its own label; a UUID is not shown (a report may leave the machine).
+    return {"device": entry, "label": entry if entry.isdigit() else f"entry {position}"}
 
 
 # --- parts ------------------------------------------------------------------------------------

@@ -44,11 +44,16 @@ class NodePlace:
 
     host: str
     worker: str
-    device: str | None = None
+    device: str | None = None  # what the run sets CUDA_VISIBLE_DEVICES to: a UUID, as a rule
+    gpu: str | None = None  # the device as people know it: nvidia-smi's index, a MIG instance
+
+    @property
+    def shown_device(self) -> str | None:
+        return self.gpu or self.device
 
     @property
     def label(self) -> str:
-        return self.host if self.device is None else f"{self.host} GPU {self.device}"
+        return self.host if self.device is None else f"{self.host} GPU {self.shown_device}"
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,17 @@ class FleetNode:
     stderr: str = field(default="", metadata={"json": False})
     array_digests: Mapping[str, str] = field(default_factory=dict, metadata={"json": False})
     fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})
+    # What the run set CUDA_VISIBLE_DEVICES to (a GPU's or MIG instance's UUID): a re-run selects
+    # the same device by it; never in the report (``device`` is how people know the device).
+    selector: str | None = field(default=None, metadata={"json": False})
+
+    @property
+    def place(self) -> NodePlace:
+        return NodePlace(self.host, self.worker, self.selector or self.device, self.device)
 
     @property
     def label(self) -> str:
-        return NodePlace(self.host, self.worker, self.device).label
+        return self.place.label
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,8 @@ def parse_node(place: NodePlace, answer: Mapping[str, Any], command: Command) ->
     not what envaudit writes is that node's error."""
     seconds = answer.get("seconds") if isinstance(answer, Mapping) else None
     seconds = float(seconds) if isinstance(seconds, (int, float)) and seconds >= 0 else 0.0
-    base = FleetNode(place.host, place.worker, place.device, seconds)
+    base = FleetNode(place.host, place.worker, place.shown_device, seconds,
+                     selector=place.device)
     error = answer.get("error") if isinstance(answer, Mapping) else "not a result"
     stderr = answer.get("stderr") if isinstance(answer, Mapping) else ""
     stderr = _clip(stderr) if isinstance(stderr, str) else ""

@@ -72,7 +72,7 @@ def fleet_fingerprint(*, scheduler: str | None = None, local: int | None = None,
 
 
 def _place(node: FleetNode) -> cluster.NodePlace:
-    return cluster.NodePlace(node.host, node.worker, node.device)
+    return node.place
 
 
 def _judged(node: FleetNode, nodes: Sequence[FleetNode], suspects: dict[str, tuple[str, ...]],
