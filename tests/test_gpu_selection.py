@@ -214,3 +214,13 @@ def test_a_node_of_an_older_envaudit_lists_plain_values():
     assert _gpus({"gpus": [{"device": H100_UUIDS[0], "label": "0"}]}) == [(H100_UUIDS[0], "0")]
     assert _gpus({"gpus": [{"device": H100_UUIDS[0]}]}) is None  # not what envaudit writes
     assert _gpus({"gpus": [""]}) is None and _gpus({"error": "x"}) is None
+
+
+def test_mig_ids_are_hashed_where_a_fingerprint_is_shared(here):
+    from envaudit.fingerprint.redact import hashed, redact
+
+    fp = fingerprint(here, A100_MIG, {"CUDA_VISIBLE_DEVICES": MIG_1G[0]})
+    shared = json.dumps(redact(fp.data, salt=b"salt"))
+    assert not [uuid for uuid in (MIG_3G, *MIG_1G) if uuid in shared]
+    # The board's list, the selection, the variable and the GPU section's copy of it.
+    assert shared.count(hashed(MIG_1G[0], b"salt")) == 4
