@@ -224,3 +224,11 @@ def test_mig_ids_are_hashed_where_a_fingerprint_is_shared(here):
     assert not [uuid for uuid in (MIG_3G, *MIG_1G) if uuid in shared]
     # The board's list, the selection, the variable and the GPU section's copy of it.
     assert shared.count(hashed(MIG_1G[0], b"salt")) == 4
+
+
+def test_a_selection_of_no_device_proves_a_cpu_run(here):
+    from envaudit.attribute.reach import ran_on_cpu_only
+
+    # CUDA stops reading at -1: "-1,0" selects nothing, as "-1" does.
+    assert ran_on_cpu_only(fingerprint(here, H100, {"CUDA_VISIBLE_DEVICES": "-1,0"}))
+    assert not ran_on_cpu_only(fingerprint(here, H100, {"CUDA_VISIBLE_DEVICES": "0,-1"}))

@@ -104,11 +104,13 @@ def evidence(moved: Sequence[TensorComparison], golden_fingerprint: Fingerprint 
 
 def ran_on_cpu_only(fingerprint: Fingerprint) -> bool:
     """Whether a fingerprint proves that its TensorFlow could only use the CPU: no GPU visible
-    to NVML (or all hidden by ``CUDA_VISIBLE_DEVICES``), or a TensorFlow built without CUDA."""
+    to NVML (or all hidden by ``CUDA_VISIBLE_DEVICES``: CUDA selects none, ``cuda_devices``),
+    or a TensorFlow built without CUDA."""
     gpu = fingerprint.get("gpu") or {}
     no_gpu = isinstance(gpu, Mapping) and (gpu.get("available") is False
                                           or gpu.get("device_count") == 0
                                           or gpu.get("devices") == []
+                                          or gpu.get("cuda_devices") == []
                                           or gpu.get("cuda_visible_devices") in ("", "-1"))
     return no_gpu or fingerprint.get("tensorflow.build_info.is_cuda_build") is False
 
