@@ -21,6 +21,7 @@ from envaudit.version import __version__
 if TYPE_CHECKING:
     from envaudit.fingerprint import Change, Fingerprint
     from envaudit.result import CheckResult
+    from envaudit.tf32 import Tf32Option
     from envaudit.usermodel.spec import DetectionNames, Tolerances
     from envaudit.workload.assets import Assets
     from envaudit.workload.types import WorkloadResult
@@ -61,18 +62,20 @@ def check(
     tolerances: Tolerances | None = None,
     detections: DetectionNames | None = None,
     bisect: bool = False,
+    tf32: Tf32Option = "default",
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
     default bundle, else the shipped reference), in ``modes`` (default: all the golden
     recorded). A golden of the user's own model re-runs that model (``model``: its path, if it
     moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); ``bisect`` rebuilds
-    environments with uv to confirm or rule out package changes; see
-    ``envaudit.pipeline.compose.check``."""
+    environments with uv to confirm or rule out package changes; ``tf32`` ("on", "off" or
+    "default": TensorFlow's choice) sets TensorFlow's TF32 switch for the run and every re-run,
+    putting this process's back after; see ``envaudit.pipeline.compose.check``."""
     from envaudit.pipeline.compose import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
                   progress=progress, model=model, tolerances=tolerances,
-                  detections=detections, bisect=bisect)
+                  detections=detections, bisect=bisect, tf32=tf32)
 
 
 __all__ = ["__version__", "capture", "diff", "run_workload", "check"]

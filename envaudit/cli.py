@@ -171,7 +171,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
                 raise EnvauditError(f"{option} describes your own model: pass --model PATH too")
         with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
             bundle = record(path, force=args.force, redact=not args.no_redact,
-                            progress=progress)
+                            progress=progress, tf32=args.tf32)
     else:
         if args.inputs is None:
             raise EnvauditError("--model needs --inputs PATH: a folder of PNG/JPEG images or an"
@@ -184,7 +184,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
             bundle = record_model(path, model=Path(args.model), inputs=Path(args.inputs),
                                   signature=args.signature, detections=detections,
                                   force=args.force, redact=not args.no_redact,
-                                  progress=progress, note=notes.append)
+                                  progress=progress, note=notes.append, tf32=args.tf32)
     if not args.quiet:
         _say(f"recorded golden bundle {_one_line(str(bundle.path))} ({bundle.array_count}"
              " arrays)")
@@ -218,6 +218,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             tolerances=parse_tolerances(args.tolerance) if args.tolerance else None,
             detections=parse_detections(args.detections) if args.detections else None,
             bisect=args.bisect,
+            tf32=args.tf32,
         )
     for note in () if args.quiet else result.notes:
         _say(f"envaudit: note: {_one_line(note)}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from envaudit.cli_help import Formatter, Parser, described
 from envaudit.render.formats import choices
+from envaudit.tf32 import OPTIONS
 from envaudit.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
@@ -89,6 +90,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                    help="with --model: the outputs that hold detections (the Object Detection"
                         " API's names are recognised without it)")
     p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
+    _tf32(p)
     # pragma: no mutate end
     p.set_defaults(handler=handlers["record"])
 
@@ -111,6 +113,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                    help="the outputs of your model that hold detections")
     p.add_argument("--bisect", action="store_true",
                    help="confirm or rule out package changes by rebuilding environments with uv")
+    _tf32(p)
     _check_output(p)
     # pragma: no mutate end
     p.set_defaults(handler=handlers["check"])
@@ -125,7 +128,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     _check_output(p)
     p.set_defaults(handler=handlers["bisect"], repeat=1, modes=None, tolerance=None,
-                   detections=None)
+                   detections=None, tf32="default")
     # pragma: no mutate end
 
     # pragma: no mutate start
@@ -218,6 +221,13 @@ def _golden_choice(p: argparse.ArgumentParser) -> None:
                        help="golden bundle folder (default: see above)")
     where.add_argument("--name", help="a bundle recorded with 'envaudit record --name NAME'")
     # pragma: no mutate end
+
+
+def _tf32(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tf32", choices=OPTIONS, default="default",
+                   help="TensorFlow's TF32 switch (tensor-core fp32 math on Ampere and later GPUs)"
+                        " for the run and every re-run: on, off, or default (TensorFlow's own"
+                        " choice); the state it had is recorded")
 
 
 def _check_output(p: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ from envaudit.result import CheckResult
 _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
                          "status", "origin", "mode", "moved_modes", "golden_schema", "workload",
                          "input_kind", "sha256", "array_digests", "outcome",
-                         "kinds", "advice"})
+                         "kinds", "advice", "option", "effective"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

@@ -21,6 +21,7 @@ from envaudit.compare.types import (
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.provenance import RecordedElsewhere
+from envaudit.tf32 import Tf32Check
 from envaudit.usermodel.spec import ModelInfo
 
 SCHEMA = "envaudit.check/2"
@@ -95,6 +96,9 @@ class CheckResult:
     # The golden came from other hardware or another TensorFlow build than this machine's (what
     # differs, and how to record a baseline here), or None; renderers show its line first.
     recorded_elsewhere: RecordedElsewhere | None = None
+    # TF32 as the golden recorded it and as this run had it (``envaudit/tf32.py``); None only for
+    # a result made without a run.
+    tf32: Tf32Check | None = None
     # Both whole fingerprints, for redaction (it hides their host names and secrets everywhere)
     # and for renderers that show them; not part of the JSON, which carries their ids.
     golden_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})

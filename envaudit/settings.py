@@ -142,6 +142,11 @@ _GPU_MATMUL = "selects GPU matrix-product algorithms"
 _GPU_MEMORY = "changes GPU memory or stream handling, so which kernels and algorithms fit"
 _FP16_COMPUTE = "chooses fp16 or fp32 accumulation in GPU kernels"
 _JIT = "compiles traced functions with XLA by default"
+_TF32_OVERRIDE_WHY = ("0 forces TF32 off in cuBLAS and cuDNN (1 forces nothing on: TensorFlow's own"
+                      " switch decides); TensorFlow's cuBLAS path was reported not to honour it"
+                      " (tensorflow#53742): envaudit's --tf32 off is the switch it puts back")
+_TF32_UNREAD_WHY = ("is not read by current TensorFlow (TF32 is its API switch since 2.4,"
+                    " envaudit's --tf32): setting it changes nothing")
 
 # TensorFlow's variables that a re-run never puts back (read from TensorFlow's sources and its
 # shared libraries): recorded by name, with what they change and reach.
@@ -248,15 +253,11 @@ SETTINGS: tuple[Setting, ...] = (
             families=frozenset({"conv"}), devices=GPU),
     Setting("TF_USE_CUDNN_BATCHNORM_SPATIAL_PERSISTENT", _BOOL, "selects cuDNN's batch-norm"
             " kernel", devices=GPU),
-    Setting("TF_ENABLE_CUBLAS_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for cuBLAS",
-            families=PRECISION, devices=GPU),
-    Setting("TF_ENABLE_CUDNN_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for cuDNN",
-            families=PRECISION, devices=GPU),
-    Setting("TF_ENABLE_CUDNN_RNN_TENSOR_OP_MATH_FP32", _BOOL, "enables TF32 tensor cores for"
-            " RNNs", families=PRECISION, devices=GPU),
-    Setting("TF_ENABLE_TF32", _BOOL, "enables TF32 math", families=PRECISION, devices=GPU),
-    Setting("NVIDIA_TF32_OVERRIDE", r"[01]", "enables TF32 math on NVIDIA GPUs",
-            families=PRECISION, devices=GPU),
+    # TF32 is TensorFlow's own switch (tf.config.experimental.enable_tensor_float_32_execution,
+    # envaudit's --tf32, ``envaudit/tf32.py``), not a variable. NVIDIA's libraries read this one;
+    # only 0 overrides (TF32 off in cuBLAS and cuDNN), 1 forces nothing on.
+    Setting("NVIDIA_TF32_OVERRIDE", r"[01]", _TF32_OVERRIDE_WHY, families=PRECISION,
+            devices=GPU),
     Setting("TF_ENABLE_AUTO_MIXED_PRECISION", _BOOL, "rewrites graphs to mixed precision",
             families=PRECISION),
     Setting("TF_ENABLE_AUTO_MIXED_PRECISION_GRAPH_REWRITE", _BOOL, "rewrites graphs to mixed"
@@ -362,6 +363,14 @@ SETTINGS: tuple[Setting, ...] = (
             families=PRECISION),
     Setting("TF_CPP_", None, "changes TensorFlow's logging, not its arithmetic",
             families=frozenset()),
+    # Not read by current TensorFlow: TF32 moved to its API switch in TensorFlow 2.4 (the names
+    # are in neither its Python sources nor its shared libraries, 2.21 with CUDA 12.5 checked).
+    # Recorded, since deployment scripts still set them believing TF32 off; never put back, and
+    # known to move nothing.
+    *(Setting(name, None, _TF32_UNREAD_WHY, families=frozenset(), devices=GPU)
+      for name in ("TF_ENABLE_TF32", "TF_ENABLE_CUBLAS_TENSOR_OP_MATH_FP32",
+                   "TF_ENABLE_CUDNN_TENSOR_OP_MATH_FP32",
+                   "TF_ENABLE_CUDNN_RNN_TENSOR_OP_MATH_FP32")),
     # Read by PyTorch, not TensorFlow; recorded because a process may load both.
     Setting("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", None, "enables TF32 math in cuBLAS (PyTorch's"
             " switch)", families=PRECISION, devices=GPU),

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from envaudit import bundle_budget, bundle_files, untrusted
+from envaudit import bundle_budget, bundle_files, tf32, untrusted
 from envaudit import modes as mode_registry
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.shipped import shipped
+from envaudit.tf32 import Tf32State
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem
 from envaudit.version import __version__
@@ -61,8 +62,8 @@ MAX_MANIFEST_BYTES = 16 << 20
 # Array names inside an .npz: plain names, as the workload writes them.
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Every field a manifest must have ("redacted" and "devices" are optional: bundles before they were
-# added lack them);
+# Every field a manifest must have ("redacted", "devices" and "tf32" are optional: bundles before
+# they were added lack them);
 # schema 2 adds the recorded modes, the modes that could not run and why, and what the xla mode
 # runs outside XLA.
 _MANIFEST_KEYS = ("schema", "envaudit_version", "created_at", "workload", "images", "arrays",
@@ -96,6 +97,12 @@ class GoldenBundle:
     @property
     def device_names(self) -> Mapping[str, str]:
         return self.manifest.get("devices", {}).get("names", {})
+
+    @property
+    def tf32(self) -> Tf32State | None:
+        """TF32 as the recording ran (``envaudit/tf32.py``); None for a bundle recorded before
+        envaudit recorded it."""
+        return tf32.from_manifest(self.manifest.get("tf32"))
 
     @property
     def schema(self) -> str:
@@ -256,12 +263,14 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
             return problem
     groups = array_groups(m)
     files_expected = [f"{group}.npz" for group in groups]
-    unknown = sorted(set(m) - {*keys, "redacted", "devices"})
+    unknown = sorted(set(m) - {*keys, "redacted", "devices", "tf32"})
     if unknown:
         return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
     if "devices" in m and not _devices_ok(m["devices"]):
         return ("'devices' must map array keys to devices (CPU:N, GPU:N) and devices to their"
                 " names")
+    if "tf32" in m and tf32.manifest_problem(m["tf32"]):
+        return tf32.manifest_problem(m["tf32"])
     if not isinstance(m["envaudit_version"], str) or not isinstance(m["created_at"], str):
         return "'envaudit_version' and 'created_at' must be text"
     files, arrays, workload = m["files"], m["arrays"], m["workload"]
@@ -493,16 +502,18 @@ def write_bundle(
     device_names: Mapping[str, str] | None = None,
     force: bool = False,
     redacted: bool = False,
+    tf32_state: Tf32State | None = None,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
     ``stages`` holds each recorded mode's stage outputs (registry order); ``not_run`` the modes
     the recording environment could not run, with the reason; ``devices`` the device that
-    computed each array (``keyed_arrays`` keys) and ``device_names`` which GPU each is.
-    ``redacted`` says that ``fingerprint`` was redacted for sharing; a check then redacts its own
-    fingerprint the same way before comparing, so that redaction itself is never a change. A
-    canary bundle has a ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its
-    ``inputs`` instead."""
+    computed each array (``keyed_arrays`` keys) and ``device_names`` which GPU each is;
+    ``tf32_state`` TF32 as the recording ran (``envaudit/tf32.py``). ``redacted`` says that
+    ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
+    way before comparing, so that redaction itself is never a change. A canary bundle has a
+    ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its ``inputs``
+    instead."""
     target = Path(target).absolute()
     check_writable(target, force)
     _require_within_budget(target, workload.get("id") == USER_MODEL,
@@ -518,7 +529,7 @@ def write_bundle(
             fingerprint, workload, images, modes, not_run=not_run, outside_xla=outside_xla,
             arrays={group: list(arrays) for group, arrays in groups.items()},
             files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
-            redacted=redacted, devices=devices, device_names=device_names)
+            redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state)
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -566,7 +577,8 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
                   modes: list[str], *, not_run: Mapping[str, str] | None,
                   outside_xla: Mapping[str, str] | None, arrays: dict[str, list[str]],
                   files: dict[str, str], redacted: bool, devices: Mapping[str, str] | None,
-                  device_names: Mapping[str, str] | None) -> dict[str, Any]:
+                  device_names: Mapping[str, str] | None,
+                  tf32_state: Tf32State | None = None) -> dict[str, Any]:
     """A schema 2 manifest, its own checksum last (fields in the order a bundle shows them)."""
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -581,6 +593,7 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
         "files": files,
         "redacted": redacted,
         "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
+        **({"tf32": tf32_state.to_manifest()} if tf32_state else {}),
         "fingerprint": fingerprint.to_dict(),
     }
     manifest["manifest_sha256"] = _manifest_digest(manifest)

@@ -107,6 +107,15 @@ def golden_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tf32_off_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle recorded with ``--tf32 off`` in this environment (one TF subprocess)."""
+    path = tmp_path_factory.mktemp("golden") / "tf32-off"
+    proc = run_cli("record", "--golden", str(path), "--tf32", "off")
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+@pytest.fixture(scope="session")
 def workload_result():
     """One in-process run of the workload (TensorFlow imported into the test process)."""
     from envaudit.workload import run_workload

@@ -188,10 +188,11 @@ def test_no_isa_emulation_unless_the_golden_cpu_is_lesser(golden, current):
 
 
 def test_plan_order_is_variables_together_cores_isa():
-    changes = [Change("cpu.usable_cores", 1, 2, "cpu", True), env("TF_ENABLE_TF32", "0", "1"),
-               env("TF_DETERMINISTIC_OPS", "1", None)]
+    changes = [Change("cpu.usable_cores", 1, 2, "cpu", True),
+               env("TF_CUDNN_DETERMINISTIC", "0", "1"), env("TF_DETERMINISTIC_OPS", "1", None)]
     labels = [e.label for e in plan(changes, machine(AVX2, 1), machine(AVX512))]
-    assert labels == ["TF_ENABLE_TF32 restored to '0'", "TF_DETERMINISTIC_OPS restored to '1'",
+    assert labels == ["TF_CUDNN_DETERMINISTIC restored to '0'",
+                      "TF_DETERMINISTIC_OPS restored to '1'",
                       "all numerics variables restored together",
                       "pinned to 1 cores as on the golden machine",
                       "golden instruction set emulated with ONEDNN_MAX_CPU_ISA=AVX2"]
@@ -724,11 +725,12 @@ def test_likely_weight_ten_lifts_a_field_over_an_unexplaining_variable():
 
 
 def test_precision_loss_is_an_observed_family():
-    [tf32] = rank_causes([env("TF_ENABLE_TF32", None, "1")], ["decode"], "stem", [], True)
-    assert (tf32.confidence, tf32.evidence[-1]) == (
+    mixed = env("TF_ENABLE_AUTO_MIXED_PRECISION", None, "1")
+    [amp] = rank_causes([mixed], ["decode"], "stem", [], True)
+    assert (amp.confidence, amp.evidence[-1]) == (
         "likely", "it can move the families that changed (precision)")
-    [tf32] = rank_causes([env("TF_ENABLE_TF32", None, "1")], ["decode"], "stem", [], False)
-    assert (tf32.confidence, tf32.evidence[-1]) == (
+    [amp] = rank_causes([mixed], ["decode"], "stem", [], False)
+    assert (amp.confidence, amp.evidence[-1]) == (
         "possible", "it is not known to move the families that changed")
 
 
@@ -745,7 +747,9 @@ def test_an_unexplaining_variable_outranks_an_unexplaining_field():
     (other("packages.numpy.version", "packages"), "possible"),
     (other("gpu.driver_version", "driver"), "possible"),
     (env("OMP_NUM_THREADS", "1", "2"), "possible"),
-    (env("TF_ENABLE_TF32", "0", "1"), "likely"),
+    (env("TF_ENABLE_AUTO_MIXED_PRECISION", "0", "1"), "likely"),
+    (Change("tensorflow.tf32", "off", "on", "tf32", True), "likely"),  # envaudit's own switch
+    (env("TF_ENABLE_TF32", "0", "1"), "possible"),  # current TensorFlow does not read it
     (other("python.version", "python"), "possible"),
 ])
 def test_under_precision_loss_only_precision_or_device_changes_are_likely(change, confidence):

@@ -18,6 +18,7 @@ from envaudit.compare.verdict import classify, exit_code, headline
 from envaudit.fingerprint.types import Change
 from envaudit.render import check_json, check_junit, check_md, check_text
 from envaudit.result import CheckResult, FirstDivergence, Nondeterminism, StageReplay
+from envaudit.tf32 import compare_tf32, decide
 from envaudit.workload.types import Candidates, Detections
 
 P, Q = (0.1, 0.1, 0.3, 0.3), (0.6, 0.6, 0.8, 0.8)
@@ -104,6 +105,8 @@ def make_result(changed_detections: bool = True, strict: bool = False) -> CheckR
         confirmation_ran=True,
         strict=strict,
         timings={"workload": 1.25, "total": 2.5},
+        tf32=compare_tf32(decide("default", True, ["CPU:0"], {}),
+                          decide("off", False, ["CPU:0"], {})),
     )
 
 

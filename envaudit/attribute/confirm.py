@@ -8,7 +8,8 @@ allows, with values it accepts, are ever put into a child's environment. The chi
 ``workload.child.run_child``: isolated from the working folder, user site-packages and Python's
 code-choosing variables, in the private folder of its output. Hardware cannot be put back, but an
 instruction-set difference can be emulated downwards through oneDNN's ISA cap; what that shows is
-reported either way.
+reported either way. TF32 is put back through TensorFlow's API, not a variable: the child is told
+``--tf32=off`` (``tf32.child_arguments``) and sets the switch before its first op.
 
 Which re-runs a check starts, in which order, and how causes are marked: ``trials.py``.
 """
@@ -35,6 +36,7 @@ from envaudit.attribute.types import CONFIDENCES, Cause, Evidence
 from envaudit.compare.tensors import bit_identical
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.modes import DEFAULT as DEFAULT_MODE
+from envaudit.tf32 import TF32_PATH, Tf32Option, child_arguments
 from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300
@@ -68,10 +70,16 @@ class Experiment:
     env: Mapping[str, str | None]  # None: remove the variable
     cause_paths: tuple[str, ...]
     cores: int | None = None  # pin the re-run to this many cores
+    # TensorFlow's TF32 switch in the child, set through its API (``tf32.child_arguments``),
+    # never by a variable: TensorFlow reads none for it. None: as this check ran.
+    tf32: Tf32Option | None = None
 
     @property
     def name(self) -> str:
-        """How a progress line names it: "TF_ENABLE_ONEDNN_OPTS", "3 variables", "1 core"."""
+        """How a progress line names it: "TF_ENABLE_ONEDNN_OPTS", "3 variables", "1 core",
+        "TF32 off"."""
+        if self.tf32:
+            return f"TF32 {self.tf32}"
         if self.cores:
             return f"{self.cores} core{'s' if self.cores > 1 else ''}"
         if not self.env:
@@ -84,9 +92,9 @@ class Experiment:
         return len(self.env) > 1
 
     @property
-    def child_key(self) -> tuple[tuple[tuple[str, str | None], ...], int | None]:
+    def child_key(self) -> tuple[tuple[tuple[str, str | None], ...], int | None, str | None]:
         """Experiments with equal keys run in the same environment: one child serves them all."""
-        return tuple(sorted(self.env.items())), self.cores
+        return tuple(sorted(self.env.items())), self.cores, self.tf32
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,10 @@ def plan(changes: Sequence[Change], golden: Fingerprint, current: Fingerprint,
             cores_change.current, int) and cores_change.golden < cores_change.current:
         experiments.append(Experiment(f"pinned to {cores_change.golden} cores as on the golden"
                                       " machine", {}, (cores_change.path,), cores_change.golden))
+    tf32 = next((c for c in changes if c.path == TF32_PATH), None)
+    if tf32 and (ranked is None or tf32.path in ranked):  # made only for TF32 on here, not there
+        experiments.append(Experiment("TF32 turned off through TensorFlow's API", {},
+                                      (tf32.path,), tf32="off"))
     golden_isa, current_isa, order = _isa_order(golden, current)
     if order < 0:  # the golden CPU is the lesser one: cap this one to it
         cpu_paths = [c.path for c in changes if c.path.startswith("cpu.")]
@@ -211,6 +223,8 @@ def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = (DEFAULT_MO
     if experiment.cores:
         cpus = sorted(os.sched_getaffinity(0))[: experiment.cores]
         prefix = ["taskset", "-c", ",".join(map(str, cpus))]
+    if experiment.tf32:  # after the check's own --tf32, so that this one wins
+        child = (*child, *child_arguments(experiment.tf32))
     try:
         proc = run_child(sys.executable, out, modes, child, env=env, timeout=RERUN_TIMEOUT_S,
                          prefix=prefix)

@@ -19,6 +19,7 @@ from envaudit.attribute.reach import (
 )
 from envaudit.attribute.types import Cause, describe
 from envaudit.fingerprint.types import Change
+from envaudit.tf32 import TF32_CATEGORY, TF32_FAMILIES, TF32_PATH, TF32_WHY
 
 # Which kernel families each kind of change is known to move. A change whose families overlap the
 # families that actually changed is "likely"; one that cannot explain them is only "possible".
@@ -37,6 +38,8 @@ CATEGORY_FAMILIES: dict[str, tuple[set[str], str]] = {
     "packages": (KERNEL_FAMILIES | {"decode"}, "a numerics library changed version"),
     "os": ({"transcendental", "decode"}, "system libraries (libm, codecs) changed"),
     "python": (set(), "the Python interpreter does not run the kernels"),
+    # Not a fingerprint field: TF32 on here and not in the golden (``tf32.suspected``).
+    TF32_CATEGORY: (set(TF32_FAMILIES), TF32_WHY),
 }
 
 
@@ -125,9 +128,10 @@ TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "t
 
 def is_tensorflow_install(path: str) -> bool:
     """Whether a fingerprint path describes the TensorFlow install: ``tensorflow.*`` (version,
-    distribution, build info) but not the CUDA libraries it found or loaded, and the
-    ``packages.<distribution>`` entries of TensorFlow's own distributions."""
-    if path.startswith(("tensorflow.nvidia_wheels", "tensorflow.loaded_libraries")):
+    distribution, build info) but not the CUDA libraries it found or loaded nor its TF32 switch
+    (a setting of the run, ``tf32.py``), and the ``packages.<distribution>`` entries of
+    TensorFlow's own distributions."""
+    if path.startswith(("tensorflow.nvidia_wheels", "tensorflow.loaded_libraries", TF32_PATH)):
         return False
     if path.startswith("tensorflow.") or path == "tensorflow":
         return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envaudit.compare import localize
 from envaudit.compare.probes import compare_probes
@@ -34,7 +34,16 @@ from envaudit.pipeline.subject import CheckOptions, Subject, SubjectRun
 from envaudit.provenance import RecordedElsewhere
 from envaudit.result import EMPTY_DETECTIONS, CheckResult
 from envaudit.store import GoldenBundle, load_bundle, resolve_golden
+from envaudit.tf32 import (
+    Tf32Check,
+    Tf32Option,
+    compare_tf32,
+    decide,
+    fingerprint_capabilities,
+    require_option,
+)
 from envaudit.usermodel.spec import DetectionNames, Tolerances
+from envaudit.workload import tf32_switch
 
 __all__ = ["check", "CheckResult", "open_subject"]
 
@@ -51,33 +60,39 @@ def check(
     tolerances: Tolerances | None = None,
     detections: DetectionNames | None = None,
     bisect: bool = False,
+    tf32: Tf32Option = "default",
 ) -> CheckResult:
     """Check this environment against a golden bundle (``golden``, else the user's bundle, else
     the shipped reference). A canary bundle is checked in each execution mode of ``modes``
     (default: every mode it recorded); a bundle of a user's model re-runs that model (``model``:
     where it is now, when it moved; ``tolerances``: what differences to accept per output;
     ``detections``: which outputs hold boxes, scores and classes). ``bisect``: confirm or rule out
-    package changes by rebuilding environments (``attribute/bisect.py``)."""
+    package changes by rebuilding environments (``attribute/bisect.py``). ``tf32``: TensorFlow's
+    TF32 switch for the run, its replays and every re-run (``default``: TensorFlow's choice)."""
     if repeat < 1:
         raise EnvauditError("--repeat must be 1 or more")
+    require_option(tf32)
     options = CheckOptions(repeat=repeat, confirm=confirm, strict=strict, bisect=bisect,
                            modes=modes, model=model, tolerances=tolerances,
-                           detections=detections)
+                           detections=detections, tf32=tf32)
     started = time.perf_counter()
     path = resolve_golden(golden)
     progress("verifying the golden bundle")
     subject = open_subject(load_bundle(path), options)
-    runs = subject.run(repeat, progress)
-    ran = time.perf_counter()
     from envaudit.fingerprint import capture
 
-    with ThreadPoolExecutor(1) as pool:
+    with tf32_switch.switched(tf32), ThreadPoolExecutor(1) as pool:
+        runs = subject.run(repeat, progress)
+        ran = time.perf_counter()
         # Captured after every TensorFlow run (so the libraries it loaded are listed), while
-        # the arrays are compared.
+        # the arrays are compared (the replays under the same TF32 switch).
         captured = pool.submit(capture)
         progress("comparing")
         found = _compare(subject, runs)
+        switch = tf32_switch.reading()
         fingerprint = captured.result()
+    found = replace(found, tf32=compare_tf32(subject.bundle.tf32, decide(
+        tf32, *switch, runs[0].devices.values(), fingerprint_capabilities(fingerprint))))
     changes, elsewhere = _changes(subject, fingerprint)
     compared = time.perf_counter()
     explanation = explain(subject, found, changes, fingerprint, options, progress)
@@ -109,6 +124,7 @@ class Found:
     modes: tuple[ModeResult, ...]
     verdict: Verdict
     nondeterminism: Nondeterminism | None
+    tf32: Tf32Check | None = None  # TF32 in the golden and in this run
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -215,6 +231,7 @@ def _result(subject: Subject, found: Found, explained: Explanation, env: _Enviro
         notes=(*subject.notes(found.run), *explained.notes),
         subject=info,
         recorded_elsewhere=env.elsewhere,
+        tf32=found.tf32,
         golden_fingerprint=bundle.fingerprint,
         current_fingerprint=env.fingerprint,
         timings=timings,

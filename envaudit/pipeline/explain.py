@@ -23,6 +23,7 @@ from envaudit.attribute.trials import confirm_causes
 from envaudit.attribute.types import Cause, Unreachable
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.pipeline.subject import CheckOptions, Progress, Subject
+from envaudit.tf32 import child_arguments, suspected
 from envaudit.workload.types import keyed_arrays
 
 if TYPE_CHECKING:
@@ -48,18 +49,23 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
         return Explanation()
     bundle, first = subject.bundle, found.first_divergence
     devices = reach.evidence(list(found.differing), bundle.fingerprint)
-    causes = rank_causes(changes, found.families, first.stage if first else None,
+    # TF32 is no fingerprint field: where it can explain lost precision on a GPU, it is ranked
+    # and confirmed as a change of its own (``tf32.suspected``).
+    suspects = (*changes, *filter(None, [suspected(found.tf32, found.differing)]))
+    tf32_args = child_arguments(options.tf32)  # every child computes under the same switch
+    causes = rank_causes(suspects, found.families, first.stage if first else None,
                          first.changed_stages if first else (), found.verdict == "precision_loss",
                          moved_modes=found.moved_modes, checked_modes=subject.modes,
                          devices=devices)
     ran = found.moved_modes or tuple(m for m in subject.modes if m in found.run.stages)[:1]
     golden_arrays = keyed_arrays({m: subject.golden[m] for m in ran}, bundle.probes)
     bisection = None
-    with subject.rerun_child() as child:
+    with subject.rerun_child() as subject_child:
+        child = (*subject_child, *tf32_args)
         # Without --no-confirm the same plan marks what a re-run could have decided ("likely,
         # not yet confirmed").
         confirmation = confirm_causes(
-            causes, changes, bundle.fingerprint, fingerprint, golden_arrays,
+            causes, suspects, bundle.fingerprint, fingerprint, golden_arrays,
             len(found.differing), run=options.confirm, progress=progress, modes=ran,
             child=child, one_at_a_time=found.on_gpu)
         causes, reruns = list(confirmation.causes), confirmation.reruns
@@ -67,10 +73,11 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
             bisection = run_bisection(
                 bundle.fingerprint, fingerprint, golden_arrays,
                 keyed_arrays({m: found.run.stages[m] for m in ran}, found.run.probes), ran,
-                extra=child, identity=subject.identity(), progress=progress)
+                extra=child, identity=" ".join((subject.identity(), *tf32_args)),
+                progress=progress)
             causes = apply_bisection(causes, bisection)
         second = (another_process(golden_arrays, ran, child, progress)
-                  if found.on_gpu and options.confirm and not any(c.numerics for c in changes)
+                  if found.on_gpu and options.confirm and not any(c.numerics for c in suspects)
                   else None)
     return Explanation(tuple(causes), tuple(reach.unreachable(changes, devices)), bisection,
                        (*reruns, *([SECOND_PROCESS] if second else [])),

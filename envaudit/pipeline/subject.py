@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from envaudit.provenance import RecordedElsewhere
     from envaudit.result import SubjectInfo
     from envaudit.store import GoldenBundle
+    from envaudit.tf32 import Tf32Option
     from envaudit.usermodel.spec import DetectionNames, Tolerances
 
 Progress = Callable[[str], None]
@@ -48,6 +49,7 @@ class CheckOptions:
     model: str | None = None  # where the user's model is now, when it moved
     tolerances: Tolerances | None = None
     detections: DetectionNames | None = None
+    tf32: Tf32Option = "default"  # TensorFlow's TF32 switch here and in re-runs (``tf32.py``)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def render(result: CheckResult, verbose: bool = False) -> Group:
     """The whole report as one rich renderable; ``verbose`` lists every environment change, build
     details included."""
     parts: list[Any] = [*_elsewhere(result), _headline(result), _where(result),
-                        *_since(result), *_model(result), Text()]
+                        *_since(result), *_tf32(result), *_model(result), Text()]
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
     parts += _probes(result.probes, result.changed_probe_families)
@@ -126,6 +126,11 @@ def _since(result: CheckResult) -> list[Any]:
     if result.since_last_identical is None:
         return []
     return [_t(result.since_last_identical, style="dim")]
+
+
+def _tf32(result: CheckResult) -> list[Any]:
+    """TF32 in this run and the golden, where it applies or differs (decided in ``tf32.py``)."""
+    return [_t(result.tf32.line, style="dim")] if result.tf32 and result.tf32.shown else []
 
 
 def _model(result: CheckResult) -> list[Any]:

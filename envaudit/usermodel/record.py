@@ -19,6 +19,7 @@ import numpy as np
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
+from envaudit.tf32 import Tf32Option, decide, fingerprint_capabilities, require_option
 from envaudit.usermodel import WORKLOAD_ID, WORKLOAD_VERSION
 from envaudit.usermodel.detections import shape_problem
 from envaudit.usermodel.files import (
@@ -55,36 +56,38 @@ def record_model(
     redact: bool = True,
     progress: Callable[[str], None] = lambda _m: None,
     note: Callable[[str], None] = lambda _m: None,
+    tf32: Tf32Option = "default",
 ) -> GoldenBundle:
     """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
     ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
     False. ``note`` hears what the user should know about the recording: which layers a check
-    will see, and why no more."""
+    will see, and why no more. ``tf32``: TensorFlow's TF32 switch for the model and the probes
+    (``default``: TensorFlow's choice); the state it had is recorded."""
     path, model, inputs = Path(path), Path(model), Path(inputs)
     check_writable(path, force)
+    require_option(tf32)
     kind = model_kind(model)
-    if kind == "keras" and signature is not None:
-        raise EnvauditError("--signature names a SavedModel signature; a Keras model has none")
-    if signature is not None and not PLAIN.fullmatch(signature):
-        raise EnvauditError(f"--signature {signature!r} is not a plain signature name")
+    _require_signature(kind, signature)
     images, arrays = _read_inputs(inputs)
     identity = model_digest(model)
 
     started = time.perf_counter()
     progress("loading the model")
-    run, seen = _run(model, kind, signature, images, arrays, identity, detections, progress,
-                     note)
-    progress("running the canary probes")
+    from envaudit.workload import devices, tf32_switch
     from envaudit.workload.assets import load_probe_jpeg
     from envaudit.workload.probes import run_probes_on_devices
 
-    probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), beside=run.mode)
+    with tf32_switch.switched(tf32):
+        run, seen = _run(model, kind, signature, images, arrays, identity, detections,
+                         progress, note)
+        progress("running the canary probes")
+        probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), beside=run.mode)
+        switch = tf32_switch.reading()
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     fingerprint, shown = _fingerprint(model, redact)
+    placed = keyed_devices({run.mode: run.devices}, probe_devices)
     progress("writing the bundle")
-    from envaudit.workload import devices
-
     write_bundle(
         path,
         fingerprint=fingerprint,
@@ -94,12 +97,20 @@ def record_model(
         probes=probes,
         inputs=({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
                  enumerate(images.encoded)} if images is not None else dict(arrays or {})),
-        devices=keyed_devices({run.mode: run.devices}, probe_devices),
+        devices=placed,
         device_names=devices.names(),
         force=force,
         redacted=redact,
+        tf32_state=decide(tf32, *switch, placed.values(), fingerprint_capabilities(fingerprint)),
     )
     return load_bundle(path)
+
+
+def _require_signature(kind: ModelKind, signature: str | None) -> None:
+    if kind == "keras" and signature is not None:
+        raise EnvauditError("--signature names a SavedModel signature; a Keras model has none")
+    if signature is not None and not PLAIN.fullmatch(signature):
+        raise EnvauditError(f"--signature {signature!r} is not a plain signature name")
 
 
 def _workload(info: ModelInfo, run: UserModelRun, total: float) -> dict[str, object]:

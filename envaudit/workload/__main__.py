@@ -1,5 +1,5 @@
-"""``python -m envaudit.workload OUT.npz [MODES [MODEL.json]]``: run the workload once and save
-its arrays.
+"""``python -m envaudit.workload OUT.npz [MODES [MODEL.json]] [--tf32=on|off]``: run the workload
+once and save its arrays.
 
 This is the child process of a confirmation re-run: the parent starts it with one environment
 setting put back (a variable restored, an instruction set capped) and compares what it wrote with
@@ -23,23 +23,31 @@ import numpy as np
 
 from envaudit import modes as registry
 from envaudit.errors import EnvauditError
+from envaudit.tf32 import OPTIONS
+from envaudit.workload import tf32_switch
 from envaudit.workload.types import keyed_arrays
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2, 3):
+    # --tf32=on|off: TensorFlow's TF32 switch, set before the first op (the last one given wins:
+    # a re-run's own comes after the check's).
+    tf32 = [a.partition("=")[2] for a in argv if a.startswith("--tf32=")]
+    argv = [a for a in argv if not a.startswith("--tf32=")]
+    if len(argv) not in (1, 2, 3) or not set(tf32) <= set(OPTIONS):
         sys.stderr.write("usage: python -m envaudit.workload OUT.npz"
-                         " [MODE,MODE,... [MODEL.json]]\n")
+                         " [MODE,MODE,... [MODEL.json]] [--tf32=on|off|default]\n")
         return 2
     modes = argv[1].split(",") if len(argv) >= 2 else [registry.DEFAULT]
     try:
-        if len(argv) == 3:
-            arrays = _user_model(Path(argv[2]), modes[0])
-        else:
-            from envaudit.workload import run_workload
+        with tf32_switch.switched(tf32[-1] if tf32 else "default"):
+            if len(argv) == 3:
+                arrays = _user_model(Path(argv[2]), modes[0])
+            else:
+                from envaudit.workload import run_workload
 
-            result = run_workload(modes=modes)
-            arrays = keyed_arrays({m: r.stages for m, r in result.runs.items()}, result.probes)
+                result = run_workload(modes=modes)
+                arrays = keyed_arrays({m: r.stages for m, r in result.runs.items()},
+                                      result.probes)
     except EnvauditError as exc:
         sys.stderr.write(f"envaudit: error: {exc}\n")
         return 2
