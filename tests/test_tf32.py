@@ -249,3 +249,21 @@ def test_a_real_child_applies_tf32_off_and_computes_the_golden_bits(tf32_off_bun
 def test_an_unknown_option_is_one_line_and_exit_2(tf32_off_bundle: Path):
     proc = run_cli("check", "--golden", str(tf32_off_bundle), "--tf32", "fast")
     assert proc.returncode == 2 and "--tf32" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_text_report_prints_the_line_only_when_shown():
+    from dataclasses import replace
+
+    from rich.console import Console
+    from test_render_check import make_result
+
+    from envaudit.render import check_text
+
+    def text(result) -> str:
+        console = Console(width=200, record=True, no_color=True)
+        console.print(check_text.render(result))
+        return console.export_text()
+
+    moved = compare_tf32(GOLDEN_OFF, CURRENT_ON)
+    assert moved.line in text(replace(make_result(), tf32=moved))
+    assert "TF32" not in text(make_result())  # not applicable on both sides

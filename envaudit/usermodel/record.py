@@ -73,21 +73,21 @@ def record_model(
 
     started = time.perf_counter()
     progress("loading the model")
-    from envaudit.workload import devices, tf32_switch
-    from envaudit.workload.assets import load_probe_jpeg
-    from envaudit.workload.probes import run_probes_on_devices
+    from envaudit.workload import tf32_switch
 
-    with tf32_switch.switched(tf32):
+    with tf32_switch.switched(tf32):  # TensorFlow imported quietly by the model's run first
         run, seen = _run(model, kind, signature, images, arrays, identity, detections,
                          progress, note)
         progress("running the canary probes")
-        probes, probe_devices = run_probes_on_devices(load_probe_jpeg(), beside=run.mode)
+        probes, probe_devices = _probes_beside(run.mode)
         switch = tf32_switch.reading()
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     fingerprint, shown = _fingerprint(model, redact)
     placed = keyed_devices({run.mode: run.devices}, probe_devices)
     progress("writing the bundle")
+    from envaudit.workload.devices import names
+
     write_bundle(
         path,
         fingerprint=fingerprint,
@@ -98,12 +98,21 @@ def record_model(
         inputs=({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
                  enumerate(images.encoded)} if images is not None else dict(arrays or {})),
         devices=placed,
-        device_names=devices.names(),
+        device_names=names(),
         force=force,
         redacted=redact,
         tf32_state=decide(tf32, *switch, placed.values(), fingerprint_capabilities(fingerprint)),
     )
     return load_bundle(path)
+
+
+def _probes_beside(mode: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The canary probes that run beside a model in ``mode`` (its precision witness), and where
+    each ran."""
+    from envaudit.workload.assets import load_probe_jpeg
+    from envaudit.workload.probes import run_probes_on_devices
+
+    return run_probes_on_devices(load_probe_jpeg(), beside=mode)
 
 
 def _require_signature(kind: ModelKind, signature: str | None) -> None:
