@@ -162,10 +162,15 @@ class Tf32Check:
 def compare_tf32(golden: Tf32State | None, current: Tf32State) -> Tf32Check:
     differs = golden is not None and golden.effective != current.effective
     shown = current.applies or bool(golden and golden.applies) or differs
-    here = f"TF32 {current.words} here (--tf32 {current.option}; {current.reason})"
+    here = f"TF32 {current.words} here (--tf32 {current.option}; {_why(current)})"
     there = ("not recorded in the golden" if golden is None else
-             f"{golden.words} in the golden (--tf32 {golden.option}; {golden.reason})")
+             f"{golden.words} in the golden (--tf32 {golden.option}; {_why(golden)})")
     return Tf32Check(golden, current, shown, f"{here}, {there}")
+
+
+def _why(state: Tf32State) -> str:
+    """The reason without its verdict ("applies: ", "not applicable: "), which the line says."""
+    return state.reason.partition(": ")[2]
 
 
 def child_arguments(option: Tf32Option) -> tuple[str, ...]:

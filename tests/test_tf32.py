@@ -133,8 +133,9 @@ def test_the_line_is_shown_where_tf32_applies_or_the_states_differ():
     assert not cpu_both.shown  # not applicable on both sides: nothing to say
     assert compare_tf32(None, decide("on", True, ["CPU:0"], {})).shown is False
     moved = compare_tf32(GOLDEN_OFF, CURRENT_ON)
-    assert moved.shown and moved.line.startswith("TF32 on here (--tf32 default; applies")
-    assert "off in the golden (--tf32 off" in moved.line
+    assert moved.shown and moved.line == (
+        "TF32 on here (--tf32 default; GPU:0 has compute capability 8.0), off in the golden"
+        " (--tf32 off; GPU:0 has compute capability 8.0)")
     unrecorded = compare_tf32(None, CURRENT_ON)
     assert unrecorded.shown and unrecorded.line.endswith("not recorded in the golden")
 
