@@ -342,15 +342,15 @@ SETTINGS: tuple[Setting, ...] = (
     # the devices that computed each array stay the evidence (``TensorComparison.device``).
     Setting("CUDA_VISIBLE_DEVICES", None, "changes which device (GPU or CPU) runs the ops",
             families=CODE, devices=GPU, selects_devices=True),
+    Setting("CUDA_DEVICE_ORDER", None, "changes the order in which CUDA numbers the GPUs",
+            families=CODE, devices=GPU, selects_devices=True),
+    Setting("NVIDIA_VISIBLE_DEVICES", None, "changes which GPUs the container sees",
+            families=CODE, devices=GPU, selects_devices=True),
     Setting("ROCR_VISIBLE_DEVICES", None, "changes which AMD GPUs the ROCm runtime sees",
             families=CODE, devices=GPU, selects_devices=True),
     Setting("HIP_VISIBLE_DEVICES", None, "changes which AMD GPUs HIP sees",
             families=CODE, devices=GPU, selects_devices=True),
     Setting("GPU_DEVICE_ORDINAL", None, "changes which AMD GPUs ROCm's OpenCL and HIP see",
-            families=CODE, devices=GPU, selects_devices=True),
-    Setting("NVIDIA_VISIBLE_DEVICES", None, "changes which GPUs the container sees",
-            families=CODE, devices=GPU, selects_devices=True),
-    Setting("CUDA_DEVICE_ORDER", None, "changes the order in which CUDA numbers the GPUs",
             families=CODE, devices=GPU, selects_devices=True),
     Setting("LD_PRELOAD", None, "loads other library code into the process",
             families=CODE | {"decode"}, computes=BOTH_COMPUTATIONS),
@@ -397,6 +397,6 @@ def setting(name: str) -> Setting:
 
 # What the fingerprint records (``fingerprint/env_vars.py``): every variable and family listed.
 RECORDED_NAMES = frozenset(_BY_NAME)
-RECORDED_FAMILIES = tuple(s.name for s in SETTINGS if s.name.endswith("_"))
 # The variables that only select devices: recorded, never numerics (``fingerprint/fields.py``).
 DEVICE_SELECTION = frozenset(s.name for s in SETTINGS if s.selects_devices)
+RECORDED_FAMILIES = tuple(s.name for s in SETTINGS if s.name.endswith("_"))
