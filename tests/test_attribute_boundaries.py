@@ -296,6 +296,7 @@ def test_rerun_sets_only_its_variables_in_this_environment(monkeypatch, tmp_path
     assert "PYTHONPATH" not in child_env and child_env["PYTHONHASHSEED"] == "7"
     expected = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"
                 and (not k.startswith("PYTHON") or k == "PYTHONHASHSEED")}
+    expected.setdefault("CUDA_CACHE_MAXSIZE", str(4 * 2**30))  # children's compute cache
     assert child_env == {**expected, "OMP_NUM_THREADS": "3",
                          "ENVAUDIT_ASSETS": str(asset_dir().resolve())}
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"  # this process's environment is untouched
