@@ -64,11 +64,12 @@ def test_the_workload_warms_up_on_a_gpu_and_keeps_the_same_bits(monkeypatch):
         assert np.array_equal(array, warmed.runs["eager"].stages[name]), name
 
 
-def _concurrency(monkeypatch, one_at_a_time: bool) -> int:
-    running, most = [0], [0]
+def _concurrency(monkeypatch, on_gpu: bool) -> int:
+    running, most, timeouts = [0], [0], set()
     lock = threading.Lock()
 
-    def rerun(experiment, out, modes, child_args):
+    def rerun(experiment, out, modes, child_args, timeout):
+        timeouts.add(timeout)
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -79,15 +80,16 @@ def _concurrency(monkeypatch, one_at_a_time: bool) -> int:
 
     monkeypatch.setattr(confirm, "_rerun", rerun)
     experiments = [Experiment(f"V{i}", {f"V{i}": "0"}, (f"env.V{i}",)) for i in range(2)]
-    outcomes = run_experiments(experiments, {}, one_at_a_time=one_at_a_time)
+    outcomes = run_experiments(experiments, {}, on_gpu=on_gpu)
     assert len(outcomes) == 2
+    assert timeouts == {confirm.GPU_RERUN_TIMEOUT_S if on_gpu else confirm.RERUN_TIMEOUT_S}
     return most[0]
 
 
-def test_re_runs_beside_a_gpu_run_one_at_a_time(monkeypatch):
+def test_re_runs_beside_a_gpu_run_on_gpu(monkeypatch):
     monkeypatch.setattr(confirm.os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert _concurrency(monkeypatch, one_at_a_time=False) == 2  # on the CPU: side by side
-    assert _concurrency(monkeypatch, one_at_a_time=True) == 1
+    assert _concurrency(monkeypatch, on_gpu=False) == 2  # on the CPU: side by side
+    assert _concurrency(monkeypatch, on_gpu=True) == 1
 
 
 def test_children_get_a_compute_cache_that_holds_the_kernels(monkeypatch):
@@ -126,10 +128,11 @@ def test_a_gpu_difference_in_the_same_environment_asks_a_second_process(monkeypa
     asked = {}
 
     def fake_confirm(causes, *args, **kwargs):
-        asked["one_at_a_time"] = kwargs["one_at_a_time"]
+        asked["on_gpu"] = kwargs["on_gpu"]
         return SimpleNamespace(causes=tuple(causes), reruns=())
 
-    def fake_runs(experiments, golden, progress, modes, child_args):
+    def fake_runs(experiments, golden, progress, modes, child_args, on_gpu):
+        assert on_gpu
         asked["second"] = experiments[0].env
         return [confirm.Outcome(experiments[0], reproduced, () if reproduced else ("x",))]
 
@@ -138,14 +141,14 @@ def test_a_gpu_difference_in_the_same_environment_asks_a_second_process(monkeypa
     subject = _Subject(capture())
     explained = explaining.explain(subject, _found("GPU:0"), (), subject.bundle.fingerprint,
                                    CheckOptions(), lambda _m: None)
-    assert asked == {"one_at_a_time": True, "second": {}}  # nothing put back: the same env
+    assert asked == {"on_gpu": True, "second": {}}  # nothing put back: the same env
     assert explained.reruns == (explaining.SECOND_PROCESS,)
     assert ("reproduced the golden bits" in explained.notes[0]) is reproduced
 
     asked.clear()  # on the CPU, or with --no-confirm, no second process is started
     on_cpu = explaining.explain(subject, _found("CPU:0"), (), subject.bundle.fingerprint,
                                 CheckOptions(), lambda _m: None)
-    assert asked == {"one_at_a_time": False} and on_cpu.notes == ()
+    assert asked == {"on_gpu": False} and on_cpu.notes == ()
     explaining.explain(subject, _found("GPU:0"), (), subject.bundle.fingerprint,
                        CheckOptions(confirm=False), lambda _m: None)
     assert "second" not in asked

@@ -40,6 +40,9 @@ from envaudit.tf32 import TF32_PATH, Tf32Option, child_arguments
 from envaudit.workload.child import run_child
 
 RERUN_TIMEOUT_S = 300
+# On a GPU a child may first compile TensorFlow's kernels from PTX (a wheel without kernels for a
+# new architecture: minutes) before its compute cache holds them.
+GPU_RERUN_TIMEOUT_S = 900
 # The evidence of a change no re-run of this process can put back (a package, hardware); an
 # environment bisection (``bisect.py``) replaces it with what rebuilding the environment showed.
 NO_RERUN = Evidence("no re-run can put this change back from here (it is not a setting of this"
@@ -206,7 +209,8 @@ def limits(changes: Sequence[Change], golden: Fingerprint,
 
 
 def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = (DEFAULT_MODE,),
-           child: Sequence[str] = ()) -> Mapping[str, np.ndarray] | str:
+           child: Sequence[str] = (), timeout: float = RERUN_TIMEOUT_S
+           ) -> Mapping[str, np.ndarray] | str:
     """One child run in this environment with the experiment's settings put back, running the
     execution ``modes`` the comparison needs and no others (``child``: the arguments that make it
     run a user's model instead of the canary)."""
@@ -226,7 +230,7 @@ def _rerun(experiment: Experiment, out: Path, modes: Sequence[str] = (DEFAULT_MO
     if experiment.tf32:  # after the check's own --tf32, so that this one wins
         child = (*child, *child_arguments(experiment.tf32))
     try:
-        proc = run_child(sys.executable, out, modes, child, env=env, timeout=RERUN_TIMEOUT_S,
+        proc = run_child(sys.executable, out, modes, child, env=env, timeout=timeout,
                          prefix=prefix)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"re-run could not complete: {exc}"
@@ -245,7 +249,7 @@ def run_experiments(
     child: Sequence[str] = (),
     *,
     until_reproduced: bool = False,
-    one_at_a_time: bool = False,
+    on_gpu: bool = False,
 ) -> list[Outcome]:
     """Run the experiments (each in the execution ``modes`` being checked; with ``child``, on a
     user's model) and compare each child's arrays with the golden arrays bit for bit.
@@ -255,17 +259,18 @@ def run_experiments(
     order, and no wave starts after one in which a single change put back alone reproduced the
     golden bits (the experiments left get no outcome). Outcomes come in the experiments' order.
 
-    ``one_at_a_time`` (a GPU computed what moved): children run one after another. Children side
-    by side on one GPU share its memory and its streams: a start-up failure for want of memory,
-    or cuDNN picking another algorithm for want of workspace or because timings were disturbed,
-    would read as "not confirmed"."""
+    ``on_gpu`` (a GPU computed what moved): children run one after another, each with
+    ``GPU_RERUN_TIMEOUT_S``. Children side by side on one GPU share its memory and its streams: a
+    start-up failure for want of memory, or cuDNN picking another algorithm for want of workspace
+    or because timings were disturbed, would read as "not confirmed"."""
     if not experiments:
         return []
     shared: dict[object, list[int]] = {}
     for index, experiment in enumerate(experiments):
         shared.setdefault(experiment.child_key, []).append(index)
     children = list(shared.values())  # each: the experiments one child serves
-    workers = 1 if one_at_a_time else max(1, min(len(children), len(os.sched_getaffinity(0))))
+    workers = 1 if on_gpu else max(1, min(len(children), len(os.sched_getaffinity(0))))
+    timeout = GPU_RERUN_TIMEOUT_S if on_gpu else RERUN_TIMEOUT_S
     size = workers if until_reproduced else len(children)
     found: dict[int, Outcome] = {}
     started = time.perf_counter()
@@ -277,7 +282,8 @@ def run_experiments(
             with _ticking(progress, _wave_label(experiments, wave, first, len(children)),
                           started):
                 results = list(pool.map(
-                    lambda served, out: _rerun(experiments[served[0]], out, modes, child),
+                    lambda served, out: _rerun(experiments[served[0]], out, modes, child,
+                                               timeout=timeout),
                     wave, outs))
             for served, arrays in zip(wave, results):
                 for index in served:

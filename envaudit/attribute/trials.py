@@ -64,18 +64,18 @@ def confirm_causes(
     progress: Callable[[str], None] = lambda _m: None,
     modes: Sequence[str] = (DEFAULT_MODE,),
     child: Sequence[str] = (),
-    one_at_a_time: bool = False,
+    on_gpu: bool = False,
 ) -> Confirmation:
     """The plan of the module docstring: the re-runs that can decide, best-ranked first, until one
     reproduces the golden bits; with ``run`` False, nothing runs and the causes are only marked
-    (``Cause.trial``). ``differing_now``: how many arrays differ in this run; ``one_at_a_time``:
+    (``Cause.trial``). ``differing_now``: how many arrays differ in this run; ``on_gpu``:
     never two children at once (``run_experiments``)."""
     experiments = plan(changes, golden, current, causes)
     notes = limits(changes, golden, current)
     if not run:
         return Confirmation(tuple(_marked(causes, experiments, None, notes)), ())
     outcomes = run_experiments(experiments, golden_arrays, progress, modes, child,
-                               until_reproduced=True, one_at_a_time=one_at_a_time)
+                               until_reproduced=True, on_gpu=on_gpu)
     winner = next((o.experiment.label for o in outcomes
                    if o.identical and not o.experiment.joint), None)
     tried = {p for o in outcomes for p in o.experiment.cause_paths}

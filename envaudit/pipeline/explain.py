@@ -67,7 +67,7 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
         confirmation = confirm_causes(
             causes, suspects, bundle.fingerprint, fingerprint, golden_arrays,
             len(found.differing), run=options.confirm, progress=progress, modes=ran,
-            child=child, one_at_a_time=found.on_gpu)
+            child=child, on_gpu=found.on_gpu)
         causes, reruns = list(confirmation.causes), confirmation.reruns
         if options.bisect:
             bisection = run_bisection(
@@ -91,7 +91,7 @@ def another_process(golden_arrays: Mapping[str, np.ndarray], modes: Sequence[str
     process, so one process can differ from another on the same machine. A repeat inside this
     process would reuse its choices; only another process separates that noise from a change."""
     [outcome] = run_experiments([Experiment(SECOND_PROCESS, {}, ())], golden_arrays, progress,
-                                modes, child)
+                                modes, child, on_gpu=True)
     if outcome.error:
         return f"a second process in this same environment could not tell: {outcome.error}"
     if outcome.identical:
