@@ -249,7 +249,8 @@ def recorded(monkeypatch) -> list[tuple[Path, bool, bool]]:
     calls: list[tuple[Path, bool, bool]] = []
     monkeypatch.setenv("ENVAUDIT_HISTORY", "off")  # the stub's bundle is no bundle to remember
 
-    def fake_record(path: Path, *, force: bool, redact: bool, progress) -> SimpleNamespace:
+    def fake_record(path: Path, *, force: bool, redact: bool, progress,
+                    tf32: str = "default") -> SimpleNamespace:
         calls.append((path, force, redact))
         progress("writing")
         return SimpleNamespace(path=Path("/b/golden"), array_count=53)
@@ -290,12 +291,15 @@ def test_check_forwards_its_options(capsys, checked):
                "rtol:1e-5", "--tolerance", "logits=atol:0.5", "--detections",
                "boxes=b,scores=s,classes=c")[0] == 1
     forwarded = [{k: v for k, v in call.items() if k != "progress"} for call in checked.calls]
-    plain = {"model": None, "tolerances": None, "detections": None, "bisect": False}
+    plain = {"model": None, "tolerances": None, "detections": None, "bisect": False,
+             "tf32": "default"}
     assert forwarded[:2] == [
         {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None, **plain},
         {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None, **plain},
     ]
     mine = forwarded[2]
+    assert run(capsys, "check", "--tf32", "off")[0] == 1
+    assert checked.calls[-1]["tf32"] == "off"
     assert mine["model"] == "m.keras"
     assert mine["tolerances"] == Tolerances(Tolerance(1e-5, 0.0),
                                             {"logits": Tolerance(0.0, 0.5)})
