@@ -13,8 +13,8 @@ Constraints the next editor must keep:
 - Every string from the result is a stranger's (bundle content, paths, environment values): it
   goes through ``_e`` (``html.escape``) and nothing else reaches the page unescaped; the whole
   page goes through ``escape.for_document`` last, so it carries no control character.
-- matplotlib is imported only inside ``render`` (through ``charts``), so other commands do not pay
-  for it.
+- matplotlib is imported only inside ``render`` (through ``charts`` and ``overlay``), so other
+  commands do not pay for it.
 - Nothing is decided here: statuses, verdicts and fragility come with the result.
 """
 
@@ -74,7 +74,7 @@ def render(result: CheckResult) -> str:
     from envaudit.render import charts  # matplotlib: only when a page is actually rendered
 
     parts = [*_head(result), *_causes(result), *_charts(result, charts),
-             *_detections(result, charts), *_probes(result), *_fingerprint(result),
+             *_detections(result), *_probes(result), *_fingerprint(result),
              "</body></html>"]
     # The page is printed to stdout without -o: no control character may reach a terminal.
     return for_document("\n".join(parts) + "\n")
@@ -200,7 +200,7 @@ def _stage_table(members: Sequence[TensorComparison], user: bool) -> list[str]:
     return ["<details><summary>numbers</summary>", *_table(header, rows), "</details>"]
 
 
-def _detections(result: CheckResult, charts: Any) -> list[str]:
+def _detections(result: CheckResult) -> list[str]:
     lines = ['<h2 id="detections">Detections</h2>']
     if result.subject.model is not None and result.subject.model.detections is None:
         return [*lines, "<p>None: the model's outputs are not detections; name them with"
@@ -213,13 +213,15 @@ def _detections(result: CheckResult, charts: Any) -> list[str]:
                       str(d.removed), str(d.class_changed), number(d.max_score_delta),
                       "—" if d.min_iou is None else f"{d.min_iou:.4f}",
                       number(d.max_box_delta)]])
-    lines.append(_overlay(result, d, charts))
+    lines.append(_overlay(result, d))
     lines += _change_table(d, class_names(result.subject.model))
     return lines
 
 
-def _overlay(result: CheckResult, d: DetectionDiff, charts: Any) -> str:
+def _overlay(result: CheckResult, d: DetectionDiff) -> str:
     """The changed detections over the images they were found on."""
+    from envaudit.render import overlay  # matplotlib: only when a page is actually rendered
+
     names = class_names(result.subject.model)
     moved_matches = sum(1 for c in d.changes if c.kind == "matched")
     unchanged = d.matched - moved_matches
@@ -230,7 +232,7 @@ def _overlay(result: CheckResult, d: DetectionDiff, charts: Any) -> str:
         from envaudit.workload.assets import load_assets
 
         assets = load_assets()
-        images = [charts.decoded(b) for b in assets.encoded]
+        images = [overlay.decoded(b) for b in assets.encoded]
         titles = [f"image {i}: {name}" for i, name in enumerate(assets.image_names)]
         count = len(images)
     else:
@@ -241,7 +243,7 @@ def _overlay(result: CheckResult, d: DetectionDiff, charts: Any) -> str:
                  " image's normalized extent.")
     if count == 0:
         return f'<p class="note">{_e(note)}</p>'
-    svg = charts.detection_grid(images, count, d.changes, names, titles, "detections")
+    svg = overlay.detection_grid(images, count, d.changes, names, titles, "detections")
     return f'<p class="note">{_e(note)}</p><div class="overlay" id="overlay">{svg}</div>'
 
 
