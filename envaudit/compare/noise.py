@@ -21,7 +21,12 @@ so they mean the same thing for any float dtype. See docs/design.md, "Numerics".
 
 from __future__ import annotations
 
-from envaudit.compare.types import EQUIVALENT_SLACK_ULPS, ArrayStatus, TensorComparison
+from envaudit.compare.types import (
+    EQUIVALENT_MAX_REL_ULPS,
+    EQUIVALENT_SLACK_ULPS,
+    ArrayStatus,
+    TensorComparison,
+)
 from envaudit.compare.units import is_float, unit_roundoff
 
 # Two fp32 runs that only reorder operations have errors against float64 of the same size; their
@@ -29,9 +34,8 @@ from envaudit.compare.units import is_float, unit_roundoff
 EQUIVALENT_FACTOR = 2.0
 # EQUIVALENT_SLACK_ULPS (compare/types.py, where the charts read it too): relative RMS errors
 # below it are rounding noise however their ratio looks.
-# Without a twin: 2048 unit roundoffs (~1.2e-4 of scale for fp32) covers reordered reductions over
-# thousands of terms and a few layers of propagation; a real change of kernel math is larger.
-EQUIVALENT_MAX_REL_ULPS = 2048.0
+# EQUIVALENT_MAX_REL_ULPS (compare/types.py, where the charts read it too): without a twin, a
+# float array whose max_rel is at most this many unit roundoffs is rounding noise.
 # Reduced precision rounds to 8 (bf16) or 11 (fp16, TF32) significant bits instead of 24: the error
 # against float64 grows ~100-10000x. 8x is far outside fp32 reordering scatter (see above) ...
 PRECISION_LOSS_FACTOR = 8.0

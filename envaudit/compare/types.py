@@ -43,6 +43,12 @@ EQUIVALENT_SLACK_ULPS = 16.0
 # float32's unit roundoff (eps/2 = 2**-24 ~ 6e-8): one rounding to fp32, the noise floor every
 # threshold is a multiple of (``units.unit_roundoff`` gives it for float32; the charts draw it).
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
+# Without a twin: 2048 unit roundoffs (~1.2e-4 of scale for fp32) covers reordered reductions over
+# thousands of terms and a few layers of propagation; a real change of kernel math is larger.
+# A float array whose max_rel is at most this is rounding noise (``noise.at_noise_floor``); the
+# HTML charts draw it as the edge of the rounding-noise band (``ROUNDING_BAND_FP32``).
+EQUIVALENT_MAX_REL_ULPS = 2048.0
+ROUNDING_BAND_FP32 = EQUIVALENT_MAX_REL_ULPS * FP32_UNIT_ROUNDOFF
 
 
 def most_severe(statuses: Iterable[ArrayStatus]) -> ArrayStatus:
