@@ -34,6 +34,7 @@ from envaudit.attribute.rank import is_tensorflow_install
 from envaudit.attribute.reach import reaches_tensorflow
 from envaudit.attribute.types import CONFIDENCES, Cause, Evidence
 from envaudit.compare.tensors import bit_identical
+from envaudit.fingerprint.onednn import ISA_LEVELS, max_isa
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.modes import DEFAULT as DEFAULT_MODE
 from envaudit.tf32 import TF32_PATH, Tf32Option, child_arguments
@@ -51,18 +52,6 @@ NO_RERUN_PACKAGE = Evidence("no re-run can put a package back from here; 'envaud
                             " --bisect' rebuilds the environment to confirm or rule it out",
                             "no_rerun")
 PROGRESS_EVERY_S = 1.0  # how often the progress line's elapsed time is renewed
-
-# oneDNN ISA caps, most capable first, with the CPU flags each needs.
-ISA_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("AVX512_CORE_AMX", ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16")),
-    ("AVX512_CORE_BF16", ("avx512_bf16", "avx512_vnni")),
-    ("AVX512_CORE_VNNI", ("avx512_vnni", "avx512f", "avx512bw", "avx512vl")),
-    ("AVX512_CORE", ("avx512f", "avx512bw", "avx512vl")),
-    ("AVX2_VNNI", ("avx_vnni", "avx2")),
-    ("AVX2", ("avx2", "fma")),
-    ("AVX", ("avx",)),
-    ("SSE41", ("sse4_1",)),
-)
 
 
 @dataclass(frozen=True)
@@ -106,14 +95,6 @@ class Outcome:
     identical: bool
     differing: tuple[str, ...]  # arrays that still differ from golden
     error: str | None = None
-
-
-def max_isa(flags: Sequence[str]) -> str | None:
-    have = set(flags)
-    for level, needed in ISA_LEVELS:
-        if all(flag in have for flag in needed):
-            return level
-    return None
 
 
 def _isa_order(golden: Fingerprint, current: Fingerprint) -> tuple[str | None, str | None, int]:
