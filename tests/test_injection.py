@@ -168,8 +168,13 @@ def test_report_and_fingerprint_show_a_hostile_environment_value_as_text():
     report = run_cli("report", env=env)
     assert report.returncode == 0, report.stderr
     assert_markdown_safe(report.stdout)
-    row = next(line for line in report.stdout.splitlines() if "TF_ENABLE_ONEDNN_OPTS" in line)
+    row = next(line for line in report.stdout.splitlines()
+               if line.startswith("| TF_ENABLE_ONEDNN_OPTS |"))
     assert row.count(" | ") == 1 and "&lt;img" in row
+    # The summary quotes the value too, as text (it is made from the same tree)
+    summary = next(line for line in report.stdout.splitlines()
+                   if line.startswith("- **Numerics variables set:**"))
+    assert "TF_ENABLE_ONEDNN_OPTS=&lt;img" in summary and "\\x1b]0;pwned" in summary
     text = run_cli("fingerprint", env=env)
     assert text.returncode == 0, text.stderr
     assert_terminal_safe(text.stdout)

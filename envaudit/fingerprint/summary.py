@@ -74,7 +74,7 @@ def _tensorflow(fp: Fingerprint) -> Fact:
                     "the installed distributions")
     distribution = tf.get("distribution")
     value = _text(tf.get("version")) + (f" ({distribution})" if distribution else "")
-    return Fact("TensorFlow", value, "the installed distribution's metadata; " + NOT_IMPORTED)
+    return Fact("TensorFlow", value, "package metadata; " + NOT_IMPORTED)
 
 
 def _build(fp: Fingerprint) -> Fact:
@@ -82,7 +82,7 @@ def _build(fp: Fingerprint) -> Fact:
     build = tf.get("build_info")
     git = tf.get("git_version")
     git_text = GIT_NOT_READ if is_unavailable(git) or not git else f"git version {git}"
-    source = "tensorflow/python/platform/build_info.py, read as text"
+    source = "its build_info.py, read as text"
     if is_unavailable(tf) or not tf:
         return Fact("TensorFlow build", "none", "the installed distributions")
     if not isinstance(build, Mapping) or is_unavailable(build):
@@ -117,8 +117,8 @@ def _devices(fp: Fingerprint) -> Fact:
         kind = "ROCm (AMD GPUs, not probed by envaudit)" if build.get("is_rocm_build") else \
             "no CUDA support"
         return Fact(label, "the CPU only", "; ".join([f"this TensorFlow build has {kind}", *how]))
-    how = [f"TensorFlow built with CUDA {_text(build.get('cuda_version'))}", *how,
-           _cuda_libraries(tf), NOT_IMPORTED]
+    how = [f"built with CUDA {_text(build.get('cuda_version'))}", *how,
+           *([_cuda_libraries(tf)] if count else []), NOT_IMPORTED]
     return Fact(label, _cuda_devices(gpu, build, visible), "; ".join(how))
 
 
@@ -131,7 +131,7 @@ def _cuda_libraries(tf: Mapping[str, Any]) -> str:
     wheels = tf.get("nvidia_wheels")
     if isinstance(wheels, Mapping) and wheels and not is_unavailable(wheels):
         return f"CUDA libraries from {len(wheels)} nvidia-* wheel(s)"
-    return "no nvidia-* CUDA wheels (TensorFlow needs the system's CUDA libraries)"
+    return "no nvidia-* CUDA wheels: the system's CUDA libraries are needed"
 
 
 def _cuda_devices(gpu: Mapping[str, Any], build: Mapping[str, Any], visible: str | None) -> str:
@@ -244,7 +244,7 @@ def _kernels(fp: Fingerprint) -> Fact:
         isa = f"oneDNN ISA {level}" + (f" (capped by {capped_by})" if capped_by else
                                        " (the highest this CPU has)")
     return Fact(label, f"{isa}; {state}",
-                "the CPU's flags against oneDNN's ISA levels and TensorFlow's default rule")
+                "CPU flags against oneDNN's ISA levels and TensorFlow's default rule")
 
 
 def _python(fp: Fingerprint) -> Fact:
@@ -274,7 +274,7 @@ def _os(fp: Fingerprint) -> Fact:
     container = os_.get("container")
     if isinstance(container, Mapping) and container.get("detected"):
         parts.append(f"in a {container.get('runtime') or 'container'} container")
-    return Fact("OS", ", ".join(p for p in parts if p), "os-release, uname, the C library")
+    return Fact("OS", ", ".join(p for p in parts if p), "os-release, uname, libc")
 
 
 def _variables(fp: Fingerprint) -> Fact:
@@ -286,7 +286,7 @@ def _variables(fp: Fingerprint) -> Fact:
     more = len(env) - len(shown)
     value = ", ".join(shown) + (f", and {more} more (listed below)" if more > 0 else "")
     return Fact(label, value or "none",
-                "the variables envaudit records (envaudit/settings.py), as shown below")
+                "the variables envaudit records (envaudit/settings.py)")
 
 
 def _cut(text: str) -> str:

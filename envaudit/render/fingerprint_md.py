@@ -1,9 +1,12 @@
 """``envaudit report`` and ``envaudit fingerprint --format md``: the fingerprint as Markdown.
 
-Meant to be pasted into a bug report: a short header (fingerprint id, capture time), then one
-pipe table per section, the package list folded in a ``<details>`` block. With ``redact=True`` the
-tree is redacted first (``envaudit.fingerprint.redact``: hostname, user, home paths, GPU UUIDs and
-serials) and the document ends with a line saying what was redacted.
+Meant to be pasted into a bug report: a heading with the fingerprint id, the summary a
+maintainer reads first (``fingerprint.summary``: one line per fact, with how it was determined;
+``envaudit report | head -15`` holds it whole), then the full detail folded in one ``<details>``
+block: capture time, one pipe table per section, the package list folded once more. With
+``redact=True`` the tree is redacted first (``envaudit.fingerprint.redact``: hostname, user, home
+paths, GPU UUIDs and serials), and the summary is made from the redacted tree, and the document
+ends with a line saying what was redacted.
 
 A fingerprint file may be anyone's, and even this machine's values (a package's URL, an
 environment value) are text someone else chose: every value goes in through ``escape`` (as text:
@@ -18,6 +21,7 @@ from typing import Any
 
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
+from envaudit.fingerprint.summary import Fact, summarize
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.render.escape import for_document, for_markdown, for_markdown_code
 
@@ -42,20 +46,32 @@ def render(fp: Fingerprint, redact: bool = False) -> str:
         from envaudit.fingerprint.redact import redact as redact_tree
 
         data = redact_tree(data)
+    sections = [key for key in SECTION_TITLES if key in data]
     lines = [
         f"## Environment fingerprint {for_markdown_code(str(data.get('fingerprint_id')))}",
+        "",
+        *summary_lines(summarize(Fingerprint(data))),
+        "",
+        f"<details><summary>Full fingerprint: {len(sections)} sections</summary>",
         "",
         f"- captured: {for_markdown(str(data.get('captured_at')))}",
         f"- envaudit: {for_markdown(str(data.get('envaudit_version')))} (schema "
         f"{for_markdown_code(str(data.get('schema')))})",
         "",
     ]
-    for key, title in SECTION_TITLES.items():
-        if key in data:
-            lines += _section(key, title, data[key])
+    for key in sections:
+        lines += _section(key, SECTION_TITLES[key], data[key])
+    lines += ["</details>", ""]
     if redact:
         lines.append(f"redacted: {for_markdown(REDACTED_FIELDS)}")
     return for_document("\n".join(lines).rstrip("\n") + "\n")
+
+
+def summary_lines(facts: Sequence[Fact]) -> list[str]:
+    """The summary as a Markdown list, one line per fact: the fact in bold, its value, and how it
+    was determined in italics (shared with the check's Markdown report)."""
+    return [f"- **{for_markdown(f.label)}:** {for_markdown(f.value)} — _{for_markdown(f.source)}_"
+            for f in facts]
 
 
 def plain_value(value: Any) -> str:

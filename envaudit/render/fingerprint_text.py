@@ -1,4 +1,5 @@
-"""``envaudit fingerprint`` in the terminal: one rich table per section.
+"""``envaudit fingerprint`` in the terminal: the summary first (``fingerprint.summary``: one row
+per fact, how it was determined dimmed after it), then one rich table per section.
 
 Every string goes in through ``_text``: as ``Text``, so a value with brackets is never read as
 rich markup, with control characters escaped (a fingerprint file may be anyone's); colors
@@ -7,7 +8,7 @@ only repeat what the words say (unavailable fields are dimmed and still say "una
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from envaudit.fingerprint.fields import leaves
 from envaudit.fingerprint.guard import is_unavailable
+from envaudit.fingerprint.summary import Fact, summarize
 from envaudit.fingerprint.types import Fingerprint
 from envaudit.render.escape import for_terminal
 from envaudit.render.fingerprint_md import SECTION_TITLES, plain_value
@@ -30,11 +32,23 @@ def render(fp: Fingerprint) -> Group:
         for_terminal(f"  captured {data.get('captured_at')}  envaudit "
                      f"{data.get('envaudit_version')}"),
     )
-    parts: list[Any] = [header]
+    parts: list[Any] = [header, summary_table(summarize(fp))]
     for key, title in SECTION_TITLES.items():
         if key in data:
             parts.append(_section(key, title, data[key]))
     return Group(*parts)
+
+
+def summary_table(facts: Sequence[Fact]) -> Table:
+    """The summary: each fact's label, then its value with how it was determined, dimmed."""
+    table = Table(title=_text("Summary"), title_justify="left", box=None, show_header=False,
+                  expand=False, padding=(0, 1))
+    table.add_column(overflow="fold", style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for fact in facts:
+        table.add_row(_text(fact.label), Text.assemble(
+            _text(fact.value), _text(f"  ({fact.source})", style="dim")))
+    return table
 
 
 def _section(key: str, title: str, section: Any) -> Table:
