@@ -11,7 +11,11 @@ Constraints the next editor must keep:
 - Every string from a result is a stranger's: it goes into matplotlib with ``parse_math=False``
   (a ``$`` is not mathtext) and matplotlib escapes it as XML; the SVG is cut to its ``<svg>``
   element so it can be inlined.
-- Nothing here decides anything: statuses, fragility and the noise floor come with the data.
+- Nothing here decides anything: statuses and the noise band's edge come with the data
+  (``compare/types.py``); colours and words come from ``palette`` (one per status, and every
+  colour drawn has its status word in the chart's legend).
+- The first picture of a mode is how far current is from golden (``difference_chart``); the
+  error against the float64 twin (``error_chart``) is the second view, never the first.
 """
 
 from __future__ import annotations
@@ -19,21 +23,27 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from envaudit.compare.types import (
+    EQUIVALENT_MAX_REL_ULPS,
     EQUIVALENT_SLACK_ULPS,
     FP32_UNIT_ROUNDOFF,
+    ROUNDING_BAND_FP32,
+    STATUS_SEVERITY,
+    ArrayStatus,
     TensorComparison,
 )
+from envaudit.render.palette import GOLDEN_SERIES, NOISE_BAND, REFERENCE, STATUS
 
 EQUIVALENT_SLACK = EQUIVALENT_SLACK_ULPS * FP32_UNIT_ROUNDOFF  # the slack "equivalent" allows
-# An exact error (0) has no place on a log axis: it is drawn at this fraction of the smallest
-# value shown, on a labelled "exact" row at the bottom of the chart.
+# An exact error or a difference of 0 has no place on a log axis: it is drawn at this fraction of
+# the smallest value shown, on a labelled row at the bottom of the chart.
 EXACT_BELOW = 0.1
-GOLDEN_COLOR = "#1f77b4"
-CURRENT_COLOR = "#d62728"
+# A difference that is not a number (another shape, an array not run: max_rel is inf) is drawn on
+# a labelled row this factor above the largest finite value.
+NOT_COMPARABLE_ABOVE = 10.0
 LABEL_CHARS = 24  # an axis label longer than this is cut (the table beside the chart has it whole)
 CHART_HEIGHT = 3.2  # inches, before the room the rotated labels need
 
@@ -64,55 +74,104 @@ def svg_text(fig: Any, salt: str) -> str:
     return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text)
 
 
+def difference_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
+    """How far each array (a stage, a layer, an output) is from its golden value, relative to its
+    scale (max_rel), on a log axis, over the rounding-noise band. A bar per array that differs,
+    in its status's colour; an array that does not (max_rel 0) is a marker on the "0" row, and
+    one that cannot be compared (max_rel inf) a marker on the "not comparable" row; the legend
+    names each status drawn."""
+    positive = [a.max_rel for a in arrays if a.max_rel > 0 and math.isfinite(a.max_rel)]
+    low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
+    high = max([*positive, ROUNDING_BAND_FP32]) * NOT_COMPARABLE_ABOVE
+    rows = {low: "0"}
+    if any(not math.isfinite(a.max_rel) for a in arrays):
+        rows[high] = "not comparable"
+    fig = figure(max(6.0, 0.55 * len(arrays) + 1.5), CHART_HEIGHT)
+    ax = fig.add_subplot()
+    ax.axhspan(low / 2, ROUNDING_BAND_FP32, color=NOISE_BAND, zorder=0, linewidth=0)
+    ax.axhline(ROUNDING_BAND_FP32, color=STATUS["rounding"].fill, linestyle="-", linewidth=1)
+    ax.axhline(FP32_UNIT_ROUNDOFF, color=REFERENCE, linestyle="--", linewidth=1)
+    for i, a in enumerate(arrays):
+        colour = STATUS[a.status].fill
+        if a.max_rel > 0 and math.isfinite(a.max_rel):
+            ax.bar(i, a.max_rel - low / 2, bottom=low / 2, width=0.6, color=colour,
+                   edgecolor=REFERENCE, linewidth=0.5, zorder=2)
+        else:
+            y = low if a.max_rel == 0 else high
+            ax.plot([i], [y], marker="s" if a.max_rel == 0 else "^", markersize=8,
+                    color=colour, markeredgecolor=REFERENCE, markeredgewidth=0.5, zorder=3)
+    ax.set_yscale("log")
+    ax.set_ylim(low / 2, high * 3)
+    _log_axis(fig, ax, [a.name for a in arrays], "max rel difference, current vs golden")
+    _rows_and_decades(ax, rows, low, high)
+    ax.grid(axis="y", which="major", color="#eeeeee", zorder=1)
+    ax.legend(handles=[*_status_keys(a.status for a in arrays), *_band_keys()], fontsize=7,
+              loc="upper left", framealpha=0.85, ncol=2)
+    return svg_text(fig, salt)
+
+
+def _rows_and_decades(ax: Any, rows: dict[float, str], low: float, high: float) -> None:
+    """Y ticks at the decades between the special rows, and the rows ("0", "not comparable")
+    labelled in words where a decade would be."""
+    first, last = math.ceil(math.log10(low * 4)), math.floor(math.log10(high / 2))
+    ticks = {10.0 ** k: f"1e{k:+03d}".replace("+", "") for k in range(first, last + 1)}
+    ticks.update(rows)
+    ax.set_yticks(sorted(ticks), labels=[ticks[y] for y in sorted(ticks)])
+
+
+def _status_keys(statuses: Iterable[ArrayStatus]) -> list[Any]:
+    """A legend entry per status drawn (not per status that exists), least severe first."""
+    from matplotlib.patches import Patch
+
+    shown = set(statuses)
+    return [Patch(facecolor=STATUS[s].fill, edgecolor=REFERENCE, linewidth=0.5,
+                  label=STATUS[s].word) for s in STATUS_SEVERITY if s in shown]
+
+
+def _band_keys() -> list[Any]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [Patch(facecolor=NOISE_BAND, edgecolor=STATUS["rounding"].fill, linewidth=1,
+                  label=f"rounding-noise band (fp32, max rel ≤ {EQUIVALENT_MAX_REL_ULPS:g} u"
+                        f" = {ROUNDING_BAND_FP32:.1e})"),
+            Line2D([], [], color=REFERENCE, linestyle="--", linewidth=1,
+                   label="fp32 unit roundoff u = 2⁻²⁴")]
+
+
 def error_chart(stages: Sequence[TensorComparison], salt: str) -> str:
-    """Each stage's relative RMS error against the float64 twin, golden and current, on a log
-    axis, over the fp32 unit roundoff and the slack "equivalent" allows."""
+    """The second view: each stage's relative RMS error against the float64 twin, golden (black
+    circles) and current (crosses in the stage's status colour), on a log axis, over the fp32
+    unit roundoff and the slack "equivalent" allows."""
     names = [s.name for s in stages]
-    series = {"golden": [s.golden_error for s in stages],
-              "current": [s.current_error for s in stages]}
-    positive = [v for vs in series.values() for v in vs if v is not None and v > 0]
+    golden = [(i, s.golden_error) for i, s in enumerate(stages) if s.golden_error is not None]
+    current = [(i, s.current_error, s.status) for i, s in enumerate(stages)
+               if s.current_error is not None]
+    positive = [v for _, v in golden if v > 0] + [v for _, v, _ in current if v > 0]
     low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
     fig = figure(max(6.0, 0.55 * len(stages) + 1.5), CHART_HEIGHT)
     ax = fig.add_subplot()
-    x = list(range(len(stages)))
-    for label, color, marker, offset in (("golden", GOLDEN_COLOR, "o", -0.12),
-                                         ("current", CURRENT_COLOR, "x", 0.12)):
-        xs = [i + offset for i, v in zip(x, series[label]) if v is not None]
-        ys = [low if v == 0 else v for v in series[label] if v is not None]
-        ax.plot(xs, ys, marker=marker, linestyle="-", linewidth=1, color=color,
-                label=f"{label} vs float64")
-    ax.axhline(FP32_UNIT_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
+    ax.plot([i - 0.12 for i, _ in golden], [v or low for _, v in golden], marker="o",
+            linestyle="-", linewidth=1, color=GOLDEN_SERIES, label="golden vs float64")
+    ax.plot([i + 0.12 for i, _, _ in current], [v or low for _, v, _ in current],
+            linestyle="-", linewidth=1, color=REFERENCE, label="current vs float64")
+    for i, v, status in current:
+        ax.plot([i + 0.12], [v or low], marker="X", markersize=7, linestyle="none",
+                color=STATUS[status].fill, markeredgecolor=REFERENCE, markeredgewidth=0.5)
+    ax.axhline(FP32_UNIT_ROUNDOFF, color=REFERENCE, linestyle="--", linewidth=1,
                label="fp32 unit roundoff 2⁻²⁴")
     ax.axhline(EQUIVALENT_SLACK, color="#999999", linestyle=":", linewidth=1,
                label=f"equivalent slack ({EQUIVALENT_SLACK_ULPS:g} roundoffs)")
     ax.set_yscale("log")
     ax.set_ylim(low / 2, max([*positive, EQUIVALENT_SLACK]) * 4)
-    if any(v == 0 for vs in series.values() for v in vs):
+    if any(v == 0 for _, v in golden) or any(v == 0 for _, v, _ in current):
         ax.axhline(low, color="#dddddd", linewidth=6, zorder=0)
         ax.text(-0.5, low, "exact (0) ", fontsize=7, ha="right", va="center", parse_math=False)
     _log_axis(fig, ax, names, "relative RMS error vs float64")
     ax.grid(axis="y", which="major", color="#eeeeee")
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
-    return svg_text(fig, salt)
-
-
-def max_rel_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
-    """A user model's arrays (no float64 twin): each one's max_rel against the golden, log axis,
-    over the fp32 unit roundoff; an identical array sits on the "identical" row."""
-    positive = [a.max_rel for a in arrays if a.max_rel > 0 and math.isfinite(a.max_rel)]
-    low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
-    fig = figure(max(6.0, 0.45 * len(arrays) + 1.5), CHART_HEIGHT)
-    ax = fig.add_subplot()
-    x = list(range(len(arrays)))
-    ys = [a.max_rel if a.max_rel > 0 and math.isfinite(a.max_rel) else low for a in arrays]
-    ax.bar(x, [y - low / 2 for y in ys], bottom=low / 2, color=CURRENT_COLOR, width=0.6,
-           label="max rel, current vs golden")
-    ax.axhline(FP32_UNIT_ROUNDOFF, color="#555555", linestyle="--", linewidth=1,
-               label="fp32 unit roundoff 2⁻²⁴")
-    ax.set_yscale("log")
-    ax.set_ylim(low / 2, max([*positive, FP32_UNIT_ROUNDOFF]) * 4)
-    _log_axis(fig, ax, [a.name for a in arrays], "max relative difference")
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *_status_keys(s for _, _, s in current)], fontsize=7,
+              loc="upper left", framealpha=0.8, ncol=2)
     return svg_text(fig, salt)
 
 

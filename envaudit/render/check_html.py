@@ -25,56 +25,49 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from envaudit.compare.types import ArrayStatus, DetectionDiff, TensorComparison, most_severe
+from envaudit.compare.types import DetectionDiff
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.types import Change, Fingerprint
+from envaudit.render import html_pictures, palette
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.escape import for_document
 from envaudit.render.formatting import (
-    STATUS_WORDS,
     class_label,
     class_names,
-    growth,
     model_identity,
     model_outputs,
     model_run,
     number,
-    percent,
     witness_sentence,
 )
+from envaudit.render.html_pictures import table as _table
 from envaudit.result import CheckResult
 
-VERDICT_COLOR = {"identical": "#2e7d32", "equivalent": "#00838f", "drift": "#ef6c00",
-                 "precision_loss": "#c62828"}
-# Each array status in words (``formatting.STATUS_WORDS``) and a cell colour.
-_STATUS_COLOUR: dict[ArrayStatus, str] = {
-    "identical": "#c8e6c9", "rounding": "#b2ebf2", "tolerated": "#b2ebf2", "changed": "#ffe0b2",
-    "not_run": "#ffe0b2", "precision_loss": "#ffcdd2"}
-STATUS_CELL: dict[ArrayStatus, tuple[str, str]] = {
-    status: (STATUS_WORDS[status], colour) for status, colour in _STATUS_COLOUR.items()}
+# A verdict's colour is the colour of the status it rests on (``palette``); its word is written
+# on it in black, which reads on all four (``palette.Swatch.ink``).
+VERDICT_COLOR = {verdict: swatch.fill for verdict, swatch in palette.VERDICT.items()}
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;max-width:1100px;
 color:#222}
 h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 h3{font-size:15px;margin:16px 0 6px}
-.verdict{display:inline-block;color:#fff;padding:2px 10px;border-radius:4px}
+.verdict{display:inline-block;color:#000;padding:2px 10px;border-radius:4px}
 table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 7px;
 text-align:left;vertical-align:top;font-size:13px}th{background:#f5f5f5}
 code,pre{font:12px ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;
 word-break:break-all;background:#fafafa;padding:8px;border:1px solid #eee}
 .chart,.overlay{width:1000px;overflow:hidden}.chart svg,.overlay svg{display:block;
 max-width:100%;height:auto}
-.grid td{width:18px;height:18px;padding:0}.grid th{font-weight:normal}
 .note{color:#666}.conf{font-weight:bold}
-"""
+""" + html_pictures.STYLE
 
 
 def render(result: CheckResult) -> str:
     """The check result as one self-contained HTML document."""
     from envaudit.render import charts  # matplotlib: only when a page is actually rendered
 
-    parts = [*_head(result), *_causes(result), *_charts(result, charts),
-             *_detections(result), *_probes(result), *_fingerprint(result),
+    parts = [*_head(result), *_causes(result), *html_pictures.mode_sections(result, charts),
+             *_detections(result), *html_pictures.probe_grid(result), *_fingerprint(result),
              "</body></html>"]
     # The page is printed to stdout without -o: no control character may reach a terminal.
     return for_document("\n".join(parts) + "\n")
@@ -159,47 +152,6 @@ def _causes(result: CheckResult) -> list[str]:
     return lines
 
 
-def _charts(result: CheckResult, charts: Any) -> list[str]:
-    if not result.stages:
-        return []
-    user = result.subject.kind == "user-model"
-    lines = ['<h2 id="stages">' + ("Model arrays: max relative difference" if user else
-                                   "Stage error against the float64 twin") + "</h2>"]
-    if not user:
-        lines.append('<p class="note">Relative RMS error of each stage against the float64 twin,'
-                     " golden and current, with the fp32 unit roundoff (dashed) and the absolute"
-                     " slack"
-                     " within which two errors count as the same precision (dotted).</p>")
-    for n, (mode, members, fd, not_run) in enumerate(result.by_mode()):
-        if mode:
-            lines.append(f"<h3>{_e(mode)} mode</h3>")
-        if not_run:
-            lines.append(f"<p>Not run: {_e(not_run)}</p>")
-            continue
-        if not members:
-            continue
-        svg = (charts.max_rel_chart(members, f"arrays-{n}") if user
-               else charts.error_chart(members, f"stages-{n}"))
-        lines.append(f'<div class="chart" id="chart-{n}">{svg}</div>')
-        lines += _stage_table(members, user)
-        if fd is not None:
-            lines.append(f"<p>First divergence: <b>{_e(fd.stage)}</b> (#{fd.index}).</p>")
-    return lines
-
-
-def _stage_table(members: Sequence[TensorComparison], user: bool) -> list[str]:
-    """The chart's numbers, collapsed: the picture first, the table for whoever needs it."""
-    header = ["#", "array" if user else "stage", "result", "max rel", "mismatch",
-              "tolerance" if user else "error vs float64 (golden → current)"]
-    rows = [[str(i), s.name, STATUS_CELL[s.status][0], number(s.max_rel),
-             percent(s.mismatch_fraction),
-             (s.tolerance or "—") if user else
-             f"{number(s.golden_error)} → {number(s.current_error)}"
-             + ("" if s.growth_shown is None else f" ({growth(s.growth_shown)})")]
-            for i, s in enumerate(members)]
-    return ["<details><summary>numbers</summary>", *_table(header, rows), "</details>"]
-
-
 def _detections(result: CheckResult) -> list[str]:
     lines = ['<h2 id="detections">Detections</h2>']
     if result.subject.model is not None and result.subject.model.detections is None:
@@ -270,29 +222,6 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def _probes(result: CheckResult) -> list[str]:
-    """Probe families as a grid: a row per family, a coloured cell per probe."""
-    if not result.probes:
-        return []
-    families = list(dict.fromkeys(p.family for p in result.probes))
-    widest = max(sum(1 for p in result.probes if p.family == f) for f in families)
-    lines = ['<h2 id="probes">Probes</h2>', '<table class="grid">']
-    for family in families:
-        members = [p for p in result.probes if p.family == family]
-        worst = most_severe(p.status for p in members)
-        cells = "".join(
-            f'<td style="background:{STATUS_CELL[p.status][1]}" '
-            f'title="{_e(p.name)}: {_e(STATUS_CELL[p.status][0])}, max rel '
-            f'{_e(number(p.max_rel))}"></td>' for p in members)
-        cells += "<td></td>" * (widest - len(members))
-        lines.append(f"<tr><th>{_e(family)}</th>{cells}<th>{_e(STATUS_CELL[worst][0])}</th></tr>")
-    lines.append("</table>")
-    legend = " ".join(f'<span style="background:{color};padding:0 8px">&nbsp;</span> {_e(words)}'
-                      for words, color in dict(STATUS_CELL.values()).items())
-    lines.append(f'<p class="note">{legend}</p>')
-    return lines
-
-
 def _fingerprint(result: CheckResult) -> list[str]:
     changes = result.fingerprint_changes
     lines = ['<h2 id="environment">Environment changes</h2>']
@@ -329,10 +258,3 @@ def _whole(side: str, fp: Fingerprint | None) -> str:
     text = json.dumps(fp.data, indent=1, sort_keys=True, default=str)
     return (f"<details><summary>{side} fingerprint (whole)</summary><pre>{_e(text)}</pre>"
             "</details>")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A table of plain strings, every cell escaped here."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = ["<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows]
-    return [f"<table><tr>{head}</tr>", *body, "</table>"]

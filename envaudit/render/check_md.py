@@ -41,6 +41,7 @@ from envaudit.render.formatting import (
     percent,
     witness_sentence,
 )
+from envaudit.render.palette import VERDICT
 from envaudit.result import CheckResult
 
 # Each array status in words (``formatting.STATUS_WORDS``); the ones a check does not accept
@@ -48,12 +49,9 @@ from envaudit.result import CheckResult
 STATUS_WORDS: dict[str, Markdown] = {
     status: Markdown(words if status in ACCEPTED_STATUSES else f"**{words}**")
     for status, words in formatting.STATUS_WORDS.items()}
-TITLES = {
-    "identical": "✅ identical",
-    "equivalent": "🟰 equivalent",
-    "drift": "⚠️ drift",
-    "precision_loss": "❌ precision loss",
-}
+# Markdown has no colour: a verdict is its mark and the word every format uses (``palette``).
+TITLES = {verdict: f"{mark} {VERDICT[verdict].word}" for verdict, mark in (
+    ("identical", "✅"), ("equivalent", "🟰"), ("drift", "⚠️"), ("precision_loss", "❌"))}
 
 
 def render(result: CheckResult) -> str:

@@ -45,22 +45,21 @@ from envaudit.render.formatting import (
     percent,
     witness_sentence,
 )
+from envaudit.render.palette import terminal_style, verdict_terminal_style
 from envaudit.result import CheckResult
 
+# A verdict's mark and style: bold, in the colour of the status it rests on (``palette``).
 VERDICT_STYLE = {
-    "identical": ("✔", "bold green"),
-    "equivalent": ("≈", "bold cyan"),
-    "drift": ("▲", "bold yellow"),
-    "precision_loss": ("✖", "bold red"),
-}
+    verdict: (mark, verdict_terminal_style(verdict))
+    for verdict, mark in (("identical", "✔"), ("equivalent", "≈"), ("drift", "▲"),
+                          ("precision_loss", "✖"))}
 CONFIDENCE_STYLE = {"confirmed": "bold green", "likely": "yellow", "possible": "dim",
                     "ruled_out": "dim"}
-# Each array status in words (``formatting.STATUS_WORDS``) and colour.
-_STATUS_COLOUR: dict[ArrayStatus, str] = {
-    "identical": "green", "rounding": "cyan", "tolerated": "cyan", "changed": "yellow",
-    "not_run": "yellow", "precision_loss": "red"}
+# Each array status in words (``formatting.STATUS_WORDS``) and its colour (``palette``: one per
+# status in every format; on a terminal without true colour rich picks the nearest it has, and
+# the word beside it still says which).
 STATUS_STYLE: dict[ArrayStatus, tuple[str, str]] = {
-    status: (STATUS_WORDS[status], colour) for status, colour in _STATUS_COLOUR.items()}
+    status: (STATUS_WORDS[status], terminal_style(status)) for status in STATUS_WORDS}
 # The bar spans 1e-8 (about one fp32 ulp of scale) to 1 (the whole scale), one cell per decade.
 BAR_DECADES = (-8, 0)
 BAR_WIDTH = 8

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from envaudit.render.palette import status_words
 from envaudit.spelling import (  # noqa: F401  (one spelling, used through here too)
     MODEL_KIND_WORDS,
     data_size,
@@ -114,12 +115,5 @@ def fleet_node_result(node: FleetNode) -> str:
 
 
 # Each array status in words (the status itself is decided once, in compare/); every format
-# shows these words, each in its own style.
-STATUS_WORDS: dict[str, str] = {
-    "identical": "identical",
-    "rounding": "rounding noise",
-    "tolerated": "within tolerance",
-    "changed": "changed",
-    "not_run": "not run",
-    "precision_loss": "precision loss",
-}
+# shows these words, each in its own style. One table with the statuses' colours: ``palette``.
+STATUS_WORDS: dict[str, str] = status_words()
