@@ -316,7 +316,8 @@ def test_a_mode_result_is_plain_json_data():
 
     result = ModeResult("xla", "equivalent",
                         FirstDivergence("stem", 3, (StageReplay("stem", False, 1e-7),), ("stem",)),
-                        DetectionDiff(2, 2, 2, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0))
+                        DetectionDiff(2, 2, 2, 0, 0, 0, 0.0, 1.0, 0.0, (), 0.0, mode="xla",
+                                      score_threshold=0.5))
     assert result.to_dict() == {
         "mode": "xla", "verdict": "equivalent",
         "first_divergence": {"stage": "stem", "index": 3,
@@ -324,7 +325,8 @@ def test_a_mode_result_is_plain_json_data():
                              "changed_stages": ["stem"]},
         "detections": {"golden": 2, "current": 2, "matched": 2, "added": 0, "removed": 0,
                        "class_changed": 0, "max_score_delta": 0.0, "min_iou": 1.0,
-                       "max_box_delta": 0.0, "changes": [], "noise": 0.0},
+                       "max_box_delta": 0.0, "changes": [], "noise": 0.0, "mode": "xla",
+                       "score_threshold": 0.5, "missed": None},
         "not_run": None}
     skipped = ModeResult("graph", None, None, None, "no XLA")
     assert skipped.status == "not_run" and not skipped.moved

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envaudit.compare.types import DetectionChange, DetectionDiff, DetectionKind
+from envaudit.compare.types import DetectionChange, DetectionDiff, DetectionKind, MissedObject
 from envaudit.workload.architecture import pairwise_iou
 from envaudit.workload.types import (
     IOU_THRESHOLD,
@@ -157,12 +157,17 @@ def match_detections(
     iou_threshold: float = MATCH_IOU,
     noise: float = 0.0,
     golden_candidates: Candidates | None = None,
+    *,
+    mode: str | None = None,
+    score_threshold: float | None = None,
+    missed: tuple[MissedObject, ...] | None = None,
 ) -> DetectionDiff:
     """Match ``current`` detections to ``golden`` ones (module docstring) and report the changes.
 
     ``noise``: the measured perturbation (``decision_noise``, or a nondeterminism spread) against
     which fragility is judged. ``golden_candidates``: the golden NMS inputs; without them no margin
-    is known and nothing is called expected fragility.
+    is known and nothing is called expected fragility. ``mode``, ``score_threshold`` and
+    ``missed`` (``visible.missed_objects``) are carried on the result as given.
     """
     g, c = _rows(golden), _rows(current)
     margins = decision_margins(golden_candidates) if golden_candidates is not None else None
@@ -192,6 +197,9 @@ def match_detections(
         max_box_delta=max((m[2] for m in matched), default=0.0),
         changes=tuple(changes),
         noise=float(noise),
+        mode=mode,
+        score_threshold=score_threshold,
+        missed=missed,
     )
 
 

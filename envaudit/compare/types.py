@@ -40,6 +40,10 @@ DetectionKind = Literal["matched", "added", "removed", "class_changed"]
 # rounding noise however their ratio looks (an exact stage with error 0 against one with error
 # 1e-7 is not a finding). The rule is ``noise.at_noise_floor``; the HTML charts draw the line.
 EQUIVALENT_SLACK_ULPS = 16.0
+# A detection's box is drawn when an edge moves at least half a pixel of the drawn image: an edge
+# that moves less lands on the pixel it was drawn on before (it rounds to the same row or column),
+# so its box would be drawn over the golden one, a picture of nothing that reads as "moved".
+VISIBLE_MOVE_PX = 0.5
 # float32's unit roundoff (eps/2 = 2**-24 ~ 6e-8): one rounding to fp32, the noise floor every
 # threshold is a multiple of (``units.unit_roundoff`` gives it for float32; the charts draw it).
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
@@ -136,6 +140,43 @@ class DetectionChange:
     margin: float | None  # smallest decision margin behind this detection (fragility)
     expected_fragility: bool  # margin below the measured noise: a near-tie flipped, not a bug
 
+    def move_px(self, width: float, height: float) -> float:
+        """The largest move of any edge of this detection's box, in pixels of an image drawn
+        ``width`` by ``height``; 0 without both a golden and a current box."""
+        if self.golden_box is None or self.current_box is None:
+            return 0.0
+        scale = (height, width, height, width)  # (ymin, xmin, ymax, xmax), normalized
+        return max(abs(c - g) * s for g, c, s in zip(self.golden_box, self.current_box, scale))
+
+    def crosses(self, score_threshold: float | None) -> bool:
+        """Whether the current score is on the other side of ``score_threshold`` than the golden
+        one (a detection is kept when its score is strictly above); False where not known."""
+        if score_threshold is None or self.golden_score is None or self.current_score is None:
+            return False
+        return (self.golden_score > score_threshold) != (self.current_score > score_threshold)
+
+    def visible_at(self, width: float, height: float,
+                   score_threshold: float | None = None) -> bool:
+        """Whether a picture that draws its image ``width`` by ``height`` pixels shows this
+        change: a box added, removed or changing class, a score crossing the threshold, or an
+        edge moving at least ``VISIBLE_MOVE_PX``."""
+        return (self.kind != "matched" or self.crosses(score_threshold)
+                or self.move_px(width, height) >= VISIBLE_MOVE_PX)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+@dataclass(frozen=True)
+class MissedObject:
+    """A ground-truth object of the workload's own scenes that no golden detection found (IoU at
+    least ``detections.MATCH_IOU``, any class): the detector misses it, not the environment."""
+
+    image: int
+    object_class: int
+    box: tuple[float, float, float, float]  # normalized (ymin, xmin, ymax, xmax)
+    found_now: bool  # a current detection overlaps it (IoU at least ``MATCH_IOU``, any class)
+
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
 
@@ -159,6 +200,13 @@ class DetectionDiff:
     # of an IoU NMS considered, between the golden and current candidates (or the run-to-run
     # spread of --repeat, if larger).
     noise: float
+    mode: str | None = None  # the execution mode whose detections these are (None: not known)
+    # The score threshold the detections were cut at (the canary's NMS threshold); None where it
+    # is not known (a user's model keeps every score it outputs).
+    score_threshold: float | None = None
+    # Ground-truth objects no golden detection found, where the workload knows its objects (the
+    # canary's scenes); None where it does not (a user's model).
+    missed: tuple[MissedObject, ...] | None = None
 
     @property
     def same(self) -> bool:
@@ -169,8 +217,36 @@ class DetectionDiff:
         ``strict``, any score or box moved."""
         return not self.same or (strict and bool(self.changes))
 
+    def drawn_at(self, width: float, height: float) -> DrawnDetections:
+        """What a picture that draws each image ``width`` by ``height`` pixels shows of these
+        changes (``DetectionChange.visible_at``), and what it leaves out."""
+        shown = tuple(c for c in self.changes if c.visible_at(width, height, self.score_threshold))
+        return DrawnDetections(
+            mode=self.mode, width=width, height=height, changes=shown,
+            hidden=len(self.changes) - len(shown),
+            largest_move_px=max((c.move_px(width, height) for c in self.changes), default=0.0),
+            missed=self.missed)
+
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+
+@dataclass(frozen=True)
+class DrawnDetections:
+    """What a picture of a ``DetectionDiff`` draws at one size, and what it leaves out."""
+
+    mode: str | None  # the execution mode whose detections these are (None: not known)
+    width: float  # the size one image is drawn at, in pixels
+    height: float
+    changes: tuple[DetectionChange, ...]  # the changes drawn, in the diff's order
+    hidden: int  # changes not drawn: matched boxes that moved less than ``VISIBLE_MOVE_PX``
+    largest_move_px: float  # the largest move of any change's box at this size (drawn or not)
+    missed: tuple[MissedObject, ...] | None  # ground truth the golden misses (None: not known)
+
+    @property
+    def boxes(self) -> int:
+        """The rectangles drawn: a golden and a current box per change that has both."""
+        return sum((c.golden_box is not None) + (c.current_box is not None) for c in self.changes)
 
 
 @dataclass(frozen=True)

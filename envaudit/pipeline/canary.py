@@ -19,6 +19,7 @@ import numpy as np
 from envaudit import modes as registry
 from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
+from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
 from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline
@@ -33,9 +34,12 @@ from envaudit.workload.architecture import (
     WORKLOAD_ID,
     WORKLOAD_VERSION,
 )
-from envaudit.workload.assets import Assets, load_assets, used_checksums
+from envaudit.workload.assets import Assets, ground_truth, load_assets, used_checksums
 from envaudit.workload.spec import validate_golden
-from envaudit.workload.types import Candidates
+from envaudit.workload.types import SCORE_THRESHOLD, Candidates
+
+# Per golden image, in batch order: the normalized boxes [K, 4] and classes [K] rendered into it.
+GroundTruth = tuple[list[np.ndarray], list[np.ndarray]]
 
 
 class Canary:
@@ -55,6 +59,7 @@ class Canary:
                         bundle.detections if bundle.schema == SCHEMA_V1 else None)
         self.modes = _checked_modes(bundle, options.modes)
         self.golden: Mapping[str, Mapping[str, np.ndarray]] = bundle.stages_by_mode
+        self.truth = _ground_truth(self.assets)
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         from envaudit.workload import run_workload
@@ -78,7 +83,7 @@ class Canary:
         modes: list[ModeResult] = []
         for mode in self.modes:
             compared, result = _check_mode(mode, self.bundle, self.assets, run, spread,
-                                           replay_stages)
+                                           replay_stages, self.truth)
             stages += compared
             modes.append(result)
         return tuple(stages), tuple(modes)
@@ -142,7 +147,8 @@ def _checked_modes(bundle: GoldenBundle, requested: Sequence[str] | None) -> tup
 
 
 def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun,
-                spread: float, replay: Callable[..., dict[str, np.ndarray]]
+                spread: float, replay: Callable[..., dict[str, np.ndarray]],
+                truth: GroundTruth | None = None
                 ) -> tuple[tuple[TensorComparison, ...], ModeResult]:
     """One mode's stages compared, localized by replay in that mode, its detections matched."""
     golden = bundle.stages_by_mode[mode]
@@ -157,12 +163,25 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
         golden_references=current_twin(bundle, assets, golden["decode"]))
     golden_candidates = Candidates(boxes=golden["boxes"], scores=golden["scores"])
     noise = max(decision_noise(golden_candidates, current.candidates), spread)
-    detections = match_detections(detections_from_nms(golden["nms"]), current.detections,
-                                  noise=noise, golden_candidates=golden_candidates)
+    golden_detections = detections_from_nms(golden["nms"])
+    missed = (missed_objects(*truth, golden_detections, current.detections)
+              if truth is not None else None)
+    detections = match_detections(golden_detections, current.detections, noise=noise,
+                                  golden_candidates=golden_candidates, mode=mode,
+                                  score_threshold=SCORE_THRESHOLD, missed=missed)
     differing = [s.name for s in stages if not s.identical]
     first = localize.first_divergence(
         stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
     return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
+
+
+def _ground_truth(assets: Assets) -> GroundTruth | None:
+    """The objects rendered into the golden scenes, or None where the asset folder does not list
+    them (a folder of its own through ENVAUDIT_ASSETS): then nothing is said about them."""
+    if not all(n.rsplit(".", 1)[0] + ".labels.npz" in assets.checksums
+               for n in assets.image_names):
+        return None
+    return ground_truth(assets)
 
 
 def _require_same_workload(bundle: GoldenBundle, assets: Assets) -> None:

@@ -116,7 +116,7 @@ class OwnModel:
         names = self.info.detections
         boxes = (match_detections(detections_of(names, outputs_by_image(self.info, golden)),
                                   detections_of(names, outputs_by_image(self.info, current)),
-                                  noise=spread)
+                                  noise=spread, mode=self.info.mode)
                  if names else None)
         mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
                           boxes or EMPTY_DETECTIONS)

@@ -171,32 +171,35 @@ def _detections(result: CheckResult) -> list[str]:
 
 
 def _overlay(result: CheckResult, d: DetectionDiff) -> str:
-    """The changed detections over the images they were found on."""
+    """The detections worth seeing over the images they were found on (``DetectionDiff.drawn_at``
+    decides which, at the size ``overlay.panel_pixels`` says an image is drawn), with what the
+    picture leaves out said in words; ``data-boxes`` and ``data-mode`` say it to a machine."""
     from envaudit.render import overlay  # matplotlib: only when a page is actually rendered
 
     names = class_names(result.subject.model)
-    moved_matches = sum(1 for c in d.changes if c.kind == "matched")
-    unchanged = d.matched - moved_matches
-    note = (f"Drawn: the {len(d.changes)} detections that changed. The result does not carry the"
-            f" {unchanged} matched detections that did not move, so they are not drawn."
-            if unchanged > 0 else f"Drawn: all {len(d.changes)} detections that changed.")
+    unchanged = d.matched - sum(1 for c in d.changes if c.kind == "matched")
+    notes = []
     if result.subject.model is None:
         from envaudit.workload.assets import load_assets
 
         assets = load_assets()
         images = [overlay.decoded(b) for b in assets.encoded]
+        places = [f"image {i} ({name})" for i, name in enumerate(assets.image_names)]
         titles = [f"image {i}: {name}" for i, name in enumerate(assets.image_names)]
         count = len(images)
     else:
         images = None
         count = 1 + max((c.image for c in d.changes), default=-1)
-        titles = [f"image {i} (boxes only)" for i in range(count)]
-        note += (" The model's input images are not part of the result: boxes are drawn on the"
-                 " image's normalized extent.")
-    if count == 0:
-        return f'<p class="note">{_e(note)}</p>'
-    svg = overlay.detection_grid(images, count, d.changes, names, titles, "detections")
-    return f'<p class="note">{_e(note)}</p><div class="overlay" id="overlay">{svg}</div>'
+        places = titles = [f"image {i} (boxes only)" for i in range(count)]
+        notes.append("The model's input images are not part of the result: boxes are drawn on"
+                     " the image's normalized extent.")
+    drawn = d.drawn_at(*[overlay.panel_pixels(count)] * 2)
+    notes = [*overlay.summary(drawn, unchanged, places, names), *notes]
+    svg = (overlay.detection_grid(images, count, drawn, names, titles, "detections")
+           if count and (drawn.changes or drawn.missed) else "")
+    return ("".join(f'<p class="note">{_e(n)}</p>' for n in notes)
+            + f'<div class="overlay" id="overlay" data-boxes="{drawn.boxes}"'
+            f' data-mode="{_e(drawn.mode or "")}">{svg}</div>')
 
 
 def _change_table(d: DetectionDiff, names: Sequence[str]) -> list[str]:
