@@ -211,6 +211,12 @@ def test_git_version_is_said_to_need_a_running_tensorflow_until_a_check_records_
     checked["tensorflow"]["build_info"] = {"is_cuda_build": False}
     assert facts(Fingerprint(checked))["TensorFlow build"] == \
         "CPU only (no CUDA); git version v2.21.0-rc1-42-gabcdef"
+    # captured where TensorFlow ran: no claim that it was not imported
+    checked["tensorflow"]["build_info"] = CUDA_BUILD
+    sources = {f.label: f.source for f in summarize(Fingerprint(checked))}
+    assert sources["TensorFlow"] == "package metadata"
+    assert sources["Devices TensorFlow would use"].endswith(
+        "inferred: TensorFlow's own device list is not recorded")
 
 
 # --- variables, redaction, strangers' fingerprints -----------------------------------------

@@ -32,6 +32,9 @@ MAX_FACTS = 12
 MAX_VARIABLES = 6  # variables named in the summary; the rest are counted
 MAX_VALUE_CHARS = 80  # a variable's value in the summary, cut with "…" (the detail has it whole)
 NOT_IMPORTED = "TensorFlow not imported to check"
+# When the fingerprint was captured in a process that had imported TensorFlow (its git version
+# and loaded libraries are then recorded): the devices are still inferred.
+INFERRED = "inferred: TensorFlow's own device list is not recorded"
 GIT_NOT_READ = "git version: read only while TensorFlow runs (envaudit check)"
 
 
@@ -74,7 +77,14 @@ def _tensorflow(fp: Fingerprint) -> Fact:
                     "the installed distributions")
     distribution = tf.get("distribution")
     value = _text(tf.get("version")) + (f" ({distribution})" if distribution else "")
-    return Fact("TensorFlow", value, "package metadata; " + NOT_IMPORTED)
+    return Fact("TensorFlow", value, "package metadata" + ("" if _imported(tf) else
+                                                            f"; {NOT_IMPORTED}"))
+
+
+def _imported(tf: Mapping[str, Any]) -> bool:
+    """Whether the capturing process had imported TensorFlow (what only it can read is there)."""
+    git = tf.get("git_version")
+    return "loaded_libraries" in tf or bool(git and not is_unavailable(git))
 
 
 def _build(fp: Fingerprint) -> Fact:
@@ -112,13 +122,14 @@ def _devices(fp: Fingerprint) -> Fact:
         return Fact(label, "none: TensorFlow is not installed", "; ".join(how))
     if not build or is_unavailable(build):
         return Fact(label, "the CPU; GPUs not known (the build info is unreadable)",
-                    "; ".join([*how, NOT_IMPORTED]))
+                    "; ".join(how))
     if not build.get("is_cuda_build"):
         kind = "ROCm (AMD GPUs, not probed by envaudit)" if build.get("is_rocm_build") else \
             "no CUDA support"
         return Fact(label, "the CPU only", "; ".join([f"this TensorFlow build has {kind}", *how]))
     how = [f"built with CUDA {_text(build.get('cuda_version'))}", *how,
-           *([_cuda_libraries(tf)] if count else []), NOT_IMPORTED]
+           *([_cuda_libraries(tf)] if count else []),
+           INFERRED if _imported(tf) else NOT_IMPORTED]
     return Fact(label, _cuda_devices(gpu, build, visible), "; ".join(how))
 
 

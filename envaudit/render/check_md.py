@@ -2,9 +2,14 @@
 
 GitHub-flavored Markdown: a verdict heading, a quoted line when the golden was recorded on another
 machine or build, and the headline first (for a user's model, what it is and what the verdict
-rests on), then pipe tables (environment changes, stages or a user model's
-arrays, probes by family and the precision witness, changed detections) and the causes with their
-evidence.
+rests on), then this environment's summary (``fingerprint.summary``, as ``envaudit report`` shows
+it), pipe tables (environment changes, stages or a user model's arrays, probes by family and the
+precision witness, changed detections) and the causes with their evidence.
+
+It fits a pull-request comment (``comment_size``): a table of more than ``FOLD_ROWS`` arrays is
+folded in ``<details>``; a report still longer than a comment holds lists only the arrays,
+changes and detections that differ (at most ``MAX_ROWS`` per table, with a line counting the
+rest), and what is still too long is cut with a line saying so and where the whole report is.
 
 Every string from the result is a stranger's (bundle content, paths, environment values, package
 names): it goes in through ``escape`` as text (``_md``: no HTML, no link, one table cell, one
@@ -15,14 +20,16 @@ built them as ``Markdown`` itself, so a cell cannot be forgotten; the whole docu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from envaudit.compare.types import ACCEPTED_STATUSES, TensorComparison, most_severe
 from envaudit.fingerprint.diff import group
+from envaudit.fingerprint.summary import summarize
 from envaudit.fingerprint.types import Change
 from envaudit.render import formatting
 from envaudit.render.change_table import folded_summary, heading
+from envaudit.render.comment_size import cut, fits
 from envaudit.render.escape import (
     Markdown,
     for_document,
@@ -30,6 +37,7 @@ from envaudit.render.escape import (
     for_markdown_code,
     markdown,
 )
+from envaudit.render.fingerprint_md import summary_lines
 from envaudit.render.formatting import (
     class_label,
     class_names,
@@ -52,10 +60,22 @@ STATUS_WORDS: dict[str, Markdown] = {
 # Markdown has no colour: a verdict is its mark and the word every format uses (``palette``).
 TITLES = {verdict: f"{mark} {VERDICT[verdict].word}" for verdict, mark in (
     ("identical", "✅"), ("equivalent", "🟰"), ("drift", "⚠️"), ("precision_loss", "❌"))}
+FOLD_ROWS = 12  # a table of more rows is folded in <details>
+MAX_ROWS = 40  # rows per table when the whole report is longer than a comment holds
+FULL_REPORT = "`envaudit check --format json` (or `--format html`)"
 
 
 def render(result: CheckResult) -> str:
-    """The check result as a Markdown document ending in a newline."""
+    """The check result as a Markdown document ending in a newline, short enough for a
+    pull-request comment."""
+    document = _document(result, compact=False)
+    if not fits(document):
+        document = _document(result, compact=True)
+    return cut(document, FULL_REPORT)
+
+
+def _document(result: CheckResult, compact: bool) -> str:
+    """The whole report; ``compact`` lists only what differs, ``MAX_ROWS`` per table."""
     lines = [
         f"## envaudit check: {_md(TITLES.get(result.verdict, result.verdict))}",
         "",
@@ -70,11 +90,12 @@ def render(result: CheckResult) -> str:
         *_model(result),
         "",
     ]
-    lines += _fingerprint(result)
-    lines += _stages(result)
+    lines += _summary(result)
+    lines += _fingerprint(result, compact)
+    lines += _stages(result, compact)
     lines += _probes(result)
     lines += _witness(result)
-    lines += _detections(result)
+    lines += _detections(result, compact)
     lines += _causes(result)
     lines += _nondeterminism(result)
     return for_document("\n".join(lines).rstrip("\n") + "\n")
@@ -108,48 +129,84 @@ def _model(result: CheckResult) -> list[str]:
     return lines
 
 
-def _fingerprint(result: CheckResult) -> list[str]:
+def _summary(result: CheckResult) -> list[str]:
+    """This environment at a glance, the facts ``envaudit report`` shows first (from the
+    result's current fingerprint, redacted with the result)."""
+    if result.current_fingerprint is None:
+        return []
+    return ["### Environment", "", *summary_lines(summarize(result.current_fingerprint)), ""]
+
+
+def _fingerprint(result: CheckResult, compact: bool) -> list[str]:
     """The environment changes grouped by origin; each group's minutiae (decided with the data)
     in a collapsed ``<details>`` block, so the page stays short and still holds every change."""
     changes = result.fingerprint_changes
     if not changes:
-        return ["### Environment", "", "No fingerprint changes.", ""]
+        head = [] if result.current_fingerprint is not None else ["### Environment", ""]
+        return [*head, "No fingerprint changes.", ""]
     numerics = sum(1 for c in changes if c.numerics)
     lines = ["### Environment changes", "",
              f"{len(changes)} fields changed, {numerics} numerics-relevant.", ""]
     for g in group(changes):
         if g.listed:
-            lines += [f"**{_md(heading(g))}**", "", *_change_rows(g.listed), ""]
-        if g.folded:
+            lines += [f"**{_md(heading(g))}**", "", *_change_rows(g.listed, compact), ""]
+        if g.folded and compact:
+            lines += [f"{_md(folded_summary(g))}: not listed here; all of them: {FULL_REPORT}.",
+                      ""]
+        elif g.folded:
             lines += [f"<details><summary>{_md(folded_summary(g))}</summary>", "",
-                      *_change_rows(g.folded), "", "</details>", ""]
+                      *_change_rows(g.folded, compact), "", "</details>", ""]
     return lines
 
 
-def _change_rows(changes: Sequence[Change]) -> list[str]:
+def _change_rows(changes: Sequence[Change], compact: bool) -> list[str]:
+    shown = changes[:MAX_ROWS] if compact else changes
     rows = [[c.path, _value(c.golden), _value(c.current), c.category,
-             "yes" if c.numerics else "no"] for c in changes]
-    return _table(["path", "golden", "current", "category", "numerics"], rows)
+             "yes" if c.numerics else "no"] for c in shown]
+    return _table(["path", "golden", "current", "category", "numerics"], rows) + _left_out(
+        len(changes) - len(shown), "more changes")
 
 
-def _stages(result: CheckResult) -> list[str]:
+def _left_out(count: int, what: str) -> list[str]:
+    """The line under a table that lists fewer rows than it has."""
+    return [] if count <= 0 else ["", f"_{count} {what} not listed here; all of them:"
+                                      f" {FULL_REPORT}._"]
+
+
+def _array_table(header: Sequence[str], members: Sequence[TensorComparison],
+                 row: Callable[[int, TensorComparison], list[str]], compact: bool) -> list[str]:
+    """One mode's arrays; more than ``FOLD_ROWS`` folded, and in a ``compact`` report only the
+    ones that differ, at most ``MAX_ROWS``."""
+    indexed = list(enumerate(members))
+    if compact:
+        indexed = [(i, s) for i, s in indexed if not s.identical]
+    shown = indexed[:MAX_ROWS] if compact else indexed
+    identical = sum(1 for s in members if s.identical) if compact else 0
+    lines = _table(header, [row(i, s) for i, s in shown])
+    if identical:
+        lines += ["", f"_{identical} bit-identical arrays not listed._"]
+    lines += _left_out(len(indexed) - len(shown), "more arrays that differ")
+    if len(members) <= FOLD_ROWS:
+        return lines
+    differ = sum(1 for s in members if not s.identical)
+    return [f"<details><summary>{len(members)} arrays, {differ} not bit-identical</summary>",
+            "", *lines, "", "</details>"]
+
+
+def _stages(result: CheckResult, compact: bool) -> list[str]:
     if not result.stages:
         return []
     if result.subject.model is not None:
-        return _model_arrays(result)
+        return _model_arrays(result, compact)
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
         title = "### Stages" if mode is None else f"### Stages, {_md(mode)} mode"
         if not_run:
             lines += [title, "", f"Not run: {_md(not_run)}", ""]
             continue
-        rows = [[str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
-                 percent(s.mismatch_fraction), _num(s.ulp_at_scale),
-                 f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
-                for i, s in enumerate(members)]
-        lines += [title, "",
-                  *_table(["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
-                           "error vs float64 (golden → current)"], rows), ""]
+        lines += [title, "", *_array_table(
+            ["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
+             "error vs float64 (golden → current)"], members, _stage_row, compact), ""]
         if fd is not None:
             lines.append(f"First divergence: **{_code(fd.stage)}** (#{fd.index} in pipeline"
                          " order).")
@@ -162,7 +219,18 @@ def _stages(result: CheckResult) -> list[str]:
     return lines
 
 
-def _model_arrays(result: CheckResult) -> list[str]:
+def _stage_row(i: int, s: TensorComparison) -> list[str]:
+    return [str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+            percent(s.mismatch_fraction), _num(s.ulp_at_scale),
+            f"{_num(s.golden_error)} → {_num(s.current_error)}{_growth(s)}"]
+
+
+def _model_row(i: int, s: TensorComparison) -> list[str]:
+    return [str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
+            percent(s.mismatch_fraction), _num(s.ulp_at_scale), s.tolerance or "—"]
+
+
+def _model_arrays(result: CheckResult, compact: bool) -> list[str]:
     """A user model's arrays: no float64 twin and no replay, but the tolerance each output got."""
     lines: list[str] = []
     for mode, members, fd, not_run in result.by_mode():
@@ -172,12 +240,9 @@ def _model_arrays(result: CheckResult) -> list[str]:
         if not_run:
             lines += [title, "", f"Not run: {_md(not_run)}", ""]
             continue
-        rows = [[str(i), _code(s.name), STATUS_WORDS[s.status], _num(s.max_rel), _num(s.max_abs),
-                 percent(s.mismatch_fraction), _num(s.ulp_at_scale), s.tolerance or "—"]
-                for i, s in enumerate(members)]
-        lines += [title, "",
-                  *_table(["#", "array", "result", "max rel", "max abs", "mismatch", "ulp@scale",
-                           "tolerance"], rows), ""]
+        lines += [title, "", *_array_table(
+            ["#", "array", "result", "max rel", "max abs", "mismatch", "ulp@scale", "tolerance"],
+            members, _model_row, compact), ""]
         if fd is not None:
             lines += [f"First divergence: **{_code(fd.stage)}** (#{fd.index}: inputs, then layers,"
                       " then outputs).", ""]
@@ -205,7 +270,7 @@ def _witness(result: CheckResult) -> list[str]:
     return [] if witness is None else [_md(witness_sentence(witness)), ""]
 
 
-def _detections(result: CheckResult) -> list[str]:
+def _detections(result: CheckResult, compact: bool) -> list[str]:
     if result.subject.model is not None and result.subject.model.detections is None:
         return ["### Detections", "", "None: the model's outputs are not detections; name them "
                 "with `--detections boxes=NAME,scores=NAME,classes=NAME` to compare boxes.", ""]
@@ -220,12 +285,14 @@ def _detections(result: CheckResult) -> list[str]:
                        _num(d.max_box_delta)]]), ""]
     decided = [c for c in d.changes if c.kind != "matched"]
     if decided:
+        shown = decided[:MAX_ROWS] if compact else decided
         rows = [[c.kind.replace("_", " "), str(c.image),
                  _classes(c.golden_class, c.current_class, names),
                  _score(c.golden_score), _score(c.current_score), _num(c.margin),
-                 "expected fragility" if c.expected_fragility else ""] for c in decided]
+                 "expected fragility" if c.expected_fragility else ""] for c in shown]
         lines += _table(["change", "image", "class", "golden score", "current score", "margin",
                          "fragility"], rows)
+        lines += _left_out(len(decided) - len(shown), "more changed detections")
         lines += ["", f"Measured noise: {_num(d.noise)}. A change whose decision margin is below "
                   "it is expected fragility (a near-tie flipped), not a model bug.", ""]
     return lines
