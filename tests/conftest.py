@@ -225,3 +225,31 @@ def real_uv_cache() -> str:
 
     return os.environ.get("UV_CACHE_DIR") or str(
         Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "uv")
+
+
+# A change that moves only the xla mode: XLA's CPU compiler with fast math approximates the
+# transcendental functions it compiles, and eager and graph (which XLA does not compile) stay
+# bit-identical. Measured with raw envaudit on the development machine (x86-64, AVX-512).
+XLA_ONLY = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"}
+_XLA_ONLY_CHECK = """
+import sys
+import envaudit
+from envaudit.render import check_html, check_json
+result = envaudit.check(golden=sys.argv[1], confirm=False)
+open(sys.argv[2], "w", encoding="utf-8").write(check_html.render(result))
+open(sys.argv[3], "w", encoding="utf-8").write(check_json.render(result))
+"""
+
+
+@pytest.fixture(scope="session")
+def xla_only_check(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
+        Path, dict]:
+    """A check of the default-settings bundle with ``XLA_ONLY`` set, without confirmation
+    re-runs: its HTML page (a file) and its JSON, both from one TensorFlow subprocess."""
+    folder = tmp_path_factory.mktemp("xla-only")
+    page, data = folder / "check.html", folder / "check.json"
+    proc = subprocess.run([sys.executable, "-c", _XLA_ONLY_CHECK, str(golden_bundle), str(page),
+                           str(data)], env=cli_env(**XLA_ONLY), capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return page, json.loads(data.read_text(encoding="utf-8"))

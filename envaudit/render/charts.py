@@ -93,13 +93,16 @@ def difference_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
     ax.axhline(FP32_UNIT_ROUNDOFF, color=REFERENCE, linestyle="--", linewidth=1)
     for i, a in enumerate(arrays):
         colour = STATUS[a.status].fill
+        # Each array's mark is named in the SVG (``<g id="SALT-bar-3">``), so a reader of the
+        # page (a test) can tell a bar from a mark on the "0" row without measuring pixels.
         if a.max_rel > 0 and math.isfinite(a.max_rel):
             ax.bar(i, a.max_rel - low / 2, bottom=low / 2, width=0.6, color=colour,
-                   edgecolor=REFERENCE, linewidth=0.5, zorder=2)
+                   edgecolor=REFERENCE, linewidth=0.5, zorder=2, gid=f"{salt}-bar-{i}")
         else:
-            y = low if a.max_rel == 0 else high
-            ax.plot([i], [y], marker="s" if a.max_rel == 0 else "^", markersize=8,
-                    color=colour, markeredgecolor=REFERENCE, markeredgewidth=0.5, zorder=3)
+            row = "zero" if a.max_rel == 0 else "not-comparable"
+            ax.plot([i], [low if a.max_rel == 0 else high], marker="s" if a.max_rel == 0
+                    else "^", markersize=8, color=colour, markeredgecolor=REFERENCE,
+                    markeredgewidth=0.5, zorder=3, gid=f"{salt}-{row}-{i}")
     ax.set_yscale("log")
     ax.set_ylim(low / 2, high * 3)
     _log_axis(fig, ax, [a.name for a in arrays], "max rel difference, current vs golden")

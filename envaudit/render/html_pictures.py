@@ -110,7 +110,7 @@ def _mode_section(n: int, group: ModeGroup, status: str, charts: Any, user: bool
     swatch = MODE_NOT_RUN if status == "not_run" else VERDICT[status]  # type: ignore[index]
     title = f"<b>{escaped(mode or noun)}</b>: {badge(swatch)}"
     lines = [f'<section class="mode" id="mode-{n}"{named} data-status="{escaped(status)}">']
-    if not_run or not members or status == "identical":
+    if not_run or not members or all(s.identical for s in members):
         why = (f": {escaped(not_run)}" if not_run else
                f", no {noun} compared" if not members else
                f", all {len(members)} {noun} bit-identical")
