@@ -87,7 +87,7 @@ def test_html_is_one_small_self_contained_page(drifted: CheckResult) -> None:
     # Per mode that moved, its differences and (folded) its error against float64; the overlay.
     assert page.count("<svg") == 2 * len(ran) + 1
     assert page.count("data:image/png;base64,") == 6  # the six scenes, inside the overlay
-    assert "not drawn" in page  # unchanged matched detections are not in the result
+    assert "2 matched detections did not move at all." in page  # and are not drawn
     assert "The golden fingerprint is not part of this result." in page
     assert "<summary>current fingerprint (whole)</summary>" in page
     assert seconds < 5, seconds  # 0.3-0.5 s on a developer machine; generous for a loaded CI
