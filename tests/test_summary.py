@@ -7,8 +7,10 @@ replayed by ``FakeNVML``). The facts are asserted as data; the rendered lines by
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
+import re
 
 import pytest
 from conftest import cli_env, run_cli
@@ -261,3 +263,25 @@ def test_a_strangers_odd_fingerprint_still_summarizes():
     got = summarize(odd)
     assert len(got) <= MAX_FACTS and [f.label for f in got] == LABELS
     assert dict((f.label, f.value) for f in got)["CPU"] == "unavailable (no /proc/cpuinfo)"
+
+
+# --- the HTML report's environment section -------------------------------------------------
+
+
+def test_the_html_environment_section_starts_with_the_summary(here):
+    from test_render_check import make_result
+
+    from envaudit.redact_result import shareable
+    from envaudit.render import check_html
+
+    data = copy.deepcopy(here)
+    data["env"]["NCCL_COMM_ID"] = "trainer-7.example.com:5555"
+    result = shareable(dataclasses.replace(make_result(), current_fingerprint=Fingerprint(data)))
+    page = check_html.render(result)
+    section = page[page.index('<h2 id="environment">Environment</h2>'):]
+    rows = re.findall(r'<tr data-fact="([^"]+)"><th>[^<]*</th><td>([^<]*)', section)
+    assert [label for label, _ in rows] == LABELS
+    assert dict(rows)["Numerics variables set"] == "NCCL_COMM_ID=[host]:5555 "
+    assert "trainer-7" not in page
+    assert section.index("</table>") < section.index("<h3>Changes from the golden</h3>") < \
+        section.index("<details><summary>current fingerprint (whole)</summary>")

@@ -27,6 +27,7 @@ from typing import Any
 
 from envaudit.compare.types import DetectionDiff
 from envaudit.fingerprint.diff import group
+from envaudit.fingerprint.summary import summarize
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.render import html_pictures, palette
 from envaudit.render.change_table import folded_summary, heading
@@ -226,8 +227,11 @@ def _score(value: float | None) -> str:
 
 
 def _fingerprint(result: CheckResult) -> list[str]:
+    """The environment: this machine's summary first (``fingerprint.summary``, the facts
+    ``envaudit report`` shows first), the changes from the golden, both whole trees folded."""
     changes = result.fingerprint_changes
-    lines = ['<h2 id="environment">Environment changes</h2>']
+    lines = ['<h2 id="environment">Environment</h2>', *_summary(result.current_fingerprint),
+             "<h3>Changes from the golden</h3>"]
     if not changes:
         lines.append("<p>No fingerprint changes.</p>")
     else:
@@ -235,7 +239,7 @@ def _fingerprint(result: CheckResult) -> list[str]:
         lines.append(f"<p>{len(changes)} fields changed, {numerics} numerics-relevant.</p>")
         for g in group(changes):
             if g.listed:
-                lines += [f"<h3>{_e(heading(g))}</h3>", *_change_rows(g.listed)]
+                lines += [f"<h4>{_e(heading(g))}</h4>", *_change_rows(g.listed)]
             if g.folded:
                 lines += [f"<details><summary>{_e(folded_summary(g))}</summary>",
                           *_change_rows(g.folded), "</details>"]
@@ -243,6 +247,15 @@ def _fingerprint(result: CheckResult) -> list[str]:
                      ("current", result.current_fingerprint)):
         lines.append(_whole(side, fp))
     return lines
+
+
+def _summary(fp: Fingerprint | None) -> list[str]:
+    """One row per fact, marked ``data-fact`` for tests; how it was determined in grey."""
+    if fp is None:
+        return ['<p class="note">This environment\'s fingerprint is not part of this result.</p>']
+    rows = [f'<tr data-fact="{_e(f.label)}"><th>{_e(f.label)}</th><td>{_e(f.value)}'
+            f' <span class="note">({_e(f.source)})</span></td></tr>' for f in summarize(fp)]
+    return ['<table id="environment-summary">', *rows, "</table>"]
 
 
 def _change_rows(changes: Iterable[Change]) -> list[str]:
