@@ -15,6 +15,7 @@ from __future__ import annotations
 COMMENT_LIMIT = 65_536  # GitHub's limit on a comment body, in characters
 # What a report aims under: room for what a person or a bot adds around it (a heading, a link).
 TARGET = 60_000
+SECTION_CHARS = 80  # the longest section name the note quotes (room is kept for it)
 
 
 def fits(document: str) -> bool:
@@ -28,7 +29,7 @@ def cut(document: str, full_report: str, target: int = TARGET) -> str:
         return document
     lines = document.rstrip("\n").split("\n")
     note = _note(len(document), "", full_report)
-    budget = target - len(note) - 200  # the section's name and the closing tags
+    budget = target - len(note) - SECTION_CHARS - 100  # the section's name, the closing tags
     kept: list[str] = []
     size = 0
     for line in lines:
@@ -46,7 +47,8 @@ def _section_of(lines: list[str], first_cut: int) -> str:
     """The heading the first line left out belongs to ("" when none)."""
     for line in reversed(lines[: first_cut + 1]):
         if line.startswith("#"):
-            return line.lstrip("#").strip()
+            name = line.lstrip("#").strip()
+            return name if len(name) <= SECTION_CHARS else name[: SECTION_CHARS - 1] + "…"
     return ""
 
 
