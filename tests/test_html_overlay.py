@@ -65,3 +65,25 @@ def test_the_summary_counts_what_is_drawn_and_explains_missed_ground_truth():
     # Without ground truth (a user's model: ``missed`` None) nothing is said about it.
     plain = overlay.summary(_diff(removed).drawn_at(260, 260), 0, places, ("r", "e", "t"))
     assert not any("Ground truth" in line for line in plain)
+
+
+def test_the_screenshot_tool_keeps_one_section_of_a_report():
+    """``tools/screenshot_report.py --section detections``, as the docs' overlay picture is made:
+    the page's head, then the detections section alone (to the next heading)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "screenshot_report.py"
+    spec = importlib.util.spec_from_file_location("screenshot_report", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    page = ('<html><head><style>p{}</style></head><body><h1>v</h1><h2 id="causes">Causes</h2>'
+            '<p>c</p><h2 id="detections">Detections</h2><div id="overlay">o</div>'
+            '<h2 id="probes">Probes</h2><p>p</p></body></html>\n')
+    assert tool.prepared(page, [], None, "detections") == (
+        '<html><head><style>p{}</style></head><body><h2 id="detections">Detections</h2>'
+        '<div id="overlay">o</div></body></html>\n')
+    last = tool.prepared(page, [], None, "probes")
+    assert last.endswith('<h2 id="probes">Probes</h2><p>p</p></body></html>\n')
+    with pytest.raises(SystemExit, match="no element #missing"):
+        tool.prepared(page, [], None, "#missing")

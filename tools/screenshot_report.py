@@ -9,7 +9,8 @@ image is reduced to ``--colors`` colours (the report's flat colours survive; its
 lose little), so a long report stays a few hundred kilobytes. ``--hide`` takes CSS selectors to
 leave out of the picture (``visibility: hidden``, so the layout stays where it was) and
 ``--only-top`` keeps the page down to the first element a selector matches (e.g.
-``#detections``) by cutting the document there.
+``#detections``) by cutting the document there; ``--section`` keeps only one section of the
+report, from its heading (an id: ``detections``) to the next one.
 
 Constraints: chromium runs with a throwaway profile and no network services (no sync, no
 component updates, no background networking); the tests (``tests/test_html_report.py``) use
@@ -43,9 +44,11 @@ def chromium_args(browser: str, profile: Path) -> list[str]:
             "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}"]
 
 
-def prepared(page: str, hide: Sequence[str], only_top: str | None) -> str:
+def prepared(page: str, hide: Sequence[str], only_top: str | None,
+             section: str | None = None) -> str:
     """The page with the hidden selectors' CSS added, and cut before ``only_top``'s element
-    (an id: ``#detections``), closing the document there."""
+    (an id: ``#detections``), closing the document there; or, ``section``, only the report's
+    section whose heading has that id, to the next ``<h2>``."""
     if hide:
         css = ",".join(hide) + "{visibility:hidden}"
         page = page.replace("</style>", css + "</style>", 1)
@@ -55,6 +58,14 @@ def prepared(page: str, hide: Sequence[str], only_top: str | None) -> str:
         if at < 0:
             raise SystemExit(f"screenshot_report: no element {only_top} in the page")
         page = page[: page.rfind("<", 0, at)] + "</body></html>\n"
+    if section:
+        at = page.find(f'id="{section.lstrip("#")}"')
+        if at < 0:
+            raise SystemExit(f"screenshot_report: no element {section} in the page")
+        end = page.find("<h2", at)
+        body = page.index("<body>") + len("<body>")
+        kept = page[page.rfind("<", 0, at): end if end > 0 else page.rindex("</body>")]
+        page = page[:body] + kept + "</body></html>\n"
     return page
 
 
@@ -100,10 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--colors", type=int, default=96, help="PNG palette size (default 96)")
     parser.add_argument("--hide", action="append", default=[], metavar="SELECTOR",
                         help="CSS selector to leave out of the picture (repeatable)")
+    parser.add_argument("--section", metavar="ID",
+                        help="keep only the report's section whose heading has this id")
     parser.add_argument("--only-top", metavar="ID",
                         help="keep the page only down to the element with this id")
     args = parser.parse_args(argv)
-    page = prepared(args.report.read_text(encoding="utf-8"), args.hide, args.only_top)
+    page = prepared(args.report.read_text(encoding="utf-8"), args.hide, args.only_top,
+                    args.section)
     with tempfile.TemporaryDirectory(prefix="envaudit-page-") as tmp:
         copy = Path(tmp) / "report.html"
         copy.write_text(page, encoding="utf-8")
