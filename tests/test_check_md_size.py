@@ -52,7 +52,7 @@ def drifted_canary(arrays_per_mode: int, here: Fingerprint, changes: int = 500):
         fingerprint_changes=base.fingerprint_changes + packages, current_fingerprint=here)
 
 
-def test_a_canary_check_of_ordinary_size_is_whole_and_unfolded(here):
+def test_a_check_of_a_few_arrays_is_whole_and_unfolded(here):
     result = dataclasses.replace(canary_result(), current_fingerprint=here)
     md = check_md.render(result)
     assert "`hidden`" in md and "`logits`" in md and "`decode`" in md  # every stage listed
