@@ -299,6 +299,13 @@ def test_the_screenshot_tool_draws_a_small_png(xla_only_check: tuple[Path, dict]
     picture = matplotlib.image.imread(out)
     assert out.stat().st_size < 300 * 1024
     assert 600 < picture.shape[0] < 6000 and picture.shape[1] == 1100
+    # The page's flat colours survive the palette reduction exactly: the status colours shown.
+    from envaudit.render.palette import STATUS
+
+    colours = {tuple(c) for c in (picture[..., :3] * 255).round().astype(int).reshape(-1, 3)}
+    for status in ("identical", "rounding"):
+        fill = STATUS[status].fill
+        assert tuple(int(fill[i:i + 2], 16) for i in (1, 3, 5)) in colours, status
 
 
 # The colours a detection's box is drawn in (each kind's), as matplotlib writes them in the SVG.

@@ -27,9 +27,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 TIMEOUT = 120  # seconds: a cold chromium on a loaded 2-core machine
 WHITE_BELOW = 250  # a row whose every channel is at least this is blank page
+# The page's flat colours kept exactly (a report uses a few dozen: text, rules, the
+# status colours, tints); the scene images share the rest of the palette.
+EXACT_COLOURS = 64
 
 
 def find_chromium() -> str | None:
@@ -88,11 +92,34 @@ def screenshot(page: Path, out: Path, width: int, height: int, colors: int) -> i
         with Image.open(raw) as image:
             rgb = image.convert("RGB")
     rgb = rgb.crop((0, 0, rgb.width, _content_bottom(rgb)))
-    rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    _with_flat_colours_kept(rgb, colors).save(out, optimize=True)
     return out.stat().st_size
 
 
-def _content_bottom(image: object) -> int:
+def _with_flat_colours_kept(rgb: Any, colors: int) -> Any:
+    """The picture in ``colors`` colours, the page's most used ones kept exact (background,
+    text, the status colours, the noise band) and the rest spent on what is left (the scene
+    images): a status colour must not drift toward a scene's green. Each colour goes to its
+    nearest palette entry (Pillow's own mapping rounds colours first, so even white drifts)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(rgb).reshape(-1, 3)
+    values, inverse, counts = np.unique(pixels, axis=0, return_inverse=True, return_counts=True)
+    exact = values[np.argsort(counts)[::-1][:EXACT_COLOURS]]
+    rest = rgb.quantize(colors=colors - len(exact), method=Image.Quantize.MEDIANCUT)
+    shades = np.asarray(rest.getpalette()[: 3 * (colors - len(exact))]).reshape(-1, 3)
+    table = np.concatenate([exact, shades]).astype(np.int64)
+    nearest = np.empty(len(values), dtype=np.uint8)
+    for start in range(0, len(values), 4096):  # bounded memory: 4096 colours x the palette
+        chunk = values[start:start + 4096].astype(np.int64)
+        nearest[start:start + 4096] = ((chunk[:, None, :] - table[None]) ** 2).sum(2).argmin(1)
+    image = Image.fromarray(nearest[inverse.reshape(-1)].reshape(np.asarray(rgb).shape[:2]), "P")
+    image.putpalette(table.astype(np.uint8).flatten().tolist())
+    return image
+
+
+def _content_bottom(image: Any) -> int:
     """The last row that is not blank page, plus a margin."""
     import numpy as np
 
@@ -108,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1100, help="CSS pixels (default 1100)")
     parser.add_argument("--height", type=int, default=6000,
                         help="window height in CSS pixels; the blank bottom is cut (default 6000)")
-    parser.add_argument("--colors", type=int, default=96, help="PNG palette size (default 96)")
+    parser.add_argument("--colors", type=int, default=192,
+                        help="PNG palette size, at most 256 (default 192)")
     parser.add_argument("--hide", action="append", default=[], metavar="SELECTOR",
                         help="CSS selector to leave out of the picture (repeatable)")
     parser.add_argument("--section", metavar="ID",
