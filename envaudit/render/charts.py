@@ -78,14 +78,14 @@ def difference_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
     """How far each array (a stage, a layer, an output) is from its golden value, relative to its
     scale (max_rel), on a log axis, over the rounding-noise band. A bar per array that differs,
     in its status's colour; an array that does not (max_rel 0) is a marker on the "0" row, and
-    one that cannot be compared (max_rel inf) a marker on the "not comparable" row; the legend
-    names each status drawn."""
+    one that cannot be compared (max_rel inf: another shape, not run) a marker on the "inf" row;
+    the legend names each status drawn."""
     positive = [a.max_rel for a in arrays if a.max_rel > 0 and math.isfinite(a.max_rel)]
     low = min([*positive, FP32_UNIT_ROUNDOFF]) * EXACT_BELOW
     high = max([*positive, ROUNDING_BAND_FP32]) * NOT_COMPARABLE_ABOVE
     rows = {low: "0"}
     if any(not math.isfinite(a.max_rel) for a in arrays):
-        rows[high] = "not comparable"
+        rows[high] = "inf"
     fig = figure(max(6.0, 0.55 * len(arrays) + 1.5), CHART_HEIGHT)
     ax = fig.add_subplot()
     ax.axhspan(low / 2, ROUNDING_BAND_FP32, color=NOISE_BAND, zorder=0, linewidth=0)
@@ -114,7 +114,7 @@ def difference_chart(arrays: Sequence[TensorComparison], salt: str) -> str:
 
 
 def _rows_and_decades(ax: Any, rows: dict[float, str], low: float, high: float) -> None:
-    """Y ticks at the decades between the special rows, and the rows ("0", "not comparable")
+    """Y ticks at the decades between the special rows, and the rows ("0", "inf")
     labelled in words where a decade would be."""
     first, last = math.ceil(math.log10(low * 4)), math.floor(math.log10(high / 2))
     ticks = {10.0 ** k: f"1e{k:+03d}".replace("+", "") for k in range(first, last + 1)}
