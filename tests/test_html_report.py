@@ -393,3 +393,19 @@ def test_browser_overlay_draws_a_removed_box(removed_check: CheckResult, tmp_pat
 
     label = f"removed {class_label(d.changes[0].golden_class)} (eager)"  # on the box, in the SVG
     assert re.search(rf"<text [^>]*>{re.escape(label)}</text>", page.read_text()), label
+
+
+def test_a_mode_that_did_not_run_is_one_line_marked_not_run(drifted: CheckResult) -> None:
+    """Each mode's section carries its mode and its verdict (``not_run`` where it could not run);
+    a mode that did not run is one line with the reason and no chart."""
+    modes = tuple(dataclasses.replace(m, verdict=None, first_divergence=None, detections=None,
+                                      not_run="XLA <is> unavailable here")
+                  if m.mode == "xla" else m for m in drifted.modes)
+    page = check_html.render(dataclasses.replace(drifted, modes=modes))
+    sections = dict(re.findall(r'<section class="mode" id="mode-\d" data-mode="(\w+)" '
+                               r'data-status="(\w+)">', page))
+    assert sections == {"eager": "drift", "graph": "drift", "xla": "not_run"}
+    xla = page[page.index('data-mode="xla"'):]
+    xla = xla[: xla.index("</section>")]
+    assert "<svg" not in xla and "XLA &lt;is&gt; unavailable here" in xla
+    assert page.count('<div class="chart"') == 2
