@@ -244,3 +244,27 @@ def test_ctrl_c_during_a_check_prints_one_line(golden_bundle):
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert (proc.returncode, out, err) == (130, "", "envaudit: interrupted\n")
+
+
+def test_tensorflow_chatter_stays_silent_while_another_thread_still_runs_silenced(capfd):
+    """The probes compile in one thread while the user's model runs in another, each silenced:
+    the first to finish must not hand fd 2 back to the terminal under the other."""
+    import threading
+
+    entered, first_left = threading.Event(), threading.Event()
+
+    def second():
+        with silenced_stderr():
+            entered.set()
+            first_left.wait(10)
+            os.write(2, b"I0000 dump_mlir_util.cc:269] disabling MLIR crash reproducer\n")
+
+    thread = threading.Thread(target=second)
+    with silenced_stderr():
+        thread.start()
+        entered.wait(10)
+    first_left.set()
+    thread.join(10)
+    assert capfd.readouterr().err == ""
+    os.write(2, b"after\n")  # and fd 2 is the terminal's again once both left
+    assert capfd.readouterr().err == "after\n"

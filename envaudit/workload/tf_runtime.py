@@ -15,6 +15,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -64,24 +65,61 @@ def warm_up(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+class _Silence:
+    """The one redirection of file descriptor 2 in this process, shared by every thread that asks
+    for it: the first to enter points fd 2 at a temporary file, the last to leave points it back.
+    Two threads that each saved and restored fd 2 themselves (the probes compile in one while the
+    user's model runs in another) would hand fd 2 back to the terminal while the other was still
+    running, and TensorFlow's start-up chatter would reach the user."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved = -1
+        self.capture: Any = None
+
+    def enter(self) -> tuple[Any, int]:
+        with self.lock:
+            if self.depth == 0:
+                sys.stderr.flush()
+                self.saved = os.dup(2)
+                self.capture = tempfile.TemporaryFile()
+                os.dup2(self.capture.fileno(), 2)
+            self.depth += 1
+            return self.capture, os.lseek(2, 0, os.SEEK_CUR)
+
+    def leave(self, replay_from: int | None) -> None:
+        """Undo one ``enter``; ``replay_from``: write what fd 2 received since that offset to the
+        real stderr (a failure: what TensorFlow said explains it)."""
+        with self.lock:
+            if replay_from is not None:
+                end = os.lseek(2, 0, os.SEEK_CUR)
+                said = os.pread(self.capture.fileno(), max(0, end - replay_from), replay_from)
+                os.write(self.saved, said.decode(errors="replace").encode())
+            self.depth -= 1
+            if self.depth == 0:
+                os.dup2(self.saved, 2)
+                os.close(self.saved)
+                self.capture.close()
+
+
+_SILENCE = _Silence()
+
+
 @contextlib.contextmanager
 def silenced_stderr() -> Iterator[None]:
     """File descriptor 2 pointed at a temporary file for the duration (XLA logs "Compiled cluster
-    using XLA!" and its service start-up there on the first compile); replayed if the body
-    raises, so a failure still says what TensorFlow said (not on Ctrl-C: see the module)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        except (KeyboardInterrupt, SystemExit):
-            raise  # the finally below restores fd 2; what TensorFlow said stays unsaid
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    using XLA!" and its service start-up there on the first compile), for every thread of the
+    process at once (``_Silence``); what it received meanwhile is replayed if the body raises, so
+    a failure still says what TensorFlow said (not on Ctrl-C: see the module)."""
+    _capture, start = _SILENCE.enter()
+    replay: int | None = None
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise  # what TensorFlow said stays unsaid
+    except BaseException:
+        replay = start
+        raise
+    finally:
+        _SILENCE.leave(replay)
