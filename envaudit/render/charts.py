@@ -181,14 +181,16 @@ def error_chart(stages: Sequence[TensorComparison], salt: str) -> str:
 def _log_axis(fig: Any, ax: Any, names: Sequence[str], ylabel: str) -> None:
     """Labels and margins of a log-scale chart over named arrays. Plain "1e-07" tick labels: the
     default ones are mathtext, which costs a third of the page's render time."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     labels = [n if len(n) <= LABEL_CHARS else n[: LABEL_CHARS - 1] + "…" for n in names]
     ax.set_xticks(range(len(names)), labels=labels, rotation=45, ha="right", fontsize=8,
                   parse_math=False)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    # No minor ticks: eight unlabelled marks per decade say nothing the decades do not, and
+    # drawing them costs a fifth of the page's render time.
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(axis="y", labelsize=8)
     # Room for the rotated labels (about 0.045 inch of height per character at 8 points).
