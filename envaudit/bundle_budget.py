@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envaudit.workload import training_spec
 from envaudit.workload.spec import IMAGES, PROBE_SPEC, PROBE_SPEC_V1, STAGE_SPEC, TWIN_SPEC
 from envaudit.workload.types import MAX_DETECTIONS
 
@@ -58,12 +59,18 @@ class Budget:
                 f" {self.kind} may hold")
 
 
-def budget(*, user_model: bool, modes: int, schema_v1: bool = False) -> Budget:
-    """The budget of a bundle with ``modes`` recorded modes of the canary or of a user model."""
+def budget(*, user_model: bool, modes: int, schema_v1: bool = False,
+           training: tuple[int, int] = (0, 0)) -> Budget:
+    """The budget of a bundle with ``modes`` recorded modes of the canary (and ``training``:
+    so many steps of its training in so many modes) or of a user model."""
     if user_model:
         return Budget(USER_MODEL_BYTES, "a user model's bundle")
     probes = PROBE_SPEC_V1 if schema_v1 else PROBE_SPEC
     exact = modes * _spec_bytes(STAGE_SPEC) + _spec_bytes(probes) + _spec_bytes(TWIN_SPEC)
+    steps, trained = training
+    if steps:
+        arrays = len(training_spec.array_spec(1)) * steps
+        exact += trained * (training_spec.spec_bytes(steps) + arrays * NPY_HEADER_BYTES)
     if schema_v1:
         exact += _DETECTION_BYTES
     plural = "s" if modes != 1 else ""

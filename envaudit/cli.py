@@ -171,8 +171,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
                 raise EnvauditError(f"{option} describes your own model: pass --model PATH too")
         with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
             bundle = record(path, force=args.force, redact=not args.no_redact,
-                            progress=progress, tf32=args.tf32)
+                            progress=progress, tf32=args.tf32, steps=args.steps,
+                            training_modes=args.training_modes)
     else:
+        for option, value in (("--steps", args.steps),
+                              ("--training-modes", args.training_modes)):
+            if value is not None:
+                raise EnvauditError(f"{option} records the canary's training steps; a golden of"
+                                    " your own model holds none yet")
         if args.inputs is None:
             raise EnvauditError("--model needs --inputs PATH: a folder of PNG/JPEG images or an"
                                 " .npz of named arrays to run the model on")
@@ -219,6 +225,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             detections=parse_detections(args.detections) if args.detections else None,
             bisect=args.bisect,
             tf32=args.tf32,
+            growth_target=args.growth_target,
         )
     for note in () if args.quiet else result.notes:
         _say(f"envaudit: note: {_one_line(note)}")

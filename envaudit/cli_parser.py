@@ -15,6 +15,7 @@ from typing import Any
 
 from envaudit.cli_help import Formatter, Parser, described
 from envaudit.render.formats import choices
+from envaudit.compare.training import DEFAULT_GROWTH_TARGET
 from envaudit.tf32 import OPTIONS
 from envaudit.version import __version__
 
@@ -89,6 +90,12 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
                    help="with --model: the outputs that hold detections (the Object Detection"
                         " API's names are recognised without it)")
+    p.add_argument("--steps", type=_count, default=None, metavar="N",
+                   help="steps of the canary's own training to record beside it (default 3; 0:"
+                        " none; e.g. 100 to see how a difference grows)")
+    p.add_argument("--training-modes", type=_modes, metavar="MODE,...",
+                   help="modes to record the training steps in: eager, graph, xla (default:"
+                        " eager,graph; xla compiles the whole step, which takes seconds)")
     p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     _tf32(p)
     # pragma: no mutate end
@@ -113,6 +120,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                    help="the outputs of your model that hold detections")
     p.add_argument("--bisect", action="store_true",
                    help="confirm or rule out package changes by rebuilding environments with uv")
+    p.add_argument("--growth-target", type=_positive_float, default=DEFAULT_GROWTH_TARGET,
+                   metavar="X",
+                   help="the relative weight difference the training steps' growth is projected"
+                        f" to (default {DEFAULT_GROWTH_TARGET:g})")
     _tf32(p)
     _check_output(p)
     # pragma: no mutate end
@@ -128,7 +139,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     _check_output(p)
     p.set_defaults(handler=handlers["bisect"], repeat=1, modes=None, tolerance=None,
-                   detections=None, tf32="default")
+                   detections=None, tf32="default", growth_target=DEFAULT_GROWTH_TARGET)
     # pragma: no mutate end
 
     # pragma: no mutate start
@@ -257,6 +268,16 @@ def _positive_int(text: str) -> int:
 
 def _count(text: str) -> int:
     return _whole_number(text, 0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 1e-3)")
+    return value
 
 
 def _modes(text: str) -> tuple[str, ...]:

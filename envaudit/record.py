@@ -1,27 +1,47 @@
-"""``envaudit record``: run the golden workload here and store it as a golden bundle."""
+"""``envaudit record``: run the golden workload and a few steps of the canary's training here and
+store them as a golden bundle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from envaudit.errors import EnvauditError
+from envaudit.fingerprint.types import Fingerprint
 from envaudit.store import GoldenBundle, check_writable, load_bundle, write_bundle
-from envaudit.tf32 import Tf32Option, decide, fingerprint_capabilities, require_option
+from envaudit.tf32 import (
+    Tf32Option,
+    Tf32State,
+    decide,
+    fingerprint_capabilities,
+    require_option,
+)
 from envaudit.workload import tf32_switch
+
+Progress = Callable[[str], None]
 
 
 def record(path: Path, *, force: bool = False, redact: bool = True,
-           progress: Callable[[str], None] = lambda _m: None,
-           tf32: Tf32Option = "default") -> GoldenBundle:
+           progress: Progress = lambda _m: None,
+           tf32: Tf32Option = "default", steps: int | None = None,
+           training_modes: Sequence[str] | None = None) -> GoldenBundle:
     """Record a bundle at ``path``; refuses an existing one unless ``force``. A bundle is made
     to be shared, so its fingerprint is redacted unless ``redact`` is False (the manifest says
     which; ``fingerprint_id`` is the one computed before redaction). ``tf32``: TensorFlow's TF32
-    switch for the run (``default``: TensorFlow's choice); the state it had is recorded."""
+    switch for the run (``default``: TensorFlow's choice); the state it had is recorded.
+    ``steps`` steps of the canary's training (default 3; 0: none) are recorded in each of
+    ``training_modes`` (default eager and graph: XLA compiles the whole step, which takes
+    seconds, so it is recorded when asked for)."""
+    from envaudit.workload import training_spec as spec
+
     path = Path(path)
+    steps = spec.DEFAULT_STEPS if steps is None else steps
+    trained = spec.DEFAULT_MODES if training_modes is None else tuple(training_modes)
+    require_training(steps, trained)
     check_writable(path, force)  # before the seconds of work, not after
     require_option(tf32)
     from envaudit import modes
-    from envaudit.fingerprint import capture
     from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
     from envaudit.workload.architecture import OUTSIDE_XLA
     from envaudit.workload.assets import load_assets, used_checksums
@@ -31,17 +51,14 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     assets = load_assets()
     with tf32_switch.switched(tf32):
         result = run_workload(assets, modes=modes.names())  # every registered mode
+        if steps:
+            progress(f"training {steps} step{'s' if steps != 1 else ''}")
+        trained_run = _train(assets, [m for m in trained if m in result.runs], steps)
         switch = tf32_switch.reading()
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
-    progress("capturing the fingerprint")
-    fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
-    state = decide(tf32, *switch, result.devices.values(), fingerprint_capabilities(fingerprint))
-    if redact:
-        from envaudit.fingerprint.redact import Redactor
-        from envaudit.fingerprint.types import Fingerprint
-
-        fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))
+    devices = {**result.devices, **(trained_run.devices if trained_run else {})}
+    fingerprint, state = _environment(tf32, switch, devices.values(), redact, progress)
     progress("writing the bundle")
     write_bundle(
         path,
@@ -54,10 +71,49 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         twin=twin,
         not_run=result.not_run,
         outside_xla=OUTSIDE_XLA if modes.XLA in result.runs else {},
-        devices=result.devices,
+        devices=devices,
         device_names=result.device_names,
         force=force,
         redacted=redact,
         tf32_state=state,
+        training={m: r.arrays for m, r in trained_run.runs.items()} if trained_run else None,
+        training_steps=steps,
     )
     return load_bundle(path)
+
+
+def _train(assets: Any, modes: Sequence[str], steps: int) -> Any:
+    """The training steps in those of ``modes`` that ran (None: no steps or no mode)."""
+    if not steps or not modes:
+        return None
+    from envaudit.workload.training import run_training
+
+    return run_training(assets, modes, steps, probes=False)
+
+
+def require_training(steps: int, modes: Sequence[str]) -> None:
+    """Refuse a number of steps or a mode a training run cannot have."""
+    from envaudit.workload import training_spec as spec
+
+    if not 0 <= steps <= spec.MAX_STEPS:
+        raise EnvauditError(f"--steps must be from 0 (no training) to {spec.MAX_STEPS}")
+    wrong = [m for m in modes if m not in spec.MODES]
+    if wrong or not modes:
+        raise EnvauditError(f"training has no mode {', '.join(wrong) or '(none given)'}; choose"
+                            f" from {', '.join(spec.MODES)}")
+
+
+def _environment(tf32: Tf32Option, switch: tuple, devices: Iterable[str], redact: bool,
+                 progress: Progress) -> tuple[Fingerprint, Tf32State]:
+    """This environment's fingerprint (redacted for sharing unless asked not to) and the TF32
+    state the run had."""
+    from envaudit.fingerprint import capture
+
+    progress("capturing the fingerprint")
+    fingerprint = capture()  # after the workload, so the libraries TensorFlow loaded are listed
+    state = decide(tf32, *switch, devices, fingerprint_capabilities(fingerprint))
+    if redact:
+        from envaudit.fingerprint.redact import Redactor
+
+        fingerprint = Fingerprint(Redactor.for_trees(fingerprint).tree(fingerprint.data))
+    return fingerprint, state

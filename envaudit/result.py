@@ -18,6 +18,7 @@ from envaudit.compare.types import (
     TensorComparison,
     plain,
 )
+from envaudit.compare.training import TrainingReport
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.provenance import RecordedElsewhere
@@ -41,6 +42,9 @@ class CanaryInfo:
     model: None = None  # no user model
     witness: None = None  # the canary's precision is judged against its twin, stage by stage
     basis: str = ""
+    # The canary's training steps, step by step (None: the golden recorded none, or no mode that
+    # trains was checked); their arrays are among the result's stages, with the role "step".
+    training: TrainingReport | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ModelCheckInfo:
     witness: PrecisionWitness  # fp32 precision measured by the canary probes beside it
     basis: str  # what the verdict rests on, in words
     kind: Literal["user-model"] = "user-model"
+    training: None = None  # a user model's golden holds no training steps
 
 
 SubjectInfo = CanaryInfo | ModelCheckInfo
@@ -110,13 +115,26 @@ class CheckResult:
         it did not run or None). One unnamed group for a result without per-mode results."""
         if not self.modes:
             return [(None, list(self.stages), self.first_divergence, None)]
-        return [(m.mode, [s for s in self.stages if s.mode == m.mode], m.first_divergence,
-                 m.not_run) for m in self.modes]
+        return [(m.mode, [s for s in self.pipeline_stages if s.mode == m.mode],
+                 m.first_divergence, m.not_run) for m in self.modes]
+
+    @property
+    def pipeline_stages(self) -> tuple[TensorComparison, ...]:
+        """The stages without the training steps' arrays (those are reported step by step, from
+        ``subject.training``)."""
+        return tuple(s for s in self.stages if s.role != "step")
+
+    @property
+    def training(self) -> TrainingReport | None:
+        return self.subject.training
 
     def to_dict(self) -> dict[str, Any]:
         """The check JSON (docs/json.md): this result's fields, with the golden's path
         and id grouped; the whole fingerprints stay out (their ids are in)."""
         fields = plain(self)
+        # A training step's arrays are summed up step by step under "training" (their digests
+        # are in "array_digests"); "stages" keeps the pipeline's.
+        fields["stages"] = plain(self.pipeline_stages)
         golden = {"path": fields.pop("golden_path"),
                   "fingerprint_id": fields.pop("golden_fingerprint_id")}
         # The subject's fields stand where they always stood: "workload" says which subject.

@@ -43,6 +43,7 @@ from envaudit.tf32 import Tf32State
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem
 from envaudit.version import __version__
+from envaudit.workload import training_spec
 
 SCHEMA = "envaudit.golden/2"
 SCHEMA_V1 = "envaudit.golden/1"  # recorded by envaudit 0.1: eager mode only; still read
@@ -83,6 +84,9 @@ class GoldenBundle:
     twin: Mapping[str, np.ndarray]  # float64 twin outputs, stages after "decode" (canary only)
     detections: Mapping[str, np.ndarray]  # schema 1 only: image, boxes, classes, scores
     inputs: Mapping[str, np.ndarray] = field(default_factory=dict)  # a user model's inputs
+    # The canary's training steps in each mode they were recorded in (``workload/training.py``);
+    # empty for a bundle recorded without them.
+    training: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def is_user_model(self) -> bool:
@@ -125,7 +129,13 @@ class GoldenBundle:
     @property
     def array_count(self) -> int:
         return (sum(len(s) for s in self.stages_by_mode.values()) + len(self.probes)
-                + len(self.twin) + len(self.detections) + len(self.inputs))
+                + len(self.twin) + len(self.detections) + len(self.inputs)
+                + sum(len(t) for t in self.training.values()))
+
+    @property
+    def training_steps(self) -> int:
+        """How many training steps the bundle holds (0: none)."""
+        return training_spec.entry_steps(self.manifest)
 
 
 def is_user_model(manifest: Mapping[str, Any]) -> bool:
@@ -141,7 +151,9 @@ def array_groups(manifest: Mapping[str, Any]) -> tuple[str, ...]:
     modes = manifest.get("modes")
     modes = modes if isinstance(modes, list) else []
     last = "inputs" if is_user_model(manifest) else "twin"
-    return (*(f"stages.{mode}" for mode in modes), "probes", last)
+    trained = () if is_user_model(manifest) else training_spec.entry_modes(manifest)
+    return (*(f"stages.{mode}" for mode in modes), "probes", last,
+            *(f"training.{mode}" for mode in trained))
 
 
 def default_bundle_path(name: str = "default") -> Path:
@@ -258,12 +270,15 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
     if missing:
         return f"it has no {', '.join(repr(k) for k in missing)}"
     if keys is _MANIFEST_KEYS_V2:
-        problem = _modes_problem(m)
+        problem = _modes_problem(m) or ("training" in m and (
+            "a user model's bundle holds no training" if is_user_model(m) else
+            training_spec.manifest_problem(m["training"], m["modes"])))
         if problem:
             return problem
     groups = array_groups(m)
     files_expected = [f"{group}.npz" for group in groups]
-    unknown = sorted(set(m) - {*keys, "redacted", "devices", "tf32"})
+    optional = {"redacted", "devices", "tf32", *(["training"] if keys is _MANIFEST_KEYS_V2 else [])}
+    unknown = sorted(set(m) - {*keys, *optional})
     if unknown:
         return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
     if "devices" in m and not _devices_ok(m["devices"]):
@@ -401,7 +416,9 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
     manifest = read_manifest(path)
     budget = bundle_budget.budget(user_model=is_user_model(manifest),
                                   modes=len(manifest.get("modes") or ["eager"]),
-                                  schema_v1=manifest["schema"] == SCHEMA_V1)
+                                  schema_v1=manifest["schema"] == SCHEMA_V1,
+                                  training=(training_spec.entry_steps(manifest),
+                                            len(training_spec.entry_modes(manifest))))
     files = {group: _read_array_file(path / f"{group}.npz", manifest["files"][f"{group}.npz"],
                                      min(MAX_FILE_BYTES, budget.limit))
              for group in array_groups(manifest)}  # names from this module, not the manifest
@@ -439,6 +456,8 @@ def load_bundle(path: str | os.PathLike[str]) -> GoldenBundle:
         twin=groups.get("twin", {}),
         detections=groups.get("detections", {}),
         inputs=groups.get("inputs", {}),
+        training={mode: groups[f"training.{mode}"]
+                  for mode in training_spec.entry_modes(manifest)},
     )
 
 
@@ -503,6 +522,8 @@ def write_bundle(
     force: bool = False,
     redacted: bool = False,
     tf32_state: Tf32State | None = None,
+    training: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    training_steps: int = 0,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
@@ -513,23 +534,28 @@ def write_bundle(
     ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
     way before comparing, so that redaction itself is never a change. A canary bundle has a
     ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its ``inputs``
-    instead."""
+    instead. A canary bundle may hold ``training_steps`` steps of the canary's training in each
+    mode of ``training`` (``workload/training.py``)."""
     target = Path(target).absolute()
     check_writable(target, force)
+    training = training or {}
     _require_within_budget(target, workload.get("id") == USER_MODEL,
-                           (*stages.values(), probes, twin or {}, inputs or {}), len(stages))
+                           (*stages.values(), probes, twin or {}, inputs or {},
+                            *training.values()), len(stages), (training_steps, len(training)))
     try:
         partial = bundle_files.make_partial(target)
     except OSError as exc:
         raise EnvauditError(f"cannot write under {target.parent}: {exc.strerror or exc};"
                             " choose a writable --golden path") from None
     try:
-        modes, groups, blobs = _array_files(stages, probes, twin, inputs)
+        modes, groups, blobs = _array_files(stages, probes, twin, inputs, training)
         manifest = _new_manifest(
             fingerprint, workload, images, modes, not_run=not_run, outside_xla=outside_xla,
             arrays={group: list(arrays) for group, arrays in groups.items()},
             files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
-            redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state)
+            redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state,
+            training=training_spec.manifest_entry(
+                training_steps, [m for m in modes if m in training]) if training else None)
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -546,9 +572,10 @@ def write_bundle(
 
 
 def _require_within_budget(target: Path, user_model: bool,
-                           groups: Sequence[Mapping[str, np.ndarray]], modes: int) -> None:
+                           groups: Sequence[Mapping[str, np.ndarray]], modes: int,
+                           training: tuple[int, int] = (0, 0)) -> None:
     """What check would refuse to read back is never written (a user model with huge inputs)."""
-    budget = bundle_budget.budget(user_model=user_model, modes=modes)
+    budget = bundle_budget.budget(user_model=user_model, modes=modes, training=training)
     size = sum(array.nbytes + bundle_budget.NPY_HEADER_BYTES for group in groups
                for array in group.values())
     if size > budget.limit:
@@ -559,12 +586,14 @@ def _require_within_budget(target: Path, user_model: bool,
 def _array_files(stages: Mapping[str, Mapping[str, np.ndarray]],
                  probes: Mapping[str, np.ndarray], twin: Mapping[str, np.ndarray] | None,
                  inputs: Mapping[str, np.ndarray] | None,
+                 training: Mapping[str, Mapping[str, np.ndarray]],
                  ) -> tuple[list[str], dict[str, Mapping[str, np.ndarray]], dict[str, bytes]]:
     """The recorded modes (registry order), the array groups, and each group's ``.npz`` bytes
     by file name."""
     modes = [mode for mode in mode_registry.names() if mode in stages]
     last = {"inputs": inputs or {}} if inputs is not None else {"twin": twin or {}}
-    groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes, **last}
+    groups = {**{f"stages.{mode}": stages[mode] for mode in modes}, "probes": probes, **last,
+              **{f"training.{mode}": training[mode] for mode in modes if mode in training}}
     # A user model's layer activations compress by a fifth at most, and inflating them would
     # cost every check more than the bytes saved; the canary's stages compress well.
     raw = inputs is not None
@@ -578,7 +607,8 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
                   outside_xla: Mapping[str, str] | None, arrays: dict[str, list[str]],
                   files: dict[str, str], redacted: bool, devices: Mapping[str, str] | None,
                   device_names: Mapping[str, str] | None,
-                  tf32_state: Tf32State | None = None) -> dict[str, Any]:
+                  tf32_state: Tf32State | None = None,
+                  training: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A schema 2 manifest, its own checksum last (fields in the order a bundle shows them)."""
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -594,6 +624,7 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
         "redacted": redacted,
         "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
         **({"tf32": tf32_state.to_manifest()} if tf32_state else {}),
+        **({"training": dict(training)} if training else {}),
         "fingerprint": fingerprint.to_dict(),
     }
     manifest["manifest_sha256"] = _manifest_digest(manifest)

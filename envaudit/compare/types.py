@@ -22,9 +22,10 @@ FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")  # verdicts that fai
 ModeStatus = Literal["ran", "not_run"]
 ArrayKind = Literal["stage", "probe"]
 # What an array is within what ran: a canary pipeline stage or op probe; a user model's decoded
-# input, layer output or output. Held on each array as data (whoever produced the array knows it),
-# never read back out of the array's name.
-ArrayRole = Literal["stage", "input", "layer", "output", "probe"]
+# input, layer output or output; an array of a training step (``compare/training.py``: reported
+# step by step, not in the stage tables). Held on each array as data (whoever produced the array
+# knows it), never read back out of the array's name.
+ArrayRole = Literal["stage", "input", "layer", "output", "probe", "step"]
 ArrayStatus = Literal["identical", "rounding", "tolerated", "changed", "precision_loss",
                       "not_run"]
 # Least to most severe; a group of arrays (a probe family) shows its most severe member.

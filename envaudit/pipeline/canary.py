@@ -5,12 +5,17 @@ recorded with, and the golden's arrays are validated, all before TensorFlow is i
 ``run_workload`` in this process; the comparison is the canary's own: each stage against the
 golden and, where the float64 twin says how far each is from exact, its error growth; the first
 divergent stage localized by replaying stages alone on golden inputs; detections matched by IoU.
+When the golden recorded training steps (by default it does), they run and are compared too
+(``training.TrainingSteps``): their arrays join each mode's, with the role ``step``, and come
+after the pipeline's in a first divergence.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +27,11 @@ from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
 from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
-from envaudit.compare.verdict import classify, headline
+from envaudit.compare.training import TrainingMode, training_phrase
+from envaudit.compare.verdict import classify, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
+from envaudit.pipeline.training import TrainingSteps, first_moved
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import CanaryInfo, SubjectInfo
 from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
@@ -58,8 +65,14 @@ class Canary:
         validate_golden(str(bundle.path), bundle.stages_by_mode, bundle.probes, bundle.twin,
                         bundle.detections if bundle.schema == SCHEMA_V1 else None)
         self.modes = _checked_modes(bundle, options.modes)
-        self.golden: Mapping[str, Mapping[str, np.ndarray]] = bundle.stages_by_mode
+        self.training = (TrainingSteps(bundle, self.modes, options.growth_target)
+                         if bundle.training_steps else None)
+        trained = self.training.golden if self.training else {}
+        self.golden: Mapping[str, Mapping[str, np.ndarray]] = {
+            mode: {**stages, **trained.get(mode, {})}
+            for mode, stages in bundle.stages_by_mode.items()}
         self.truth = _ground_truth(self.assets)
+        self.trained: list[TrainingMode] = []
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         from envaudit.workload import run_workload
@@ -73,7 +86,14 @@ class Canary:
                 stages={m: r.stages for m, r in done.runs.items()}, probes=done.probes,
                 devices=done.devices, not_run=done.not_run,
                 timings={"warmup": warmed} if warmed else {}, native=done))
-        return runs
+        if self.training is None:
+            return runs
+        started = time.perf_counter()
+        trained = self.training.run(self.assets, repeat, progress)
+        seconds = time.perf_counter() - started
+        return [replace(run, stages={m: {**s, **steps.get(m, {})} for m, s in run.stages.items()},
+                        timings={**run.timings, "training": seconds})
+                for run, steps in zip(runs, trained)]
 
     def compare(self, run: SubjectRun, spread: float
                 ) -> tuple[tuple[TensorComparison, ...], tuple[ModeResult, ...]]:
@@ -81,22 +101,43 @@ class Canary:
 
         stages: list[TensorComparison] = []
         modes: list[ModeResult] = []
+        self.trained = []
         for mode in self.modes:
             compared, result = _check_mode(mode, self.bundle, self.assets, run, spread,
                                            replay_stages, self.truth)
+            if self.training and mode in self.training.modes and result.verdict is not None:
+                steps, trained = self.training.compare(mode, run.stages.get(mode), spread)
+                result = _with_steps(result, compared, steps)
+                compared += steps
+                self.trained += [trained] if trained else []
             stages += compared
             modes.append(result)
         return tuple(stages), tuple(modes)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
-        return CanaryInfo()
+        return CanaryInfo(training=self.training.report(self.trained) if self.training else None)
 
     def headline(self, verdict: str, stages: Sequence[TensorComparison],
                  probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
                  info: SubjectInfo, detections: DetectionDiff, first: str | None,
                  top_cause: str | None) -> str:
-        return headline(verdict, stages, probes, detections,  # type: ignore[arg-type]
-                        first_divergence=first, top_cause=top_cause, modes=tuple(modes))
+        pipeline = [s for s in stages if s.role != "step"]
+        report = getattr(info, "training", None)
+        if report is None:
+            return headline(verdict, pipeline, probes, detections,  # type: ignore[arg-type]
+                            first_divergence=first, top_cause=top_cause, modes=tuple(modes))
+        alone = worst([classify(pipeline, probes, detections)])
+        first_stage = first if first in {s.name for s in pipeline} else None
+        said = headline(alone, pipeline, probes, detections,  # type: ignore[arg-type]
+                        first_divergence=first_stage, top_cause=None, modes=tuple(modes))
+        if verdict != alone and alone == "identical":  # training alone moved
+            said = headline(alone, pipeline, probes, detections)  # type: ignore[arg-type]
+            word = verdict.replace("_", " ").capitalize()
+            text = (f"{word}: inference did not move ({said.split(': ', 1)[1][:-1]}), but"
+                    f" {training_phrase(report)}")
+        else:
+            text = f"{said[:-1]}; {training_phrase(report)}"
+        return text + (f"; cause: {top_cause}." if top_cause else ".")
 
     def notes(self, run: SubjectRun) -> tuple[str, ...]:
         notes = []
@@ -113,7 +154,9 @@ class Canary:
                                   shipped=is_shipped(self.bundle.path))
 
     def rerun_child(self) -> contextlib.AbstractContextManager[tuple[str, ...]]:
-        return contextlib.nullcontext(())  # a re-run child runs the canary by default
+        # a re-run child runs the canary by default; the training steps when asked
+        return contextlib.nullcontext(self.training.child_arguments(self.modes)
+                                      if self.training else ())
 
     def identity(self) -> str:
         return f"{WORKLOAD_ID} {WORKLOAD_VERSION}"
@@ -173,6 +216,18 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
     first = localize.first_divergence(
         stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
     return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
+
+
+def _with_steps(result: ModeResult, pipeline: Sequence[TensorComparison],
+                steps: Sequence[TensorComparison]) -> ModeResult:
+    """A mode's result with its training steps' arrays judged beside the pipeline's: the verdict
+    over both, the first divergence the pipeline's, else the first training array that moved."""
+    verdict = classify([*pipeline, *steps], (), result.detections)
+    first = result.first_divergence
+    if first is None:
+        moved = first_moved(steps)
+        first = moved and replace(moved, index=moved.index + len(pipeline))  # after the pipeline
+    return replace(result, verdict=verdict, first_divergence=first)
 
 
 def _ground_truth(assets: Assets) -> GroundTruth | None:

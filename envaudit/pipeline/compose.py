@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from envaudit.compare import localize
 from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import digest, placed
+from envaudit.compare.training import DEFAULT_GROWTH_TARGET
 from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
@@ -61,6 +62,7 @@ def check(
     detections: DetectionNames | None = None,
     bisect: bool = False,
     tf32: Tf32Option = "default",
+    growth_target: float = DEFAULT_GROWTH_TARGET,
 ) -> CheckResult:
     """Check this environment against a golden bundle (``golden``, else the user's bundle, else
     the shipped reference). A canary bundle is checked in each execution mode of ``modes``
@@ -68,13 +70,17 @@ def check(
     where it is now, when it moved; ``tolerances``: what differences to accept per output;
     ``detections``: which outputs hold boxes, scores and classes). ``bisect``: confirm or rule out
     package changes by rebuilding environments (``attribute/bisect.py``). ``tf32``: TensorFlow's
-    TF32 switch for the run, its replays and every re-run (``default``: TensorFlow's choice)."""
+    TF32 switch for the run, its replays and every re-run (``default``: TensorFlow's choice).
+    Training steps the golden recorded are checked step by step; ``growth_target``: the
+    relative weight difference their growth is projected to."""
     if repeat < 1:
         raise EnvauditError("--repeat must be 1 or more")
     require_option(tf32)
+    if not (0 < growth_target < float("inf")):
+        raise EnvauditError("--growth-target must be a positive number, e.g. 1e-3")
     options = CheckOptions(repeat=repeat, confirm=confirm, strict=strict, bisect=bisect,
                            modes=modes, model=model, tolerances=tolerances,
-                           detections=detections, tf32=tf32)
+                           detections=detections, tf32=tf32, growth_target=growth_target)
     started = time.perf_counter()
     path = resolve_golden(golden)
     progress("verifying the golden bundle")
@@ -109,6 +115,7 @@ def open_subject(bundle: GoldenBundle, options: CheckOptions) -> Subject:
         from envaudit.pipeline.own_model import OwnModel
 
         return OwnModel(bundle, options)
+
     from envaudit.pipeline.canary import Canary
 
     return Canary(bundle, options)

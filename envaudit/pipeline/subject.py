@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from envaudit.compare.training import DEFAULT_GROWTH_TARGET
 from envaudit.workload.types import keyed_arrays
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class CheckOptions:
     tolerances: Tolerances | None = None
     detections: DetectionNames | None = None
     tf32: Tf32Option = "default"  # TensorFlow's TF32 switch here and in re-runs (``tf32.py``)
+    growth_target: float = DEFAULT_GROWTH_TARGET  # training: the difference growth is projected to
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
-"""``python -m envaudit.workload OUT.npz [MODES [MODEL.json]] [--tf32=on|off]``: run the workload
-once and save its arrays.
+"""``python -m envaudit.workload OUT.npz [MODES [MODEL.json]] [--tf32=on|off] [--training=STEPS
+--training-modes=MODES [--no-workload] [--op-determinism]]``: run the workload once and save its
+arrays.
 
 This is the child process of a confirmation re-run: the parent starts it with one environment
 setting put back (a variable restored, an instruction set capped) and compares what it wrote with
 the golden bundle. It must run in a fresh process because most such settings are read once, when
 TensorFlow and its kernel libraries load. With ``MODEL.json`` (written by the parent into its own
 private folder, from a model it has already verified) it runs the user's model on the inputs that
-file names, instead of the canary, and the canary probes beside it.
+file names, instead of the canary, and the canary probes beside it. With ``--training=STEPS`` it
+also runs that many steps of the canary's training in ``--training-modes`` (``workload/
+training.py``), their arrays saved beside the mode's stages; ``--no-workload``: the steps alone.
+``--op-determinism`` turns TensorFlow's op determinism on first; an op that refuses to run under
+it is written to stderr in TensorFlow's words and the child exits 3.
 
 It is started only through ``workload.child.run_child``, which keeps the working folder, user
 site-packages and Python's code-choosing variables out of it; run by hand, it imports what any
@@ -32,27 +37,68 @@ def main(argv: list[str]) -> int:
     # --tf32=on|off: TensorFlow's TF32 switch, set before the first op (the last one given wins:
     # a re-run's own comes after the check's).
     tf32 = [a.partition("=")[2] for a in argv if a.startswith("--tf32=")]
-    argv = [a for a in argv if not a.startswith("--tf32=")]
-    if len(argv) not in (1, 2, 3) or not set(tf32) <= set(OPTIONS):
+    training = [a.partition("=")[2] for a in argv if a.startswith("--training=")]
+    trained = [a.partition("=")[2] for a in argv if a.startswith("--training-modes=")]
+    determinism, workload = "--op-determinism" in argv, "--no-workload" not in argv
+    argv = [a for a in argv if not a.startswith(("--tf32=", "--training", "--op-determinism",
+                                                 "--no-workload"))]
+    if len(argv) not in (1, 2, 3) or not set(tf32) <= set(OPTIONS) or not all(
+            t.isdigit() for t in training) or (training and not trained):
         sys.stderr.write("usage: python -m envaudit.workload OUT.npz"
-                         " [MODE,MODE,... [MODEL.json]] [--tf32=on|off|default]\n")
+                         " [MODE,MODE,... [MODEL.json]] [--tf32=on|off|default]"
+                         " [--training=STEPS --training-modes=MODES [--no-workload]"
+                         " [--op-determinism]]\n")
         return 2
     modes = argv[1].split(",") if len(argv) >= 2 else [registry.DEFAULT]
     try:
         with tf32_switch.switched(tf32[-1] if tf32 else "default"):
-            if len(argv) == 3:
+            if determinism:
+                from envaudit.workload import tf_runtime
+
+                tf_runtime.quiet()
+                import tensorflow as tf
+
+                tf.config.experimental.enable_op_determinism()
+            if training and not workload:
+                arrays = _training(trained[-1].split(","), int(training[-1]))
+            elif len(argv) == 3:
                 arrays = _user_model(Path(argv[2]), modes[0])
             else:
                 from envaudit.workload import run_workload
 
                 result = run_workload(modes=modes)
-                arrays = keyed_arrays({m: r.stages for m, r in result.runs.items()},
-                                      result.probes)
+                steps = _training(trained[-1].split(","), int(training[-1])) if training else {}
+                arrays = {**keyed_arrays({m: r.stages for m, r in result.runs.items()},
+                                         result.probes), **steps}
     except EnvauditError as exc:
         sys.stderr.write(f"envaudit: error: {exc}\n")
         return 2
+    except Exception as exc:  # noqa: BLE001 -- an op that op determinism refuses, in its words
+        if not determinism:
+            raise
+        sys.stderr.write(f"{type(exc).__name__}: {refusal(exc)}\n")
+        return 3
     np.savez(argv[0], **arrays)
     return 0
+
+
+def refusal(exc: BaseException) -> str:
+    """TensorFlow's words for an op that refused to run under op determinism: the line that names
+    the op (its messages start with where in the user's code, then say what)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "determinis" in line.lower()]
+    return (named or lines or [type(exc).__name__])[-1][:500]
+
+
+def _training(modes: list[str], steps: int) -> dict[str, np.ndarray]:
+    from envaudit.workload import tf_runtime
+
+    tf_runtime.quiet()
+    from envaudit.workload.assets import load_assets
+    from envaudit.workload.training import run_training
+
+    result = run_training(load_assets(), modes, steps, probes=False)
+    return keyed_arrays({m: r.arrays for m, r in result.runs.items()}, {})
 
 
 def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +29,7 @@ from envaudit.workload import devices
 from envaudit.workload.detector import Detector, decode_images
 from envaudit.workload.tf_runtime import silenced_stderr
 
+T = TypeVar("T")
 CORE = arch.STAGES[1:-1]  # resize .. boxes: what the xla mode compiles
 
 
@@ -100,7 +102,7 @@ def _eager_replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
 
 
 def _graph_run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
-    outputs = _guarded(modes.GRAPH, lambda: runner._graph(tf.constant(list(encoded))))
+    outputs = guarded(modes.GRAPH, lambda: runner._graph(tf.constant(list(encoded))))
     return {name: outputs[name] for name in arch.STAGES}
 
 
@@ -109,13 +111,13 @@ def _traced_replay(mode: str, jit_compile: bool) -> ReplayStage:
     def replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
         stage = tf.function(lambda t: runner.detector.run_stage(name, t), autograph=False,
                             jit_compile=jit_compile)
-        return _guarded(mode, lambda: stage(tensors))
+        return guarded(mode, lambda: stage(tensors))
     return replay
 
 
 def _xla_run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
     decoded = decode_images(encoded)
-    core = _guarded(modes.XLA, lambda: runner._xla(decoded))
+    core = guarded(modes.XLA, lambda: runner._xla(decoded))
     stages = {"decode": decoded, **core}
     stages["nms"] = runner.detector.run_stage("nms", stages)
     return stages
@@ -158,7 +160,7 @@ def _runner(mode: str) -> Runner:
                          ) from None
 
 
-def _guarded(mode: str, call: Callable[[], object]):
+def guarded(mode: str, call: Callable[[], T]) -> T:
     """``call()`` with TensorFlow's compile-time logging kept off the user's stderr, and a
     failure to trace or compile the mode turned into ``ModeUnavailable``."""
     try:

@@ -103,6 +103,21 @@ def keyed_arrays(stages: Mapping[str, Mapping[str, np.ndarray]],
             **{f"probe/{k}": v for k, v in probes.items()}}
 
 
+def unkeyed(arrays: Mapping[str, np.ndarray]
+            ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """``keyed_arrays`` undone: each mode's stage arrays (in the order met) and the probes."""
+    stages: dict[str, dict[str, np.ndarray]] = {}
+    probes: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        kind, _, rest = key.partition("/")
+        if kind == "stage":
+            mode, _, name = rest.partition("/")
+            stages.setdefault(mode, {})[name] = value
+        elif kind == "probe":
+            probes[rest] = value
+    return stages, probes
+
+
 def keyed_devices(stages: Mapping[str, Mapping[str, str]],
                   probes: Mapping[str, str]) -> dict[str, str]:
     """Devices under the keys of ``keyed_arrays``."""
