@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from envaudit.cli_help import Formatter, Parser, described
-from envaudit.render.formats import choices
 from envaudit.compare.training import DEFAULT_GROWTH_TARGET
+from envaudit.render.formats import choices
 from envaudit.tf32 import OPTIONS
 from envaudit.version import __version__
 

@@ -77,7 +77,6 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         redacted=redact,
         tf32_state=state,
         training={m: r.arrays for m, r in trained_run.runs.items()} if trained_run else None,
-        training_steps=steps,
     )
     return load_bundle(path)
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from envaudit.attribute.bisect import Bisection
 from envaudit.attribute.types import Cause, Unreachable
+from envaudit.compare.training import TrainingReport
 from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
@@ -18,7 +19,6 @@ from envaudit.compare.types import (
     TensorComparison,
     plain,
 )
-from envaudit.compare.training import TrainingReport
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.provenance import RecordedElsewhere

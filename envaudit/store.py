@@ -523,25 +523,22 @@ def write_bundle(
     redacted: bool = False,
     tf32_state: Tf32State | None = None,
     training: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-    training_steps: int = 0,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
-    ``stages`` holds each recorded mode's stage outputs (registry order); ``not_run`` the modes
-    the recording environment could not run, with the reason; ``devices`` the device that
-    computed each array (``keyed_arrays`` keys) and ``device_names`` which GPU each is;
-    ``tf32_state`` TF32 as the recording ran (``envaudit/tf32.py``). ``redacted`` says that
-    ``fingerprint`` was redacted for sharing; a check then redacts its own fingerprint the same
-    way before comparing, so that redaction itself is never a change. A canary bundle has a
-    ``twin``; a user model's (``workload["id"]`` is ``user-model``) has its ``inputs``
-    instead. A canary bundle may hold ``training_steps`` steps of the canary's training in each
-    mode of ``training`` (``workload/training.py``)."""
+    ``stages``: each recorded mode's stage outputs (registry order); ``not_run``: the modes the
+    recording could not run, and why; ``devices``: the device of each array (``keyed_arrays``
+    keys), ``device_names`` which GPU each is; ``tf32_state``: TF32 as the recording ran.
+    ``redacted``: ``fingerprint`` was redacted for sharing (a check redacts its own alike, so
+    redaction is never a change). A canary bundle has a ``twin`` and may hold its training steps
+    in each mode of ``training``; a user model's (``workload["id"]`` ``user-model``) ``inputs``."""
     target = Path(target).absolute()
     check_writable(target, force)
-    training = training or {}
+    training = {m: a for m, a in (training or {}).items() if m in stages}
+    steps = training_spec.steps_in(next(iter(training.values()), {}))
     _require_within_budget(target, workload.get("id") == USER_MODEL,
                            (*stages.values(), probes, twin or {}, inputs or {},
-                            *training.values()), len(stages), (training_steps, len(training)))
+                            *training.values()), len(stages), (steps, len(training)))
     try:
         partial = bundle_files.make_partial(target)
     except OSError as exc:
@@ -554,8 +551,7 @@ def write_bundle(
             arrays={group: list(arrays) for group, arrays in groups.items()},
             files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
             redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state,
-            training=training_spec.manifest_entry(
-                training_steps, [m for m in modes if m in training]) if training else None)
+            training=training_spec.manifest_entry(steps, [m for m in modes if m in training]))
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())

@@ -108,8 +108,9 @@ def npz_corruption(rng: random.Random, golden: store.GoldenBundle) -> tuple[
         str, Callable[[Path], None]]:
     group = rng.choice(store.array_groups(golden.manifest))
     file = f"{group}.npz"
-    arrays = dict(golden.stages_by_mode[group.split(".")[1]] if group.startswith("stages.")
-                  else getattr(golden, group))
+    kind_of, _, mode = group.partition(".")
+    arrays = dict(golden.stages_by_mode[mode] if kind_of == "stages" else
+                  golden.training[mode] if kind_of == "training" else getattr(golden, group))
     name = rng.choice(sorted(arrays))
     kind = rng.choice(["truncate", "flip", "dtype", "shape", "nonfinite", "drop", "extra"])
     if kind == "truncate":

@@ -95,7 +95,8 @@ def test_manifest_lists_the_sha256_of_every_other_file(golden_bundle):
     manifest = json.loads((golden_bundle / store.MANIFEST).read_text())
     others = {p.name for p in golden_bundle.iterdir()} - {store.MANIFEST}
     assert set(manifest["files"]) == others == {
-        "stages.eager.npz", "stages.graph.npz", "stages.xla.npz", "probes.npz", "twin.npz"}
+        "stages.eager.npz", "stages.graph.npz", "stages.xla.npz", "probes.npz", "twin.npz",
+        "training.eager.npz", "training.graph.npz"}
     for name in others:
         assert manifest["files"][name] == sha256(golden_bundle / name), name
     assert all((golden_bundle / name).is_file() for name in others)

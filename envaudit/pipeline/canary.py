@@ -26,8 +26,8 @@ from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
-from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.training import TrainingMode, training_phrase
+from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun

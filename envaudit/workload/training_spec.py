@@ -55,6 +55,11 @@ def array_spec(steps: int) -> dict[str, tuple[int, ...]]:
     return spec
 
 
+def steps_in(arrays: Mapping[str, np.ndarray]) -> int:
+    """How many steps one mode's recorded arrays hold (each step records one loss)."""
+    return sum(1 for name in arrays if name.startswith("step") and name.endswith(".loss"))
+
+
 def spec_bytes(steps: int) -> int:
     """The bytes of one mode's arrays over ``steps`` steps."""
     return sum(4 * int(np.prod(shape)) for shape in array_spec(steps).values())
@@ -77,8 +82,10 @@ def validate(where: str, arrays: Mapping[str, np.ndarray], steps: int) -> str | 
     return None
 
 
-def manifest_entry(steps: int, modes: Sequence[str]) -> dict[str, Any]:
-    """The manifest's ``training`` field: what was trained, and in which modes."""
+def manifest_entry(steps: int, modes: Sequence[str]) -> dict[str, Any] | None:
+    """The manifest's ``training`` field: what was trained, and in which modes (None: nothing)."""
+    if not steps or not modes:
+        return None
     return {"steps": steps, "modes": list(modes), "settings": dict(SETTINGS)}
 
 
