@@ -30,6 +30,7 @@ WEIGHTS = "var"
 # The default size a difference is projected to: a relative weight difference of one part in a
 # thousand, past which two runs are different models by any reading (their losses and boxes part).
 DEFAULT_GROWTH_TARGET = 1e-3
+MIN_RISE = 0.1  # the least rise over the measured steps that is called growth
 
 
 def parse(name: str) -> tuple[int, str, str | None] | None:
@@ -57,6 +58,44 @@ class StepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+    @property
+    def first_moved_part(self) -> str | None:
+        """What the first moved array is, in words ("a gradient (backward pass)"); None when
+        nothing moved."""
+        return part_in_words(self.first_moved) if self.first_moved else None
+
+
+# A report's step table lists every step of a run this long or shorter; a longer run is folded
+# (``shown_steps``): 100 rows of "identical" or of the same drift say nothing row 3 did not.
+FOLD_STEPS_ABOVE = 12
+
+
+@dataclass(frozen=True)
+class ShownSteps:
+    """The rows a report shows of one mode's steps, and how many steps are folded before each."""
+
+    rows: tuple[StepResult, ...]
+    folded_before: tuple[int, ...]  # per row: the steps left out just before it
+
+    @property
+    def folded(self) -> int:
+        return sum(self.folded_before)
+
+
+def shown_steps(steps: Sequence[StepResult], limit: int = FOLD_STEPS_ABOVE) -> ShownSteps:
+    """Every step of a run of at most ``limit`` steps; of a longer one: the steps up to and
+    including the first that moved (just the first step and that one, when it comes later than
+    ``limit``), every step whose verdict differs from the step before, and the last."""
+    if len(steps) <= limit:
+        return ShownSteps(tuple(steps), (0,) * len(steps))
+    moved = next((i for i, s in enumerate(steps) if s.first_moved), 0)
+    keep = set(range(moved + 1)) if moved < limit else {0, moved}
+    keep |= {i for i in range(1, len(steps)) if steps[i].verdict != steps[i - 1].verdict}
+    keep.add(len(steps) - 1)
+    rows = sorted(keep)
+    before = [rows[0]] + [b - a - 1 for a, b in zip(rows, rows[1:])]
+    return ShownSteps(tuple(steps[i] for i in rows), tuple(before))
 
 
 def step_results(compared: Sequence[TensorComparison]) -> tuple[StepResult, ...]:
@@ -149,7 +188,11 @@ def _doubling_steps(steps: Sequence[int], relative: Sequence[float]) -> float | 
     xs = np.array([p[0] for p in points], np.float64)
     ys = np.array([p[1] for p in points], np.float64)
     slope = float(np.polyfit(xs, ys, 1)[0])
-    return 1.0 / slope if slope > 0 else None
+    # A fitted rise of less than 10% over the steps measured is the difference holding still
+    # (float noise in the fit), not a doubling time of billions of steps.
+    if slope * (xs[-1] - xs[0]) < math.log2(1 + MIN_RISE):
+        return None
+    return 1.0 / slope
 
 
 @dataclass(frozen=True)
@@ -168,6 +211,21 @@ class TrainingMode:
         first = next((s for s in steps if s.first_moved), None)
         return cls(mode, steps, growth, first.step if first else None,
                    first.first_moved if first else None)
+
+    def shown(self) -> ShownSteps:
+        """The steps a report lists (``shown_steps``)."""
+        return shown_steps(self.steps)
+
+    def step_arrays(self, arrays: Sequence[TensorComparison]
+                    ) -> dict[int, tuple[TensorComparison, ...]]:
+        """This mode's training arrays (role ``step``) among ``arrays`` (a check's stages), by
+        step: what a step's pass or failure is judged on."""
+        by_step: dict[int, list[TensorComparison]] = {}
+        for a in arrays:
+            step = step_of(a.name) if a.role == "step" and a.mode == self.mode else None
+            if step is not None:
+                by_step.setdefault(step, []).append(a)
+        return {step: tuple(members) for step, members in sorted(by_step.items())}
 
 
 @dataclass(frozen=True)
