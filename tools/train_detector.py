@@ -3,7 +3,8 @@
     .venv/bin/python tools/train_detector.py            # ~5 minutes on 2 CPU cores
 
 Everything is seeded; the procedural scenes come from ``envaudit.workload.scenes``. The detector is
-the same code the workload runs (``envaudit.workload.detector``); only batch norm differs while
+the same code the workload runs (``envaudit.workload.detector``), trained with the loss the
+training steps of a check use (``envaudit.workload.training``); only batch norm differs while
 training (batch statistics; the population statistics are measured after training and stored).
 Rerunning changes the weights' bits (training on CPU threads is not bit-reproducible), so a new
 reference bundle must be recorded afterwards: ``envaudit record --golden golden/reference --force``.
@@ -22,15 +23,10 @@ import tensorflow as tf
 
 from envaudit.workload import architecture as arch
 from envaudit.workload.assets import ASSET_DIR, GOLDEN_SCENES, write_manifest
-from envaudit.workload.detector import (
-    Detector,
-    backbone_block,
-    backbone_stem,
-    context_gate,
-    head,
-)
+from envaudit.workload.detector import Detector
 from envaudit.workload.evaluation import recall_precision
 from envaudit.workload.scenes import render_scene
+from envaudit.workload.training import loss_fn, targets, train_forward
 
 PRIOR = 0.01  # initial foreground probability of the class head (focal-loss practice)
 
@@ -52,28 +48,6 @@ def init_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return weights
 
 
-def targets(boxes: np.ndarray, classes: np.ndarray, anchor_corners: np.ndarray,
-            anchor_boxes: np.ndarray):
-    """Per-anchor class targets, weights and box targets for one image."""
-    a = len(anchor_boxes)
-    cls = np.zeros((a, arch.NUM_CLASSES), np.float32)
-    weight = np.ones(a, np.float32)
-    box = np.zeros((a, 4), np.float32)
-    positive = np.zeros(a, bool)
-    if len(boxes):
-        iou = arch.pairwise_iou(anchor_corners, boxes.astype(np.float64))
-        best_gt = iou.argmax(axis=1)
-        best_iou = iou.max(axis=1)
-        positive = best_iou >= 0.5
-        positive[iou.argmax(axis=0)] = True
-        best_gt[iou.argmax(axis=0)] = np.arange(len(boxes))
-        weight[(best_iou >= 0.4) & ~positive] = 0.0  # ambiguous: neither taught as fg nor bg
-        cls[positive, classes[best_gt[positive]]] = 1.0
-        box[positive] = arch.encode_boxes(boxes[best_gt[positive]].astype(np.float64),
-                                          anchor_boxes[positive])
-    return cls, weight, box, positive.astype(np.float32)
-
-
 def make_dataset(count: int, seed: int):
     rng = np.random.default_rng(seed)
     scenes = [render_scene(rng, max_overlap=0.3) for _ in range(count)]
@@ -93,39 +67,6 @@ def flip_boxes(boxes: np.ndarray) -> np.ndarray:
     out = boxes.copy()
     out[:, 1], out[:, 3] = 1.0 - boxes[:, 3], 1.0 - boxes[:, 1]
     return out
-
-
-def train_forward(images: tf.Tensor, w: dict[str, tf.Variable], stats: dict | None = None):
-    """Forward pass with batch-statistics batch norm; records the statistics when asked."""
-
-    def bn(x: tf.Tensor, prefix: str) -> tf.Tensor:
-        mean, var = tf.nn.moments(x, axes=[0, 1, 2])
-        if stats is not None:
-            stats[prefix] = (mean.numpy(), var.numpy())
-        return tf.nn.batch_normalization(x, mean, var, w[f"{prefix}/beta"],
-                                         w[f"{prefix}/gamma"], arch.BN_EPSILON)
-
-    x = tf.image.resize(tf.cast(images, tf.float32), [arch.INPUT_SIZE] * 2) / 127.5 - 1.0
-    features = {"stem": backbone_stem(x, w, bn)}
-    prev = features["stem"]
-    for name, stride, _cin, _cout in arch.BLOCKS:
-        prev = features[name] = backbone_block(prev, name, stride, w, bn)
-    features["context"] = context_gate(features["block3"], w)
-    return head(features, w, "cls"), head(features, w, "box")
-
-
-def loss_fn(w, images, cls_t, weight, box_t, positive):
-    logits, deltas = train_forward(images, w)
-    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=cls_t, logits=logits)
-    p = tf.sigmoid(logits)
-    p_t = p * cls_t + (1 - p) * (1 - cls_t)
-    # A milder focal loss than RetinaNet's (gamma 2, alpha 0.25): its scores stay calibrated
-    # enough for the fixed 0.5 score threshold of the workload.
-    alpha = 0.5
-    focal = alpha * (1 - p_t) ** 1.5 * ce * weight[..., None]
-    num_pos = tf.maximum(tf.reduce_sum(positive), 1.0)
-    box_loss = tf.reduce_sum(tf.keras.losses.huber(box_t, deltas, delta=1.0) * positive)
-    return (tf.reduce_sum(focal) + box_loss) / num_pos
 
 
 def train(steps: int, batch: int, seed: int, count: int = 6000) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from envaudit.compare.types import TensorComparison
+from envaudit.compare.types import FINDINGS, TensorComparison
 from envaudit.compare.verdict import Verdict, classify
 from envaudit.plain import plain
 
@@ -256,6 +256,11 @@ class Determinism:
     op_determinism: OpDeterminism | None = None
 
     @property
+    def first_part(self) -> str | None:
+        """What the first differing array is, in words (None: the processes agreed)."""
+        return part_in_words(self.first_array.rsplit("/", 1)[-1]) if self.first_array else None
+
+    @property
     def fix_confirmed(self) -> bool:
         """Op determinism made the processes agree: the confirmed fix."""
         return bool(self.op_determinism and self.op_determinism.identical)
@@ -318,6 +323,9 @@ def training_phrase(report: TrainingReport) -> str:
     text = (f"training moved from step {first.first_moved_step} on, first in"
             f" {part_in_words(first.first_moved or '')} '{first.first_moved}' in {first.mode}"
             f" mode" + (f" (also {', '.join(others)})" if others else ""))
+    beyond = next((s.step for s in first.steps if s.verdict in FINDINGS), None)
+    if beyond is not None:
+        text += f", beyond rounding noise from step {beyond}"
     if first.growth is not None and first.growth.relative:
         text += (f"; after step {first.growth.steps[-1]} the weights differ by"
                  f" {first.growth.last:.1e} relative")

@@ -130,13 +130,16 @@ class Canary:
         first_stage = first if first in {s.name for s in pipeline} else None
         said = headline(alone, pipeline, probes, detections,  # type: ignore[arg-type]
                         first_divergence=first_stage, top_cause=None, modes=tuple(modes))
-        if verdict != alone and alone == "identical":  # training alone moved
+        word = verdict.replace("_", " ").capitalize()
+        if verdict == alone:
+            text = f"{said[:-1]}; {training_phrase(report)}"
+        elif alone == "identical":  # training alone moved
             said = headline(alone, pipeline, probes, detections)  # type: ignore[arg-type]
-            word = verdict.replace("_", " ").capitalize()
             text = (f"{word}: inference did not move ({said.split(': ', 1)[1][:-1]}), but"
                     f" {training_phrase(report)}")
-        else:
-            text = f"{said[:-1]}; {training_phrase(report)}"
+        else:  # training moved further than inference did
+            text = (f"{word}: {training_phrase(report)}; inference alone is"
+                    f" {said[0].lower()}{said[1:-1]}")
         return text + (f"; cause: {top_cause}." if top_cause else ".")
 
     def notes(self, run: SubjectRun) -> tuple[str, ...]:

@@ -46,12 +46,16 @@ CONTRAST = (0.8, 1.25)  # the contrast factor's range
 KEEP_FRACTION = 0.4  # a box keeps its object when at least this much of it is inside the crop
 
 
-def train_forward(images: tf.Tensor, w: Mapping[str, tf.Variable]
+def train_forward(images: tf.Tensor, w: Mapping[str, tf.Variable], stats: dict | None = None
                   ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Class logits and box deltas with batch-statistics batch norm (training's forward pass)."""
+    """Class logits and box deltas with batch-statistics batch norm (training's forward pass);
+    run eagerly with ``stats``, each batch norm's mean and variance are kept there (the
+    population statistics ``tools/train_detector.py`` stores)."""
 
     def bn(x: tf.Tensor, prefix: str) -> tf.Tensor:
         mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+        if stats is not None:
+            stats[prefix] = (mean.numpy(), var.numpy())
         return tf.nn.batch_normalization(x, mean, var, w[f"{prefix}/beta"],
                                          w[f"{prefix}/gamma"], arch.BN_EPSILON)
 
