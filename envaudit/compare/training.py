@@ -204,13 +204,14 @@ class TrainingMode:
     growth: Growth | None
     first_moved_step: int | None = None  # the first step with an array that moved
     first_moved: str | None = None  # its first array that moved
+    device: str | None = None  # where this run computed the steps' loss ("CPU:0", "GPU:0")
 
     @classmethod
-    def of(cls, mode: str, steps: tuple[StepResult, ...], growth: Growth | None
-           ) -> TrainingMode:
+    def of(cls, mode: str, steps: tuple[StepResult, ...], growth: Growth | None,
+           device: str | None = None) -> TrainingMode:
         first = next((s for s in steps if s.first_moved), None)
         return cls(mode, steps, growth, first.step if first else None,
-                   first.first_moved if first else None)
+                   first.first_moved if first else None, device)
 
     def shown(self) -> ShownSteps:
         """The steps a report lists (``shown_steps``)."""

@@ -265,6 +265,12 @@ class FirstDivergence:
     index: int  # its position in the pipeline
     replay: tuple[StageReplay, ...]  # every non-identical stage, replayed in isolation
     changed_stages: tuple[str, ...]  # stages that changed by themselves (replay not identical)
+    # Where the first moved array is an array of a training step (``compare/training.py``): the
+    # step and what the array is, in words, so a report says "training step 1, a gradient"
+    # rather than calling it a stage. None for a pipeline stage. Not in the JSON, whose
+    # "training" holds the same (``first_moved_step``, ``first_moved``).
+    step: int | None = field(default=None, metadata={"json": False})
+    part: str | None = field(default=None, metadata={"json": False})
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

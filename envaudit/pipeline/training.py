@@ -61,6 +61,7 @@ class TrainingSteps:
         self.golden: Mapping[str, Mapping[str, np.ndarray]] = bundle.training
         self.growth_target = growth_target
         self.determinism: steps_compared.Determinism | None = None
+        self.devices: Mapping[str, str] = {}  # this run's, by ``keyed_arrays`` key
 
     def run(self, assets: Assets, repeat: int, progress: Progress
             ) -> list[dict[str, dict[str, np.ndarray]]]:
@@ -73,6 +74,7 @@ class TrainingSteps:
         progress(f"training {self.steps} step{'s' if self.steps != 1 else ''}")
         started = time.perf_counter()
         done = run_training(assets, self.modes, self.steps, probes=False)
+        self.devices = done.devices
         runs = [{m: r.arrays for m, r in done.runs.items()}]
         for i in range(2, repeat + 1):
             progress(f"training again in a fresh process ({i}/{repeat})")
@@ -93,7 +95,8 @@ class TrainingSteps:
             return arrays, None
         return arrays, steps_compared.TrainingMode.of(
             mode, steps_compared.step_results(arrays),
-            steps_compared.growth(golden, current, self.growth_target))
+            steps_compared.growth(golden, current, self.growth_target),
+            self.devices.get(keyed_arrays({mode: {spec.key(1, "loss"): 0}}, {}).popitem()[0]))
 
     def report(self, modes: Sequence[steps_compared.TrainingMode]
                ) -> steps_compared.TrainingReport:
@@ -115,7 +118,8 @@ def first_moved(arrays: Sequence[TensorComparison]) -> FirstDivergence | None:
     if moved is None:
         return None
     return FirstDivergence(stage=moved.name, index=names.index(moved.name), replay=(),
-                           changed_stages=())
+                           changed_stages=(), step=steps_compared.step_of(moved.name),
+                           part=steps_compared.part_in_words(moved.name))
 
 
 def _child_run(modes: Sequence[str], steps: int, determinism: bool = False
