@@ -4,8 +4,9 @@ Order: a golden recorded on another machine or build says so first (one line), t
 verdict (colored by verdict), for a user's model what it is and what the verdict rests on, the
 environment changes (numerics-relevant first), the stages (a user model's
 arrays, with the tolerance each was given) with a log-scale bar of each one's max_rel, the first
-divergence and its replay, the probes and the precision witness, the detections and every decision
-that changed (with "expected fragility" marks), the causes with their evidence, nondeterminism.
+divergence and its replay, the training steps step by step (``training_text``), the probes and
+the precision witness, the detections and every decision that changed (with "expected
+fragility" marks), the causes with their evidence, nondeterminism.
 Everything must still read well without color (NO_COLOR, a file, a CI log): colors only repeat what
 the words already say. Every string goes in through ``_t``: as ``Text``, so a path with brackets is
 never read as rich markup, with control characters escaped (``escape.for_terminal``), so a
@@ -46,6 +47,8 @@ from envaudit.render.formatting import (
     witness_sentence,
 )
 from envaudit.render.palette import terminal_style, verdict_terminal_style
+from envaudit.render.training_text import section as training_section
+from envaudit.render.training_words import divergence_words, quoted
 from envaudit.result import CheckResult
 
 # A verdict's mark and style: bold, in the colour of the status it rests on (``palette``).
@@ -72,6 +75,7 @@ def render(result: CheckResult, verbose: bool = False) -> Group:
                         *_since(result), *_tf32(result), *_model(result), Text()]
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
+    parts += training_section(result)
     parts += _probes(result.probes, result.changed_probe_families)
     parts += _witness(result)
     parts += _detections(result)
@@ -180,8 +184,7 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
                           _t(origin.get(s.name, "")))
         parts.append(table)
         if fd is not None:
-            parts.append(_t(f"First divergence: stage '{fd.stage}' (#{fd.index} in pipeline"
-                            " order)."))
+            parts.append(_t(f"First divergence: {divergence_words(fd, quoted)}."))
             own = list(fd.changed_stages)
             carried = [r.stage for r in fd.replay if r.identical]
             if fd.replay:
