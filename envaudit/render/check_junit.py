@@ -2,12 +2,13 @@
 
 One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
 ``envaudit.stages``, pipeline order; for a user's model one per array, inputs then layers then
-outputs), one for the detections (none for a user model without detection outputs), one for the
-probes and, for a user's model, one for the precision witness (``envaudit.precision``). Failures
-mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point at what
-is wrong rather than at everything that is not bit-identical. What fails is not decided here: it is
-``fails_gate`` of each array and of the detections (``compare/types.py``), the rule the verdict
-and so the exit code are built on:
+outputs), one per training step and mode (classname ``envaudit.training.MODE``, name ``stepK``: a
+step's arrays pass or fail together), one for the detections (none for a user model without
+detection outputs), one for the probes and, for a user's model, one for the precision witness
+(``envaudit.precision``). Failures mirror the exit code, so a dashboard and the pipeline gate never
+disagree, and they point at what is wrong rather than at everything that is not bit-identical. What
+fails is not decided here: it is ``fails_gate`` of each array and of the detections
+(``compare/types.py``), the rule the verdict and so the exit code are built on:
 - a stage (or the probes) fails when its status (decided in ``compare/``) is changed, not run
   or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
   noise floor, or within the tolerance the user gave for an output, passes, with a
@@ -53,6 +54,9 @@ from envaudit.result import CheckResult
 # ``compare.types.ACCEPTED_STATUSES``; the status is decided in compare/).
 FAILURE_TYPE: dict[ArrayStatus, str] = {
     "precision_loss": "precision_loss", "changed": "drift", "not_run": "not_run"}
+# The moved arrays a training step's case lists (in computing order); a step of a large model
+# moves hundreds, and 100 steps of them would bury the dashboard.
+STEP_DETAIL = 10
 
 
 def render(result: CheckResult) -> str:
@@ -75,8 +79,9 @@ def render(result: CheckResult) -> str:
                             ("basis", result.subject.basis)):
             ET.SubElement(props, "property", name=name, value=value)
     noun = "stage" if m is None else "array"
-    for stage in result.stages:
+    for stage in result.pipeline_stages:
         _stage_case(suite, stage, result.strict, bool(result.modes), noun)
+    _training_cases(suite, result)
     if m is None or m.detections is not None:
         _detections_case(suite, result)
     _probes_case(suite, result)
@@ -121,6 +126,55 @@ def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: boo
         ET.SubElement(case, "system-out").text = (
             f"not bit-identical, at the rounding-noise floor: {detail}"
         )
+
+
+def _training_cases(suite: ET.Element, result: CheckResult) -> None:
+    """One case per mode per training step (classname ``envaudit.training.MODE``, name
+    ``stepK``), failing exactly when one of the step's arrays fails the gate; a mode's step
+    arrays without a step table (a mode whose training could not be compared) are one case."""
+    report = result.training
+    steps = [a for a in result.stages if a.role == "step"]
+    if report is None and not steps:
+        return
+    tabled = set()
+    for mode in report.modes if report is not None else ():
+        tabled.add(mode.mode)
+        by_step = mode.step_arrays(result.stages)
+        for step in mode.steps:
+            arrays = by_step.get(step.step, ())
+            first = f", first moved {step.first_moved} ({step.first_moved_part})" \
+                if step.first_moved else ""
+            summary = (f"training step {step.step} ({mode.mode} mode): {step.moved} of"
+                       f" {step.arrays} arrays moved{first}")
+            _step_case(suite, f"envaudit.training.{mode.mode}", f"step{step.step}", arrays,
+                       summary, result.strict)
+    for mode in dict.fromkeys(a.mode for a in steps if a.mode not in tabled):
+        arrays = tuple(a for a in steps if a.mode == mode)
+        _step_case(suite, f"envaudit.training.{mode}", "steps", arrays,
+                   f"training steps ({mode} mode): not compared step by step", result.strict)
+
+
+def _step_case(suite: ET.Element, classname: str, name: str,
+               arrays: Sequence[TensorComparison], summary: str, strict: bool) -> None:
+    """A case over a step's arrays: its failure is theirs (``fails_gate``), its detail the
+    arrays that moved."""
+    case = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
+    moved = [a for a in arrays if not a.identical]
+    if not moved:
+        return
+    detail = "\n".join(f"{a.name}: {a.status}, {_describe(a)}" for a in moved[:STEP_DETAIL])
+    if len(moved) > STEP_DETAIL:
+        detail += f"\n... and {len(moved) - STEP_DETAIL} more arrays that moved"
+    failing = [FAILURE_TYPE[a.status] for a in moved if a.fails_gate()]
+    if failing:
+        worst = "precision_loss" if "precision_loss" in failing else failing[0]
+        ET.SubElement(case, "failure", message=summary, type=worst).text = detail
+    elif any(a.fails_gate(strict) for a in moved):
+        ET.SubElement(case, "failure", message=summary + " (--strict)",
+                      type="not_identical").text = detail
+    else:
+        ET.SubElement(case, "system-out").text = (
+            f"{summary}; all at the rounding-noise floor\n{detail}")
 
 
 def _detections_case(suite: ET.Element, result: CheckResult) -> None:
