@@ -224,3 +224,38 @@ def test_the_first_difference_between_processes_is_in_recording_order():
     assert first_difference([a, dict(a)]) == (None, 0)
     assert first_difference([a, b]) == ("step1.grad.w", 2)
     assert first_difference([a, dict(a), b]) == ("step1.grad.w", 2)
+
+
+# --- nondeterminism across processes ----------------------------------------------------------
+
+
+def test_known_gpu_kernels_are_suspected_by_the_part_and_weight_that_moved():
+    from envaudit.attribute.gpu_kernels import suspected
+
+    assert "Conv2DBackpropFilter" in suspected("grad", "stem.conv", "GPU:0")[0]
+    assert "BiasAddGrad" in suspected("grad", "head_block2.cls_b", "GPU:0")[0]
+    assert "DepthwiseConv2dNativeBackpropFilter" in suspected("grad", "block1.dw", "GPU:1")[0]
+    assert suspected("grad", "stem.conv", "CPU:0") == ()  # a GPU table: nothing said on a CPU
+    assert "tf.data" in suspected("batch", None, "CPU:0")[0]
+    assert len(suspected("loss", None, "GPU:0")) == 2
+    assert suspected("grad", "unknown.weight", "GPU:0") == ()
+
+
+def test_processes_that_differ_are_located_and_op_determinism_is_tried(golden_bundle):
+    """The report of training that differed between processes, on arrays of the golden made to
+    differ at one gradient as a GPU's atomics would: the first step and array, the kernel
+    suspected there, and op determinism's re-run in two real fresh processes (the canary's steps
+    are deterministic on a CPU, so there they agree: what the report calls the fix)."""
+    from envaudit.pipeline.training import _determinism
+
+    golden = store.load_bundle(golden_bundle).training
+    other = {m: dict(a) for m, a in golden.items()}
+    name = spec.key(2, "grad", "head_block2/cls_b")
+    other["eager"][name] = np.nextafter(other["eager"][name], np.float32(np.inf))
+    devices = {f"stage/eager/{name}": "GPU:0"}
+    found = _determinism([golden, other], ("eager",), 3, 2, 12.5, lambda _m: None, devices)
+    assert not found.deterministic and found.first_step == 2 and found.differing == 1
+    assert found.first_array == f"stage/eager/{name}" and found.processes == 2
+    assert "BiasAddGrad" in found.suspects[0]
+    assert found.op_determinism.raised == () and found.op_determinism.processes == 2
+    assert found.op_determinism.identical is True and found.fix_confirmed

@@ -11,11 +11,16 @@
 # the real driver; $OUT/fingerprint.json), report ($OUT/report.md), fleet GPUs (what a fleet node
 # runs one check on), nvml recording ($OUT/nvml.json, tools/record_nvml.py: NVML's raw answers
 # with fake UUIDs and serials, ready for tests/data/nvml/) and its replay through the tests'
-# stand-in pynvml. A step that needs TensorFlow says "unavailable: TensorFlow is not installed
-# here" and the script carries on.
+# stand-in pynvml, and training (where TensorFlow is installed: a golden of the canary's training
+# steps recorded here, then checked with --repeat 2, which trains again in a fresh process: is
+# training bit-reproducible on this GPU, which device computed it, and, where it is not, the
+# first step and array that differ, what op determinism said and the kernels suspected). A step
+# that needs TensorFlow says "unavailable: TensorFlow is not installed here" and the script
+# carries on.
 #
 # Constraints: read-only on the GPU (NVML queries and nvidia-smi queries only, no setting
-# changed); each step has a time limit, the whole script stays under two minutes; it writes only
+# changed); each step has a time limit, the whole script stays under two minutes (four where
+# TensorFlow is installed: the training step has two of its own); it writes only
 # those few small files under $OUT (no bytecode in the checkout); UUIDs printed here are
 # shortened. The exit status is 0 whatever the machine lacks; 1 only when the script cannot run
 # at all (no usable python).
@@ -151,6 +156,32 @@ PY
   ) && echo "$replay" || say "nvml replay" "$(why $? "$replay")"
 else
   say "nvml replay" "unavailable: no recording to replay"
+fi
+
+if ! "$py" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("tensorflow"))'; then
+  say training "unavailable: TensorFlow is not installed here"
+elif ! rec=$(timeout 60 "$py" -m envaudit record --golden "$out/golden" --no-history 2>&1); then
+  say training "$(why $? "$rec")"
+elif tr=$(timeout 120 "$py" -m envaudit check --golden "$out/golden" --repeat 2 --no-confirm \
+    --no-history --format json -o "$out/training.json" 2>&1) || [ $? = 1 ]; then
+  "$py" - "$out/training.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = d.get("training") or {}
+det = t.get("determinism") or {}
+modes = ", ".join(f"{m['mode']} on {m.get('device') or 'an unknown device'}"
+                  for m in t.get("modes", []))
+print(f"training: ok: {t.get('steps')} steps, {modes}")
+print(f"  repeat in {det.get('processes')} processes: "
+      + ("bit-identical" if det.get("deterministic") else
+         f"differ from step {det.get('first_step')} ({det.get('first_array')})"))
+if det.get("suspects"):
+    print("  suspected kernels:", "; ".join(det["suspects"]))
+if det.get("op_determinism"):
+    print("  op determinism:", json.dumps(det["op_determinism"]))
+PY
+else
+  say training "$(why $? "$tr")"
 fi
 
 echo "done in $((SECONDS - started)) s; files in $out: $(cd "$out" && ls | tr '\n' ' ')"

@@ -255,6 +255,7 @@ class Determinism:
     first_array: str | None  # the first array (recording order) that differs between processes
     differing: int  # how many arrays differ
     op_determinism: OpDeterminism | None = None
+    suspects: tuple[str, ...] = ()  # known kernels that may explain it (possible, not confirmed)
 
     @property
     def first_part(self) -> str | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envaudit.attribute.gpu_kernels import suspected
 from envaudit.compare import training as steps_compared
 from envaudit.compare.tensors import compare_arrays
 from envaudit.compare.types import FirstDivergence, TensorComparison
@@ -36,7 +37,7 @@ from envaudit.pipeline.subject import Progress
 from envaudit.store import GoldenBundle
 from envaudit.workload import training_spec as spec
 from envaudit.workload.assets import Assets
-from envaudit.workload.types import keyed_arrays, unkeyed
+from envaudit.workload.types import keyed_arrays, stage_key, unkeyed
 
 CHILD_TIMEOUT_S = 900.0  # one process's steps (a GPU's first compile included)
 
@@ -81,7 +82,8 @@ class TrainingSteps:
             runs.append(_child_run(tuple(done.runs), self.steps))
         if repeat > 1:
             self.determinism = _determinism(runs, tuple(done.runs), self.steps, repeat,
-                                            time.perf_counter() - started, progress)
+                                            time.perf_counter() - started, progress,
+                                            self.devices)
         return runs
 
     def compare(self, mode: str, current: Mapping[str, np.ndarray] | None, spread: float
@@ -96,7 +98,7 @@ class TrainingSteps:
         return arrays, steps_compared.TrainingMode.of(
             mode, steps_compared.step_results(arrays),
             steps_compared.growth(golden, current, self.growth_target),
-            self.devices.get(keyed_arrays({mode: {spec.key(1, "loss"): 0}}, {}).popitem()[0]))
+            self.devices.get(stage_key(mode, spec.key(1, "loss"))))
 
     def report(self, modes: Sequence[steps_compared.TrainingMode]
                ) -> steps_compared.TrainingReport:
@@ -149,18 +151,19 @@ class _Refused(Exception):
 
 
 def _determinism(runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]], modes: Sequence[str],
-                 steps: int, repeat: int, seconds: float,
-                 progress: Progress) -> steps_compared.Determinism:
-    """Whether ``runs`` (each a fresh process) agree bit for bit; where they do not, the same
-    processes with op determinism on."""
+                 steps: int, repeat: int, seconds: float, progress: Progress,
+                 devices: Mapping[str, str]) -> steps_compared.Determinism:
+    """Whether ``runs`` (each a fresh process) agree bit for bit; where they do not, the known
+    kernels that may explain the first difference, and the same processes with op determinism
+    on (``devices``: where the first run computed each array)."""
     keyed = [keyed_arrays(r, {}) for r in runs]
     first, count = steps_compared.first_difference(keyed)
     if first is None:
         return steps_compared.Determinism(repeat, seconds, True, None, None, 0)
-    name = first.rsplit("/", 1)[-1]
+    step, part, variable = steps_compared.parse(first.rsplit("/", 1)[-1]) or (None, "", None)
     trial = _op_determinism(modes, steps, repeat, progress)
-    return steps_compared.Determinism(repeat, seconds, False, steps_compared.step_of(name), first,
-                                      count, trial)
+    return steps_compared.Determinism(repeat, seconds, False, step, first, count, trial,
+                                      suspected(part, variable, devices.get(first)))
 
 
 def _op_determinism(modes: Sequence[str], steps: int, repeat: int,

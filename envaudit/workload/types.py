@@ -98,9 +98,14 @@ def keyed_arrays(stages: Mapping[str, Mapping[str, np.ndarray]],
     """Every mode's stage arrays and the probes under one key each, ``stage/MODE/NAME`` and
     ``probe/NAME``: how a re-run child writes its outputs, how they are compared with the golden,
     and how nondeterminism names an array. The one place these keys are spelled."""
-    return {**{f"stage/{mode}/{k}": v for mode, arrays in stages.items()
+    return {**{stage_key(mode, k): v for mode, arrays in stages.items()
                for k, v in arrays.items()},
             **{f"probe/{k}": v for k, v in probes.items()}}
+
+
+def stage_key(mode: str, name: str) -> str:
+    """The ``keyed_arrays`` key of one array of a mode."""
+    return f"stage/{mode}/{name}"
 
 
 def unkeyed(arrays: Mapping[str, np.ndarray]
