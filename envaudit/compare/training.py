@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from envaudit.compare.types import FINDINGS, TensorComparison
-from envaudit.compare.verdict import Verdict, classify
+from envaudit.compare.verdict import SEVERITY, Verdict, classify
 from envaudit.plain import plain
 
 _STEP = re.compile(r"step(\d{1,6})\.([A-Za-z_]+)(?:\.(.+))?")
@@ -213,6 +213,12 @@ class TrainingMode:
         return cls(mode, steps, growth, first.step if first else None,
                    first.first_moved if first else None, device)
 
+    @property
+    def verdict(self) -> Verdict:
+        """The most severe verdict of any of its steps (what a report marks the mode's steps
+        with)."""
+        return max((s.verdict for s in self.steps), key=SEVERITY.index, default="identical")
+
     def shown(self) -> ShownSteps:
         """The steps a report lists (``shown_steps``)."""
         return shown_steps(self.steps)
@@ -279,6 +285,11 @@ class TrainingReport:
     settings: Mapping[str, str]
     modes: tuple[TrainingMode, ...]
     determinism: Determinism | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The most severe verdict of any step in any mode."""
+        return max((m.verdict for m in self.modes), key=SEVERITY.index, default="identical")
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
