@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPU_IMAGE = ("numpy", "psutil", "py-cpuinfo", "rich", "nvidia-ml-py")
 NOT_THERE = ("tensorflow", "dask", "matplotlib", "uv", "envaudit")
 STEPS = ("python", "nvidia-smi", "fingerprint", "report", "fleet GPUs", "nvml recording",
-         "nvml replay")
+         "nvml replay", "training")
 NVML_STEPS = ("nvidia-smi", "fleet GPUs", "nvml recording")
 
 
@@ -89,6 +89,7 @@ def test_gpu_check_runs_without_tensorflow_and_says_what_is_unavailable(gpu_imag
     assert not [s for s in statuses.values() if s.startswith("failed")], run.stdout
     for step in ("python", "fingerprint", "report", "nvml replay"):
         assert statuses[step].startswith("ok"), run.stdout
+    assert statuses["training"] == "unavailable: TensorFlow is not installed here"
     if not gpu.nvml_library_loads():  # this machine: no driver
         for step in NVML_STEPS:
             assert statuses[step].startswith("unavailable: "), run.stdout
