@@ -186,13 +186,18 @@ class RandomState:
                    "keras" in sys.modules)
 
     def restore(self) -> None:
-        """Put these states back, as a fresh process seeded the same way would start."""
+        """Put these states back, as a fresh process seeded the same way would start: a seed
+        that was not set is unset again (a ``build`` may have set one)."""
         if self.keras is not None:
             import keras
 
             keras.utils.set_random_seed(self.keras)  # also forgets Keras' own generator
-        if self.tensorflow is not None:
-            tf.random.set_seed(self.tensorflow)  # also restarts the op seeds drawn from it
+        elif "keras" in sys.modules:
+            from keras.src.backend.common import global_state
+            from keras.src.utils import rng_utils
+
+            global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, None)
+        tf.random.set_seed(self.tensorflow)  # also restarts the op seeds drawn from it
         random.setstate(self.python)
         np.random.set_state(self.numpy)
 
