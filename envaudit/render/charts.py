@@ -16,6 +16,8 @@ Constraints the next editor must keep:
   colour drawn has its status word in the chart's legend).
 - The first picture of a mode is how far current is from golden (``difference_chart``); the
   error against the float64 twin (``error_chart``) is the second view, never the first.
+- Training's picture is the growth of the weights' difference (``growth_chart``), drawn only
+  when a step moved.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ from envaudit.compare.types import (
     ArrayStatus,
     TensorComparison,
 )
-from envaudit.render.palette import GOLDEN_SERIES, NOISE_BAND, REFERENCE, STATUS
+from envaudit.render.palette import (
+    BLACK,
+    BLUE,
+    GOLDEN_SERIES,
+    NOISE_BAND,
+    ORANGE,
+    REDDISH_PURPLE,
+    REFERENCE,
+    STATUS,
+)
 
 EQUIVALENT_SLACK = EQUIVALENT_SLACK_ULPS * FP32_UNIT_ROUNDOFF  # the slack "equivalent" allows
 # An exact error or a difference of 0 has no place on a log axis: it is drawn at this fraction of
@@ -199,3 +210,56 @@ def _log_axis(fig: Any, ax: Any, names: Sequence[str], ylabel: str) -> None:
     fig.set_size_inches(width, height + bottom)
     fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width,
                         bottom=bottom / (height + bottom), top=1 - 0.15 / (height + bottom))
+
+
+# One colour per execution mode on the growth chart (Okabe-Ito, apart from the statuses' own
+# colours where it can be: a mode is not a status). The legend names each line.
+MODE_COLOURS = {"eager": BLUE, "graph": ORANGE, "xla": REDDISH_PURPLE}
+OTHER_MODE_COLOUR = BLACK
+
+
+def growth_chart(modes: Sequence[Any], salt: str) -> str:
+    """How the relative weight difference grows, step by step, one line per mode that moved
+    (``TrainingMode.growth``), on a log axis; the size it is projected to (the growth target) as
+    a dashed line, and the projection from the last step to that size as a dotted line. A step
+    whose weights are bit-identical has no place on a log axis and is left out of its line."""
+    drawn = [m for m in modes if m.growth is not None and m.growth.last > 0]
+    target = drawn[0].growth.target
+    last = max(m.growth.steps[-1] for m in drawn)
+    fig = figure(7.0, CHART_HEIGHT)
+    ax = fig.add_subplot()
+    values = [target]
+    for m in drawn:
+        g = m.growth
+        colour = MODE_COLOURS.get(m.mode, OTHER_MODE_COLOUR)
+        points = [(s, r) for s, r in zip(g.steps, g.relative) if r > 0 and math.isfinite(r)]
+        values += [r for _, r in points]
+        ax.plot([s for s, _ in points], [r for _, r in points], marker="o", markersize=3,
+                linewidth=1.2, color=colour, label=f"{m.mode}", gid=f"{salt}-growth-{m.mode}")
+        if g.reaches_target_at is not None and not g.measured:
+            ax.plot([g.steps[-1], g.reaches_target_at], [g.last, target], linestyle=":",
+                    linewidth=1.2, color=colour, label=f"{m.mode}: projected",
+                    gid=f"{salt}-projection-{m.mode}")
+            last = max(last, g.reaches_target_at)
+    ax.axhline(target, color=REFERENCE, linestyle="--", linewidth=1,
+               label=f"target {target:.0e}", gid=f"{salt}-target")
+    ax.set_yscale("log")
+    ax.set_ylim(min(values) / 3, max(values) * 3)
+    ax.set_xlim(0.5, last + 0.5)
+    ax.set_xlabel("training step", fontsize=8)
+    ax.set_ylabel("relative weight difference", fontsize=8)
+    _plain_ticks(ax)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", which="major", color="#eeeeee")
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.16, top=0.96)
+    return svg_text(fig, salt)
+
+
+def _plain_ticks(ax: Any) -> None:
+    """Plain "1e-07" labels and no minor ticks on a log y axis (mathtext labels and unlabelled
+    minor marks cost most of a chart's drawing time; ``_log_axis``)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}"))
+    ax.yaxis.set_minor_locator(NullLocator())

@@ -33,6 +33,7 @@ from envaudit.compare.types import (
 )
 from envaudit.render.formatting import growth, number, percent
 from envaudit.render.palette import MODE_NOT_RUN, STATUS, VERDICT, Swatch
+from envaudit.render.training_words import divergence_words
 from envaudit.result import CheckResult
 
 # The CSS of what this module draws (check_html adds it to the page's one stylesheet).
@@ -121,7 +122,8 @@ def _mode_section(n: int, group: ModeGroup, status: str, charts: Any, user: bool
               f'<div class="chart" id="chart-{n}">'
               f'{charts.difference_chart(members, f"difference-{n}")}</div>']
     if fd is not None:
-        lines.append(f"<p>First divergence: <b>{escaped(fd.stage)}</b> (#{fd.index}).</p>")
+        said = divergence_words(fd, lambda name: f"<b>{escaped(name)}</b>")
+        lines.append(f"<p>First divergence: {said}.</p>")
     if not user:
         lines += ["<details><summary>second view: error against the float64 twin</summary>",
                   f'<div class="chart-float64" id="float64-{n}">'
