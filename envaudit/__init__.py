@@ -63,6 +63,7 @@ def check(
     detections: DetectionNames | None = None,
     bisect: bool = False,
     tf32: Tf32Option = "default",
+    growth_target: float = 1e-3,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
     default bundle, else the shipped reference), in ``modes`` (default: all the golden
@@ -70,12 +71,15 @@ def check(
     moved; ``tolerances`` from ``usermodel.spec.parse_tolerances``); ``bisect`` rebuilds
     environments with uv to confirm or rule out package changes; ``tf32`` ("on", "off" or
     "default": TensorFlow's choice) sets TensorFlow's TF32 switch for the run and every re-run,
-    putting this process's back after; see ``envaudit.pipeline.compose.check``."""
+    putting this process's back after. Training steps the golden recorded (three by default) are
+    trained again and compared step by step (``result.training``); ``growth_target``: the
+    relative weight difference their growth is projected to. See
+    ``envaudit.pipeline.compose.check``."""
     from envaudit.pipeline.compose import check as _check
 
     return _check(golden=golden, repeat=repeat, confirm=confirm, strict=strict, modes=modes,
                   progress=progress, model=model, tolerances=tolerances,
-                  detections=detections, bisect=bisect, tf32=tf32)
+                  detections=detections, bisect=bisect, tf32=tf32, growth_target=growth_target)
 
 
 __all__ = ["__version__", "capture", "diff", "run_workload", "check"]
