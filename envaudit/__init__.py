@@ -5,7 +5,9 @@ The public API is four functions that return plain, typed data:
 - ``capture()`` -> ``Fingerprint`` of this environment (never imports TensorFlow);
 - ``diff(a, b)`` -> the ``Change``s between two fingerprints, numerics-relevant first;
 - ``run_workload()`` -> ``WorkloadResult`` of the golden detection workload (imports TensorFlow);
-- ``check(golden=...)`` -> ``CheckResult`` against a golden bundle.
+- ``check(golden=...)`` -> ``CheckResult`` against a golden bundle;
+- ``envaudit.training``: a user's own training step recorded, compared, repeated for
+  determinism (``record``, ``compare``, ``check``, ``determinism``, ``save``, ``load``).
 
 Imports are lazy so that ``import envaudit`` stays cheap and TensorFlow is loaded only by the
 functions that run it.
@@ -14,7 +16,7 @@ functions that run it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from envaudit.version import __version__
 
@@ -82,4 +84,14 @@ def check(
                   detections=detections, bisect=bisect, tf32=tf32, growth_target=growth_target)
 
 
-__all__ = ["__version__", "capture", "diff", "run_workload", "check"]
+def __getattr__(name: str) -> Any:
+    # ``envaudit.training`` (a user's own training step) without importing it, nor the NumPy it
+    # needs, with the package.
+    if name == "training":
+        import importlib
+
+        return importlib.import_module("envaudit.training")
+    raise AttributeError(f"module 'envaudit' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "capture", "diff", "run_workload", "check", "training"]

@@ -8,7 +8,8 @@ check``). Four functions, plain data back:
   step, the batch, what the step returned (its loss, or a mapping of loss, gradients, anything)
   and every variable after the step, with the seeds the run had and the random ops that ran
   unseeded (``envaudit/seeds.py``);
-- ``compare(golden, current)``: per step, the verdict with envaudit's statuses, the first step and
+- ``compare(golden, current)`` (``check(golden, step_fn, batches)`` records and compares in one
+  call): per step, the verdict with envaudit's statuses, the first step and
   array that moved, and how the weights' difference grows;
 - ``determinism(build, repeat=3)``: the same steps ``repeat`` times from fresh models and
   pipelines, compared bit for bit; where they differ, the runs again under TensorFlow's op
@@ -22,6 +23,7 @@ Importing this module does not import TensorFlow; ``record`` and ``determinism``
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +98,17 @@ def compare(golden: TrainingRecord, current: TrainingRecord, *,
         current.mode, steps_compared.step_results(arrays),
         steps_compared.growth(golden.arrays, current.arrays, growth_target))
     return TrainingComparison(classify(arrays, ()), mode, golden.seeds, current.seeds, arrays)
+
+
+def check(golden: TrainingRecord | str | os.PathLike[str], step_fn: Callable[[Any], Any],
+          batches: Iterable[Any], *, variables: Any = (),
+          growth_target: float = steps_compared.DEFAULT_GROWTH_TARGET) -> TrainingComparison:
+    """Train the golden's steps again here and compare: ``golden`` is a record, or the path
+    ``save`` wrote it to; as many steps are run as it holds."""
+    if not isinstance(golden, TrainingRecord):
+        golden = load(golden)
+    current = record(step_fn, batches, variables=variables, steps=golden.steps)
+    return compare(golden, current, growth_target=growth_target)
 
 
 def determinism(build: Build, *, repeat: int = 3, steps: int | None = None
@@ -173,5 +186,5 @@ def _aligned(runs: Sequence[Mapping[str, np.ndarray]]) -> list[Mapping[str, np.n
     return aligned
 
 
-__all__ = ["Build", "TrainingComparison", "TrainingRecord", "compare", "determinism", "load",
-           "record", "save"]
+__all__ = ["Build", "TrainingComparison", "TrainingRecord", "check", "compare", "determinism",
+           "load", "record", "save"]

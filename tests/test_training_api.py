@@ -218,6 +218,9 @@ def test_a_record_round_trips_through_its_files_and_a_tampered_one_is_refused(tm
                for n, a in done.arrays.items())
     assert back.seeds == done.seeds and back.to_dict() == done.to_dict()
     assert training.compare(done, back).identical
+    step, batches, model = keras_build()
+    again = training.check(npz, step, batches, variables=model)
+    assert again.identical and len(again.mode.steps) == 3
 
     data = bytearray(npz.read_bytes())
     data[len(data) // 2] ^= 1
@@ -249,8 +252,9 @@ def test_a_record_whose_json_lies_or_that_holds_a_pickle_is_refused(tmp_path):
 
 
 def test_importing_the_api_does_not_import_tensorflow():
-    done = subprocess.run([sys.executable, "-c", "import sys, envaudit.training;"
-                           " print('tensorflow' in sys.modules)"], env=cli_env(),
+    done = subprocess.run([sys.executable, "-c", "import sys, envaudit;"
+                           " envaudit.training.record; print('tensorflow' in sys.modules)"],
+                          env=cli_env(),
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"
 
