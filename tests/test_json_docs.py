@@ -6,18 +6,29 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from test_render_check import make_result
 from test_render_user_model import make_result as model_result
 
+from envaudit.compare.training import (
+    Determinism,
+    Growth,
+    OpDeterminism,
+    StepResult,
+    TrainingMode,
+    TrainingReport,
+)
 from envaudit.fingerprint.types import Change
 from envaudit.fleet.report import FleetGroup, FleetNode, FleetReport, NodeCause, SuspectedFault
 from envaudit.render import check_json, fleet_json
+from envaudit.result import CanaryInfo
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "json.md"
-# Maps whose keys are data (array names, a model's input names), not schema.
-FREE_MAPS = {"array_digests", "inputs"}
+# Maps whose keys are data (array names, a model's input names, the training's settings), not
+# schema.
+FREE_MAPS = {"array_digests", "inputs", "settings"}
 
 
 def section(title: str) -> str:
@@ -55,6 +66,26 @@ def test_every_key_of_the_check_json_is_documented():
     text = section("Check JSON")
     assert undocumented(canary, text) == []
     assert undocumented(model, text) == []
+
+
+def _training_report() -> TrainingReport:
+    """Every nested record of the "training" key filled (growth, determinism, op determinism)."""
+    step = StepResult(1, "equivalent", "step1.grad.stem.conv", 8, 64, "step1.grad.stem.conv",
+                      1.7e-6)
+    growth = Growth((1, 2, 3), (6e-10, 1e-9, 1.4e-9), 1.8, 1e-3, 39.0, False)
+    determinism = Determinism(3, 12.5, False, 1, "stage/eager/step1.batch", 40,
+                              OpDeterminism(True, ("Random ops require a seed",), 3),
+                              ("the input pipeline",))
+    return TrainingReport(3, {"optimizer": "SGD"},
+                          (TrainingMode.of("eager", (step,), growth, "CPU:0"),), determinism)
+
+
+def test_every_key_of_the_training_json_is_documented():
+    result = replace(make_result(), subject=CanaryInfo(training=_training_report()))
+    document = json.loads(check_json.render(result))
+    training = document["training"]
+    assert training["modes"][0]["growth"] and training["determinism"]["op_determinism"]
+    assert undocumented(document, section("Check JSON")) == []
 
 
 def _fleet_report() -> FleetReport:
