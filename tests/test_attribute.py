@@ -183,6 +183,9 @@ def test_the_pattern_of_moved_modes_is_evidence():
     assert mode_pattern(["eager", "xla"], modes) == \
         "modes that moved: eager, xla (identical: graph)"
     assert mode_pattern(["eager"], ("eager",)) is None  # one mode checked: no pattern
+    # xla not checked: nothing said of it
+    assert mode_pattern(["eager", "graph"], ("eager", "graph")) == \
+        "every mode moved: the kernels themselves changed"
 
 
 def test_a_change_that_reaches_none_of_the_moved_modes_is_only_possible():

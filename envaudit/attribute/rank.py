@@ -75,7 +75,11 @@ def mode_pattern(moved: Sequence[str], checked: Sequence[str]) -> str | None:
     if not moved_set:
         return "no mode's stages moved: only op probes did"
     same = [m for m in checked if m not in moved_set]
-    meaning = next((text for pattern, text in MODE_PATTERNS if pattern == moved_set), None)
+    # Each pattern's words speak of all three built-in modes ("xla identical"): only where all
+    # three were checked.
+    told = {"eager", "graph", "xla"} <= set(checked)
+    meaning = next((text for pattern, text in MODE_PATTERNS if pattern == moved_set and told),
+                   None)
     if meaning is None:
         meaning = ("every mode moved: the kernels themselves changed" if moved_set == set(checked)
                    else f"modes that moved: {', '.join(moved)}")
