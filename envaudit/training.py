@@ -41,7 +41,7 @@ from envaudit.training_file import load, save
 from envaudit.training_record import TrainingRecord
 
 if TYPE_CHECKING:
-    from envaudit.workload.custom_training import RandomState
+    from envaudit.workload.custom_training import RandomState, StepsRun
 
 # What ``build`` returns to ``determinism``: a fresh step function, its batches and variables.
 Build = Callable[[], tuple[Callable[[Any], Any], Iterable[Any], Any]]
@@ -117,8 +117,10 @@ def determinism(build: Build, *, repeat: int = 3, steps: int | None = None
     ``(step_fn, batches, variables)`` each time (a new model, a new pipeline); every run starts
     from the random states this process had when called (Python's, NumPy's, TensorFlow's and
     Keras' seeds), as a fresh process seeded the same way would. Where runs differ: the first
-    step and array, then the same runs with op determinism on (switched back after): the ops
-    that refused, in TensorFlow's words, and whether the runs then agree (``fix_confirmed``).
+    step and array, what in the first run may explain it (``suspects``: its unseeded random ops,
+    its pipeline's ops told ``deterministic=False``), then the same runs with op determinism on
+    (switched back after): the ops that refused, in TensorFlow's words, and whether the runs
+    then agree (``fix_confirmed``).
 
     The runs share this process, so they share its kernel choices (thread pools, autotuning):
     a difference only a new process shows is not seen here; ``envaudit check --repeat`` trains
@@ -131,20 +133,21 @@ def determinism(build: Build, *, repeat: int = 3, steps: int | None = None
     began = time.perf_counter()
     runs = [_run(build, start, steps) for _ in range(repeat)]
     seconds = time.perf_counter() - began
-    first, count = steps_compared.first_difference(_aligned(runs))
+    first, count = steps_compared.first_difference(_aligned([r.arrays for r in runs]))
     if first is None:
         return steps_compared.Determinism(repeat, seconds, True, None, None, 0)
     return steps_compared.Determinism(repeat, seconds, False, steps_compared.step_of(first),
                                       first, count, _under_op_determinism(build, start, steps,
-                                                                          repeat))
+                                                                          repeat),
+                                      runs[0].suspects)
 
 
-def _run(build: Build, start: RandomState, steps: int | None) -> Mapping[str, np.ndarray]:
+def _run(build: Build, start: RandomState, steps: int | None) -> StepsRun:
     from envaudit.workload.custom_training import run_steps
 
     start.restore()
     step_fn, batches, variables = build()
-    return run_steps(step_fn, batches, variables, steps).arrays
+    return run_steps(step_fn, batches, variables, steps)
 
 
 def _under_op_determinism(build: Build, start: RandomState, steps: int | None, repeat: int
@@ -157,7 +160,7 @@ def _under_op_determinism(build: Build, start: RandomState, steps: int | None, r
     with op_determinism():
         for _ in range(repeat):
             try:
-                again.append(_run(build, start, steps))
+                again.append(_run(build, start, steps).arrays)
             except Exception as exc:  # only TensorFlow's refusal is a finding; the rest raises
                 said = refusal(exc)
                 if said is None:

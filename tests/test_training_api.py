@@ -137,6 +137,7 @@ def test_an_unseeded_parallel_map_is_nondeterministic_and_op_determinism_names_i
     assert trial.identical is None and not done.fix_confirmed
     assert len(trial.raised) == 1 and "Random ops require a seed" in trial.raised[0]
     assert not config.is_op_determinism_enabled()  # switched back off
+    assert [s.split(" ")[0] for s in done.suspects] == ["RandomUniform", "ParallelMapDatasetV2"]
 
     step, batches, variables = parallel_map_build(None)()
     seeds = training.record(step, batches, variables=variables).seeds
@@ -151,6 +152,7 @@ def test_a_seeded_parallel_map_varies_in_order_and_op_determinism_is_the_confirm
     assert parse(done.first_array)[:2] == (1, "batch")
     assert done.op_determinism.raised == () and done.op_determinism.processes == 3
     assert done.fix_confirmed
+    assert len(done.suspects) == 1 and "deterministic=False" in done.suspects[0]
 
 
 def _steps_drawing_randomness():

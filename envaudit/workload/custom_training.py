@@ -58,6 +58,9 @@ class StepsRun:
     seeds: SeedReport
     seconds: float
     tensorflow: str  # the version that ran it
+    # What may make the run differ from itself: its unseeded random ops and the input pipeline's
+    # ops that deliver in the order their threads finish (possible causes, not confirmed ones).
+    suspects: tuple[str, ...] = ()
 
 
 def run_steps(step_fn: Callable[[Any], Any], batches: Iterable[Any], variables: Any = (),
@@ -77,10 +80,13 @@ def run_steps(step_fn: Callable[[Any], Any], batches: Iterable[Any], variables: 
     seconds = time.perf_counter() - started
     if done == 0:
         raise EnvauditError("the batches gave no batch to train on; pass a non-empty iterable")
-    ops = _scan_ops(step_fn, batches)
-    return StepsRun(arrays, done, mode_of(step_fn),
-                    SeedReport(seed_states(before, RandomState.now()), *ops), seconds,
-                    tf.__version__)
+    pipeline = _dataset_graph(batches)
+    seeds = SeedReport(seed_states(before, RandomState.now()), *_scan_ops(step_fn, pipeline))
+    suspects = tuple(f"{o.op} '{o.name}' ran unseeded"
+                     + (f" in {o.function}" if o.function else "") for o in seeds.unseeded_ops)
+    if not isinstance(pipeline, str):
+        suspects += _unordered(pipeline)
+    return StepsRun(arrays, done, mode_of(step_fn), seeds, seconds, tf.__version__, suspects)
 
 
 def _numbered(batches: Iterable[Any], steps: int | None) -> Iterator[tuple[int, Any]]:
@@ -244,10 +250,28 @@ def seed_states(before: RandomState, after: RandomState) -> tuple[SeedState, ...
 # --- random ops in graphs ---------------------------------------------------------------------
 
 
-def _scan_ops(step_fn: Any, batches: Any
+def _dataset_graph(batches: Any) -> Any:
+    """The GraphDef of a ``tf.data`` pipeline, or why there is none to read (text)."""
+    if not isinstance(batches, tf.data.Dataset):
+        return "the batches are not a tf.data pipeline: what made them is not visible"
+    try:
+        return tf.compat.v1.GraphDef.FromString(batches._as_serialized_graph().numpy())
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        return f"the tf.data pipeline's graph could not be read ({exc})"
+
+
+def _unordered(graph: Any) -> tuple[str, ...]:
+    """The pipeline's parallel ops told not to keep their order (``deterministic=False``)."""
+    return tuple(f"{n.op} '{n.name}' with deterministic=False: the pipeline's order follows"
+                 " its threads" for n in graph.node
+                 if "deterministic" in n.attr and n.attr["deterministic"].s == b"false")
+
+
+def _scan_ops(step_fn: Any, pipeline: Any
               ) -> tuple[tuple[UnseededOp, ...], int, tuple[str, ...], tuple[str, ...]]:
-    """The unseeded random ops of the step's traced graphs and of a ``tf.data`` pipeline, how
-    many seeded ones, what was read, and what could not be and why."""
+    """The unseeded random ops of the step's traced graphs and of the ``tf.data`` pipeline's
+    graph (``pipeline``: or why it cannot be read), how many seeded ones, what was read, and
+    what could not be and why."""
     unseeded: list[UnseededOp] = []
     seeded = 0
     scanned: list[str] = []
@@ -262,19 +286,13 @@ def _scan_ops(step_fn: Any, batches: Any
     else:
         not_scanned.append("the step ran eagerly: its random ops leave no graph to read (under"
                            " op determinism an unseeded one raises)")
-    if isinstance(batches, tf.data.Dataset):
-        try:
-            graph = tf.compat.v1.GraphDef.FromString(batches._as_serialized_graph().numpy())
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            not_scanned.append(f"the tf.data pipeline's graph could not be read ({exc})")
-        else:
-            found, count = _random_ops(graph, "dataset")
-            unseeded += found
-            seeded += count
-            scanned.append("the tf.data pipeline's graph")
+    if isinstance(pipeline, str):
+        not_scanned.append(pipeline)
     else:
-        not_scanned.append("the batches are not a tf.data pipeline: what made them is not"
-                           " visible")
+        found, count = _random_ops(pipeline, "dataset")
+        unseeded += found
+        seeded += count
+        scanned.append("the tf.data pipeline's graph")
     return tuple(unseeded), seeded, tuple(scanned), tuple(not_scanned)
 
 
