@@ -62,6 +62,8 @@ def determinism_sentences(d: Any, code: Callable[[str], str] = str) -> list[str]
         return [head + "every training array bit-identical (deterministic here)."]
     lines = [head + f"not deterministic: they differ from step {d.first_step} on, first in"
              f" {d.first_part} {code(d.first_array)}; {d.differing} arrays differ."]
+    lines += [f"Possible (a known nondeterministic kernel, not confirmed): {s}"
+              for s in d.suspects]
     op = d.op_determinism
     if op is None:
         return lines
