@@ -256,7 +256,8 @@ def _dataset_graph(batches: Any) -> Any:
         return "the batches are not a tf.data pipeline: what made them is not visible"
     try:
         return tf.compat.v1.GraphDef.FromString(batches._as_serialized_graph().numpy())
-    except (tf.errors.OpError, ValueError, TypeError) as exc:
+    except (tf.errors.OpError, ValueError, TypeError, AttributeError) as exc:
+        # AttributeError: a TensorFlow without this (private) reader
         return f"the tf.data pipeline's graph could not be read ({exc})"
 
 
@@ -276,7 +277,10 @@ def _scan_ops(step_fn: Any, pipeline: Any
     seeded = 0
     scanned: list[str] = []
     not_scanned: list[str] = []
-    if hasattr(step_fn, "_list_all_concrete_functions"):
+    if hasattr(step_fn, "get_concrete_function") and \
+            not hasattr(step_fn, "_list_all_concrete_functions"):
+        not_scanned.append("the step's traced graphs could not be listed by this TensorFlow")
+    elif hasattr(step_fn, "_list_all_concrete_functions"):
         traced = step_fn._list_all_concrete_functions()
         for concrete in traced:
             found, count = _random_ops(concrete.graph.as_graph_def(), "step")
