@@ -124,7 +124,8 @@ def determinism(build: Build, *, repeat: int = 3, steps: int | None = None
 
     The runs share this process, so they share its kernel choices (thread pools, autotuning):
     a difference only a new process shows is not seen here; ``envaudit check --repeat`` trains
-    the canary in fresh processes. ``processes`` in the result counts these in-process runs."""
+    the canary in fresh processes. ``processes`` in the result counts these in-process runs
+    (``fresh_processes`` is False)."""
     from envaudit.workload.custom_training import RandomState
 
     if repeat < 2:
@@ -135,11 +136,12 @@ def determinism(build: Build, *, repeat: int = 3, steps: int | None = None
     seconds = time.perf_counter() - began
     first, count = steps_compared.first_difference(_aligned([r.arrays for r in runs]))
     if first is None:
-        return steps_compared.Determinism(repeat, seconds, True, None, None, 0)
+        return steps_compared.Determinism(repeat, seconds, True, None, None, 0,
+                                          fresh_processes=False)
     return steps_compared.Determinism(repeat, seconds, False, steps_compared.step_of(first),
                                       first, count, _under_op_determinism(build, start, steps,
                                                                           repeat),
-                                      runs[0].suspects)
+                                      runs[0].suspects, fresh_processes=False)
 
 
 def _run(build: Build, start: RandomState, steps: int | None) -> StepsRun:

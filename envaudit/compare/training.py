@@ -262,6 +262,9 @@ class Determinism:
     differing: int  # how many arrays differ
     op_determinism: OpDeterminism | None = None
     suspects: tuple[str, ...] = ()  # known kernels that may explain it (possible, not confirmed)
+    # Each run a fresh process (the canary's ``--repeat``), or all in one process
+    # (``envaudit.training.determinism``: they share that process's kernel choices).
+    fresh_processes: bool = True
 
     @property
     def first_part(self) -> str | None:
