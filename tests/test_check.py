@@ -139,7 +139,7 @@ def test_junit_parses_with_a_case_per_stage(in_process_check):
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     cases = suite.findall("testcase")
     names = [c.get("name") for c in cases]
-    assert len(cases) >= len(in_process_check.stages) + 1
+    assert len(cases) >= len(in_process_check.pipeline_stages) + 1
     assert any("detections" in n for n in names)
     assert int(suite.get("failures")) == 0
     assert int(suite.get("tests")) == len(cases)

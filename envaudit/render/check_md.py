@@ -219,7 +219,9 @@ def _stages(result: CheckResult, compact: bool) -> list[str]:
             ["#", "stage", "result", "max rel", "max abs", "mismatch", "ulp@scale",
              "error vs float64 (golden → current)"], members, _stage_row, compact), ""]
         if fd is not None:
-            lines.append(f"First divergence: {divergence_words(fd, _bold_code)}.")
+            said = divergence_words(fd, _bold_code) or \
+                f"{_bold_code(fd.stage)} (#{fd.index} in pipeline order)"
+            lines.append(f"First divergence: {said}.")
             own = ", ".join(_code(s) for s in fd.changed_stages) or "none"
             carried = ", ".join(_code(r.stage) for r in fd.replay if r.identical) or "none"
             if fd.replay:

@@ -184,7 +184,9 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
                           _t(origin.get(s.name, "")))
         parts.append(table)
         if fd is not None:
-            parts.append(_t(f"First divergence: {divergence_words(fd, quoted)}."))
+            said = divergence_words(fd, quoted) or \
+                f"stage '{fd.stage}' (#{fd.index} in pipeline order)"
+            parts.append(_t(f"First divergence: {said}."))
             own = list(fd.changed_stages)
             carried = [r.stage for r in fd.replay if r.identical]
             if fd.replay:

@@ -122,7 +122,8 @@ def _mode_section(n: int, group: ModeGroup, status: str, charts: Any, user: bool
               f'<div class="chart" id="chart-{n}">'
               f'{charts.difference_chart(members, f"difference-{n}")}</div>']
     if fd is not None:
-        said = divergence_words(fd, lambda name: f"<b>{escaped(name)}</b>")
+        said = divergence_words(fd, lambda name: f"<b>{escaped(name)}</b>") or \
+            f"<b>{escaped(fd.stage)}</b> (#{fd.index})"
         lines.append(f"<p>First divergence: {said}.</p>")
     if not user:
         lines += ["<details><summary>second view: error against the float64 twin</summary>",

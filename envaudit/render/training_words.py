@@ -80,12 +80,13 @@ def determinism_sentences(d: Any, code: Callable[[str], str] = str) -> list[str]
     return lines
 
 
-def divergence_words(fd: FirstDivergence, code: Callable[[str], str] = str) -> str:
-    """"training step 1, a gradient (backward pass) 'step1.grad.stem.conv'" for a training
-    array, "stage 'nms' (#12 in pipeline order)" for a stage of the pipeline."""
-    if fd.step is not None:
-        return f"training step {fd.step}, {fd.part} {code(fd.stage)}"
-    return f"stage {code(fd.stage)} (#{fd.index} in pipeline order)"
+def divergence_words(fd: FirstDivergence, code: Callable[[str], str] = str) -> str | None:
+    """"training step 1, a gradient (backward pass) 'step1.grad.stem.conv'" for a first
+    divergence in a training step; None for a stage of the pipeline (each format words those
+    as it always has)."""
+    if fd.step is None:
+        return None
+    return f"training step {fd.step}, {fd.part} {code(fd.stage)}"
 
 
 def quoted(name: str) -> str:
