@@ -238,6 +238,11 @@ def test_determinism_is_said_with_what_op_determinism_raised_and_confirmed():
         assert said in check_md.render(result)
     assert "Random ops require a seed" in text_of(replace(
         make_result(), subject=CanaryInfo(training=_report(3, refused))))
+    shared = replace(confirmed, fresh_processes=False)  # envaudit.training.determinism's runs
+    text = " ".join(text_of(replace(make_result(), subject=CanaryInfo(
+        training=_report(3, shared)))).split())
+    assert "3 runs in one process, 21.5 s" in text and "3 runs in one process agreed" in text
+    assert "fresh processes" not in text
 
 
 def test_no_training_shows_nothing_new():

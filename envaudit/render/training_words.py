@@ -57,7 +57,8 @@ def growth_sentence(growth: Any) -> str | None:
 def determinism_sentences(d: Any, code: Callable[[str], str] = str) -> list[str]:
     """``--repeat`` of training in words: the processes and their time, whether they agreed,
     and, where not, what op determinism raised and whether it confirmed the fix."""
-    head = f"{d.processes} fresh processes, {d.seconds:.1f} s: "
+    runs = "fresh processes" if d.fresh_processes else "runs in one process"
+    head = f"{d.processes} {runs}, {d.seconds:.1f} s: "
     if d.deterministic:
         return [head + "every training array bit-identical (deterministic here)."]
     lines = [head + f"not deterministic: they differ from step {d.first_step} on, first in"
@@ -69,13 +70,13 @@ def determinism_sentences(d: Any, code: Callable[[str], str] = str) -> list[str]
         return lines
     lines += [f"With op determinism on, TensorFlow refused: {code(r)}" for r in op.raised]
     if op.identical is None:
-        lines.append("With op determinism on, the processes could not run: the fix is not"
+        lines.append(f"With op determinism on, the {runs} could not run: the fix is not"
                      " confirmed.")
     elif op.identical:
-        lines.append(f"With op determinism on, {op.processes} processes agreed bit for bit:"
+        lines.append(f"With op determinism on, {op.processes} {runs} agreed bit for bit:"
                      " fix confirmed (tf.config.experimental.enable_op_determinism()).")
     else:
-        lines.append(f"With op determinism on, {op.processes} processes still differ: op"
+        lines.append(f"With op determinism on, {op.processes} {runs} still differ: op"
                      " determinism does not remove the difference.")
     return lines
 
