@@ -3,9 +3,9 @@
 GitHub-flavored Markdown: a verdict heading, a quoted line when the golden was recorded on another
 machine or build, and the headline first (for a user's model, what it is and what the verdict
 rests on), then this environment's summary (``fingerprint.summary``, as ``envaudit report`` shows
-it), pipe tables (environment changes, stages or a user model's arrays, training steps step by step,
-probes by family and the precision witness, changed detections) and the causes with their
-evidence.
+it), pipe tables (environment changes, stages or a user model's arrays, training steps step by step
+(``training_md``), probes by family and the precision witness, changed detections) and the
+causes with their evidence.
 
 It fits a pull-request comment (``comment_size``): a table of more than ``FOLD_ROWS`` arrays is
 folded in ``<details>``; a report still longer than a comment holds lists only the arrays,
@@ -28,7 +28,7 @@ from envaudit.compare.types import ACCEPTED_STATUSES, TensorComparison, most_sev
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.summary import summarize
 from envaudit.fingerprint.types import Change
-from envaudit.render import formatting
+from envaudit.render import formatting, training_md
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.comment_size import cut, fits
 from envaudit.render.escape import (
@@ -51,15 +51,7 @@ from envaudit.render.formatting import (
     witness_sentence,
 )
 from envaudit.render.palette import VERDICT
-from envaudit.render.training_words import (
-    STEP_COLUMNS,
-    determinism_sentences,
-    divergence_words,
-    folded_total,
-    folded_words,
-    growth_sentence,
-    step_row,
-)
+from envaudit.render.training_words import divergence_words
 from envaudit.result import CheckResult
 
 # Each array status in words (``formatting.STATUS_WORDS``); the ones a check does not accept
@@ -103,7 +95,7 @@ def _document(result: CheckResult, compact: bool) -> str:
     lines += _summary(result)
     lines += _fingerprint(result, compact)
     lines += _stages(result, compact)
-    lines += _training(result)
+    lines += training_md.section(result, FOLD_ROWS)
     lines += _probes(result)
     lines += _witness(result)
     lines += _detections(result, compact)
@@ -228,38 +220,6 @@ def _stages(result: CheckResult, compact: bool) -> list[str]:
                 lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
                              f"only carry an earlier change: {carried}.")
             lines.append("")
-    return lines
-
-
-def _training(result: CheckResult) -> list[str]:
-    """The training steps: per mode a table of steps (folded where the data says, and in
-    ``<details>`` past ``FOLD_ROWS`` rows), the weights' growth, and ``--repeat``'s determinism."""
-    report = result.training
-    if report is None:
-        return []
-    lines = [f"### Training steps ({report.steps}, in computing order: batch, loss, gradients,"
-             " weights)", ""]
-    for mode in report.modes:
-        shown = mode.shown()
-        rows = []
-        for row, folded in zip(shown.rows, shown.folded_before):
-            if folded:
-                rows.append([Markdown(f"_{folded_words(folded)}_"), *[""] * 5])
-            rows.append(step_row(row, _code))
-        table = _table(list(STEP_COLUMNS), rows)
-        if shown.folded:
-            table += ["", f"_{folded_total(shown.folded)}_"]
-        if len(rows) > FOLD_ROWS:
-            table = [f"<details><summary>{_md(mode.mode)}: {len(mode.steps)} steps</summary>",
-                     "", *table, "", "</details>"]
-        lines += [f"**{_md(mode.mode)} mode**", "", *table, ""]
-        grows = growth_sentence(mode.growth)
-        if grows:
-            lines += [f"Growth ({_md(mode.mode)}): {grows}.", ""]
-    if report.determinism is not None:
-        said = determinism_sentences(report.determinism, _code)
-        lines += [f"**Training determinism (`--repeat`):** {said[0]}",
-                  *(f"- {line}" for line in said[1:]), ""]
     return lines
 
 
