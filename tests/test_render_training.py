@@ -102,7 +102,7 @@ def test_an_identical_check_shows_every_step_bit_identical_and_no_growth(identic
     assert [r[0] for r in rows] == ["1", "2", "3", "1", "2", "3"]  # eager, then graph
     assert "Growth" not in text and "First divergence" not in text
     html = check_html.render(identical)
-    assert '<section class="training" id="training" data-status="identical">' in html
+    assert '<section class="training" data-status="identical">' in html
     assert len(re.findall(r'<tr data-step="\d" data-status="identical">', html)) == 6
     assert 'id="growth-chart"' not in html
 
@@ -150,7 +150,7 @@ def test_html_marks_the_section_rows_and_draws_the_growth_chart(one_thread):
     html = one_thread["plain.html"]
     data = json.loads(one_thread["plain.json"])
     worst = data["training"]["modes"][0]["steps"][0]["verdict"]
-    assert re.search(r'<section class="training" id="training" data-status="(\w+)">', html)
+    assert re.search(r'<section class="training" data-status="(\w+)">', html)
     for mode in data["training"]["modes"]:
         block = html.split(f'<div class="training-mode" data-mode="{mode["mode"]}"')[1]
         block = block.split("</div>")[0]
@@ -217,7 +217,7 @@ def test_a_hundred_steps_render_folded_in_every_format():
     assert "_… 59 steps folded_" in md and md.count("| 61 | drift |") == 1
     html = check_html.render(result)
     assert re.findall(r'<tr data-step="(\d+)"', html) == ["1", "61", "100"]
-    assert '<section class="training" id="training" data-status="drift">' in html
+    assert '<section class="training" data-status="drift">' in html
 
 
 def test_determinism_is_said_with_what_op_determinism_raised_and_confirmed():

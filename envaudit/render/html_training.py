@@ -31,8 +31,8 @@ def section(result: CheckResult, charts: Any) -> list[str]:
     report = result.training
     if report is None:
         return []
-    lines = [f'<section class="training" id="training" data-status="{report.verdict}">',
-             f"<h2>Training steps: {badge(VERDICT[report.verdict])}</h2>",
+    lines = [f'<section class="training" data-status="{report.verdict}">',
+             f'<h2 id="training">Training steps: {badge(VERDICT[report.verdict])}</h2>',
              f'<p class="note">{report.steps} steps of the detector\'s own training, each'
              " compared in computing order: the augmented batch, the loss, every gradient,"
              " every weight after the update.</p>"]
