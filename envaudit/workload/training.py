@@ -205,18 +205,16 @@ class Trainer:
         return loss, grads
 
 
-def train_steps(weights: Mapping[str, np.ndarray], images: tf.Tensor,
-                boxes: Sequence[np.ndarray], classes: Sequence[np.ndarray], mode: str,
-                steps: int) -> TrainingRun:
-    """``steps`` training steps in ``mode`` from ``weights``; every array of every step."""
+def train_steps(weights: Mapping[str, np.ndarray], batches: Sequence[Batch], mode: str
+                ) -> TrainingRun:
+    """One training step in ``mode`` per batch, from ``weights``; every array of every step."""
     from envaudit.workload import devices
 
     trainer = Trainer(weights, mode)
     arrays: dict[str, np.ndarray] = {}
     placed: dict[str, str] = {}
     start = time.perf_counter()
-    for step in range(1, steps + 1):
-        batch = augment(images, boxes, classes, step)
+    for step, batch in enumerate(batches, 1):
         loss, grads = trainer.step(*batch.tensors())
         computed = [(key(step, "batch"), batch.images), (key(step, "loss"), loss)]
         computed += [(key(step, "grad", n), g) for n, g in zip(trainer.names, grads)]
@@ -267,14 +265,15 @@ def run_training(assets: Assets, modes: Sequence[str], steps: int,
     from envaudit.workload.modes import ModeUnavailable, guarded
     from envaudit.workload.probes import run_probes_on_devices
 
+    # The input pipeline runs once: every mode trains on the same augmented batches.
     images, boxes, classes = scenes(assets)
+    batches = [augment(images, boxes, classes, step) for step in range(1, steps + 1)]
     runs: dict[str, TrainingRun] = {}
     not_run: dict[str, str] = {}
     warmed = 0.0
     for mode in (m for m in MODES if m in modes):
         def once(m: str = mode) -> TrainingRun:
-            return guarded(m, lambda: train_steps(assets.weights, images, boxes, classes, m,
-                                                  steps))
+            return guarded(m, lambda: train_steps(assets.weights, batches, m))
         try:
             warmed += tf_runtime.warm_up(once)
             runs[mode] = once()
