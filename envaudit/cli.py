@@ -166,7 +166,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
     notes: list[str] = []  # what the user should know about a model's recording
     if args.model is None:
         for option, value in (("--inputs", args.inputs), ("--signature", args.signature),
-                              ("--detections", args.detections)):
+                              ("--detections", args.detections),
+                              ("--train-inputs", args.train_inputs)):
             if value is not None:
                 raise EnvauditError(f"{option} describes your own model: pass --model PATH too")
         with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
@@ -174,11 +175,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
                             progress=progress, tf32=args.tf32, steps=args.steps,
                             training_modes=args.training_modes)
     else:
-        for option, value in (("--steps", args.steps),
-                              ("--training-modes", args.training_modes)):
-            if value is not None:
-                raise EnvauditError(f"{option} records the canary's training steps; a golden of"
-                                    " your own model holds none yet")
+        if args.training_modes is not None:
+            raise EnvauditError("--training-modes records the canary's training steps; your"
+                                " model trains in the mode it runs in (--train-inputs)")
         if args.inputs is None:
             raise EnvauditError("--model needs --inputs PATH: a folder of PNG/JPEG images or an"
                                 " .npz of named arrays to run the model on")
@@ -190,7 +189,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
             bundle = record_model(path, model=Path(args.model), inputs=Path(args.inputs),
                                   signature=args.signature, detections=detections,
                                   force=args.force, redact=not args.no_redact,
-                                  progress=progress, note=notes.append, tf32=args.tf32)
+                                  progress=progress, note=notes.append, tf32=args.tf32,
+                                  train_inputs=(Path(args.train_inputs) if args.train_inputs
+                                                else None), steps=args.steps)
     if not args.quiet:
         _say(f"recorded golden bundle {_one_line(str(bundle.path))} ({bundle.array_count}"
              " arrays)")

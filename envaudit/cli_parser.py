@@ -90,9 +90,14 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--detections", metavar="boxes=NAME,scores=NAME,classes=NAME[,count=NAME]",
                    help="with --model: the outputs that hold detections (the Object Detection"
                         " API's names are recognised without it)")
+    p.add_argument("--train-inputs", metavar="PATH", type=_path,
+                   help="with a compiled .keras --model: an .npz of inputs and targets (x and y,"
+                        " or named like the model's inputs and outputs) to record the model's"
+                        " own training steps on, each on the whole file")
     p.add_argument("--steps", type=_count, default=None, metavar="N",
-                   help="steps of the canary's own training to record beside it (default 3; 0:"
-                        " none; e.g. 100 to see how a difference grows)")
+                   help="steps of the canary's own training to record beside it, or with"
+                        " --train-inputs of your model's (default 3; 0: none for the canary;"
+                        " e.g. 100 to see how a difference grows)")
     p.add_argument("--training-modes", type=_modes, metavar="MODE,...",
                    help="modes to record the training steps in: eager, graph, xla (default:"
                         " eager,graph; xla compiles the whole step, which takes seconds)")

@@ -55,7 +55,9 @@ class ModelCheckInfo:
     witness: PrecisionWitness  # fp32 precision measured by the canary probes beside it
     basis: str  # what the verdict rests on, in words
     kind: Literal["user-model"] = "user-model"
-    training: None = None  # a user model's golden holds no training steps
+    # The model's own training steps, step by step (None: its golden recorded none); their
+    # arrays are among the result's stages, with the role "step".
+    training: TrainingReport | None = None
 
 
 SubjectInfo = CanaryInfo | ModelCheckInfo

@@ -42,6 +42,7 @@ from envaudit.shipped import shipped
 from envaudit.tf32 import Tf32State
 from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
 from envaudit.usermodel.spec import workload_problem
+from envaudit.usermodel.training import settings_problem
 from envaudit.version import __version__
 from envaudit.workload import training_spec
 
@@ -151,7 +152,7 @@ def array_groups(manifest: Mapping[str, Any]) -> tuple[str, ...]:
     modes = manifest.get("modes")
     modes = modes if isinstance(modes, list) else []
     last = "inputs" if is_user_model(manifest) else "twin"
-    trained = () if is_user_model(manifest) else training_spec.entry_modes(manifest)
+    trained = training_spec.entry_modes(manifest)
     return (*(f"stages.{mode}" for mode in modes), "probes", last,
             *(f"training.{mode}" for mode in trained))
 
@@ -271,8 +272,8 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
         return f"it has no {', '.join(repr(k) for k in missing)}"
     if keys is _MANIFEST_KEYS_V2:
         problem = _modes_problem(m) or ("training" in m and (
-            "a user model's bundle holds no training" if is_user_model(m) else
-            training_spec.manifest_problem(m["training"], m["modes"])))
+            training_spec.manifest_problem(m["training"], m["modes"]) or (
+                is_user_model(m) and settings_problem(m["training"]["settings"]))))
         if problem:
             return problem
     groups = array_groups(m)
@@ -523,22 +524,21 @@ def write_bundle(
     redacted: bool = False,
     tf32_state: Tf32State | None = None,
     training: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    training_settings: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
-    ``stages``: each recorded mode's stage outputs (registry order); ``not_run``: the modes the
-    recording could not run, and why; ``devices``: the device of each array (``keyed_arrays``
-    keys), ``device_names`` which GPU each is; ``tf32_state``: TF32 as the recording ran.
-    ``redacted``: ``fingerprint`` was redacted for sharing (a check redacts its own alike, so
-    redaction is never a change). A canary bundle has a ``twin`` and may hold its training steps
-    in each mode of ``training``; a user model's (``workload["id"]`` ``user-model``) ``inputs``."""
+    ``stages``: each recorded mode's stage outputs (registry order); ``not_run``: modes not run,
+    and why; ``devices``: each array's device (``keyed_arrays`` keys), ``device_names`` which GPU
+    each is; ``tf32_state``: TF32 as recorded; ``redacted``: ``fingerprint`` was redacted. A canary
+    bundle has a ``twin``, a user model ``inputs``; either may hold training steps per mode."""
     target = Path(target).absolute()
     check_writable(target, force)
     training = {m: a for m, a in (training or {}).items() if m in stages}
     steps = training_spec.steps_in(next(iter(training.values()), {}))
-    _require_within_budget(target, workload.get("id") == USER_MODEL,
-                           (*stages.values(), probes, twin or {}, inputs or {},
-                            *training.values()), len(stages), (steps, len(training)))
+    _require_within_budget(target, workload.get("id") == USER_MODEL, (
+        *stages.values(), probes, twin or {}, inputs or {}, *training.values()),
+        len(stages), (steps, len(training)))
     try:
         partial = bundle_files.make_partial(target)
     except OSError as exc:
@@ -551,7 +551,8 @@ def write_bundle(
             arrays={group: list(arrays) for group, arrays in groups.items()},
             files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
             redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state,
-            training=training_spec.manifest_entry(steps, [m for m in modes if m in training]))
+            training=training_spec.manifest_entry(steps, [m for m in modes if m in training],
+                                                  training_settings))
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())

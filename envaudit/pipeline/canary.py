@@ -31,7 +31,7 @@ from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
-from envaudit.pipeline.training import TrainingSteps, first_moved
+from envaudit.pipeline.training import TrainingSteps, with_steps
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import CanaryInfo, SubjectInfo
 from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
@@ -107,7 +107,7 @@ class Canary:
                                            replay_stages, self.truth)
             if self.training and mode in self.training.modes and result.verdict is not None:
                 steps, trained = self.training.compare(mode, run.stages.get(mode), spread)
-                result = _with_steps(result, compared, steps)
+                result = with_steps(result, compared, steps)
                 compared += steps
                 self.trained += [trained] if trained else []
             stages += compared
@@ -219,18 +219,6 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
     first = localize.first_divergence(
         stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
     return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
-
-
-def _with_steps(result: ModeResult, pipeline: Sequence[TensorComparison],
-                steps: Sequence[TensorComparison]) -> ModeResult:
-    """A mode's result with its training steps' arrays judged beside the pipeline's: the verdict
-    over both, the first divergence the pipeline's, else the first training array that moved."""
-    verdict = classify([*pipeline, *steps], (), result.detections)
-    first = result.first_divergence
-    if first is None:
-        moved = first_moved(steps)
-        first = moved and replace(moved, index=moved.index + len(pipeline))  # after the pipeline
-    return replace(result, verdict=verdict, first_divergence=first)
 
 
 def _ground_truth(assets: Assets) -> GroundTruth | None:

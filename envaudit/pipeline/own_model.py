@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,6 +29,7 @@ import numpy as np
 from envaudit.compare.detections import match_detections
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.tensors import compare_arrays, tolerated
+from envaudit.compare.training import TrainingMode
 from envaudit.compare.types import (
     DetectionDiff,
     FirstDivergence,
@@ -39,13 +41,15 @@ from envaudit.compare.verdict import classify, model_headline
 from envaudit.compare.witness import precision_witness
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
+from envaudit.pipeline.training import TrainingSteps, with_steps, with_training
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import EMPTY_DETECTIONS, ModelCheckInfo, SubjectInfo
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import detections_of, shape_problem
 from envaudit.usermodel.golden import locate, outputs_by_image, validated
 from envaudit.usermodel.spec import ModelInfo, Tolerances, require_outputs
-from envaudit.workload.types import keyed_devices
+from envaudit.usermodel.training import batch_of
+from envaudit.workload.types import keyed_devices, stage_key
 
 
 class OwnModel:
@@ -71,7 +75,14 @@ class OwnModel:
         self.path = locate(info, options.model)
         self.feeds = _feeds(bundle, info)
         self.modes = (info.mode,)
-        self.golden: Mapping[str, Mapping[str, np.ndarray]] = {info.mode: golden}
+        self.stages = golden  # the model's own arrays: inputs, layers, outputs
+        self.training = (TrainingSteps(bundle, self.modes, options.growth_target, own_model=True)
+                         if bundle.training_steps else None)
+        self.train_data = (batch_of(bundle.training[info.mode])
+                           if self.training and self.training.modes else {})
+        trained = self.training.golden.get(info.mode, {}) if self.training else {}
+        self.golden: Mapping[str, Mapping[str, np.ndarray]] = {info.mode: {**golden, **trained}}
+        self.trained: list[TrainingMode] = []
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         """The model run ``repeat`` times on the recorded inputs, with the canary probes each
@@ -106,11 +117,40 @@ class OwnModel:
                                            "load": done.load_seconds,
                                            **({"warmup": warmed} if warmed else {})},
                                        native=done))
-        return runs
+        return self._trained(runs, repeat, progress)
+
+    def _trained(self, runs: list[SubjectRun], repeat: int, progress: Progress
+                 ) -> list[SubjectRun]:
+        """``runs`` with the model's training steps beside each run's arrays, the first trained
+        here, the others each in a fresh process (``TrainingSteps.run_here``)."""
+        if self.training is None:
+            return runs
+        path, data = self.path, self.train_data
+
+        def here(modes: Sequence[str], steps: int
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], Mapping[str, str]]:
+            from envaudit.workload.model_training import train_model
+
+            done = {m: train_model(path, data, steps, m) for m in modes}
+            return ({m: d.arrays for m, d in done.items()},
+                    {stage_key(m, n): d.device for m, d in done.items() for n in d.arrays})
+
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
+            child = _child_spec(Path(tmp), self.path, self.info, self.feeds, self._train_spec())
+            trained = self.training.run_here(here, repeat, progress, child)
+        seconds = time.perf_counter() - started
+        return [replace(run, stages={m: {**s, **steps.get(m, {})} for m, s in run.stages.items()},
+                        devices={**run.devices, **self.training.devices},
+                        timings={**run.timings, "training": seconds})
+                for run, steps in zip(runs, trained)]
+
+    def _train_spec(self) -> Mapping[str, np.ndarray] | None:
+        return self.train_data if self.training else None
 
     def compare(self, run: SubjectRun, spread: float
                 ) -> tuple[tuple[TensorComparison, ...], tuple[ModeResult, ...]]:
-        golden = self.golden[self.info.mode]
+        golden = self.stages
         current = run.stages[self.info.mode]
         stages = _compare_stages(golden, current, self.info, self.tolerances, spread)
         names = self.info.detections
@@ -120,12 +160,20 @@ class OwnModel:
                  if names else None)
         mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
                           boxes or EMPTY_DETECTIONS)
+        self.trained = []
+        if self.training and self.info.mode in self.training.modes:
+            steps, trained = self.training.compare(self.info.mode, current, spread)
+            mode = with_steps(mode, stages, steps)
+            stages += steps
+            self.trained += [trained] if trained else []
         return stages, (mode,)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
         witness = precision_witness(probes)
         return ModelCheckInfo(model=self.info, witness=witness,
-                              basis=_basis(self.info, self.tolerances, witness))
+                              basis=_basis(self.info, self.tolerances, witness),
+                              training=self.training.report(self.trained) if self.training
+                              else None)
 
     def headline(self, verdict: str, stages: Sequence[TensorComparison],
                  probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
@@ -133,8 +181,15 @@ class OwnModel:
                  top_cause: str | None) -> str:
         assert isinstance(info, ModelCheckInfo)
         boxes = detections if self.info.detections is not None else None
-        return model_headline(verdict, stages, probes, boxes,  # type: ignore[arg-type]
-                              info.witness, first_divergence=first, top_cause=top_cause)
+        if info.training is None:
+            return model_headline(verdict, stages, probes, boxes,  # type: ignore[arg-type]
+                                  info.witness, first_divergence=first, top_cause=top_cause)
+        model = [s for s in stages if s.role != "step"]
+        alone = classify(model, probes, boxes)
+        said = model_headline(alone, model, probes, boxes,  # type: ignore[arg-type]
+                              info.witness, first_divergence=first if first in {
+                                  s.name for s in model} else None)
+        return with_training(said, verdict, alone, info.training, top_cause)
 
     def notes(self, run: SubjectRun) -> tuple[str, ...]:
         ran_in = run.native.mode
@@ -151,7 +206,8 @@ class OwnModel:
         """A spec and the inputs, written to a folder private to this process for as long as the
         re-runs need them."""
         with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
-            yield _child_spec(Path(tmp), self.path, self.info, self.feeds)
+            yield (*_child_spec(Path(tmp), self.path, self.info, self.feeds, self._train_spec()),
+                   *(self.training.child_arguments(self.modes) if self.training else ()))
 
     def identity(self) -> str:
         inputs = hashlib.sha256()
@@ -159,7 +215,9 @@ class OwnModel:
             inputs.update(name.encode() + b"\0" + self.bundle.inputs[name].tobytes())
         return json.dumps({"model": self.info.sha256, "signature": self.info.signature,
                            "mode": self.info.mode, "layers": list(self.info.layers),
-                           "inputs": inputs.hexdigest()})
+                           "inputs": inputs.hexdigest(),
+                           **({"training": [self.training.steps, self.training.settings]}
+                              if self.training else {})})
 
 
 def _feeds(bundle: GoldenBundle, info: ModelInfo) -> dict[str, object]:
@@ -200,10 +258,11 @@ def _first_divergence(stages: Sequence[TensorComparison]) -> FirstDivergence | N
     )
 
 
-def _child_spec(folder: Path, path: Path, info: ModelInfo,
-                feeds: Mapping[str, object]) -> tuple[str, ...]:
+def _child_spec(folder: Path, path: Path, info: ModelInfo, feeds: Mapping[str, object],
+                train_data: Mapping[str, np.ndarray] | None = None) -> tuple[str, ...]:
     """The extra arguments of a re-run child that runs this model on these inputs: a spec and the
-    inputs, written to ``folder`` (private to this process)."""
+    inputs, written to ``folder`` (private to this process); with ``train_data`` (the training
+    file's arrays), that file too, for a child asked to train (``--training``)."""
     inputs = folder / "inputs.npz"
     if "images" in feeds:
         names, encoded = feeds["images"]  # type: ignore[misc]
@@ -214,6 +273,9 @@ def _child_spec(folder: Path, path: Path, info: ModelInfo,
     spec = {"kind": info.kind, "path": str(path.absolute()), "signature": info.signature,
             "layers": list(info.layers), "input_kind": info.input_kind,
             "files": list(info.image_files), "inputs": str(inputs)}
+    if train_data is not None:
+        np.savez(folder / "train.npz", **train_data)  # type: ignore[arg-type]
+        spec["train_inputs"] = str(folder / "train.npz")
     spec_path = folder / "model.json"
     spec_path.write_text(json.dumps(spec))
     return (str(spec_path),)

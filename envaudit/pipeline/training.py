@@ -23,7 +23,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ import numpy as np
 from envaudit.attribute.gpu_kernels import suspected
 from envaudit.compare import training as steps_compared
 from envaudit.compare.tensors import compare_arrays
-from envaudit.compare.types import FirstDivergence, TensorComparison
+from envaudit.compare.types import FirstDivergence, ModeResult, TensorComparison
+from envaudit.compare.verdict import Verdict, classify
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import Progress
 from envaudit.store import GoldenBundle
+from envaudit.usermodel.training import steps_problem
 from envaudit.workload import training_spec as spec
 from envaudit.workload.assets import Assets
 from envaudit.workload.types import keyed_arrays, stage_key, unkeyed
@@ -42,22 +45,33 @@ from envaudit.workload.types import keyed_arrays, stage_key, unkeyed
 CHILD_TIMEOUT_S = 900.0  # one process's steps (a GPU's first compile included)
 
 
-class TrainingSteps:
-    """The canary's training steps, checked as part of the canary (``canary.Canary``)."""
+# What trains the steps in this process: (modes, steps) -> each mode's arrays, and where each was
+# computed (``keyed_arrays`` keys).
+TrainHere = Callable[[Sequence[str], int],
+                     tuple[dict[str, dict[str, np.ndarray]], Mapping[str, str]]]
 
-    def __init__(self, bundle: GoldenBundle, modes: Sequence[str], growth_target: float) -> None:
+
+class TrainingSteps:
+    """The training steps a golden recorded, checked as part of its subject: the canary's
+    (``canary.Canary``) or, with ``own_model``, a user model's (``own_model.OwnModel``)."""
+
+    def __init__(self, bundle: GoldenBundle, modes: Sequence[str], growth_target: float,
+                 own_model: bool = False) -> None:
         self.steps = bundle.training_steps
+        rerecord = ("re-record it with 'envaudit record --model MODEL --inputs INPUTS"
+                    " --train-inputs DATA --golden PATH --force'" if own_model else
+                    "re-record it with 'envaudit record --golden PATH --force'")
         for mode, arrays in bundle.training.items():
-            problem = spec.validate(f"golden bundle {bundle.path} ({mode} training)", arrays,
-                                    self.steps)
+            where = f"golden bundle {bundle.path} ({mode} training)"
+            problem = (steps_problem(where, arrays, self.steps) if own_model else
+                       spec.validate(where, arrays, self.steps))
             if problem:
-                raise EnvauditError(f"{problem}; re-record it with 'envaudit record --golden PATH"
-                                    " --force'")
-        if dict(bundle.manifest["training"]["settings"]) != spec.SETTINGS:
+                raise EnvauditError(f"{problem}; {rerecord}")
+        settings = dict(bundle.manifest["training"]["settings"])
+        if not own_model and settings != spec.SETTINGS:
             raise EnvauditError(f"golden bundle {bundle.path} was recorded with other training"
-                                " settings; re-record it with 'envaudit record --golden PATH"
-                                " --force'")
-        self.settings = dict(spec.SETTINGS)
+                                f" settings; {rerecord}")
+        self.settings = settings
         self.modes = tuple(m for m in bundle.training if m in modes)
         self.golden: Mapping[str, Mapping[str, np.ndarray]] = bundle.training
         self.growth_target = growth_target
@@ -66,24 +80,34 @@ class TrainingSteps:
 
     def run(self, assets: Assets, repeat: int, progress: Progress
             ) -> list[dict[str, dict[str, np.ndarray]]]:
-        """Each run's arrays by mode: the first in this process, the others (``repeat``) each in
-        a fresh process; with more than one, whether they agree (``self.determinism``)."""
-        from envaudit.workload.training import run_training
+        """The canary's steps: each run's arrays by mode (``run_here``)."""
+        def here(modes: Sequence[str], steps: int
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], Mapping[str, str]]:
+            from envaudit.workload.training import run_training
 
+            done = run_training(assets, modes, steps, probes=False)
+            return {m: r.arrays for m, r in done.runs.items()}, done.devices
+
+        return self.run_here(here, repeat, progress)
+
+    def run_here(self, here: TrainHere, repeat: int, progress: Progress,
+                 child: Sequence[str] = ()) -> list[dict[str, dict[str, np.ndarray]]]:
+        """Each run's arrays by mode: the first in this process (``here``), the others
+        (``repeat``) each in a fresh process (the re-run child, with ``child``'s arguments before
+        the training's); with more than one, whether they agree (``self.determinism``)."""
         if not self.modes:
             return [{} for _ in range(repeat)]
         progress(f"training {self.steps} step{'s' if self.steps != 1 else ''}")
         started = time.perf_counter()
-        done = run_training(assets, self.modes, self.steps, probes=False)
-        self.devices = done.devices
-        runs = [{m: r.arrays for m, r in done.runs.items()}]
+        arrays, self.devices = here(self.modes, self.steps)
+        runs = [arrays]
         for i in range(2, repeat + 1):
             progress(f"training again in a fresh process ({i}/{repeat})")
-            runs.append(_child_run(tuple(done.runs), self.steps))
+            runs.append(_child_run(tuple(arrays), self.steps, child=child))
         if repeat > 1:
-            self.determinism = _determinism(runs, tuple(done.runs), self.steps, repeat,
+            self.determinism = _determinism(runs, tuple(arrays), self.steps, repeat,
                                             time.perf_counter() - started, progress,
-                                            self.devices)
+                                            self.devices, child)
         return runs
 
     def compare(self, mode: str, current: Mapping[str, np.ndarray] | None, spread: float
@@ -124,16 +148,44 @@ def first_moved(arrays: Sequence[TensorComparison]) -> FirstDivergence | None:
                            part=steps_compared.part_in_words(moved.name))
 
 
-def _child_run(modes: Sequence[str], steps: int, determinism: bool = False
-               ) -> dict[str, dict[str, np.ndarray]]:
-    """The steps trained in a fresh process (the re-run child); raises ``_Refused`` with
-    TensorFlow's words when an op refuses to run under op determinism."""
+def with_steps(result: ModeResult, pipeline: Sequence[TensorComparison],
+               steps: Sequence[TensorComparison]) -> ModeResult:
+    """A mode's result with its training steps' arrays judged beside the pipeline's: the verdict
+    over both, the first divergence the pipeline's, else the first training array that moved."""
+    verdict = classify([*pipeline, *steps], (), result.detections)
+    first = result.first_divergence
+    if first is None:
+        moved = first_moved(steps)
+        first = moved and replace(moved, index=moved.index + len(pipeline))  # after the pipeline
+    return replace(result, verdict=verdict, first_divergence=first)
+
+
+def with_training(said: str, verdict: Verdict, alone: Verdict,
+                  report: steps_compared.TrainingReport, top_cause: str | None) -> str:
+    """A headline with the training steps in it: ``said`` is the subject's own headline of its
+    inference alone (verdict ``alone``, no cause), ``verdict`` the check's over both."""
+    word = verdict.replace("_", " ").capitalize()
+    phrase = steps_compared.training_phrase(report)
+    if verdict == alone:
+        text = f"{said[:-1]}; {phrase}"
+    elif alone == "identical":  # training alone moved
+        text = f"{word}: inference did not move ({said.split(': ', 1)[1][:-1]}), but {phrase}"
+    else:  # training moved further than inference did
+        text = f"{word}: {phrase}; inference alone is {said[0].lower()}{said[1:-1]}"
+    return text + (f"; cause: {top_cause}." if top_cause else ".")
+
+
+def _child_run(modes: Sequence[str], steps: int, determinism: bool = False,
+               child: Sequence[str] = ()) -> dict[str, dict[str, np.ndarray]]:
+    """The steps trained in a fresh process (the re-run child; ``child``: the arguments that
+    make it train a user's model); raises ``_Refused`` with TensorFlow's words when an op
+    refuses to run under op determinism."""
     from envaudit.workload.child import run_child
 
     with tempfile.TemporaryDirectory(prefix="envaudit-training-") as tmp:
         out = Path(tmp) / "arrays.npz"
-        extra = [f"--training={steps}", f"--training-modes={','.join(modes)}", "--no-workload",
-                 *(["--op-determinism"] if determinism else [])]
+        extra = [*child, f"--training={steps}", f"--training-modes={','.join(modes)}",
+                 "--no-workload", *(["--op-determinism"] if determinism else [])]
         done = run_child(sys.executable, out, modes, extra, env=os.environ,
                          timeout=CHILD_TIMEOUT_S)
         if done.returncode == 3:
@@ -152,7 +204,8 @@ class _Refused(Exception):
 
 def _determinism(runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]], modes: Sequence[str],
                  steps: int, repeat: int, seconds: float, progress: Progress,
-                 devices: Mapping[str, str]) -> steps_compared.Determinism:
+                 devices: Mapping[str, str], child: Sequence[str] = ()
+                 ) -> steps_compared.Determinism:
     """Whether ``runs`` (each a fresh process) agree bit for bit; where they do not, the known
     kernels that may explain the first difference, and the same processes with op determinism
     on (``devices``: where the first run computed each array)."""
@@ -161,19 +214,19 @@ def _determinism(runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]], modes: 
     if first is None:
         return steps_compared.Determinism(repeat, seconds, True, None, None, 0)
     step, part, variable = steps_compared.parse(first.rsplit("/", 1)[-1]) or (None, "", None)
-    trial = _op_determinism(modes, steps, repeat, progress)
+    trial = _op_determinism(modes, steps, repeat, progress, child)
     return steps_compared.Determinism(repeat, seconds, False, step, first, count, trial,
                                       suspected(part, variable, devices.get(first)))
 
 
-def _op_determinism(modes: Sequence[str], steps: int, repeat: int,
-                    progress: Progress) -> steps_compared.OpDeterminism:
+def _op_determinism(modes: Sequence[str], steps: int, repeat: int, progress: Progress,
+                    child: Sequence[str] = ()) -> steps_compared.OpDeterminism:
     again: list[dict[str, np.ndarray]] = []
     raised: list[str] = []
     for i in range(1, repeat + 1):
         progress(f"training with op determinism on ({i}/{repeat})")
         try:
-            stages = _child_run(modes, steps, determinism=True)
+            stages = _child_run(modes, steps, determinism=True, child=child)
         except _Refused as refused:
             raised.append(str(refused))
             break

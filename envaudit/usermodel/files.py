@@ -202,31 +202,33 @@ def read_images(folder: Path) -> ImageFiles:
     return ImageFiles(tuple(names), tuple(encoded))
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The named arrays of an ``.npz`` (no pickles, number types only)."""
+def read_arrays(path: Path, what: str = "inputs") -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` (no pickles, number types only); ``what`` names the file
+    in a refusal."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise EnvauditError(f"inputs file {path} does not exist; pass a folder of PNG/JPEG"
-                            " images or an .npz of named arrays") from None
+        raise EnvauditError(f"{what} file {path} does not exist; pass "
+                            + ("a folder of PNG/JPEG images or " if what == "inputs" else "")
+                            + "an .npz of named arrays") from None
     except OSError as exc:
-        raise EnvauditError(f"cannot read inputs {path}: {exc.strerror or exc}") from None
+        raise EnvauditError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_INPUT_BYTES:
-        raise EnvauditError(f"inputs {path} exceed {MAX_INPUT_BYTES >> 20} MiB; a golden needs a"
+        raise EnvauditError(f"{what} {path} exceed {MAX_INPUT_BYTES >> 20} MiB; a golden needs a"
                             " few representative inputs, not a dataset")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # NumPy raises many types for a broken file; all mean the same
-        raise EnvauditError(f"inputs {path} is not a readable .npz of arrays ({exc})") from None
+        raise EnvauditError(f"{what} {path} is not a readable .npz of arrays ({exc})") from None
     if not arrays:
-        raise EnvauditError(f"inputs {path} holds no arrays")
+        raise EnvauditError(f"{what} {path} holds no arrays")
     for name, array in arrays.items():
         if not PLAIN.fullmatch(name):
-            raise EnvauditError(f"inputs {path}: array name {name!r} is not a plain name")
+            raise EnvauditError(f"{what} {path}: array name {name!r} is not a plain name")
         if array.dtype.kind not in "biuf" or array.dtype.fields is not None:
-            raise EnvauditError(f"inputs {path}: array {name!r} has dtype {array.dtype}, not a"
+            raise EnvauditError(f"{what} {path}: array {name!r} has dtype {array.dtype}, not a"
                                 " number type")
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise EnvauditError(f"inputs {path}: array {name!r} holds NaN or infinity")
+            raise EnvauditError(f"{what} {path}: array {name!r} holds NaN or infinity")
     return arrays

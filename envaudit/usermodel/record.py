@@ -1,4 +1,5 @@
-"""``envaudit record --model PATH --inputs PATH``: run the user's model here and store a bundle.
+"""``envaudit record --model PATH --inputs PATH [--train-inputs DATA --steps K]``: run the user's
+model here (and train it K steps from its saved state) and store a bundle.
 
 Everything a user can get wrong is checked before the model is loaded or anything is written: the
 target path, the model's kind, the inputs. What only the model can tell (its signature, input
@@ -39,9 +40,12 @@ from envaudit.usermodel.spec import (
     ModelKind,
     require_outputs,
 )
+from envaudit.usermodel.training import TrainInputs, read_train_inputs
+from envaudit.workload.training_spec import DEFAULT_STEPS, MAX_STEPS
 from envaudit.workload.types import keyed_devices
 
 if TYPE_CHECKING:  # TensorFlow is imported only once a recording runs the model
+    from envaudit.workload.model_training import ModelSteps
     from envaudit.workload.user_model import UserModelRun
 
 
@@ -57,20 +61,22 @@ def record_model(
     progress: Callable[[str], None] = lambda _m: None,
     note: Callable[[str], None] = lambda _m: None,
     tf32: Tf32Option = "default",
+    train_inputs: Path | None = None,
+    steps: int | None = None,
 ) -> GoldenBundle:
     """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
     ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
     False. ``note`` hears what the user should know about the recording: which layers a check
-    will see, and why no more. ``tf32``: TensorFlow's TF32 switch for the model and the probes
-    (``default``: TensorFlow's choice); the state it had is recorded."""
+    will see, and why no more. ``tf32``: TensorFlow's TF32 switch, recorded as it was.
+    ``train_inputs``: a file to train a compiled ``.keras`` model ``steps`` (default 3) steps on."""
     path, model, inputs = Path(path), Path(model), Path(inputs)
     check_writable(path, force)
     require_option(tf32)
     kind = model_kind(model)
     _require_signature(kind, signature)
+    train = _train_inputs(kind, model, train_inputs, steps)
     images, arrays = _read_inputs(inputs)
     identity = model_digest(model)
-
     started = time.perf_counter()
     progress("loading the model")
     from envaudit.workload import tf32_switch
@@ -78,16 +84,14 @@ def record_model(
     with tf32_switch.switched(tf32):  # TensorFlow imported quietly by the model's run first
         run, seen = _run(model, kind, signature, images, arrays, identity, detections,
                          progress, note)
-        progress("running the canary probes")
-        probes, probe_devices = _probes_beside(run.mode)
+        probes, probe_devices = _probes_beside(run.mode, progress)
+        trained = _train(model, train, steps, run.mode, progress) if train else None
         switch = tf32_switch.reading()
     computed = time.perf_counter()
     progress("capturing the fingerprint")
     fingerprint, shown = _fingerprint(model, redact)
-    placed = keyed_devices({run.mode: run.devices}, probe_devices)
+    placed, device_names = _devices(run, trained, probe_devices)
     progress("writing the bundle")
-    from envaudit.workload.devices import names
-
     write_bundle(
         path,
         fingerprint=fingerprint,
@@ -95,20 +99,66 @@ def record_model(
         images=images.names if images is not None else (),
         stages={run.mode: run.stages},
         probes=probes,
-        inputs=({f"image.{i}": np.frombuffer(data, np.uint8) for i, data in
-                 enumerate(images.encoded)} if images is not None else dict(arrays or {})),
+        inputs=_stored_inputs(images, arrays),
         devices=placed,
-        device_names=names(),
+        device_names=device_names,
         force=force,
         redacted=redact,
         tf32_state=decide(tf32, *switch, placed.values(), fingerprint_capabilities(fingerprint)),
+        **({"training": {run.mode: trained.arrays}, "training_settings": trained.settings}
+           if trained else {}),
     )
     return load_bundle(path)
 
 
-def _probes_beside(mode: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _stored_inputs(images: ImageFiles | None, arrays: dict[str, np.ndarray] | None
+                   ) -> dict[str, np.ndarray]:
+    """The inputs as the bundle keeps them: each image's encoded bytes, or the arrays."""
+    if images is None:
+        return dict(arrays or {})
+    return {f"image.{i}": np.frombuffer(data, np.uint8) for i, data in enumerate(images.encoded)}
+
+
+def _devices(run: UserModelRun, trained: ModelSteps | None, probes: dict[str, str]
+             ) -> tuple[dict[str, str], dict[str, str]]:
+    """Where each array was computed (``keyed_arrays`` keys), and which GPU each is."""
+    from envaudit.workload.devices import names
+
+    steps = {n: trained.device for n in trained.arrays} if trained else {}
+    return keyed_devices({run.mode: {**run.devices, **steps}}, probes), names()
+
+
+def _train_inputs(kind: ModelKind, model: Path, train_inputs: Path | None,
+                  steps: int | None) -> TrainInputs | None:
+    """The training file, read and checked before anything is loaded (None: no training)."""
+    if train_inputs is None:
+        if steps is not None:
+            raise EnvauditError("--steps with --model trains your model: pass --train-inputs"
+                                " DATA.npz too (its inputs and targets)")
+        return None
+    if kind != "keras":
+        raise EnvauditError(f"--train-inputs needs a compiled .keras model; {model} is a"
+                            " SavedModel, which keeps no optimizer or loss to train with")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise EnvauditError(f"--steps with --train-inputs must be from 1 to {MAX_STEPS}")
+    return read_train_inputs(Path(train_inputs))
+
+
+def _train(model: Path, train: TrainInputs, steps: int | None, mode: str,
+           progress: Callable[[str], None]) -> ModelSteps:
+    """The model's own training steps, from its saved weights and optimizer state."""
+    from envaudit.workload.model_training import train_model
+
+    count = DEFAULT_STEPS if steps is None else steps
+    progress(f"training the model {count} step{'s' if count != 1 else ''}")
+    return train_model(model, train, count, mode)
+
+
+def _probes_beside(mode: str, progress: Callable[[str], None]
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The canary probes that run beside a model in ``mode`` (its precision witness), and where
     each ran."""
+    progress("running the canary probes")
     from envaudit.workload.assets import load_probe_jpeg
     from envaudit.workload.probes import run_probes_on_devices
 

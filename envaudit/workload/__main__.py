@@ -9,7 +9,9 @@ TensorFlow and its kernel libraries load. With ``MODEL.json`` (written by the pa
 private folder, from a model it has already verified) it runs the user's model on the inputs that
 file names, instead of the canary, and the canary probes beside it. With ``--training=STEPS`` it
 also runs that many steps of the canary's training in ``--training-modes`` (``workload/
-training.py``), their arrays saved beside the mode's stages; ``--no-workload``: the steps alone.
+training.py``), or of the user's model on the training file the spec names (``workload/
+model_training.py``), their arrays saved beside the mode's stages; ``--no-workload``: the steps
+alone.
 ``--op-determinism`` turns TensorFlow's op determinism on first; an op that refuses to run under
 it is written to stderr in TensorFlow's words and the child exits 3.
 
@@ -59,10 +61,11 @@ def main(argv: list[str]) -> int:
                 import tensorflow as tf
 
                 tf.config.experimental.enable_op_determinism()
-            if training and not workload:
-                arrays = _training(trained[-1].split(","), int(training[-1]))
-            elif len(argv) == 3:
-                arrays = _user_model(Path(argv[2]), modes[0])
+            steps = int(training[-1]) if training else 0
+            if len(argv) == 3:
+                arrays = _user_model(Path(argv[2]), modes[0], steps, workload)
+            elif training and not workload:
+                arrays = _training(trained[-1].split(","), steps)
             else:
                 from envaudit.workload import run_workload
 
@@ -101,8 +104,28 @@ def _training(modes: list[str], steps: int) -> dict[str, np.ndarray]:
     return keyed_arrays({m: r.arrays for m, r in result.runs.items()}, {})
 
 
-def _user_model(spec_path: Path, mode: str) -> dict[str, np.ndarray]:
+def _user_model(spec_path: Path, mode: str, steps: int = 0,
+                workload: bool = True) -> dict[str, np.ndarray]:
+    """The user's model run (``workload``) with the probes beside it, and ``steps`` steps of its
+    training on the training file the spec names."""
     spec = json.loads(spec_path.read_text())
+    from envaudit.workload import tf_runtime
+
+    tf_runtime.quiet()
+    arrays = _model_run(spec, mode) if workload else {}  # the model first, as a check runs it
+    if steps:
+        if "train_inputs" not in spec:
+            raise EnvauditError("the model spec names no train inputs to train on")
+        from envaudit.workload.model_training import train_model
+
+        with np.load(spec["train_inputs"], allow_pickle=False) as npz:
+            data = {name: npz[name] for name in npz.files}
+        arrays.update(keyed_arrays({mode: train_model(Path(spec["path"]), data, steps,
+                                                      mode).arrays}, {}))
+    return arrays
+
+
+def _model_run(spec: dict, mode: str) -> dict[str, np.ndarray]:
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()

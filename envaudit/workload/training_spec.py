@@ -5,6 +5,7 @@ validated before TensorFlow is imported (``workload/training.py`` computes what 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from envaudit import modes as registry
 from envaudit.workload import architecture as arch
 from envaudit.workload.assets import GOLDEN_SCENES
 
+_LOSS = re.compile(r"step\d+\.loss")  # one per step
 TRAINING_SEED = 2026
 DEFAULT_STEPS = 3
 MAX_STEPS = 1000  # a growth run of 1000 steps records 0.6 GB per mode; more is not a check
@@ -57,7 +59,7 @@ def array_spec(steps: int) -> dict[str, tuple[int, ...]]:
 
 def steps_in(arrays: Mapping[str, np.ndarray]) -> int:
     """How many steps one mode's recorded arrays hold (each step records one loss)."""
-    return sum(1 for name in arrays if name.startswith("step") and name.endswith(".loss"))
+    return sum(1 for name in arrays if _LOSS.fullmatch(name))
 
 
 def spec_bytes(steps: int) -> int:
@@ -82,11 +84,14 @@ def validate(where: str, arrays: Mapping[str, np.ndarray], steps: int) -> str | 
     return None
 
 
-def manifest_entry(steps: int, modes: Sequence[str]) -> dict[str, Any] | None:
-    """The manifest's ``training`` field: what was trained, and in which modes (None: nothing)."""
+def manifest_entry(steps: int, modes: Sequence[str],
+                   settings: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The manifest's ``training`` field: what was trained (``settings``: a user model's; the
+    canary's by default), and in which modes (None: nothing)."""
     if not steps or not modes:
         return None
-    return {"steps": steps, "modes": list(modes), "settings": dict(SETTINGS)}
+    return {"steps": steps, "modes": list(modes),
+            "settings": dict(SETTINGS if settings is None else settings)}
 
 
 def manifest_problem(entry: Any, recorded: Sequence[str]) -> str | None:
