@@ -136,8 +136,11 @@ class OwnModel:
                     {stage_key(m, n): d.device for m, d in done.items() for n in d.arrays})
 
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="envaudit-model-") as tmp:
-            child = _child_spec(Path(tmp), self.path, self.info, self.feeds, self._train_spec())
+        # a spec for the fresh processes of a repeat (none without one)
+        with (tempfile.TemporaryDirectory(prefix="envaudit-model-") if repeat > 1
+              else contextlib.nullcontext("")) as tmp:
+            child = _child_spec(Path(tmp), self.path, self.info, self.feeds,
+                                self._train_spec()) if tmp else ()
             trained = self.training.run_here(here, repeat, progress, child)
         seconds = time.perf_counter() - started
         return [replace(run, stages={m: {**s, **steps.get(m, {})} for m, s in run.stages.items()},
