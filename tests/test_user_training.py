@@ -221,3 +221,28 @@ def test_recorded_steps_out_of_order_or_with_a_stray_array_are_refused():
     assert "not a training step" in steps_problem("g", {**good, "loss": scalar}, 2)
     assert "same variables" in steps_problem("g", {**good, "step2.var.v": weight}, 2)
     assert "not a float loss" in steps_problem("g", {**good, "step1.loss": weight}, 2)
+
+
+def test_a_dropout_layer_draws_the_same_masks_in_every_process(tmp_path):
+    """Keras layers draw their seeds when the model is loaded: seeded alike in every process, a
+    model with dropout trains the same steps in the check and in fresh processes."""
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    features = keras.Input((6,), name="features")
+    hidden = keras.layers.Dropout(0.5, name="drop")(keras.layers.Dense(16, name="h")(features))
+    model = keras.Model(features, keras.layers.Dense(2, name="out")(hidden))
+    model.compile(optimizer="adam", loss="mse")
+    model.save(tmp_path / "drop.keras")
+    rng = np.random.default_rng(SEED)
+    np.savez(tmp_path / "in.npz", features=rng.random((4, 6), dtype=np.float32))
+    np.savez(tmp_path / "data.npz", x=rng.random((8, 6), dtype=np.float32),
+             y=rng.random((8, 2), dtype=np.float32))
+    done = run_cli("record", "--model", str(tmp_path / "drop.keras"), "--inputs",
+                   str(tmp_path / "in.npz"), "--train-inputs", str(tmp_path / "data.npz"),
+                   "--golden", str(tmp_path / "g"), "--no-history", "--quiet")
+    assert done.returncode == 0, done.stderr
+    code, result = check(tmp_path / "g", "--repeat", "2", "--no-confirm")
+    assert code == 0 and result["verdict"] == "identical", result["headline"]
+    assert result["training"]["determinism"]["deterministic"] is True
+    assert "keras.utils.set_random_seed" in result["training"]["settings"]["start"]

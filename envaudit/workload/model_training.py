@@ -12,7 +12,9 @@ and shuffling play no part. The arrays are recorded by ``custom_training.run_ste
 recorder as ``envaudit.training.record``); the batch, the same every step, is kept once.
 
 Constraints: the model is loaded fresh for training, so the inference run beside it never sees
-trained weights; nothing is written to the model's file.
+trained weights; nothing is written to the model's file. Keras' seed is set before loading, so the
+seeds layers draw when they are built (dropout masks) are the same in every process: this sets
+Python's, NumPy's and TensorFlow's global seeds in this process too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from envaudit.workload import devices
 from envaudit.workload.custom_training import run_steps
 from envaudit.workload.graph_layers import first_line
 from envaudit.workload.tf_runtime import silenced_stderr
+from envaudit.workload.training_spec import TRAINING_SEED
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ def train_model(path: Path, data: TrainInputs | Mapping[str, np.ndarray], steps:
                 mode: str) -> ModelSteps:
     """``steps`` steps of the model at ``path`` on ``data`` (the training file's arrays) in
     ``mode``, every step on the whole file."""
+    import keras
+
+    # A layer draws its seed when it is built (a dropout mask, a noise layer): seeded the same
+    # way in every process, the steps are the same computation here and there.
+    keras.utils.set_random_seed(TRAINING_SEED)
     model = load_compiled(path)
     arrays = dict(data.arrays if isinstance(data, TrainInputs) else data)
     inputs = [t.name for t in model.inputs]
@@ -146,7 +154,8 @@ def describe(model: Any, data: TrainInputs | None) -> dict[str, str]:
         "batch": f"the whole training file ({examples} examples) every step",
         "train_inputs": data.describe() if data is not None else "",
         "start": (f"the saved weights and optimizer state (after"
-                  f" {int(optimizer.iterations.numpy())} saved iterations)"),
+                  f" {int(optimizer.iterations.numpy())} saved iterations), layers seeded by"
+                  f" keras.utils.set_random_seed({TRAINING_SEED})"),
     }
 
 
