@@ -250,7 +250,8 @@ def recorded(monkeypatch) -> list[tuple[Path, bool, bool]]:
     monkeypatch.setenv("ENVAUDIT_HISTORY", "off")  # the stub's bundle is no bundle to remember
 
     def fake_record(path: Path, *, force: bool, redact: bool, progress,
-                    tf32: str = "default") -> SimpleNamespace:
+                    tf32: str = "default", steps: int | None = None,
+                    training_modes: tuple[str, ...] | None = None) -> SimpleNamespace:
         calls.append((path, force, redact))
         progress("writing")
         return SimpleNamespace(path=Path("/b/golden"), array_count=53)
@@ -292,7 +293,7 @@ def test_check_forwards_its_options(capsys, checked):
                "boxes=b,scores=s,classes=c")[0] == 1
     forwarded = [{k: v for k, v in call.items() if k != "progress"} for call in checked.calls]
     plain = {"model": None, "tolerances": None, "detections": None, "bisect": False,
-             "tf32": "default"}
+             "tf32": "default", "growth_target": 1e-3}
     assert forwarded[:2] == [
         {"golden": None, "repeat": 1, "confirm": True, "strict": False, "modes": None, **plain},
         {"golden": "g", "repeat": 3, "confirm": False, "strict": True, "modes": None, **plain},
@@ -300,6 +301,11 @@ def test_check_forwards_its_options(capsys, checked):
     mine = forwarded[2]
     assert run(capsys, "check", "--tf32", "off")[0] == 1
     assert checked.calls[-1]["tf32"] == "off"
+    assert run(capsys, "check", "--growth-target", "1e-4")[0] == 1
+    assert checked.calls[-1]["growth_target"] == 1e-4
+    with pytest.raises(SystemExit) as refused:  # argparse: not a positive number
+        run(capsys, "check", "--growth-target", "0")
+    assert refused.value.code == 2
     assert mine["model"] == "m.keras"
     assert mine["tolerances"] == Tolerances(Tolerance(1e-5, 0.0),
                                             {"logits": Tolerance(0.0, 0.5)})
