@@ -26,12 +26,12 @@ from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
-from envaudit.compare.training import TrainingMode, training_phrase
+from envaudit.compare.training import TrainingMode
 from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline, worst
 from envaudit.errors import EnvauditError
 from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
-from envaudit.pipeline.training import TrainingSteps, with_steps
+from envaudit.pipeline.training import TrainingSteps, with_steps, with_training
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import CanaryInfo, SubjectInfo
 from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
@@ -128,19 +128,11 @@ class Canary:
                             first_divergence=first, top_cause=top_cause, modes=tuple(modes))
         alone = worst([classify(pipeline, probes, detections)])
         first_stage = first if first in {s.name for s in pipeline} else None
+        # inference that did not move is said without its modes ("in all 3 modes")
         said = headline(alone, pipeline, probes, detections,  # type: ignore[arg-type]
-                        first_divergence=first_stage, top_cause=None, modes=tuple(modes))
-        word = verdict.replace("_", " ").capitalize()
-        if verdict == alone:
-            text = f"{said[:-1]}; {training_phrase(report)}"
-        elif alone == "identical":  # training alone moved
-            said = headline(alone, pipeline, probes, detections)  # type: ignore[arg-type]
-            text = (f"{word}: inference did not move ({said.split(': ', 1)[1][:-1]}), but"
-                    f" {training_phrase(report)}")
-        else:  # training moved further than inference did
-            text = (f"{word}: {training_phrase(report)}; inference alone is"
-                    f" {said[0].lower()}{said[1:-1]}")
-        return text + (f"; cause: {top_cause}." if top_cause else ".")
+                        first_divergence=first_stage,
+                        modes=tuple(modes) if alone == verdict or alone != "identical" else ())
+        return with_training(said, verdict, alone, report, top_cause)
 
     def notes(self, run: SubjectRun) -> tuple[str, ...]:
         notes = []

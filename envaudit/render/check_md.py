@@ -252,8 +252,9 @@ def _model_arrays(result: CheckResult, compact: bool) -> list[str]:
             ["#", "array", "result", "max rel", "max abs", "mismatch", "ulp@scale", "tolerance"],
             members, _model_row, compact), ""]
         if fd is not None:
-            lines += [f"First divergence: **{_code(fd.stage)}** (#{fd.index}: inputs, then layers,"
-                      " then outputs).", ""]
+            said = divergence_words(fd, _bold_code) or \
+                f"**{_code(fd.stage)}** (#{fd.index}: inputs, then layers, then outputs)"
+            lines += [f"First divergence: {said}.", ""]
     return lines
 
 

@@ -220,8 +220,9 @@ def _model_arrays(result: CheckResult) -> list[Any]:
                           _t(percent(s.mismatch_fraction)), _t(s.tolerance or "—"))
         parts.append(table)
         if fd is not None:
-            parts.append(_t(f"First divergence: {fd.stage} (#{fd.index}: inputs, then layers,"
-                            " then outputs)."))
+            said = divergence_words(fd, quoted) or \
+                f"{fd.stage} (#{fd.index}: inputs, then layers, then outputs)"
+            parts.append(_t(f"First divergence: {said}."))
         parts.append(Text())
     return parts
 
