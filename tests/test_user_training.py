@@ -246,3 +246,21 @@ def test_a_dropout_layer_draws_the_same_masks_in_every_process(tmp_path):
     assert code == 0 and result["verdict"] == "identical", result["headline"]
     assert result["training"]["determinism"]["deterministic"] is True
     assert "keras.utils.set_random_seed" in result["training"]["settings"]["start"]
+
+
+def test_training_a_model_in_process_puts_the_callers_random_states_back(files):
+    """envaudit.check() runs in a user's process: the seed training sets for the model's layers
+    must not stay set there."""
+    import random
+
+    from envaudit.usermodel.training import read_train_inputs
+    from envaudit.workload.model_training import train_model
+
+    random.seed(12345)
+    np.random.seed(54321)
+    expected = (random.random(), np.random.random())
+    random.seed(12345)
+    np.random.seed(54321)
+    trained = train_model(files["model"], read_train_inputs(files["data"]), 1, "graph")
+    assert trained.arrays["step1.loss"].shape == ()
+    assert (random.random(), np.random.random()) == expected

@@ -82,9 +82,21 @@ def train_model(path: Path, data: TrainInputs | Mapping[str, np.ndarray], steps:
     ``mode``, every step on the whole file."""
     import keras
 
+    from envaudit.workload.custom_training import RandomState
+
     # A layer draws its seed when it is built (a dropout mask, a noise layer): seeded the same
-    # way in every process, the steps are the same computation here and there.
+    # way in every process, the steps are the same computation here and there. The caller's own
+    # random states are put back after (envaudit.check() runs in a user's process).
+    before = RandomState.now()
     keras.utils.set_random_seed(TRAINING_SEED)
+    try:
+        return _trained(path, data, steps, mode)
+    finally:
+        before.restore()
+
+
+def _trained(path: Path, data: TrainInputs | Mapping[str, np.ndarray], steps: int,
+             mode: str) -> ModelSteps:
     model = load_compiled(path)
     arrays = dict(data.arrays if isinstance(data, TrainInputs) else data)
     inputs = [t.name for t in model.inputs]
