@@ -7,7 +7,8 @@ Budgets (from the issues), on a 2-core machine:
 - the workload's compute after TensorFlow's import, all three execution modes (eager, graph,
   xla; first run in a fresh process, tracing and compiling included): <= 1.5 s;
 - ``envaudit check --no-confirm``: <= 1.3 x the floor, where the floor is the median of
-  ``python -c "import tensorflow"`` plus the workload's all-mode compute;
+  ``python -c "import tensorflow"`` plus the workload's all-mode compute, plus the 1 s the
+  default training steps may add (their own budget, below);
 - a golden bundle, its training steps included: <= 16 MiB;
 - the default training steps (3 steps in eager and graph modes, first run in the check's process,
   tracing included): <= 1 s added to a check's compute, read from the check's own timings and
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))  # model_builders: the user models the tests build
 PY = sys.executable
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
+TRAINING_BUDGET_S = 1.0  # what the default training steps may add to a check's compute
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
@@ -193,7 +195,7 @@ def bench_training(bundle: Path, runs: int) -> None:
         trained.append(json.loads(out)["timings"]["training"])
     compute = statistics.median(trained)
     line("  training steps' compute in a check (3 steps)", compute, "s",
-         f"budget 1 s  ({compute:.2f} x budget)")
+         f"budget 1 s  ({compute / TRAINING_BUDGET_S:.2f} x budget)")
     untrained = bundle.with_name("bench-no-training")
     subprocess.run([PY, "-m", "envaudit", "record", "--golden", str(untrained), "--force",
                     "--steps", "0", "--no-history"], env=ENV, capture_output=True, check=True)
@@ -236,8 +238,10 @@ def main() -> int:
         bench_training(bundle, runs)
         check = [PY, "-m", "envaudit", "check", "--golden", str(bundle), "--no-confirm"]
         check_s = median_of(check, runs)
+        allowed = 1.30 * floor + TRAINING_BUDGET_S  # the default training steps have their own
         line("envaudit check --no-confirm", check_s, "s",
-             f"budget 1.30 x floor  ({check_s / floor:.2f} x floor)")
+             f"budget 1.30 x floor + 1 s of training  ({check_s / allowed:.2f} x budget;"
+             f" {check_s / floor:.2f} x floor)")
         line("  peak memory", peak_child_rss_mib(check), "MiB")
         env_off = {**ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}
         confirm = [PY, "-m", "envaudit", "check", "--golden", str(bundle)]
