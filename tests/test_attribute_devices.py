@@ -175,7 +175,8 @@ def test_a_recorded_bundle_keeps_the_device_of_every_array(golden_bundle):
 
     bundle = load_bundle(golden_bundle)
     keys = keyed_arrays(bundle.stages_by_mode, bundle.probes)
-    assert set(bundle.devices) == set(keys)
+    steps = keyed_arrays(bundle.training, {})  # the training steps' arrays too
+    assert steps and set(bundle.devices) == set(keys) | set(steps)
     assert set(bundle.devices.values()) == {"CPU:0"}  # this machine has no GPU
     assert bundle.device_names == {}
 

@@ -118,7 +118,8 @@ def test_the_canary_budget_is_twice_the_arrays_the_workload_records():
     for file in store.REFERENCE_BUNDLE.glob("*.npz"):
         with zipfile.ZipFile(file) as archive:
             held += sum(info.file_size for info in archive.infolist())
-    budget = bundle_budget.budget(user_model=False, modes=3)
+    assert shipped.training_steps == 3 and len(shipped.training) == 2
+    budget = bundle_budget.budget(user_model=False, modes=3, training=(3, 2))
     assert budget.limit == 2 * held  # the spec tables give the shipped bundle's exact size
     assert bundle_budget.budget(user_model=True, modes=3).limit == 2 << 30
 
