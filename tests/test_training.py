@@ -259,3 +259,19 @@ def test_processes_that_differ_are_located_and_op_determinism_is_tried(golden_bu
     assert "BiasAddGrad" in found.suspects[0]
     assert found.op_determinism.raised == () and found.op_determinism.processes == 2
     assert found.op_determinism.identical is True and found.fix_confirmed
+
+
+def test_a_step_compiled_by_xla_records_every_array_of_the_step():
+    """``--training-modes xla``: the whole step (forward, backward, update) compiled with
+    jit_compile, in this process: every array of the spec, finite, on the batch the other modes
+    see."""
+    from envaudit.workload.assets import load_assets
+    from envaudit.workload.training import run_training
+
+    done = run_training(load_assets(), ("eager", "xla"), 1, probes=False)
+    assert list(done.runs) == ["eager", "xla"] and done.not_run == {}
+    xla, eager = done.runs["xla"].arrays, done.runs["eager"].arrays
+    assert spec.validate("xla", xla, 1) is None
+    assert all(np.isfinite(a).all() for a in xla.values())
+    assert np.array_equal(xla["step1.batch"], eager["step1.batch"])
+    assert abs(float(xla["step1.loss"]) - float(eager["step1.loss"])) < 1e-4
