@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from envaudit.cli_help import Formatter, Parser, described
-from envaudit.compare.training import DEFAULT_GROWTH_TARGET
+from envaudit.compare.types import DEFAULT_GROWTH_TARGET
 from envaudit.render.formats import choices
 from envaudit.tf32 import OPTIONS
 from envaudit.version import __version__

@@ -269,3 +269,20 @@ def test_compiled_rules_match_as_fnmatch_did():
     for name in ("numpy", "tensorflow-cpu", "onnxruntime-gpu", "opencv-python", "absl-py", "jaxx"):
         assert fields.is_numerics_package(name) == any(
             fnmatchcase(name, pattern) for pattern in fields._NUMERICS_PACKAGES)
+
+
+def test_the_fingerprint_command_imports_neither_numpy_nor_tensorflow(tmp_path):
+    """What ``envaudit fingerprint`` imports on the way to its answer, from the CLI's own entry:
+    a default of another command (its options are declared in the same parser) once pulled
+    NumPy into every command."""
+    out = str(tmp_path / "f.json")
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['envaudit', 'fingerprint', '--format', 'json', '-o', {out!r}]\n"
+            "try:\n    runpy.run_module('envaudit', run_name='__main__')\n"
+            "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(sorted(m for m in ('numpy', 'tensorflow') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=cli_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "f.json").is_file()

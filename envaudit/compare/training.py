@@ -20,16 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from envaudit.compare.types import FINDINGS, TensorComparison
+from envaudit.compare.types import DEFAULT_GROWTH_TARGET, FINDINGS, TensorComparison
 from envaudit.compare.verdict import SEVERITY, Verdict, classify
 from envaudit.plain import plain
 
 _STEP = re.compile(r"step(\d{1,6})\.([A-Za-z_]+)(?:\.(.+))?")
 # What the growth curve is measured on: the variables after each step.
 WEIGHTS = "var"
-# The default size a difference is projected to: a relative weight difference of one part in a
-# thousand, past which two runs are different models by any reading (their losses and boxes part).
-DEFAULT_GROWTH_TARGET = 1e-3
 MIN_RISE = 0.1  # the least rise over the measured steps that is called growth
 
 

@@ -19,6 +19,10 @@ from envaudit.plain import plain
 Verdict = Literal["identical", "equivalent", "drift", "precision_loss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 FINDINGS: tuple[Verdict, ...] = ("drift", "precision_loss")  # verdicts that fail a check (exit 1)
+# The size a training difference's growth is projected to (``compare/training.py``): a relative
+# weight difference of one part in a thousand, past which two runs are different models by any
+# reading. Here, not there, so that the CLI's defaults import no NumPy.
+DEFAULT_GROWTH_TARGET = 1e-3
 ModeStatus = Literal["ran", "not_run"]
 ArrayKind = Literal["stage", "probe"]
 # What an array is within what ran: a canary pipeline stage or op probe; a user model's decoded

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from envaudit.compare import localize
 from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import digest, placed
-from envaudit.compare.training import DEFAULT_GROWTH_TARGET
 from envaudit.compare.types import (
+    DEFAULT_GROWTH_TARGET,
     DetectionDiff,
     FirstDivergence,
     ModeResult,

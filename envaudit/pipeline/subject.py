@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from envaudit.compare.training import DEFAULT_GROWTH_TARGET
+from envaudit.compare.types import DEFAULT_GROWTH_TARGET
 from envaudit.workload.types import keyed_arrays
 
 if TYPE_CHECKING:
