@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from envaudit.compare.types import DEFAULT_GROWTH_TARGET
 from envaudit.version import __version__
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def check(
     detections: DetectionNames | None = None,
     bisect: bool = False,
     tf32: Tf32Option = "default",
-    growth_target: float = 1e-3,
+    growth_target: float = DEFAULT_GROWTH_TARGET,
 ) -> CheckResult:
     """Run the workload here and compare it with a golden bundle (``golden``, else the user's
     default bundle, else the shipped reference), in ``modes`` (default: all the golden

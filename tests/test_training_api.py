@@ -15,17 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import cli_env
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-
-from envaudit import training  # noqa: E402
-from envaudit.compare.training import parse  # noqa: E402
-from envaudit.errors import EnvauditError  # noqa: E402
-from envaudit.workload.custom_training import RandomState  # noqa: E402
+from envaudit import training
+from envaudit.compare.training import parse
+from envaudit.errors import EnvauditError
+from envaudit.workload.custom_training import RandomState
 
 
 @pytest.fixture(autouse=True)
