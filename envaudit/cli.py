@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envaudit import cli_parser
+from envaudit import cli_parser, tflite_settings
 from envaudit.cli_parser import _path, _positive_int  # noqa: F401  (tests use them from here)
 from envaudit.errors import EnvauditError
 from envaudit.render.escape import TerminalSafe, for_document, for_terminal
@@ -164,6 +164,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     path = Path(args.golden) if args.golden else default_bundle_path(args.name)
     notes: list[str] = []  # what the user should know about a model's recording
+    modes = _recorded_modes(args)
+    tflite_settings.apply(args.tflite_kernels, args.tflite_threads)
     if args.model is None:
         for option, value in (("--inputs", args.inputs), ("--signature", args.signature),
                               ("--detections", args.detections),
@@ -173,7 +175,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
             bundle = record(path, force=args.force, redact=not args.no_redact,
                             progress=progress, tf32=args.tf32, steps=args.steps,
-                            training_modes=args.training_modes)
+                            training_modes=args.training_modes, modes=modes)
     else:
         if args.training_modes is not None:
             raise EnvauditError("--training-modes records the canary's training steps; your"
@@ -191,7 +193,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
                                   force=args.force, redact=not args.no_redact,
                                   progress=progress, note=notes.append, tf32=args.tf32,
                                   train_inputs=(Path(args.train_inputs) if args.train_inputs
-                                                else None), steps=args.steps)
+                                                else None), steps=args.steps,
+                                  mode=_one_mode(modes))
     if not args.quiet:
         _say(f"recorded golden bundle {_one_line(str(bundle.path))} ({bundle.array_count}"
              " arrays)")
@@ -204,10 +207,32 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _recorded_modes(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The modes ``--modes`` and ``--tflite-optimize`` ask to record (None: the default)."""
+    from envaudit import modes as registry
+
+    if not args.tflite_optimize:
+        return args.modes
+    if args.model is not None and args.modes is None:
+        return tuple(registry.TFLITE_OPTIMIZATIONS[o] for o in args.tflite_optimize)
+    base = args.modes or registry.recorded_by_default()
+    return registry.in_order([*base, *(registry.TFLITE_OPTIMIZATIONS[o]
+                                       for o in args.tflite_optimize)])
+
+
+def _one_mode(modes: tuple[str, ...] | None) -> str | None:
+    """The one mode a user model is recorded in (None: the mode its own run uses)."""
+    if modes is not None and len(modes) != 1:
+        raise EnvauditError(f"a model is recorded in one mode, not {len(modes)}"
+                            f" ({', '.join(modes)}); record one bundle per mode")
+    return modes[0] if modes else None
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from envaudit.pipeline.compose import check
     from envaudit.usermodel.spec import parse_detections, parse_tolerances
 
+    tflite_settings.apply(args.tflite_kernels, args.tflite_threads)
     golden = args.golden
     if getattr(args, "name", None) is not None:
         from envaudit.store import default_bundle_path

@@ -17,6 +17,8 @@ from envaudit.cli_help import Formatter, Parser, described
 from envaudit.compare.types import DEFAULT_GROWTH_TARGET
 from envaudit.render.formats import choices
 from envaudit.tf32 import OPTIONS
+from envaudit.tflite_settings import KERNELS as TFLITE_KERNELS
+from envaudit.tflite_settings import KERNELS_VARIABLE, THREADS_VARIABLE
 from envaudit.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
@@ -101,8 +103,17 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--training-modes", type=_modes, metavar="MODE,...",
                    help="modes to record the training steps in: eager, graph, xla (default:"
                         " eager,graph; xla compiles the whole step, which takes seconds)")
+    p.add_argument("--modes", type=_modes, metavar="MODE,...",
+                   help="execution modes to record: eager, graph, xla (the default), and the"
+                        " deployment runtimes tflite, tflite-float16, tflite-dynamic-range,"
+                        " onnx; with --model, one mode: tflite (or an optimized one) converts"
+                        " your model")
+    p.add_argument("--tflite-optimize", type=_optimizations, metavar="OPT,...",
+                   help="also record the TFLite model converted with these optimizations, each"
+                        " as its own mode: float16, dynamic-range")
     p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     _tf32(p)
+    _tflite(p)
     # pragma: no mutate end
     p.set_defaults(handler=handlers["record"])
 
@@ -130,6 +141,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                    help="the relative weight difference the training steps' growth is projected"
                         f" to (default {DEFAULT_GROWTH_TARGET:g})")
     _tf32(p)
+    _tflite(p)
     _check_output(p)
     # pragma: no mutate end
     p.set_defaults(handler=handlers["check"])
@@ -144,7 +156,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     _check_output(p)
     p.set_defaults(handler=handlers["bisect"], repeat=1, modes=None, tolerance=None,
-                   detections=None, tf32="default", growth_target=DEFAULT_GROWTH_TARGET)
+                   detections=None, tf32="default", growth_target=DEFAULT_GROWTH_TARGET,
+                   tflite_kernels=None, tflite_threads=None)
     # pragma: no mutate end
 
     # pragma: no mutate start
@@ -246,6 +259,15 @@ def _tf32(p: argparse.ArgumentParser) -> None:
                         " choice); the state it had is recorded")
 
 
+def _tflite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tflite-kernels", choices=TFLITE_KERNELS, metavar="KERNELS",
+                   help="the LiteRT kernels the tflite modes run on: xnnpack (LiteRT's default),"
+                        f" builtin or reference (sets {KERNELS_VARIABLE}, which re-runs put back)")
+    p.add_argument("--tflite-threads", type=_positive_int, metavar="N",
+                   help="the LiteRT interpreter's thread count for the tflite modes (default:"
+                        f" LiteRT's own; sets {THREADS_VARIABLE})")
+
+
 def _check_output(p: argparse.ArgumentParser) -> None:
     # pragma: no mutate start
     p.add_argument("--format", choices=choices("check"), default="text",
@@ -283,6 +305,16 @@ def _positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 1e-3)")
     return value
+
+
+def _optimizations(text: str) -> tuple[str, ...]:
+    from envaudit.modes import TFLITE_OPTIMIZATIONS
+
+    chosen = tuple(o.strip() for o in text.split(",") if o.strip())
+    if not chosen or any(o not in TFLITE_OPTIMIZATIONS for o in chosen):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of optimizations from"
+                                         f" {', '.join(TFLITE_OPTIMIZATIONS)}")
+    return chosen
 
 
 def _modes(text: str) -> tuple[str, ...]:

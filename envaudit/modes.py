@@ -23,13 +23,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from envaudit.settings import CPU_AND_GPU, TF_KERNELS, TRACED_GRAPH, XLA_CODE, Code
+from envaudit.settings import (
+    CPU,
+    CPU_AND_GPU,
+    ONNX_CODE,
+    TF_KERNELS,
+    TFLITE_CODE,
+    TRACED_GRAPH,
+    XLA_CODE,
+    Code,
+)
 
 # The built-in modes, in the order every table, bundle and report lists them.
-Mode = Literal["eager", "graph", "xla"]
+Mode = Literal["eager", "graph", "xla", "tflite", "tflite-float16", "tflite-dynamic-range",
+               "onnx"]
 EAGER: Mode = "eager"
 GRAPH: Mode = "graph"
 XLA: Mode = "xla"
+TFLITE: Mode = "tflite"
+TFLITE_FLOAT16: Mode = "tflite-float16"
+TFLITE_DYNAMIC_RANGE: Mode = "tflite-dynamic-range"
+ONNX: Mode = "onnx"
 # The mode a check runs when none is asked for, a confirmation child runs by default, a bundle of
 # schema 1 holds, and the op probes without a mode's prefix run in.
 DEFAULT: Mode = EAGER
@@ -45,6 +59,11 @@ class ExecutionMode:
     devices: frozenset[str] = CPU_AND_GPU  # the kinds of device it can run on
     probe_prefix: str | None = None  # the op probes compiled for it ("xla."); None: none of its
     #                                  own (the probes without a prefix run in ``DEFAULT``)
+    recorded_by_default: bool = True  # ``envaudit record`` records it unless --modes says
+    converted: bool = False  # a model converted for deployment and run by another runtime: its
+    #                          conversion gap is measured against ``CONVERTED_FROM`` in each run
+    precision: str | None = None  # the precision it gives up on purpose, in words: its error
+    #                               growth against the float64 twin is expected, never drift
 
 
 BUILT_IN: tuple[ExecutionMode, ...] = (
@@ -56,13 +75,40 @@ BUILT_IN: tuple[ExecutionMode, ...] = (
     # the CPU) runs outside the cluster (``workload.architecture.OUTSIDE_XLA``).
     ExecutionMode(XLA, "tf.function(jit_compile=True), as Keras 3 compiles predict() on GPUs",
                   TRACED_GRAPH | XLA_CODE, probe_prefix="xla."),
+    # The deployment runtimes: the model converted in this environment and run by the runtime a
+    # user ships (``workload/tflite.py``, ``workload/onnx.py``). Opt-in: recorded when asked for.
+    ExecutionMode(TFLITE, "converted with TFLiteConverter, run by the LiteRT interpreter, as a"
+                  " phone or an edge device runs it", TFLITE_CODE, devices=CPU,
+                  recorded_by_default=False, converted=True),
+    ExecutionMode(TFLITE_FLOAT16, "converted with float16 weights (Optimize.DEFAULT, float16"
+                  " types), run by the LiteRT interpreter", TFLITE_CODE, devices=CPU,
+                  recorded_by_default=False, converted=True,
+                  precision="its weights are stored in float16"),
+    ExecutionMode(TFLITE_DYNAMIC_RANGE, "converted with dynamic-range quantization (int8 weights,"
+                  " Optimize.DEFAULT), run by the LiteRT interpreter", TFLITE_CODE, devices=CPU,
+                  recorded_by_default=False, converted=True,
+                  precision="its weights are quantized to int8 (dynamic range)"),
+    ExecutionMode(ONNX, "converted with tf2onnx, run by ONNX Runtime (envaudit[onnx])",
+                  ONNX_CODE, recorded_by_default=False, converted=True),
 )
+# What a converted mode's conversion gap is measured against: the same model as one traced
+# graph in this run, the form the converters read.
+CONVERTED_FROM: Mode = GRAPH
+# ``--tflite-optimize``'s choices and the mode each records.
+TFLITE_OPTIMIZATIONS: dict[str, str] = {"float16": TFLITE_FLOAT16,
+                                        "dynamic-range": TFLITE_DYNAMIC_RANGE}
 _REGISTRY: dict[str, ExecutionMode] = {m.name: m for m in BUILT_IN}
 
 
 def names() -> tuple[str, ...]:
     """The registered modes, built-ins first, in registration order (read at call time)."""
     return tuple(_REGISTRY)
+
+
+def recorded_by_default() -> tuple[str, ...]:
+    """The modes ``envaudit record`` records when not told which (the deployment runtimes are
+    asked for: each converts the model first)."""
+    return tuple(m.name for m in _REGISTRY.values() if m.recorded_by_default)
 
 
 def get(name: str) -> ExecutionMode:

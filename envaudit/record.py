@@ -25,14 +25,17 @@ Progress = Callable[[str], None]
 def record(path: Path, *, force: bool = False, redact: bool = True,
            progress: Progress = lambda _m: None,
            tf32: Tf32Option = "default", steps: int | None = None,
-           training_modes: Sequence[str] | None = None) -> GoldenBundle:
+           training_modes: Sequence[str] | None = None,
+           modes: Sequence[str] | None = None) -> GoldenBundle:
     """Record a bundle at ``path``; refuses an existing one unless ``force``. A bundle is made
     to be shared, so its fingerprint is redacted unless ``redact`` is False (the manifest says
     which; ``fingerprint_id`` is the one computed before redaction). ``tf32``: TensorFlow's TF32
     switch for the run (``default``: TensorFlow's choice); the state it had is recorded.
     ``steps`` steps of the canary's training (default 3; 0: none) are recorded in each of
     ``training_modes`` (default eager and graph: XLA compiles the whole step, which takes
-    seconds, so it is recorded when asked for)."""
+    seconds, so it is recorded when asked for). ``modes``: the execution modes to record (default
+    ``envaudit.modes.recorded_by_default()``: eager, graph, xla; a deployment runtime such as
+    tflite is recorded when asked for)."""
     from envaudit.workload import training_spec as spec
 
     path = Path(path)
@@ -41,7 +44,9 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     require_training(steps, trained)
     check_writable(path, force)  # before the seconds of work, not after
     require_option(tf32)
-    from envaudit import modes
+    from envaudit import modes as registry
+
+    recorded = _recorded_modes(modes)
     from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
     from envaudit.workload.architecture import OUTSIDE_XLA
     from envaudit.workload.assets import load_assets, used_checksums
@@ -50,7 +55,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     progress("running the workload")
     assets = load_assets()
     with tf32_switch.switched(tf32):
-        result = run_workload(assets, modes=modes.names())  # every registered mode
+        result = run_workload(assets, modes=recorded)
         if steps:
             progress(f"training {steps} step{'s' if steps != 1 else ''}")
         trained_run = _train(assets, [m for m in trained if m in result.runs], steps)
@@ -70,13 +75,14 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         probes=result.probes,
         twin=twin,
         not_run=result.not_run,
-        outside_xla=OUTSIDE_XLA if modes.XLA in result.runs else {},
+        outside_xla=OUTSIDE_XLA if registry.XLA in result.runs else {},
         devices=devices,
         device_names=result.device_names,
         force=force,
         redacted=redact,
         tf32_state=state,
         training={m: r.arrays for m, r in trained_run.runs.items()} if trained_run else None,
+        runtimes=result.runtimes,
     )
     return load_bundle(path)
 
@@ -88,6 +94,19 @@ def _train(assets: Any, modes: Sequence[str], steps: int) -> Any:
     from envaudit.workload.training import run_training
 
     return run_training(assets, modes, steps, probes=False)
+
+
+def _recorded_modes(requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The modes to record, in registry order: those asked for, or the default ones."""
+    from envaudit import modes as registry
+
+    if requested is None:
+        return registry.recorded_by_default()
+    unknown = registry.unknown(requested)
+    if unknown or not requested:
+        raise EnvauditError(f"unknown mode {', '.join(unknown) or '(none given)'}; choose from"
+                            f" {', '.join(registry.names())}")
+    return registry.in_order(requested)
 
 
 def require_training(steps: int, modes: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from envaudit.attribute.bisect import Bisection
 from envaudit.attribute.types import Cause, Unreachable
+from envaudit.compare.conversion import ConversionGap
 from envaudit.compare.training import TrainingReport
 from envaudit.compare.types import (
     DetectionDiff,
@@ -22,6 +23,7 @@ from envaudit.compare.types import (
 from envaudit.compare.verdict import VERDICTS, Verdict
 from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.provenance import RecordedElsewhere
+from envaudit.runtimes import RuntimeCheck
 from envaudit.tf32 import Tf32Check
 from envaudit.usermodel.spec import ModelInfo
 
@@ -45,6 +47,10 @@ class CanaryInfo:
     # The canary's training steps, step by step (None: the golden recorded none, or no mode that
     # trains was checked); their arrays are among the result's stages, with the role "step".
     training: TrainingReport | None = None
+    # Each converted mode checked (tflite, onnx) against the graph mode of the same run, and
+    # what converted and ran it against what the golden recorded.
+    conversion: tuple[ConversionGap, ...] = ()
+    runtimes: tuple[RuntimeCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,10 @@ class ModelCheckInfo:
     # The model's own training steps, step by step (None: its golden recorded none); their
     # arrays are among the result's stages, with the role "step".
     training: TrainingReport | None = None
+    # A model recorded in a converted mode: against the model run as recorded here (its own
+    # mode, ``ModelInfo``), and what converted and ran it against the golden's.
+    conversion: tuple[ConversionGap, ...] = ()
+    runtimes: tuple[RuntimeCheck, ...] = ()
 
 
 SubjectInfo = CanaryInfo | ModelCheckInfo

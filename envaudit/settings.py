@@ -94,12 +94,19 @@ CPU_AND_GPU = CPU | GPU
 # The code that computes a mode's arrays: TensorFlow's own op kernels (oneDNN, Eigen, cuDNN,
 # cuBLAS), the traced graph (what tf.function builds and rewrites, auto-clustering included) and
 # the code XLA generates.
-Code = Literal["tensorflow_kernels", "traced_graph", "xla_code"]
+Code = Literal["tensorflow_kernels", "traced_graph", "xla_code", "tflite_kernels", "onnx_runtime"]
 # XLA compiles its own CPU code: TensorFlow's kernel switches (oneDNN, its fp-math mode) do not
 # reach it -- measured: TF_ENABLE_ONEDNN_OPTS=0 moves eager and graph, xla stays bit-identical.
 TF_KERNELS: frozenset[Code] = frozenset({"tensorflow_kernels"})
 TRACED_GRAPH: frozenset[Code] = frozenset({"traced_graph"})
 XLA_CODE: frozenset[Code] = frozenset({"xla_code"})
+# A converted deployment model runs in its own runtime, on kernels TensorFlow's switches do not
+# reach: LiteRT's (the XNNPACK delegate or its built-in kernels) and ONNX Runtime's. The
+# conversion itself is TensorFlow's code, but it folds no arithmetic of these models a TensorFlow
+# kernel setting moves -- measured: TF_ENABLE_ONEDNN_OPTS=0 writes the same flatbuffer, byte for
+# byte, and a converter change shows as a flatbuffer of another hash.
+TFLITE_CODE: frozenset[Code] = frozenset({"tflite_kernels"})
+ONNX_CODE: frozenset[Code] = frozenset({"onnx_runtime"})
 Computation = Literal["tensorflow", "float64"]
 TENSORFLOW: frozenset[Computation] = frozenset({"tensorflow"})
 FLOAT64: frozenset[Computation] = frozenset({"float64"})  # only NumPy's float64 references
@@ -300,6 +307,14 @@ SETTINGS: tuple[Setting, ...] = (
             " dispatch (NumPy's float64 references)", devices=CPU, computes=FLOAT64),
     Setting("CUBLAS_WORKSPACE_CONFIG", r"(:[0-9]{1,8}:[0-9]{1,4}){1,4}", "makes cuBLAS"
             " deterministic", devices=GPU),
+    # LiteRT's interpreter, as envaudit runs the tflite modes (``tflite_settings.py``): which
+    # kernels compute and how many threads split the work.
+    Setting("ENVAUDIT_TFLITE_KERNELS", r"(?i:xnnpack|builtin|reference)", "chooses LiteRT's"
+            " kernels: the XNNPACK delegate, the built-in optimized kernels or the reference"
+            " kernels", devices=CPU, codes=TFLITE_CODE),
+    Setting("ENVAUDIT_TFLITE_THREADS", _COUNT, "changes the LiteRT interpreter's thread count, so"
+            " how its kernels split the work", THREAD_BOUND, families=THREADED, devices=CPU,
+            codes=TFLITE_CODE),
     Setting("PYTHONHASHSEED", r"random|[0-9]{1,10}", "changes hash order (set iteration)",
             _HASH_SEED),
     # The two flag strings: checked flag by flag (``attribute/allowlist.py``).

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from envaudit import bundle_budget, bundle_files, tf32, untrusted
+from envaudit import bundle_budget, bundle_files, runtimes, tf32, untrusted
 from envaudit import modes as mode_registry
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Fingerprint
@@ -126,6 +126,11 @@ class GoldenBundle:
     def not_run(self) -> Mapping[str, str]:
         """Modes the recording environment could not run, and why."""
         return self.manifest.get("not_run", {})
+
+    @property
+    def runtimes(self) -> Mapping[str, Mapping[str, Any]]:
+        """What converted and ran each converted mode (``envaudit/runtimes.py``)."""
+        return self.manifest.get("runtimes", {})
 
     @property
     def array_count(self) -> int:
@@ -278,13 +283,16 @@ def _manifest_problem(m: Mapping[str, Any]) -> str | None:
             return problem
     groups = array_groups(m)
     files_expected = [f"{group}.npz" for group in groups]
-    optional = {"redacted", "devices", "tf32", *(["training"] if keys is _MANIFEST_KEYS_V2 else [])}
+    optional = {"redacted", "devices", "tf32",
+                *(["training", "runtimes"] if keys is _MANIFEST_KEYS_V2 else [])}
     unknown = sorted(set(m) - {*keys, *optional})
     if unknown:
         return f"it has fields this envaudit does not know: {', '.join(map(repr, unknown[:5]))}"
     if "devices" in m and not _devices_ok(m["devices"]):
         return ("'devices' must map array keys to devices (CPU:N, GPU:N) and devices to their"
                 " names")
+    if "runtimes" in m and runtimes.manifest_problem(m["runtimes"], m.get("modes") or []):
+        return runtimes.manifest_problem(m["runtimes"], m.get("modes") or [])
     if "tf32" in m and tf32.manifest_problem(m["tf32"]):
         return tf32.manifest_problem(m["tf32"])
     if not isinstance(m["envaudit_version"], str) or not isinstance(m["created_at"], str):
@@ -525,12 +533,14 @@ def write_bundle(
     tf32_state: Tf32State | None = None,
     training: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     training_settings: Mapping[str, str] | None = None,
+    runtimes: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
     ``stages``: each recorded mode's stage outputs (registry order); ``not_run``: modes not run,
     and why; ``devices``: each array's device (``keyed_arrays`` keys), ``device_names`` which GPU
-    each is; ``tf32_state``: TF32 as recorded; ``redacted``: ``fingerprint`` was redacted. A canary
+    each is; ``tf32_state``: TF32 as recorded; ``runtimes``: what converted and ran each converted
+    mode (``envaudit/runtimes.py``); ``redacted``: ``fingerprint`` was redacted. A canary
     bundle has a ``twin``, a user model ``inputs``; either may hold training steps per mode."""
     target = Path(target).absolute()
     check_writable(target, force)
@@ -552,7 +562,8 @@ def write_bundle(
             files={name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()},
             redacted=redacted, devices=devices, device_names=device_names, tf32_state=tf32_state,
             training=training_spec.manifest_entry(steps, [m for m in modes if m in training],
-                                                  training_settings))
+                                                  training_settings),
+            runtimes={m: r for m, r in (runtimes or {}).items() if m in modes})
         for name, data in blobs.items():
             _write_synced(partial / name, data)
         _write_synced(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -605,7 +616,8 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
                   files: dict[str, str], redacted: bool, devices: Mapping[str, str] | None,
                   device_names: Mapping[str, str] | None,
                   tf32_state: Tf32State | None = None,
-                  training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  training: Mapping[str, Any] | None = None,
+                  runtimes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """A schema 2 manifest, its own checksum last (fields in the order a bundle shows them)."""
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -622,6 +634,7 @@ def _new_manifest(fingerprint: Fingerprint, workload: Mapping[str, Any], images:
         "devices": {"arrays": dict(devices or {}), "names": dict(device_names or {})},
         **({"tf32": tf32_state.to_manifest()} if tf32_state else {}),
         **({"training": dict(training)} if training else {}),
+        **({"runtimes": {m: dict(r) for m, r in runtimes.items()}} if runtimes else {}),
         "fingerprint": fingerprint.to_dict(),
     }
     manifest["manifest_sha256"] = _manifest_digest(manifest)

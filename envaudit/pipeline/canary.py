@@ -26,6 +26,7 @@ from envaudit.compare import localize
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
+from envaudit.compare.conversion import ConversionGap, measure
 from envaudit.compare.training import TrainingMode
 from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline, worst
@@ -34,6 +35,8 @@ from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
 from envaudit.pipeline.training import TrainingSteps, with_steps, with_training
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import CanaryInfo, SubjectInfo
+from envaudit.runtimes import RuntimeCheck
+from envaudit.runtimes import checks as runtime_checks
 from envaudit.store import REFERENCE_BUNDLE, SCHEMA_V1, GoldenBundle
 from envaudit.workload import detections_from_nms
 from envaudit.workload.architecture import (
@@ -65,6 +68,11 @@ class Canary:
         validate_golden(str(bundle.path), bundle.stages_by_mode, bundle.probes, bundle.twin,
                         bundle.detections if bundle.schema == SCHEMA_V1 else None)
         self.modes = _checked_modes(bundle, options.modes)
+        # a converted mode's conversion gap is measured against the graph mode of the same run,
+        # which runs beside it when it is not checked itself
+        converted = [m for m in self.modes if registry.get(m).converted]
+        self.run_modes = registry.in_order(
+            [*self.modes, *([registry.CONVERTED_FROM] if converted else [])])
         self.training = (TrainingSteps(bundle, self.modes, options.growth_target)
                          if bundle.training_steps else None)
         trained = self.training.golden if self.training else {}
@@ -73,6 +81,8 @@ class Canary:
             for mode, stages in bundle.stages_by_mode.items()}
         self.truth = _ground_truth(self.assets)
         self.trained: list[TrainingMode] = []
+        self.gaps: list[ConversionGap] = []
+        self.runtimes: tuple[RuntimeCheck, ...] = ()
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         from envaudit.workload import run_workload
@@ -80,10 +90,11 @@ class Canary:
         runs = []
         for i in range(repeat):
             progress("running the workload" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
-            done = run_workload(self.assets, modes=self.modes)
+            done = run_workload(self.assets, modes=self.run_modes)
             warmed = done.timings.get("warmup_s")  # a GPU's first runs, not kept
             runs.append(SubjectRun(
-                stages={m: r.stages for m, r in done.runs.items()}, probes=done.probes,
+                stages={m: r.stages for m, r in done.runs.items() if m in self.modes},
+                probes=done.probes,
                 devices=done.devices, not_run=done.not_run,
                 timings={"warmup": warmed} if warmed else {}, native=done))
         if self.training is None:
@@ -112,10 +123,14 @@ class Canary:
                 self.trained += [trained] if trained else []
             stages += compared
             modes.append(result)
+        self.gaps = [gap for mode in self.modes
+                     if (gap := _conversion_gap(mode, self.bundle, self.assets, run)) is not None]
+        self.runtimes = runtime_checks(self.bundle.runtimes, run.native.runtimes, self.modes)
         return tuple(stages), tuple(modes)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
-        return CanaryInfo(training=self.training.report(self.trained) if self.training else None)
+        return CanaryInfo(training=self.training.report(self.trained) if self.training else None,
+                          conversion=tuple(self.gaps), runtimes=self.runtimes)
 
     def headline(self, verdict: str, stages: Sequence[TensorComparison],
                  probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
@@ -211,6 +226,22 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
     first = localize.first_divergence(
         stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
     return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
+
+
+def _conversion_gap(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
+                    ) -> ConversionGap | None:
+    """A converted mode that ran against the graph mode of the same run (None: not a converted
+    mode, or one of the two did not run)."""
+    if not registry.get(mode).converted:
+        return None
+    runs = run.native.runs
+    reference, converted = runs.get(registry.CONVERTED_FROM), runs.get(mode)
+    if reference is None or converted is None:
+        return None
+    return measure(mode, registry.CONVERTED_FROM, reference.stages, converted.stages,
+                   twin=current_twin(bundle, assets, reference.stages["decode"]),
+                   detections=(reference.detections, converted.detections),
+                   score_threshold=SCORE_THRESHOLD, runtime=run.native.runtimes.get(mode))
 
 
 def _ground_truth(assets: Assets) -> GroundTruth | None:

@@ -63,6 +63,7 @@ def record_model(
     tf32: Tf32Option = "default",
     train_inputs: Path | None = None,
     steps: int | None = None,
+    mode: str | None = None,
 ) -> GoldenBundle:
     """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
     ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
@@ -70,6 +71,9 @@ def record_model(
     will see, and why no more. ``tf32``: TensorFlow's TF32 switch, recorded as it was.
     ``train_inputs``: a file to train a compiled ``.keras`` model ``steps`` (default 3) steps on."""
     path, model, inputs = Path(path), Path(model), Path(inputs)
+    if mode is not None:
+        raise EnvauditError(f"--modes {mode}: a model of your own is recorded in the mode its"
+                            " own run uses")
     check_writable(path, force)
     require_option(tf32)
     kind = model_kind(model)

@@ -85,6 +85,7 @@ def run_workload(assets: Assets | None = None,
                  "probes_s": done - probes_start, **({"warmup_s": warmed} if warmed else {})},
         probe_devices=probe_devices,
         device_names=devices.names(),
+        runtimes={m: dict(runner.runtimes[m]) for m in runs if m in runner.runtimes},
     )
 
 

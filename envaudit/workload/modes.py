@@ -44,6 +44,10 @@ class ModeRunner:
         self.detector = detector
         self._graph = tf.function(self._pipeline, autograph=False)
         self._xla = tf.function(self._core, jit_compile=True, autograph=False)
+        # the converted modes': each conversion in an interpreter, by (mode, input shape), and
+        # what each mode ran on (``tflite.ConvertedModel.record``), for the bundle
+        self.converted: dict[tuple[str, tuple[int, ...]], object] = {}
+        self.runtimes: dict[str, dict[str, object]] = {}
 
     def run(self, mode: str, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Every stage output of the whole pipeline in ``mode``, in pipeline order."""
@@ -130,11 +134,43 @@ def _xla_replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
     return _traced_replay(modes.XLA, jit_compile=True)(runner, name, tensors)
 
 
+def _tflite(mode: str) -> Runner:
+    """A tflite mode (``canary_tflite``): the core converted here and run by LiteRT."""
+    def run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
+        from envaudit.workload import canary_tflite
+
+        return canary_tflite.run(runner, mode, encoded)
+
+    def replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
+        from envaudit.workload import canary_tflite
+
+        return canary_tflite.replay(runner, mode, name, tensors)
+    return Runner(run, replay)
+
+
+def _onnx() -> Runner:
+    """The onnx mode (``onnx_mode``): the core converted with tf2onnx, run by ONNX Runtime."""
+    def run(runner: ModeRunner, encoded: Sequence[bytes]) -> Stages:
+        from envaudit.workload import onnx_mode
+
+        return onnx_mode.run(runner, encoded)
+
+    def replay(runner: ModeRunner, name: str, tensors: Stages) -> tf.Tensor:
+        from envaudit.workload import onnx_mode
+
+        return onnx_mode.replay(runner, name, tensors)
+    return Runner(run, replay)
+
+
 _RUNNERS: dict[str, Runner] = {
     modes.EAGER: Runner(_eager_run, _eager_replay),
     modes.GRAPH: Runner(_graph_run, _traced_replay(modes.GRAPH, jit_compile=False)),
     modes.XLA: Runner(_xla_run, _xla_replay),
+    **{mode: _tflite(mode) for mode in (modes.TFLITE, modes.TFLITE_FLOAT16,
+                                        modes.TFLITE_DYNAMIC_RANGE)},
+    modes.ONNX: _onnx(),
 }
+_BUILT_IN = tuple(_RUNNERS)
 
 
 def register_runner(name: str, run: RunPipeline, replay: ReplayStage = _eager_replay) -> None:
@@ -147,7 +183,7 @@ def register_runner(name: str, run: RunPipeline, replay: ReplayStage = _eager_re
 
 def unregister_runner(name: str) -> None:
     """Remove a runner that ``register_runner`` added (a test's); the built-ins stay."""
-    if name in (modes.EAGER, modes.GRAPH, modes.XLA):
+    if name in _BUILT_IN:
         raise ValueError(f"{name!r} is a built-in mode")
     _RUNNERS.pop(name, None)
 

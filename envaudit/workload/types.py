@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,8 @@ class WorkloadResult:
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds
     probe_devices: Mapping[str, str] = field(default_factory=dict)  # probe -> "CPU:0", ...
     device_names: Mapping[str, str] = field(default_factory=dict)  # "GPU:0" -> its name
+    # a converted mode -> what converted and ran it (``envaudit/runtimes.py`` says what it holds)
+    runtimes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def devices(self) -> dict[str, str]:
