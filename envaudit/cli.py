@@ -175,7 +175,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
         with _progress("recording golden workload", args.quiet) as progress:  # pragma: no mutate
             bundle = record(path, force=args.force, redact=not args.no_redact,
                             progress=progress, tf32=args.tf32, steps=args.steps,
-                            training_modes=args.training_modes, modes=modes)
+                            training_modes=args.training_modes, modes=modes,
+                            note=notes.append)
     else:
         if args.training_modes is not None:
             raise EnvauditError("--training-modes records the canary's training steps; your"

@@ -26,7 +26,8 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
            progress: Progress = lambda _m: None,
            tf32: Tf32Option = "default", steps: int | None = None,
            training_modes: Sequence[str] | None = None,
-           modes: Sequence[str] | None = None) -> GoldenBundle:
+           modes: Sequence[str] | None = None,
+           note: Progress = lambda _m: None) -> GoldenBundle:
     """Record a bundle at ``path``; refuses an existing one unless ``force``. A bundle is made
     to be shared, so its fingerprint is redacted unless ``redact`` is False (the manifest says
     which; ``fingerprint_id`` is the one computed before redaction). ``tf32``: TensorFlow's TF32
@@ -35,7 +36,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     ``training_modes`` (default eager and graph: XLA compiles the whole step, which takes
     seconds, so it is recorded when asked for). ``modes``: the execution modes to record (default
     ``envaudit.modes.recorded_by_default()``: eager, graph, xla; a deployment runtime such as
-    tflite is recorded when asked for)."""
+    tflite is recorded when asked for; ``note`` hears each one's conversion gap)."""
     from envaudit.workload import training_spec as spec
 
     path = Path(path)
@@ -47,22 +48,23 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     from envaudit import modes as registry
 
     recorded = _recorded_modes(modes)
-    from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION, run_workload
+    from envaudit.workload import WORKLOAD_ID, WORKLOAD_VERSION
     from envaudit.workload.architecture import OUTSIDE_XLA
     from envaudit.workload.assets import load_assets, used_checksums
     from envaudit.workload.twin import Twin
 
-    progress("running the workload")
     assets = load_assets()
-    with tf32_switch.switched(tf32):
-        result = run_workload(assets, modes=recorded)
-        if steps:
-            progress(f"training {steps} step{'s' if steps != 1 else ''}")
-        trained_run = _train(assets, [m for m in trained if m in result.runs], steps)
-        switch = tf32_switch.reading()
+    # a converted mode's conversion gap is measured against graph mode, run beside it
+    ran = registry.in_order([*recorded, *([registry.CONVERTED_FROM] if any(
+        registry.get(m).converted for m in recorded) else [])])
+    result, trained_run, switch = _run(assets, ran, tf32, steps, trained, progress)
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
-    devices = {**result.devices, **(trained_run.devices if trained_run else {})}
+    for gap in conversion_gaps(result, twin):
+        note(f"conversion gap: {gap.words}")
+    devices = {key: device for key, device in
+               {**result.devices, **(trained_run.devices if trained_run else {})}.items()
+               if not key.startswith("stage/") or key.split("/")[1] in recorded}
     fingerprint, state = _environment(tf32, switch, devices.values(), redact, progress)
     progress("writing the bundle")
     write_bundle(
@@ -71,7 +73,7 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         workload={"id": WORKLOAD_ID, "version": WORKLOAD_VERSION,
                   "assets": used_checksums(assets), "timings": dict(result.timings)},
         images=result.images,
-        stages={mode: run.stages for mode, run in result.runs.items()},
+        stages={mode: run.stages for mode, run in result.runs.items() if mode in recorded},
         probes=result.probes,
         twin=twin,
         not_run=result.not_run,
@@ -85,6 +87,36 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         runtimes=result.runtimes,
     )
     return load_bundle(path)
+
+
+def conversion_gaps(result: Any, twin: Any) -> list[Any]:
+    """Each converted mode of ``result`` (a ``WorkloadResult``) against its graph mode."""
+    from envaudit import modes as registry
+    from envaudit.compare.conversion import measure
+    from envaudit.workload.types import SCORE_THRESHOLD
+
+    reference = result.runs.get(registry.CONVERTED_FROM)
+    if reference is None:
+        return []
+    return [measure(mode, registry.CONVERTED_FROM, reference.stages, run.stages, twin=twin,
+                    detections=(reference.detections, run.detections),
+                    score_threshold=SCORE_THRESHOLD, runtime=result.runtimes.get(mode))
+            for mode, run in result.runs.items() if registry.get(mode).converted]
+
+
+def _run(assets: Any, modes: Sequence[str], tf32: Tf32Option, steps: int,
+         trained: Sequence[str], progress: Progress) -> tuple[Any, Any, tuple]:
+    """The workload in ``modes`` and the training steps in those of ``trained`` that ran, under
+    ``tf32``; and the TF32 switch as they ran."""
+    from envaudit.workload import run_workload
+
+    progress("running the workload")
+    with tf32_switch.switched(tf32):
+        result = run_workload(assets, modes=modes)
+        if steps:
+            progress(f"training {steps} step{'s' if steps != 1 else ''}")
+        trained_run = _train(assets, [m for m in trained if m in result.runs], steps)
+        return result, trained_run, tf32_switch.reading()
 
 
 def _train(assets: Any, modes: Sequence[str], steps: int) -> Any:

@@ -538,9 +538,9 @@ def write_bundle(
     """Write a bundle of schema 2 atomically: it appears whole under ``target`` or not at all.
 
     ``stages``: each recorded mode's stage outputs (registry order); ``not_run``: modes not run,
-    and why; ``devices``: each array's device (``keyed_arrays`` keys), ``device_names`` which GPU
-    each is; ``tf32_state``: TF32 as recorded; ``runtimes``: what converted and ran each converted
-    mode (``envaudit/runtimes.py``); ``redacted``: ``fingerprint`` was redacted. A canary
+    and why; ``devices``: each array's device, ``device_names`` which GPU each is; ``tf32_state``:
+    TF32 as recorded; ``runtimes``: what converted and ran each converted mode
+    (``envaudit/runtimes.py``); ``redacted``: ``fingerprint`` was redacted. A canary
     bundle has a ``twin``, a user model ``inputs``; either may hold training steps per mode."""
     target = Path(target).absolute()
     check_writable(target, force)

@@ -18,12 +18,25 @@ from envaudit.settings import TF_KERNELS
 FAKE = "eager_again"
 
 
+BUILT_IN = ("eager", "graph", "xla", "tflite", "tflite-float16", "tflite-dynamic-range", "onnx")
+
+
 def test_the_built_in_modes_in_order():
-    assert modes.names()[:3] == ("eager", "graph", "xla")
+    assert modes.names() == BUILT_IN
     assert modes.get("xla").probe_prefix == "xla."
     assert modes.get("graph").codes == {"tensorflow_kernels", "traced_graph"}
-    with pytest.raises(KeyError, match="expected one of eager, graph, xla"):
-        modes.get("tflite")
+    with pytest.raises(KeyError, match="expected one of eager, graph, xla, tflite"):
+        modes.get("trt")
+
+
+def test_the_deployment_runtimes_are_recorded_when_asked_for():
+    """Each converts the model first: a plain record stays the three TensorFlow modes."""
+    assert modes.recorded_by_default() == ("eager", "graph", "xla")
+    assert [m for m in BUILT_IN if modes.get(m).converted] == list(BUILT_IN[3:])
+    assert modes.get("tflite").precision is None
+    assert "float16" in modes.get("tflite-float16").precision
+    assert modes.TFLITE_OPTIMIZATIONS == {"float16": "tflite-float16",
+                                          "dynamic-range": "tflite-dynamic-range"}
 
 
 def test_a_probe_runs_in_the_mode_whose_prefix_it_carries():
@@ -54,9 +67,9 @@ def _env(name: str) -> Change:
 
 
 def test_a_registered_mode_is_listed_at_call_time(fake_mode):
-    assert modes.names() == ("eager", "graph", "xla", fake_mode)
+    assert modes.names() == (*BUILT_IN, fake_mode)
     assert modes.in_order([fake_mode, "eager"]) == ("eager", fake_mode)
-    assert modes.unknown(["graph", fake_mode, "tflite"]) == ["tflite"]
+    assert modes.unknown(["graph", fake_mode, "trt"]) == ["trt"]
 
 
 def test_what_a_setting_reaches_is_derived_for_a_new_mode(fake_mode):
@@ -64,7 +77,10 @@ def test_what_a_setting_reaches_is_derived_for_a_new_mode(fake_mode):
     mode runs; XLA_FLAGS reaches XLA's code, which it does not; a CPU change reaches every mode."""
     assert mode_reach(_env("TF_ENABLE_ONEDNN_OPTS")) == {"eager", "graph", fake_mode}
     assert mode_reach(_env("XLA_FLAGS")) == {"xla"}
-    assert mode_reach(_env("OMP_NUM_THREADS")) == {"eager", "graph", "xla", fake_mode}
+    assert mode_reach(_env("OMP_NUM_THREADS")) == {*BUILT_IN, fake_mode}
+    # LiteRT's kernels are reached by its own settings only
+    assert mode_reach(_env("ENVAUDIT_TFLITE_KERNELS")) == {
+        "tflite", "tflite-float16", "tflite-dynamic-range"}
     cpu = Change("cpu.model_name", "a", "b", "cpu", True)
     assert fake_mode in mode_reach(cpu)
     # A pattern that includes the new mode matches no named pattern: it is listed as it is.

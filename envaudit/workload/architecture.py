@@ -42,6 +42,7 @@ STAGES = (
     "decode", "resize", "normalize", "stem", "block1", "block2", "block3", "context",
     "class_logits", "box_deltas", "scores", "boxes", "nms",
 )
+CORE = STAGES[1:-1]  # resize .. boxes: what the xla mode compiles and the tflite modes convert
 
 
 # The built-in execution modes (``envaudit.modes``, the registry, says what each runs). Kept for

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
 from envaudit.workload import architecture as arch
 from envaudit.workload.detector import STAGE_INPUTS, decode_images
-from envaudit.workload.modes import CORE, ModeRunner, ModeUnavailable
+from envaudit.workload.architecture import CORE
 from envaudit.workload.tflite import OPTIMIZATION, ConversionFailed, ConvertedModel, convert
+from envaudit.workload.types import ModeUnavailable
+
+if TYPE_CHECKING:  # the runner's own module imports this one when a tflite mode runs
+    from envaudit.workload.modes import ModeRunner
 
 
 def run(runner: ModeRunner, mode: str, encoded: Sequence[bytes]) -> dict[str, tf.Tensor]:

@@ -28,13 +28,13 @@ from envaudit.workload import architecture as arch
 from envaudit.workload import devices
 from envaudit.workload.detector import Detector, decode_images
 from envaudit.workload.tf_runtime import silenced_stderr
+from envaudit.workload.types import ModeUnavailable
+
+__all__ = ["CORE", "ModeRunner", "ModeUnavailable", "guarded", "register_runner",
+           "unregister_runner"]
 
 T = TypeVar("T")
-CORE = arch.STAGES[1:-1]  # resize .. boxes: what the xla mode compiles
-
-
-class ModeUnavailable(Exception):
-    """This TensorFlow cannot run a mode (the message says why)."""
+CORE = arch.CORE
 
 
 class ModeRunner:

@@ -132,3 +132,8 @@ def keyed_devices(stages: Mapping[str, Mapping[str, str]],
     return {**{f"stage/{mode}/{k}": v for mode, placed in stages.items()
                for k, v in placed.items()},
             **{f"probe/{k}": v for k, v in probes.items()}}
+
+
+class ModeUnavailable(Exception):
+    """This environment cannot run a mode (the message says why): an XLA-less build, a converter
+    that refuses the model, a runtime that is not installed."""
