@@ -4,7 +4,8 @@ ticket.
 Order: the verdict and headline (for a user's model, what it is and what the verdict rests on),
 the causes with their evidence (and what cannot have mattered), per execution mode a chart of each
 stage's error against the float64 twin (a user model's: max_rel per array), the training steps
-(``html_training``: a table per mode, the growth chart when a step moved), the detections drawn
+(``html_training``: a table per mode, the growth chart when a step moved), the conversion gap of
+each converted mode and what converted and ran it (``html_conversion``), the detections drawn
 over the scene images, the probe families as a grid, the environment changes, and both
 fingerprints collapsed.
 
@@ -30,7 +31,7 @@ from envaudit.compare.types import DetectionDiff
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.summary import summarize
 from envaudit.fingerprint.types import Change, Fingerprint
-from envaudit.render import html_pictures, html_training, palette
+from envaudit.render import html_conversion, html_pictures, html_training, palette
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.escape import for_document
 from envaudit.render.formatting import (
@@ -69,7 +70,8 @@ def render(result: CheckResult) -> str:
     from envaudit.render import charts  # matplotlib: only when a page is actually rendered
 
     parts = [*_head(result), *_causes(result), *html_pictures.mode_sections(result, charts),
-             *html_training.section(result, charts), *_detections(result),
+             *html_training.section(result, charts), *html_conversion.section(result),
+             *_detections(result),
              *html_pictures.probe_grid(result), *_fingerprint(result), "</body></html>"]
     # The page is printed to stdout without -o: no control character may reach a terminal.
     return for_document("\n".join(parts) + "\n")

@@ -3,12 +3,15 @@
 One ``<testsuite name="envaudit">`` with one ``<testcase>`` per stage (classname
 ``envaudit.stages``, pipeline order; for a user's model one per array, inputs then layers then
 outputs), one per training step and mode (classname ``envaudit.training.MODE``, name ``stepK``: a
-step's arrays pass or fail together), one for the detections (none for a user model without
-detection outputs), one for the probes and, for a user's model, one for the precision witness
-(``envaudit.precision``). Failures mirror the exit code, so a dashboard and the pipeline gate never
-disagree, and they point at what is wrong rather than at everything that is not bit-identical. What
-fails is not decided here: it is ``fails_gate`` of each array and of the detections
-(``compare/types.py``), the rule the verdict and so the exit code are built on:
+step's arrays pass or fail together), one per converted mode's conversion gap
+(``envaudit.conversion``) and one per runtime record (``envaudit.runtimes``), which always pass
+and say what they found in ``<system-out>`` (a finding, not a gate: the converted mode's own
+arrays gate), one for the detections (none for a user model without detection outputs), one for
+the probes and, for a user's model, one for the precision witness (``envaudit.precision``).
+Failures mirror the exit code, so a dashboard and the pipeline gate never disagree, and they point
+at what is wrong rather than at everything that is not bit-identical. What fails is not decided
+here: it is ``fails_gate`` of each array and of the detections (``compare/types.py``), the rule
+the verdict and so the exit code are built on:
 - a stage (or the probes) fails when its status (decided in ``compare/``) is changed, not run
   or lost precision, and, with ``--strict``, whenever it is not bit-identical. A difference at the
   noise floor, or within the tolerance the user gave for an output, passes, with a
@@ -82,6 +85,7 @@ def render(result: CheckResult) -> str:
     for stage in result.pipeline_stages:
         _stage_case(suite, stage, result.strict, bool(result.modes), noun)
     _training_cases(suite, result)
+    _conversion_cases(suite, result)
     if m is None or m.detections is not None:
         _detections_case(suite, result)
     _probes_case(suite, result)
@@ -175,6 +179,25 @@ def _step_case(suite: ET.Element, classname: str, name: str,
     else:
         ET.SubElement(case, "system-out").text = (
             f"{summary}; all at the rounding-noise floor\n{detail}")
+
+
+def _conversion_cases(suite: ET.Element, result: CheckResult) -> None:
+    """One passing case per converted mode's conversion gap (classname ``envaudit.conversion``)
+    and per runtime record (``envaudit.runtimes``), said in ``<system-out>``: the gap is a
+    finding about the converted model, not a gate, and the converted mode's own arrays already
+    have their cases, which fail as the exit code does."""
+    for gap in result.subject.conversion:
+        case = ET.SubElement(suite, "testcase", classname="envaudit.conversion", name=gap.mode,
+                             time="0")
+        moved = [a for a in gap.arrays if not a.identical]
+        detail = [f"{a.name}: {a.status}, {_describe(a)}" for a in moved[:STEP_DETAIL]]
+        if len(moved) > STEP_DETAIL:
+            detail.append(f"... and {len(moved) - STEP_DETAIL} more arrays that differ")
+        ET.SubElement(case, "system-out").text = "\n".join([gap.words, *detail])
+    for check in result.subject.runtimes:
+        case = ET.SubElement(suite, "testcase", classname="envaudit.runtimes", name=check.mode,
+                             time="0")
+        ET.SubElement(case, "system-out").text = check.line
 
 
 def _detections_case(suite: ET.Element, result: CheckResult) -> None:

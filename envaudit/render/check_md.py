@@ -4,7 +4,8 @@ GitHub-flavored Markdown: a verdict heading, a quoted line when the golden was r
 machine or build, and the headline first (for a user's model, what it is and what the verdict
 rests on), then this environment's summary (``fingerprint.summary``, as ``envaudit report`` shows
 it), pipe tables (environment changes, stages or a user model's arrays, training steps step by step
-(``training_md``), probes by family and the precision witness, changed detections) and the
+(``training_md``), the conversion gap of each converted mode and its runtime (``conversion_md``),
+probes by family and the precision witness, changed detections) and the
 causes with their evidence.
 
 It fits a pull-request comment (``comment_size``): a table of more than ``FOLD_ROWS`` arrays is
@@ -28,7 +29,7 @@ from envaudit.compare.types import ACCEPTED_STATUSES, TensorComparison, most_sev
 from envaudit.fingerprint.diff import group
 from envaudit.fingerprint.summary import summarize
 from envaudit.fingerprint.types import Change
-from envaudit.render import formatting, training_md
+from envaudit.render import conversion_md, formatting, training_md
 from envaudit.render.change_table import folded_summary, heading
 from envaudit.render.comment_size import cut, fits
 from envaudit.render.escape import (
@@ -36,8 +37,8 @@ from envaudit.render.escape import (
     for_document,
     for_markdown,
     for_markdown_code,
-    markdown,
 )
+from envaudit.render.escape import markdown_table as _table  # one pipe-table builder
 from envaudit.render.fingerprint_md import summary_lines
 from envaudit.render.formatting import (
     class_label,
@@ -96,6 +97,7 @@ def _document(result: CheckResult, compact: bool) -> str:
     lines += _fingerprint(result, compact)
     lines += _stages(result, compact)
     lines += training_md.section(result, FOLD_ROWS)
+    lines += conversion_md.section(result, compact)
     lines += _probes(result)
     lines += _witness(result)
     lines += _detections(result, compact)
@@ -343,14 +345,6 @@ def _nondeterminism(result: CheckResult) -> list[str]:
         arrays = ", ".join(_code(a) for a in nd.differing_arrays)
         text = f"{nd.runs} runs differ in {arrays} (spread up to {_num(nd.max_spread)})."
     return [f"**Nondeterminism:** {text}", ""]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A pipe table: every cell escaped as text unless the renderer made it ``Markdown``."""
-    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
-             "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(markdown(v) for v in row) + " |" for row in rows]
-    return lines
 
 
 def _md(text: str) -> str:

@@ -4,7 +4,8 @@ Order: a golden recorded on another machine or build says so first (one line), t
 verdict (colored by verdict), for a user's model what it is and what the verdict rests on, the
 environment changes (numerics-relevant first), the stages (a user model's
 arrays, with the tolerance each was given) with a log-scale bar of each one's max_rel, the first
-divergence and its replay, the training steps step by step (``training_text``), the probes and
+divergence and its replay, the training steps step by step (``training_text``), the conversion
+gap of each converted mode and what converted and ran it (``conversion_text``), the probes and
 the precision witness, the detections and every decision that changed (with "expected
 fragility" marks), the causes with their evidence, nondeterminism.
 Everything must still read well without color (NO_COLOR, a file, a CI log): colors only repeat what
@@ -33,6 +34,7 @@ from envaudit.compare.types import (
 )
 from envaudit.fingerprint.diff import group
 from envaudit.render.change_table import ChangeTable, shown_changes, volatile_phrase
+from envaudit.render.conversion_text import section as conversion_section
 from envaudit.render.escape import for_terminal
 from envaudit.render.formatting import (
     STATUS_WORDS,
@@ -76,6 +78,7 @@ def render(result: CheckResult, verbose: bool = False) -> Group:
     parts += _fingerprint(result, verbose)
     parts += _stages(result.stages, result)
     parts += training_section(result)
+    parts += conversion_section(result, verbose)
     parts += _probes(result.probes, result.changed_probe_families)
     parts += _witness(result)
     parts += _detections(result)

@@ -20,7 +20,8 @@ string into its output through it:
   Inside a code span nothing is interpreted, so there only the backtick (which would end it) is
   replaced and the pipe escaped (GitHub splits table rows before it reads code spans). Where a
   renderer builds Markdown itself (a code span, a bold word) it marks the string ``Markdown``;
-  its table builder escapes every other cell (``markdown``), so a cell cannot be forgotten;
+  its table builder (``markdown_table``) escapes every other cell (``markdown``), so a cell
+  cannot be forgotten;
 - a whole document that may be printed to a terminal (``for_document``, HTML and Markdown, and
   every str the CLI writes): controls as above except the document's own line breaks; the net
   under a string a renderer forgot. JUnit XML (``for_xml``): what XML 1.0 cannot carry (most C0
@@ -35,7 +36,7 @@ original, so a renderer escapes before it measures or lays out.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 # Markdown. "<" and "&" become entities: no tag, no autolink, no entity of a stranger's is read
@@ -100,6 +101,14 @@ def markdown(value: str) -> str:
     is, any other string escaped with ``for_markdown``. Plain text is the default, so a cell a
     renderer forgot to mark is shown as text, never read as markup."""
     return value if isinstance(value, Markdown) else for_markdown(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A pipe table's lines: every cell escaped as text (``markdown``) unless the renderer made
+    it ``Markdown``, so a cell cannot be forgotten."""
+    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
+             "|" + "|".join(" --- " for _ in header) + "|"]
+    return lines + ["| " + " | ".join(markdown(v) for v in row) + " |" for row in rows]
 
 
 class TerminalSafe:

@@ -8,9 +8,7 @@ as in ``check_md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from envaudit.render.escape import Markdown, for_markdown, for_markdown_code, markdown
+from envaudit.render.escape import Markdown, for_markdown, for_markdown_code, markdown_table
 from envaudit.render.training_words import (
     STEP_COLUMNS,
     determinism_sentences,
@@ -37,7 +35,7 @@ def section(result: CheckResult, fold_rows: int) -> list[str]:
             if folded:
                 rows.append([Markdown(f"_{folded_words(folded)}_"), *[""] * 5])
             rows.append(step_row(row, for_markdown_code))
-        table = _table(STEP_COLUMNS, rows)
+        table = markdown_table(STEP_COLUMNS, rows)
         if shown.folded:
             table += ["", f"_{folded_total(shown.folded)}_"]
         name = for_markdown(mode.mode)
@@ -53,10 +51,3 @@ def section(result: CheckResult, fold_rows: int) -> list[str]:
         lines += [f"**Training determinism (`--repeat`):** {said[0]}",
                   *(f"- {line}" for line in said[1:]), ""]
     return lines
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A pipe table, every cell escaped as text unless it is ``Markdown`` (as ``check_md``'s)."""
-    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
-             "|" + "|".join(" --- " for _ in header) + "|"]
-    return lines + ["| " + " | ".join(markdown(v) for v in row) + " |" for row in rows]
