@@ -54,17 +54,13 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
     from envaudit.workload.twin import Twin
 
     assets = load_assets()
-    # a converted mode's conversion gap is measured against graph mode, run beside it
-    ran = registry.in_order([*recorded, *([registry.CONVERTED_FROM] if any(
-        registry.get(m).converted for m in recorded) else [])])
-    result, trained_run, switch = _run(assets, ran, tf32, steps, trained, progress)
+    result, trained_run, switch = _run(assets, _with_reference(recorded), tf32, steps, trained,
+                                       progress)
     progress("computing the float64 twin")
     twin = Twin(assets.weights).run(result.stages["decode"])
     for gap in conversion_gaps(result, twin):
         note(f"conversion gap: {gap.words}")
-    devices = {key: device for key, device in
-               {**result.devices, **(trained_run.devices if trained_run else {})}.items()
-               if not key.startswith("stage/") or key.split("/")[1] in recorded}
+    devices = _devices(result, trained_run, recorded)
     fingerprint, state = _environment(tf32, switch, devices.values(), redact, progress)
     progress("writing the bundle")
     write_bundle(
@@ -78,15 +74,19 @@ def record(path: Path, *, force: bool = False, redact: bool = True,
         twin=twin,
         not_run=result.not_run,
         outside_xla=OUTSIDE_XLA if registry.XLA in result.runs else {},
-        devices=devices,
-        device_names=result.device_names,
-        force=force,
-        redacted=redact,
-        tf32_state=state,
+        devices=devices, device_names=result.device_names,
+        force=force, redacted=redact, tf32_state=state,
         training={m: r.arrays for m, r in trained_run.runs.items()} if trained_run else None,
         runtimes=result.runtimes,
     )
     return load_bundle(path)
+
+
+def _devices(result: Any, trained_run: Any, recorded: Sequence[str]) -> dict[str, str]:
+    """The device of every array recorded (a mode run only as a reference is not)."""
+    ran = {**result.devices, **(trained_run.devices if trained_run else {})}
+    return {key: device for key, device in ran.items()
+            if not key.startswith("stage/") or key.split("/")[1] in recorded}
 
 
 def conversion_gaps(result: Any, twin: Any) -> list[Any]:
@@ -126,6 +126,14 @@ def _train(assets: Any, modes: Sequence[str], steps: int) -> Any:
     from envaudit.workload.training import run_training
 
     return run_training(assets, modes, steps, probes=False)
+
+
+def _with_reference(recorded: tuple[str, ...]) -> tuple[str, ...]:
+    """``recorded``, and graph mode beside a converted mode: its conversion gap's reference."""
+    from envaudit import modes as registry
+
+    converted = any(registry.get(m).converted for m in recorded)
+    return registry.in_order([*recorded, *([registry.CONVERTED_FROM] if converted else [])])
 
 
 def _recorded_modes(requested: Sequence[str] | None) -> tuple[str, ...]:

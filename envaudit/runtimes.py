@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _TEXT = re.compile(r"[\w .,:()+=/@-]{0,200}")
@@ -88,9 +88,17 @@ class RuntimeCheck:
     mode: str
     golden: Mapping[str, Any]  # empty: the golden did not record one (an older bundle)
     current: Mapping[str, Any]  # empty: the mode did not run here
+    # what follows from them (below), kept as data for the JSON
+    changed: tuple[str, ...] = field(init=False)
+    same_model: bool | None = field(init=False)
+    line: str = field(init=False)
 
-    @property
-    def changed(self) -> tuple[str, ...]:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changed", self._changed())
+        object.__setattr__(self, "same_model", self._same_model())
+        object.__setattr__(self, "line", self._line())
+
+    def _changed(self) -> tuple[str, ...]:
         """The compared fields whose values differ (none when either side is unknown)."""
         if not self.golden or not self.current:
             return ()
@@ -98,29 +106,28 @@ class RuntimeCheck:
                      if (k in self.golden or k in self.current)
                      and self.golden.get(k) != self.current.get(k))
 
-    @property
-    def same_model(self) -> bool | None:
+    def _same_model(self) -> bool | None:
         """Whether the converter wrote the same model, byte for byte (None: not known)."""
         a, b = self.golden.get("flatbuffer_sha256"), self.current.get("flatbuffer_sha256")
         return None if a is None or b is None else a == b
 
-    @property
-    def line(self) -> str:
+    def _line(self) -> str:
         """One line: the converted model and runtime here, and what changed from the golden's."""
         if not self.current:
             return f"{self.mode}: did not run here"
         here = describe(self.current)
         if not self.golden:
             return f"{self.mode}: {here} (the golden recorded no runtime to compare)"
-        if self.same_model is False:
+        same = self._same_model()
+        if same is False:
             model = (f"the converter wrote another model than the golden's (sha256"
                      f" {self.golden['flatbuffer_sha256'][:12]} -> "
                      f"{self.current['flatbuffer_sha256'][:12]}): a conversion change")
-        elif self.same_model:
+        elif same:
             model = "the converter wrote the golden's model, byte for byte"
         else:
             model = ""
-        others = [k for k in self.changed if k != "flatbuffer_sha256"]
+        others = [k for k in self._changed() if k != "flatbuffer_sha256"]
         moved = "; ".join(f"{k}: {self.golden.get(k)!r} -> {self.current.get(k)!r}"
                           for k in others)
         said = "; ".join(p for p in (model, moved and f"changed: {moved}") if p)

@@ -170,7 +170,8 @@ def test_json_has_the_gap_and_the_runtimes_clean_and_documented(same):
     assert [g["mode"] for g in gaps] == list(CONVERTED)
     for gap in gaps:
         assert set(gap) == {"mode", "reference", "status", "arrays", "detections", "expected",
-                            "runtime", "first_difference", "first_beyond_noise"}
+                            "runtime", "first_difference", "first_beyond_noise", "words"}
+        assert gap["words"].startswith(f"{gap['mode']} against graph: ")
         moved = [a["name"] for a in gap["arrays"] if not a["identical"]]
         assert gap["first_difference"] == (moved[0] if moved else None)
         assert [a["mode"] for a in gap["arrays"]] == [gap["mode"]] * len(gap["arrays"])
@@ -178,6 +179,8 @@ def test_json_has_the_gap_and_the_runtimes_clean_and_documented(same):
     assert gaps[1]["first_beyond_noise"] == gaps[1]["first_difference"]
     for check in document["runtimes"]:
         assert check["golden"]["flatbuffer_sha256"] == check["current"]["flatbuffer_sha256"]
+        assert check["same_model"] is True and check["changed"] == []
+        assert "the converter wrote the golden's model, byte for byte" in check["line"]
         assert check["current"]["optimization"] == (
             "float16" if check["mode"] == "tflite-float16" else "none")
     assert undocumented(document, section("Check JSON")) == []

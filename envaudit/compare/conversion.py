@@ -52,6 +52,10 @@ class ConversionGap:
     # rounding noise (neither identical nor rounding); both None where there is none
     first_difference: str | None = None
     first_beyond_noise: str | None = None
+    words: str = field(init=False)  # one sentence (below), kept as data for the JSON
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", self._sentence())
 
     @property
     def largest(self) -> TensorComparison | None:
@@ -59,8 +63,7 @@ class ConversionGap:
         moved = [a for a in self.arrays if not a.identical]
         return max(moved, key=lambda a: a.max_rel) if moved else None
 
-    @property
-    def words(self) -> str:
+    def _sentence(self) -> str:
         """One sentence: how far the converted model is, where it starts, what it does to the
         detections."""
         name = f"{self.mode} against {self.reference}"
