@@ -123,6 +123,18 @@ def test_a_forged_bundle_runs_nothing_during_a_plain_check(golden_bundle, tmp_pa
     ("XLA_FLAGS", "--tf_xla_auto_jit=2", "not restored: '--tf_xla_auto_jit=2' in XLA_FLAGS is not"
                                          " a plain numerics flag"),
     ("TF_XLA_FLAGS", "--tf_xla_auto_jit=2", None),
+    ("ENVAUDIT_TFLITE_KERNELS", "reference", None),
+    ("ENVAUDIT_TFLITE_KERNELS", "XNNPACK", None),
+    ("ENVAUDIT_TFLITE_KERNELS", "/tmp/libdelegate.so", "not restored: '/tmp/libdelegate.so' is"
+                                " not a valid value of ENVAUDIT_TFLITE_KERNELS"),
+    ("ENVAUDIT_TFLITE_THREADS", "2", None),
+    ("ENVAUDIT_TFLITE_THREADS", "0", "not restored: '0' is not a valid value of"
+                                     " ENVAUDIT_TFLITE_THREADS"),
+    ("ENVAUDIT_TFLITE_THREADS", "99999", "not restored: '99999' is not a valid value of"
+                                         " ENVAUDIT_TFLITE_THREADS"),
+    ("ENVAUDIT_ASSETS", "/tmp/x", "not restored: ENVAUDIT_ASSETS is not a numerics setting"
+                                  " envaudit puts back (it may choose code, libraries, files or"
+                                  " devices)"),
     ("LD_PRELOAD", None, "not restored: LD_PRELOAD is not a numerics setting envaudit puts back"
                          " (it may choose code, libraries, files or devices)"),
     ("CUDA_VISIBLE_DEVICES", "0", "not restored: CUDA_VISIBLE_DEVICES is not a numerics setting"
