@@ -22,7 +22,7 @@ from envaudit.fingerprint.summary import GIT_NOT_READ, MAX_FACTS, MAX_VARIABLES,
 from envaudit.render import fingerprint_md, fingerprint_text
 
 LABELS = ["TensorFlow", "TensorFlow build", "Devices TensorFlow would use",
-          "NVIDIA driver and GPUs", "CPU", "CPU kernels", "Python", "OS",
+          "NVIDIA driver and GPUs", "CPU", "CPU kernels", "Deployment runtimes", "Python", "OS",
           "Numerics variables set"]
 CUDA_BUILD = {"is_cuda_build": True, "is_rocm_build": False, "cuda_version": "12.5.1",
               "cudnn_version": "9",
@@ -298,3 +298,21 @@ def test_the_html_environment_section_starts_with_the_summary(here):
     assert "trainer-7" not in page
     assert section.index("</table>") < section.index("<h3>Changes from the golden</h3>") < \
         section.index("<details><summary>current fingerprint (whole)</summary>")
+
+
+def test_the_deployment_runtimes_are_read_from_packages_and_variables():
+    """What would convert and run the tflite and onnx modes, never imported to find out."""
+    fp = Fingerprint({"packages": {"tensorflow": {"version": "2.21.0"},
+                                   "ai-edge-litert": {"version": "1.4.0"},
+                                   "onnxruntime": {"version": "1.20.1"}},
+                      "env": {"ENVAUDIT_TFLITE_KERNELS": "reference",
+                              "ENVAUDIT_TFLITE_THREADS": "2"}})
+    assert facts(fp)["Deployment runtimes"] == (
+        "TFLite: tensorflow 2.21.0 converter, ai-edge-litert 1.4.0, reference kernels,"
+        " 2 threads; ONNX: onnxruntime 1.20.1")
+    plain = Fingerprint({"packages": {"tensorflow": {"version": "2.21.0"}}, "env": {}})
+    assert facts(plain)["Deployment runtimes"] == (
+        "TFLite: tensorflow 2.21.0 converter, tf.lite.Interpreter (ai-edge-litert not"
+        " installed), xnnpack kernels, default threads; ONNX: not installed ('envaudit[onnx]')")
+    odd = Fingerprint({"packages": ["not", "a", "mapping"]})
+    assert facts(odd)["Deployment runtimes"].startswith("TFLite: none (TensorFlow is not")

@@ -50,7 +50,7 @@ class Fact:
 def summarize(fp: Fingerprint) -> tuple[Fact, ...]:
     """The facts of ``fp`` in display order (at most ``MAX_FACTS``)."""
     facts = (_tensorflow(fp), _build(fp), _devices(fp), _gpus(fp), _cpu(fp), _kernels(fp),
-             _python(fp), _os(fp), _variables(fp))
+             _runtimes(fp), _python(fp), _os(fp), _variables(fp))
     return facts[:MAX_FACTS]
 
 
@@ -131,6 +131,33 @@ def _devices(fp: Fingerprint) -> Fact:
            *([_cuda_libraries(tf)] if count else []),
            INFERRED if _imported(tf) else NOT_IMPORTED]
     return Fact(label, _cuda_devices(gpu, build, visible), "; ".join(how))
+
+
+def _version(fp: Fingerprint, package: str) -> str | None:
+    found = _section(fp, "packages").get(package)
+    version = found.get("version") if isinstance(found, Mapping) else None
+    return str(version) if version else None
+
+
+def _runtimes(fp: Fingerprint) -> Fact:
+    """What would convert and run the deployment modes (tflite, onnx), from the installed
+    distributions and envaudit's LiteRT variables (``tflite_settings``), never imported."""
+    env = _env(fp)
+    tensorflow, litert = _version(fp, "tensorflow"), _version(fp, "ai-edge-litert")
+    if tensorflow is None:
+        tflite = "TFLite: none (TensorFlow is not installed)"
+    else:
+        runtime = (f"ai-edge-litert {litert}" if litert else
+                   "tf.lite.Interpreter (ai-edge-litert not installed)")
+        threads = env.get("ENVAUDIT_TFLITE_THREADS")
+        tflite = (f"TFLite: tensorflow {tensorflow} converter, {runtime},"
+                  f" {env.get('ENVAUDIT_TFLITE_KERNELS', 'xnnpack')} kernels,"
+                  f" {f'{threads} threads' if threads else 'default threads'}")
+    onnx = [f"{name} {_version(fp, name)}" for name in ("tf2onnx", "onnxruntime")
+            if _version(fp, name)]
+    onnx_text = ("ONNX: " + ", ".join(onnx)) if onnx else "ONNX: not installed ('envaudit[onnx]')"
+    return Fact("Deployment runtimes", f"{tflite}; {onnx_text}",
+                "package metadata; ENVAUDIT_TFLITE_* variables")
 
 
 def _boards(gpu: Mapping[str, Any]) -> list[Mapping[str, Any]]:
