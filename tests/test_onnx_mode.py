@@ -1,16 +1,17 @@
 """The canary in the onnx mode: converted with tf2onnx, run by ONNX Runtime, or not run with why.
 
 The mode is an optional extra (``envaudit[onnx]``), so what runs depends on this environment:
-- without tf2onnx and onnxruntime (the project's own environment), a recording that asks for the
-  mode records the others, keeps the reason with the install command, and a check says the golden
-  has no onnx mode and passes;
+- without tf2onnx and onnxruntime (the project's own environment; where the extra is installed,
+  modules that raise "not installed" stand in front of it), a recording that asks for the mode
+  records the others, keeps the reason with the install command, and a check says the golden has
+  no onnx mode and passes;
 - with a tf2onnx that fails to convert (a fake one, put first on the path of the real envaudit
   subprocess, that also writes to stderr), the reason names the versions and what failed, and
   nothing of what it wrote, nor a traceback, reaches the user;
 - with ``envaudit[onnx]`` installed, the converted canary is recorded and checked like any mode in
   a fresh process with a fresh cache (same graph digest, same bits), its conversion gap measured
-  against graph mode, and a stage replays alone. Where the extra is not installed that test skips
-  and says so, as the first does where it is.
+  against graph mode, and a stage replays alone. Where the extra is not installed these skip and
+  say so.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ INSTALLED = all(importlib.util.find_spec(name) is not None
 EXTRA = "envaudit[onnx] (tf2onnx, onnxruntime)"
 
 
+def _first_on_path(folder: Path, modules: dict[str, str]) -> str:
+    """A PYTHONPATH with ``modules`` (name -> source) ahead of what is installed."""
+    folder.mkdir()
+    for name, source in modules.items():
+        (folder / f"{name}.py").write_text(source)
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+
+
 def _record(path: Path, **env: str | None) -> tuple[dict, str]:
     proc = run_cli("record", "--golden", str(path), "--modes", "graph,onnx", "--steps", "0",
                    "--no-history", env=cli_env(**env))
@@ -38,10 +47,11 @@ def _record(path: Path, **env: str | None) -> tuple[dict, str]:
 
 
 def test_without_the_extra_the_mode_is_not_run_and_says_how_to_install(tmp_path):
-    if INSTALLED:
-        pytest.skip(f"{EXTRA} is installed here, so the mode runs; the tests of the converted"
-                    " canary cover it")
-    manifest, said = _record(tmp_path / "golden")
+    # where the extra is installed, modules that are not there stand in front of it
+    absent = {name: f'raise ModuleNotFoundError("No module named {name!r}", name={name!r})\n'
+              for name in ("tf2onnx", "onnx", "onnxruntime")}
+    path = _first_on_path(tmp_path / "absent", absent) if INSTALLED else None
+    manifest, said = _record(tmp_path / "golden", PYTHONPATH=path)
     assert manifest["modes"] == ["graph"]
     assert "onnx" not in manifest.get("runtimes", {})
     why = manifest["not_run"]["onnx"]
@@ -73,16 +83,11 @@ class convert:
 
 
 def test_a_conversion_that_fails_is_not_run_with_its_reason_and_no_noise(tmp_path):
-    fakes = tmp_path / "fakes"
-    fakes.mkdir()
-    (fakes / "tf2onnx.py").write_text(FAKE_TF2ONNX)
-    (fakes / "onnx.py").write_text('__version__ = "0.0.fake"\n')
-    (fakes / "onnxruntime.py").write_text(
-        '__version__ = "0.0.fake"\n'
-        'def get_available_providers():\n    return ["CPUExecutionProvider"]\n')
-    manifest, said = _record(tmp_path / "golden",
-                             PYTHONPATH=os.pathsep.join([str(fakes), os.environ.get(
-                                 "PYTHONPATH", "")]).rstrip(os.pathsep))
+    path = _first_on_path(tmp_path / "fakes", {
+        "tf2onnx": FAKE_TF2ONNX, "onnx": '__version__ = "0.0.fake"\n',
+        "onnxruntime": '__version__ = "0.0.fake"\n'
+                       'def get_available_providers():\n    return ["CPUExecutionProvider"]\n'})
+    manifest, said = _record(tmp_path / "golden", PYTHONPATH=path)
     assert manifest["modes"] == ["graph"]
     why = manifest["not_run"]["onnx"]
     assert why.startswith("onnx mode: tf2onnx cannot convert the canary")
