@@ -76,7 +76,7 @@ BUILT_IN: tuple[ExecutionMode, ...] = (
     ExecutionMode(XLA, "tf.function(jit_compile=True), as Keras 3 compiles predict() on GPUs",
                   TRACED_GRAPH | XLA_CODE, probe_prefix="xla."),
     # The deployment runtimes: the model converted in this environment and run by the runtime a
-    # user ships (``workload/tflite.py``, ``workload/onnx.py``). Opt-in: recorded when asked for.
+    # user ships (``workload/tflite.py``, ``workload/onnx_mode.py``). Recorded when asked for.
     ExecutionMode(TFLITE, "converted with TFLiteConverter, run by the LiteRT interpreter, as a"
                   " phone or an edge device runs it", TFLITE_CODE, devices=CPU,
                   recorded_by_default=False, converted=True),

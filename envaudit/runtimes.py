@@ -27,12 +27,17 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 FIELDS: dict[str, str] = {
     "converter": "text", "interpreter": "text", "kernels": "text", "threads": "count",
     "optimization": "text", "select_tf_ops": "flag", "flatbuffer_sha256": "sha256",
-    "flatbuffer_bytes": "count", "conversion_s": "seconds", "cached": "flag",
-    "providers": "text",
+    "graph_sha256": "sha256", "flatbuffer_bytes": "count", "conversion_s": "seconds",
+    "cached": "flag", "providers": "text",
 }
 # What a check compares between the golden's record and its own (the rest is how it went).
 COMPARED = ("converter", "interpreter", "kernels", "threads", "optimization", "select_tf_ops",
-            "flatbuffer_sha256", "providers")
+            "flatbuffer_sha256", "graph_sha256", "providers")
+# How the converted model is identified: a TFLite flatbuffer by its bytes (TensorFlow's converter
+# writes the same bytes every time); an ONNX model by what its graph computes (tf2onnx names and
+# orders nodes differently in each process, ``workload/onnx_mode.graph_digest``).
+IDENTITIES = (("flatbuffer_sha256", "byte for byte"),
+              ("graph_sha256", "the same graph: operators, weights and wiring"))
 
 
 def _valid(kind: str, value: Any) -> bool:
@@ -75,9 +80,11 @@ def describe(record: Mapping[str, Any]) -> str:
         parts.append(f"providers {record['providers']}")
     if record.get("select_tf_ops"):
         parts.append("with select TensorFlow ops")
-    if "flatbuffer_sha256" in record:
-        parts.append(f"model sha256 {record['flatbuffer_sha256'][:12]}"
-                     f" ({record.get('flatbuffer_bytes', 0) / 1024:.0f} KiB)")
+    for key, _same in IDENTITIES:
+        if key in record:
+            what = "model" if key == "flatbuffer_sha256" else "graph"
+            parts.append(f"{what} sha256 {record[key][:12]}"
+                         f" ({record.get('flatbuffer_bytes', 0) / 1024:.0f} KiB)")
     return ", ".join(p for p in parts if p)
 
 
@@ -106,10 +113,16 @@ class RuntimeCheck:
                      if (k in self.golden or k in self.current)
                      and self.golden.get(k) != self.current.get(k))
 
+    def _identity(self) -> tuple[str, str] | None:
+        """The key both sides identify the converted model by, and what its sameness means."""
+        return next(((key, same) for key, same in IDENTITIES
+                     if key in self.golden and key in self.current), None)
+
     def _same_model(self) -> bool | None:
-        """Whether the converter wrote the same model, byte for byte (None: not known)."""
-        a, b = self.golden.get("flatbuffer_sha256"), self.current.get("flatbuffer_sha256")
-        return None if a is None or b is None else a == b
+        """Whether the converter wrote the same model (None: not known)."""
+        identity = self._identity()
+        return None if identity is None else \
+            self.golden[identity[0]] == self.current[identity[0]]
 
     def _line(self) -> str:
         """One line: the converted model and runtime here, and what changed from the golden's."""
@@ -118,16 +131,16 @@ class RuntimeCheck:
         here = describe(self.current)
         if not self.golden:
             return f"{self.mode}: {here} (the golden recorded no runtime to compare)"
-        same = self._same_model()
-        if same is False:
+        identity = self._identity()
+        model = ""
+        if identity is not None and self._same_model():
+            model = f"the converter wrote the golden's model, {identity[1]}"
+        elif identity is not None:
+            key = identity[0]
             model = (f"the converter wrote another model than the golden's (sha256"
-                     f" {self.golden['flatbuffer_sha256'][:12]} -> "
-                     f"{self.current['flatbuffer_sha256'][:12]}): a conversion change")
-        elif same:
-            model = "the converter wrote the golden's model, byte for byte"
-        else:
-            model = ""
-        others = [k for k in self._changed() if k != "flatbuffer_sha256"]
+                     f" {self.golden[key][:12]} -> {self.current[key][:12]}): a conversion"
+                     " change")
+        others = [k for k in self._changed() if k not in dict(IDENTITIES)]
         moved = "; ".join(f"{k}: {self.golden.get(k)!r} -> {self.current.get(k)!r}"
                           for k in others)
         said = "; ".join(p for p in (model, moved and f"changed: {moved}") if p)

@@ -115,7 +115,7 @@ def test_the_converted_canary_is_recorded_with_what_converted_and_ran_it(convert
     assert runtime["converter"] == f"tf2onnx {metadata.version('tf2onnx')}, opset 17"
     assert runtime["interpreter"] == f"onnxruntime {metadata.version('onnxruntime')}"
     assert "CPUExecutionProvider" in runtime["providers"].split(",")
-    assert len(runtime["flatbuffer_sha256"]) == 64 and runtime["flatbuffer_bytes"] > 100_000
+    assert len(runtime["graph_sha256"]) == 64 and runtime["flatbuffer_bytes"] > 100_000
     assert runtime["cached"] is False
 
 
@@ -131,7 +131,7 @@ def test_the_converted_canary_checks_identical_in_a_fresh_process_and_cache(conv
         "graph": "identical", "onnx": "identical"}
     runtime = next(r for r in result["runtimes"] if r["mode"] == "onnx")
     assert runtime["current"]["cached"] is False
-    assert runtime["current"]["flatbuffer_sha256"] == runtime["golden"]["flatbuffer_sha256"]
+    assert runtime["current"]["graph_sha256"] == runtime["golden"]["graph_sha256"]
     gap = next(g for g in result["conversion"] if g["mode"] == "onnx")
     assert gap["reference"] == "graph" and gap["status"] in ("identical", "equivalent")
     assert gap["detections"]["matched"] == gap["detections"]["golden"] > 0

@@ -23,10 +23,10 @@ import numpy as np
 
 from envaudit import modes as registry
 from envaudit.compare import localize
+from envaudit.compare.conversion import ConversionGap, measure
 from envaudit.compare.detections import decision_noise, match_detections
 from envaudit.compare.ground_truth import missed_objects
 from envaudit.compare.tensors import bit_identical, compare_arrays
-from envaudit.compare.conversion import ConversionGap, measure
 from envaudit.compare.training import TrainingMode
 from envaudit.compare.types import DetectionDiff, ModeResult, TensorComparison
 from envaudit.compare.verdict import classify, headline, worst

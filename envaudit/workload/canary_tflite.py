@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from envaudit.workload import architecture as arch
-from envaudit.workload.detector import STAGE_INPUTS, decode_images
 from envaudit.workload.architecture import CORE
+from envaudit.workload.detector import STAGE_INPUTS, decode_images
 from envaudit.workload.tflite import OPTIMIZATION, ConversionFailed, ConvertedModel, convert
 from envaudit.workload.types import ModeUnavailable
 
@@ -44,7 +44,8 @@ def run(runner: ModeRunner, mode: str, encoded: Sequence[bytes]) -> dict[str, tf
         raise ModeUnavailable(f"{mode} mode: the converted model's outputs"
                                  f" ({[o.shape for o in outputs]}) are not the canary's stages")
     stages: dict[str, tf.Tensor] = {"decode": decoded}
-    stages.update({name: tf.constant(value) for name, value in zip(CORE, outputs)})
+    with tf.device("/CPU:0"):  # LiteRT computed them on the CPU, as the device record must say
+        stages.update({name: tf.constant(value) for name, value in zip(CORE, outputs)})
     stages["nms"] = runner.detector.run_stage("nms", stages)
     runner.runtimes[mode] = model.record()
     return stages
@@ -63,7 +64,8 @@ def replay(runner: ModeRunner, mode: str, name: str, tensors: Mapping[str, tf.Te
     shapes = [tuple(s.shape) for s in specs]
     model = _converted(mode, f"stage {name} {shapes}", runner,
                        lambda: _converter(traced, traced.get_concrete_function(*specs)))
-    return tf.constant(model.run([np.asarray(tensors[k]) for k in names])[0])
+    with tf.device("/CPU:0"):
+        return tf.constant(model.run([np.asarray(tensors[k]) for k in names])[0])
 
 
 def _converter(traced: Any, concrete: Any) -> Any:

@@ -32,17 +32,13 @@ Constraints for the next editor:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -50,11 +46,11 @@ import tensorflow as tf
 
 from envaudit.modes import ONNX
 from envaudit.workload import architecture as arch
+from envaudit.workload import conversion_cache
 from envaudit.workload.architecture import CORE
 from envaudit.workload.canary_tflite import weights_digest
 from envaudit.workload.detector import STAGE_INPUTS, Detector, decode_images
 from envaudit.workload.tf_runtime import silenced_stderr
-from envaudit.workload.tflite import cache_root
 from envaudit.workload.types import ModeUnavailable
 
 if TYPE_CHECKING:  # the runner's own module imports this one when the onnx mode runs
@@ -134,7 +130,7 @@ class ConvertedModel:
         return {"converter": self.libraries.converter,
                 "interpreter": f"onnxruntime {self.libraries.onnxruntime.__version__}",
                 "providers": ",".join(self.providers),
-                "flatbuffer_sha256": self.conversion.digest,
+                "graph_sha256": self.conversion.digest,
                 "flatbuffer_bytes": len(self.conversion.model),
                 "conversion_s": round(self.conversion.seconds, 4),
                 "cached": self.conversion.cached}
@@ -213,16 +209,16 @@ def convert(libraries: Libraries, function: Any, specs: list[tf.TensorSpec], ide
     versions of tf2onnx, onnx and TensorFlow). Raises ``ModeUnavailable``."""
     key = hashlib.sha256(json.dumps([RECIPE, identity, libraries.cache_version]).encode()
                          ).hexdigest()
-    found = _cached(key)
+    found = conversion_cache.load("onnx", key, "onnx", MAX_MODEL_BYTES)
     if found is not None:
-        return Conversion(found, _digest(libraries, found), 0.0, True)
+        return Conversion(found[0], _digest(libraries, found[0]), 0.0, True)
     started = time.perf_counter()
     proto, _ = _quietly("tf2onnx", libraries, lambda: libraries.tf2onnx.convert.from_function(
         function, input_signature=specs, opset=OPSET))
     model = proto.SerializeToString()
     conversion = Conversion(model, _digest(libraries, model), time.perf_counter() - started,
                             False)
-    _store(key, model)
+    conversion_cache.store("onnx", key, "onnx", model, {})
     return conversion
 
 
@@ -323,51 +319,3 @@ def _attempt(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
-
-
-def _folder() -> Path:
-    return cache_root().with_name("onnx")  # beside the tflite conversions
-
-
-def _cached(key: str) -> bytes | None:
-    """A cached model whose recorded SHA-256 matches, in a folder only this user writes."""
-    from envaudit.environments.cache import distrust
-
-    folder = _folder()
-    model, meta = folder / f"{key}.onnx", folder / f"{key}.json"
-    try:
-        if distrust(folder) is not None or model.is_symlink() or meta.is_symlink():
-            return None
-        about = json.loads(meta.read_text())
-        if model.stat().st_size > MAX_MODEL_BYTES:
-            return None
-        data = model.read_bytes()
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(about, dict) and about.get("sha256") == _sha(data) else None
-
-
-def _store(key: str, model: bytes) -> None:
-    """Keep ``model`` for the next run, atomically; a cache that cannot be written only costs the
-    next run its conversion."""
-    from envaudit.environments.cache import distrust
-
-    folder = _folder()
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if distrust(folder) is not None:
-            return
-        _atomic(folder / f"{key}.onnx", model)
-        _atomic(folder / f"{key}.json", json.dumps({"sha256": _sha(model)}).encode())
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=".part-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -13,10 +13,10 @@ converts again with the select-TF ops, as the Object Detection API's own TFLite 
 result says which. ``--tflite-optimize`` adds the optimizations users apply (float16 weights,
 dynamic-range quantization). Each conversion is cached by the model's identity (its digest, what
 part of it is converted and on which input shapes), the optimization and the converter's version
-(``$XDG_CACHE_HOME/envaudit/tflite``): the same converter writes the same flatbuffer byte for byte
-(checked across processes), so the cache saves the conversion's seconds and changes no number; a
-converter upgrade converts again. The flatbuffer's SHA-256 is recorded with every run, so a
-converter that writes another model is seen as such.
+(``conversion_cache``, in ``$XDG_CACHE_HOME/envaudit/tflite``): the same converter writes the
+same flatbuffer byte for byte (checked across processes), so the cache saves the conversion's
+seconds and changes no number; a converter upgrade converts again. The flatbuffer's SHA-256 is
+recorded with every run, so a converter that writes another model is seen as such.
 
 Outputs are read by position: a converted concrete function has no signature, and the converter
 names its outputs ``Identity_N``; the callers convert functions that return a tuple in a known
@@ -27,16 +27,12 @@ Imports TensorFlow: only ever imported by the workload.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +40,7 @@ import tensorflow as tf
 
 from envaudit import modes as registry
 from envaudit.tflite_settings import InterpreterSettings, from_environment
+from envaudit.workload import conversion_cache
 from envaudit.workload.tf_runtime import silenced_stderr
 
 # The optimization each tflite mode converts with (None: a plain float32 conversion).
@@ -75,14 +72,6 @@ class Conversion:
 
 def converter_version() -> str:
     return f"tensorflow {tf.__version__} ({tf.version.GIT_VERSION})"
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/envaudit/tflite`` (``~/.cache/envaudit/tflite`` when unset or
-    relative)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    cache = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return cache / "envaudit" / "tflite"
 
 
 def convert(make: Callable[[], Any], identity: str, optimization: str | None) -> Conversion:
@@ -124,52 +113,17 @@ def _convert(make: Callable[[], Any], optimization: str | None, select_tf_ops: b
 
 
 def _cached(key: str) -> tuple[bytes, bool] | None:
-    """A cached flatbuffer whose recorded digest matches, in a folder only this user writes."""
-    from envaudit.environments.cache import distrust
-
-    folder = cache_root()
-    model, meta = folder / f"{key}.tflite", folder / f"{key}.json"
-    try:
-        if distrust(folder) is not None or model.is_symlink() or meta.is_symlink():
-            return None
-        about = json.loads(meta.read_text())
-        if model.stat().st_size > MAX_FLATBUFFER_BYTES:
-            return None
-        flatbuffer = model.read_bytes()
-    except (OSError, ValueError):
+    """A cached flatbuffer and whether it needs TensorFlow ops (``conversion_cache``)."""
+    found = conversion_cache.load("tflite", key, "tflite", MAX_FLATBUFFER_BYTES)
+    if found is None or not isinstance(found[1].get("select_tf_ops"), bool):
         return None
-    if not isinstance(about, dict) or about.get("sha256") != hashlib.sha256(
-            flatbuffer).hexdigest() or not isinstance(about.get("select_tf_ops"), bool):
-        return None
-    return flatbuffer, about["select_tf_ops"]
+    return found[0], found[1]["select_tf_ops"]
 
 
 def _store(key: str, conversion: Conversion) -> None:
-    """Keep ``conversion`` for the next run, atomically; a cache that cannot be written (a
-    read-only home, another user's folder) only costs the next run its conversion."""
-    from envaudit.environments.cache import distrust
-
-    folder = cache_root()
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if distrust(folder) is not None:
-            return
-        _atomic(folder / f"{key}.tflite", conversion.flatbuffer)
-        _atomic(folder / f"{key}.json", json.dumps(
-            {"sha256": conversion.sha256, "select_tf_ops": conversion.select_tf_ops,
-             "converter": converter_version(), "optimization": conversion.optimization}).encode())
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=".part-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    conversion_cache.store("tflite", key, "tflite", conversion.flatbuffer, {
+        "select_tf_ops": conversion.select_tf_ops, "converter": converter_version(),
+        "optimization": conversion.optimization})
 
 
 @dataclass(frozen=True)
@@ -251,13 +205,6 @@ def _litert() -> tuple[Any, str] | None:
         return interpreter, metadata.version("ai-edge-litert")
     except Exception:  # noqa: BLE001 -- not installed, or broken: TensorFlow's runs it
         return None
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    with silenced_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _first_line(exc: BaseException) -> str:
