@@ -117,6 +117,8 @@ def test_the_converted_canary_is_recorded_with_what_converted_and_ran_it(convert
     assert "CPUExecutionProvider" in runtime["providers"].split(",")
     assert len(runtime["graph_sha256"]) == 64 and runtime["flatbuffer_bytes"] > 100_000
     assert runtime["cached"] is False
+    # tf2onnx sets TF_CPP_MIN_LOG_LEVEL when its converter is imported: not the user's setting
+    assert "TF_CPP_MIN_LOG_LEVEL" not in manifest["fingerprint"]["env"]
 
 
 def test_the_converted_canary_checks_identical_in_a_fresh_process_and_cache(converted_golden):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -305,7 +306,10 @@ def _quietly(who: str, libraries: Libraries, call: Callable[[], T]) -> T:
 
 
 def _attempt(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
-    """``call()``'s result, or what it raised, with stderr and warnings silenced throughout."""
+    """``call()``'s result, or what it raised, with stderr and warnings silenced throughout and
+    the process environment as it was before: tf2onnx sets ``TF_CPP_MIN_LOG_LEVEL`` when its
+    converter is imported, which the recording's fingerprint would otherwise show as the user's."""
+    before = dict(os.environ)
     with silenced_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -314,6 +318,9 @@ def _attempt(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
             return None, exc
         finally:
             sys.stderr.flush()
+            for name in set(os.environ) - set(before):
+                del os.environ[name]
+            os.environ.update({k: v for k, v in before.items() if os.environ.get(k) != v})
 
 
 def _first_line(exc: BaseException) -> str:
