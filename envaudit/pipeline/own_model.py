@@ -8,7 +8,15 @@ was recorded in, with the canary probes beside it: the model has no float64 twin
 precision is judged by the probes (the precision witness). Its outputs and layers are compared bit
 for bit (the tolerances the user gives decide which differences are accepted) and its detections,
 when its outputs hold detections, matched by IoU image by image. A re-run child runs this model
-on these inputs from a spec file (``rerun_child``).
+on these inputs from a spec file (``rerun_child``), in the recorded mode.
+
+A model recorded in a tflite mode is converted here (``workload/user_tflite.py``; cached) and run
+by LiteRT with the kernels and threads the environment sets; the first run also runs the model
+natively, as it loads, so the conversion gap (``compare/conversion.py``) measures the converted
+model against the native one on the same inputs in the same environment, layer by layer where
+both recorded the layers, and its detections matched image by image. What converted and ran it is
+compared with the golden's record (``runtimes.checks``): another flatbuffer hash is a converter
+change, said as such.
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from envaudit.compare.conversion import ConversionGap, measure
 from envaudit.compare.detections import match_detections
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.tensors import compare_arrays, tolerated
@@ -44,12 +53,28 @@ from envaudit.pipeline.subject import CheckOptions, Progress, SubjectRun
 from envaudit.pipeline.training import TrainingSteps, with_steps, with_training
 from envaudit.provenance import RecordedElsewhere, recorded_elsewhere
 from envaudit.result import EMPTY_DETECTIONS, ModelCheckInfo, SubjectInfo
+from envaudit.runtimes import RuntimeCheck
+from envaudit.runtimes import checks as runtime_checks
 from envaudit.store import GoldenBundle
 from envaudit.usermodel.detections import detections_of, shape_problem
 from envaudit.usermodel.golden import locate, outputs_by_image, validated
-from envaudit.usermodel.spec import ModelInfo, Tolerances, require_outputs
+from envaudit.usermodel.spec import CONVERTED_MODES, ModelInfo, Tolerances, require_outputs
 from envaudit.usermodel.training import batch_of
 from envaudit.workload.types import keyed_devices, stage_key
+
+if TYPE_CHECKING:  # TensorFlow is imported only once a check runs the model
+    from envaudit.workload.user_model import LoadedModel, RunsModel, UserModelRun
+    from envaudit.workload.user_tflite import ConvertedUserModel
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One run of the model here (``SubjectRun.native``): in its recorded mode, and, in a
+    converted mode, the model run natively beside it and what converted and ran it."""
+
+    run: UserModelRun
+    native: UserModelRun | None = None  # the first run of a converted mode only
+    runtime: Mapping[str, Any] | None = None  # ``ConvertedModel.record()``
 
 
 class OwnModel:
@@ -83,6 +108,9 @@ class OwnModel:
         trained = self.training.golden.get(info.mode, {}) if self.training else {}
         self.golden: Mapping[str, Mapping[str, np.ndarray]] = {info.mode: {**golden, **trained}}
         self.trained: list[TrainingMode] = []
+        self.converts = info.mode in CONVERTED_MODES  # a tflite mode: converted here
+        self.gaps: tuple[ConversionGap, ...] = ()
+        self.runtimes: tuple[RuntimeCheck, ...] = ()
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         """The model run ``repeat`` times on the recorded inputs, with the canary probes each
@@ -105,19 +133,40 @@ class OwnModel:
         with ThreadPoolExecutor(1) as pool:
             first_probes = pool.submit(run_probes_on_devices, jpeg, mode)
             loaded = LoadedModel(self.path, self.info.kind, self.info.signature)
+            converted = self._converted(loaded, progress) if self.converts else None
+            model: RunsModel = converted or loaded
             warmed = tf_runtime.warm_up(
-                lambda: run_model(loaded, layers=self.info.layers, **self.feeds))
+                lambda: run_model(model, layers=self.info.layers, **self.feeds))
             for i in range(repeat):
                 progress("running the model" + (f" ({i + 1}/{repeat})" if repeat > 1 else ""))
-                done = run_model(loaded, layers=self.info.layers, **self.feeds)
+                done = run_model(model, layers=self.info.layers, **self.feeds)
                 probes = first_probes.result()[0] if i == 0 else run_probes(jpeg, mode)
                 devices = keyed_devices({self.info.mode: done.devices}, first_probes.result()[1])
                 runs.append(SubjectRun(stages={self.info.mode: done.stages}, probes=probes,
                                        devices=devices, timings={
                                            "load": done.load_seconds,
                                            **({"warmup": warmed} if warmed else {})},
-                                       native=done))
+                                       native=self._ran(done, loaded, converted, i)))
         return self._trained(runs, repeat, progress)
+
+    def _converted(self, loaded: LoadedModel, progress: Progress) -> ConvertedUserModel:
+        """The loaded model converted for the recorded tflite mode (cached)."""
+        from envaudit.workload.user_tflite import ConvertedUserModel
+
+        progress(f"converting the model for {self.info.mode}")
+        return ConvertedUserModel(loaded, self.info.mode, self.info.sha256)
+
+    def _ran(self, done: UserModelRun, loaded: LoadedModel,
+             converted: ConvertedUserModel | None, index: int) -> ModelRun:
+        """Run ``index``'s record; the first run of a converted mode runs the model natively
+        too (its conversion gap's reference: the same layers, the same inputs)."""
+        if converted is None:
+            return ModelRun(done)
+        from envaudit.workload.user_model import run_model
+
+        native = run_model(loaded, layers=self.info.layers, **self.feeds) if index == 0 \
+            else None
+        return ModelRun(done, native, converted.record())
 
     def _trained(self, runs: list[SubjectRun], repeat: int, progress: Progress
                  ) -> list[SubjectRun]:
@@ -163,6 +212,11 @@ class OwnModel:
                  if names else None)
         mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
                           boxes or EMPTY_DETECTIONS)
+        ran: ModelRun = run.native
+        self.gaps = (self._gap(ran),) if ran.native is not None else ()
+        self.runtimes = runtime_checks(self.bundle.runtimes,
+                                       {self.info.mode: ran.runtime} if ran.runtime else {},
+                                       self.modes)
         self.trained = []
         if self.training and self.info.mode in self.training.modes:
             steps, trained = self.training.compare(self.info.mode, current, spread)
@@ -171,12 +225,23 @@ class OwnModel:
             self.trained += [trained] if trained else []
         return stages, (mode,)
 
+    def _gap(self, ran: ModelRun) -> ConversionGap:
+        """The converted model against the model run natively in the same run: array by array
+        (inputs, layers, outputs), its detections matched image by image."""
+        assert ran.native is not None
+        names = self.info.detections
+        detections = (detections_of(names, outputs_by_image(self.info, ran.native.stages)),
+                      detections_of(names, outputs_by_image(self.info, ran.run.stages))
+                      ) if names else None
+        return measure(self.info.mode, ran.native.mode, ran.native.stages, ran.run.stages,
+                       detections=detections, roles=self.info.roles(), runtime=ran.runtime)
+
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
         witness = precision_witness(probes)
         return ModelCheckInfo(model=self.info, witness=witness,
                               basis=_basis(self.info, self.tolerances, witness),
                               training=self.training.report(self.trained) if self.training
-                              else None)
+                              else None, conversion=self.gaps, runtimes=self.runtimes)
 
     def headline(self, verdict: str, stages: Sequence[TensorComparison],
                  probes: Sequence[TensorComparison], modes: Sequence[ModeResult],
@@ -195,7 +260,7 @@ class OwnModel:
         return with_training(said, verdict, alone, info.training, top_cause)
 
     def notes(self, run: SubjectRun) -> tuple[str, ...]:
-        ran_in = run.native.mode
+        ran_in = run.native.run.mode
         if ran_in == self.info.mode:
             return ()
         return (f"the model was recorded in {self.info.mode} mode and ran in {ran_in} mode here"
@@ -273,9 +338,10 @@ def _child_spec(folder: Path, path: Path, info: ModelInfo, feeds: Mapping[str, o
                             for i, e in enumerate(encoded)})
     else:
         np.savez(inputs, **feeds["arrays"])  # type: ignore[arg-type]
-    spec = {"kind": info.kind, "path": str(path.absolute()), "signature": info.signature,
-            "layers": list(info.layers), "input_kind": info.input_kind,
-            "files": list(info.image_files), "inputs": str(inputs)}
+    spec = {"kind": info.kind, "path": str(path.absolute()), "sha256": info.sha256,
+            "signature": info.signature, "layers": list(info.layers),
+            "input_kind": info.input_kind, "files": list(info.image_files),
+            "inputs": str(inputs)}
     if train_data is not None:
         np.savez(folder / "train.npz", **train_data)  # type: ignore[arg-type]
         spec["train_inputs"] = str(folder / "train.npz")
@@ -300,6 +366,14 @@ def _basis(info: ModelInfo, tolerances: Tolerances, witness: PrecisionWitness) -
 
 def layer_sight(info: ModelInfo) -> str:
     """Which layers a check of this golden sees, and how to see more."""
+    if info.mode in CONVERTED_MODES:
+        if info.layers:
+            return (f"layers seen: {len(info.layers)} Keras layer output(s), from the layers"
+                    f" converted for {info.mode} as the outputs of a second model (the outputs"
+                    " are the shipped model's)")
+        return (f"layers seen: none, only the converted model's outputs ({info.mode} returns the"
+                " layers of a functional .keras model only, never those inside a SavedModel's"
+                " graph)")
     if info.kind == "keras":
         return (f"layers seen: {len(info.layers)} Keras layer output(s)" if info.layers else
                 "layers seen: none (the model has no named layer with one output of its own:"

@@ -10,9 +10,10 @@ probes, run beside the model as the precision witness (a user model has no float
 Roles: ``spec.py`` (what a manifest says about the model, validated; option parsing), ``files.py``
 (model identity and location, input files; no TensorFlow), ``golden.py`` (the golden and its
 model verified before anything runs), ``detections.py`` (detections from output arrays),
-``record.py`` and ``check.py`` (compose). Running the model is ``workload/user_model.py`` (its
-fixed batches ``workload/model_batches.py``, a SavedModel's layers ``workload/graph_layers.py``):
-only ``workload/`` imports TensorFlow.
+``record.py`` (composes a recording; a check is ``pipeline/own_model.py``). Running the model is
+``workload/user_model.py`` (its fixed batches ``workload/model_batches.py``, a SavedModel's layers
+``workload/graph_layers.py``; converted for a tflite mode and run by LiteRT,
+``workload/user_tflite.py``): only ``workload/`` imports TensorFlow.
 """
 
 WORKLOAD_ID = "user-model"

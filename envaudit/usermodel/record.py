@@ -1,5 +1,10 @@
-"""``envaudit record --model PATH --inputs PATH [--train-inputs DATA --steps K]``: run the user's
-model here (and train it K steps from its saved state) and store a bundle.
+"""``envaudit record --model PATH --inputs PATH [--train-inputs DATA --steps K] [--modes MODE]``:
+run the user's model here (and train it K steps from its saved state) and store a bundle.
+
+A model is recorded in one mode: the one its own run uses, or, with ``--modes tflite`` (or an
+optimized tflite mode), converted for TFLite here and run by LiteRT (``workload/user_tflite.py``);
+the bundle then records what converted and ran it (``runtimes``), and a check measures the
+converted model against the model run natively beside it.
 
 Everything a user can get wrong is checked before the model is loaded or anything is written: the
 target path, the model's kind, the inputs. What only the model can tell (its signature, input
@@ -33,6 +38,8 @@ from envaudit.usermodel.files import (
 )
 from envaudit.usermodel.golden import outputs_by_image
 from envaudit.usermodel.spec import (
+    CONVERTED_MODES,
+    NATIVE_MODES,
     OD_API,
     PLAIN,
     DetectionNames,
@@ -47,6 +54,7 @@ from envaudit.workload.types import keyed_devices
 if TYPE_CHECKING:  # TensorFlow is imported only once a recording runs the model
     from envaudit.workload.model_training import ModelSteps
     from envaudit.workload.user_model import UserModelRun
+    from envaudit.workload.user_tflite import ConvertedUserModel
 
 
 def record_model(
@@ -66,18 +74,16 @@ def record_model(
     mode: str | None = None,
 ) -> GoldenBundle:
     """Record ``model`` on ``inputs`` as a bundle at ``path`` (refused when one exists, unless
-    ``force``). The fingerprint and the recorded model path are redacted unless ``redact`` is
-    False. ``note`` hears what the user should know about the recording: which layers a check
-    will see, and why no more. ``tf32``: TensorFlow's TF32 switch, recorded as it was.
-    ``train_inputs``: a file to train a compiled ``.keras`` model ``steps`` (default 3) steps on."""
+    ``force``), in ``mode``: a tflite mode converts it here; None (or the mode its own run uses)
+    runs it as it loads. The fingerprint and the model path are redacted unless ``redact`` is
+    False. ``note`` hears what the user should know (which layers a check will see, and why no
+    more). ``tf32``: TensorFlow's TF32 switch, recorded as it was. ``train_inputs``: a file to
+    train a compiled ``.keras`` model ``steps`` (default 3) steps on."""
     path, model, inputs = Path(path), Path(model), Path(inputs)
-    if mode is not None:
-        raise EnvauditError(f"--modes {mode}: a model of your own is recorded in the mode its"
-                            " own run uses")
     check_writable(path, force)
     require_option(tf32)
     kind = model_kind(model)
-    _require_signature(kind, signature)
+    _require_options(kind, signature, mode, train_inputs)
     train = _train_inputs(kind, model, train_inputs, steps)
     images, arrays = _read_inputs(inputs)
     identity = model_digest(model)
@@ -86,8 +92,8 @@ def record_model(
     from envaudit.workload import tf32_switch
 
     with tf32_switch.switched(tf32):  # TensorFlow imported quietly by the model's run first
-        run, seen = _run(model, kind, signature, images, arrays, identity, detections,
-                         progress, note)
+        run, seen, runtime = _run(model, kind, signature, images, arrays, identity,
+                                  detections, progress, note, mode)
         probes, probe_devices = _probes_beside(run.mode, progress)
         trained = _train(model, train, steps, run.mode, progress) if train else None
         switch = tf32_switch.reading()
@@ -102,15 +108,13 @@ def record_model(
         workload=_workload(replace(seen, path=shown), run, computed - started),
         images=images.names if images is not None else (),
         stages={run.mode: run.stages},
-        probes=probes,
-        inputs=_stored_inputs(images, arrays),
-        devices=placed,
-        device_names=device_names,
-        force=force,
-        redacted=redact,
+        probes=probes, inputs=_stored_inputs(images, arrays),
+        devices=placed, device_names=device_names,
+        force=force, redacted=redact,
         tf32_state=decide(tf32, *switch, placed.values(), fingerprint_capabilities(fingerprint)),
         **({"training": {run.mode: trained.arrays}, "training_settings": trained.settings}
            if trained else {}),
+        runtimes={run.mode: runtime} if runtime else None,
     )
     return load_bundle(path)
 
@@ -169,6 +173,28 @@ def _probes_beside(mode: str, progress: Callable[[str], None]
     return run_probes_on_devices(load_probe_jpeg(), beside=mode)
 
 
+def _require_options(kind: ModelKind, signature: str | None, mode: str | None,
+                     train_inputs: Path | None) -> None:
+    """The signature and the mode, checked before anything is loaded."""
+    _require_signature(kind, signature)
+    _require_mode(mode, kind, train_inputs)
+
+
+def _require_mode(mode: str | None, kind: ModelKind, train_inputs: Path | None) -> None:
+    """A mode a model of your own can be recorded in: a tflite mode (not with training, which
+    runs the model's own steps), or the mode its own run uses (a SavedModel's signature runs as a
+    graph; a Keras model's is known once it ran)."""
+    if mode is None or mode in CONVERTED_MODES and train_inputs is None:
+        return
+    if mode in CONVERTED_MODES:
+        raise EnvauditError(f"--modes {mode} with --train-inputs: the training steps run in the"
+                            " model's own mode; record them in a bundle without --modes")
+    if mode not in NATIVE_MODES or (kind == "saved_model" and mode != "graph"):
+        runs = "graph mode (its signature)" if kind == "saved_model" else "the mode Keras chooses"
+        raise EnvauditError(f"--modes {mode}: a model of your own runs in {runs}, or converted"
+                            f" in {', '.join(CONVERTED_MODES)}; record one of those")
+
+
 def _require_signature(kind: ModelKind, signature: str | None) -> None:
     if kind == "keras" and signature is not None:
         raise EnvauditError("--signature names a SavedModel signature; a Keras model has none")
@@ -197,23 +223,39 @@ def _read_inputs(inputs: Path) -> tuple[ImageFiles | None, dict[str, np.ndarray]
 def _run(model: Path, kind: ModelKind, signature: str | None, images: ImageFiles | None,
          arrays: dict[str, np.ndarray] | None, identity: ModelIdentity,
          detections: DetectionNames | None, progress: Callable[[str], None],
-         note: Callable[[str], None]) -> tuple[UserModelRun, ModelInfo]:
-    """The model loaded and run once here, and what the run showed of it (the model as a
-    manifest will describe it, less its shown path); outputs no check could compare, and
-    detection outputs that do not fit, are refused."""
+         note: Callable[[str], None], mode: str | None
+         ) -> tuple[UserModelRun, ModelInfo, dict[str, object] | None]:
+    """The model loaded (converted, for a tflite ``mode``) and run once here, what the run
+    showed of it (the model as a manifest will describe it, less its shown path) and what
+    converted and ran it (None: it ran natively); outputs no check could compare, and detection
+    outputs that do not fit, are refused."""
     from envaudit.workload import tf_runtime
 
     tf_runtime.quiet()
-    from envaudit.workload.user_model import LoadedModel, image_input, run_model
+    from envaudit.workload.user_model import LoadedModel, RunsModel, image_input, run_model
 
     loaded = LoadedModel(model, kind, signature)
+    converted: ConvertedUserModel | None = None
+    if mode in CONVERTED_MODES:
+        from envaudit.workload.user_tflite import ConvertedUserModel
+
+        progress(f"converting the model for {mode}")
+        converted = ConvertedUserModel(loaded, mode, identity.sha256)
+        if converted.unmapped:
+            note(f"{mode} mode records no output for layer(s) {', '.join(converted.unmapped)}:"
+                 " the converted layer model does not return them by name")
+    runner: RunsModel = converted or loaded
     progress("running the model")
     if images is not None:
-        run = run_model(loaded, images=(images.names, images.encoded))
+        run = run_model(runner, images=(images.names, images.encoded))
         feed: str | None = image_input(loaded)[0]
     else:
-        run = run_model(loaded, arrays=arrays)
+        run = run_model(runner, arrays=arrays)
         feed = None
+    if mode is not None and run.mode != mode:
+        raise EnvauditError(f"--modes {mode}: this model runs in {run.mode} mode (Keras chose"
+                            f" it); record it without --modes, or in"
+                            f" {', '.join(CONVERTED_MODES)}")
     seen = ModelInfo(
         kind=kind, path="", sha256=identity.sha256, files=identity.files, size=identity.size,
         signature=loaded.signature, inputs=loaded.inputs, outputs=run.outputs,
@@ -225,10 +267,10 @@ def _run(model: Path, kind: ModelKind, signature: str | None, images: ImageFiles
     for outputs in by_image:
         _require_recordable(outputs)
     names = _detection_names(detections, by_image)
-    if not run.layers and loaded.layer_problem:
+    if not run.layers and runner.layer_problem:
         note(f"the check will compare the model's outputs only: no layer output can be recorded"
-             f" ({loaded.layer_problem})")
-    return run, replace(seen, detections=names)
+             f" ({runner.layer_problem})")
+    return run, replace(seen, detections=names), converted.record() if converted else None
 
 
 def _fingerprint(model: Path, redact: bool) -> tuple[Fingerprint, str]:

@@ -26,15 +26,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from envaudit import modes
 from envaudit.compare.types import ArrayRole
 from envaudit.errors import EnvauditError
-from envaudit.workload.architecture import MODES
 
 ModelKind = Literal["saved_model", "keras"]
 InputKind = Literal["images", "arrays"]
 MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
 DEFAULT_SIGNATURE = "serving_default"  # what TF Serving calls when a request names none
+# The modes a model of your own is recorded in: the one its own run uses (a SavedModel's
+# signature runs as a graph; Keras's predict chooses), or converted for TFLite in this environment
+# (``workload/user_tflite.py``).
+NATIVE_MODES = (modes.EAGER, modes.GRAPH, modes.XLA)
+CONVERTED_MODES = (modes.TFLITE, modes.TFLITE_FLOAT16, modes.TFLITE_DYNAMIC_RANGE)
+MODEL_MODES = (*NATIVE_MODES, *CONVERTED_MODES)
 
 # Names that may appear as array names in a bundle (``store._ARRAY_NAME``) and as signature keys.
 PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -119,7 +125,7 @@ class ModelInfo:
     outputs: tuple[str, ...]  # output names, in the model's order
     layers: tuple[str, ...]  # the layer names whose outputs were recorded, in model order
     detections: DetectionNames | None
-    mode: str  # the execution mode the model ran in (``architecture.MODES``)
+    mode: str  # the execution mode the model ran in (``MODEL_MODES``)
     input_kind: InputKind
     image_files: tuple[str, ...] = ()  # image inputs: the file names, in batch order
     image_feed: str | None = None  # image inputs: the input they are fed as
@@ -252,8 +258,8 @@ def _model_problem(m: Any) -> str | None:
                 not all(d[k] in m["outputs"] for k in ("boxes", "scores", "classes")) or \
                 not (d["count"] is None or d["count"] in m["outputs"]):
             return "'workload.model.detections' must name outputs of the model"
-    if m["mode"] not in MODES:
-        return f"'workload.model.mode' must be one of {', '.join(MODES)}"
+    if m["mode"] not in MODEL_MODES:
+        return f"'workload.model.mode' must be one of {', '.join(MODEL_MODES)}"
     return None
 
 

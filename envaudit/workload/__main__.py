@@ -7,7 +7,9 @@ setting put back (a variable restored, an instruction set capped) and compares w
 the golden bundle. It must run in a fresh process because most such settings are read once, when
 TensorFlow and its kernel libraries load. With ``MODEL.json`` (written by the parent into its own
 private folder, from a model it has already verified) it runs the user's model on the inputs that
-file names, instead of the canary, and the canary probes beside it. With ``--training=STEPS`` it
+file names, instead of the canary, and the canary probes beside it; a model recorded in a tflite
+mode is converted (from the conversion cache, as the check's own run) and run by LiteRT with the
+kernels and threads this process's variables set. With ``--training=STEPS`` it
 also runs that many steps of the canary's training in ``--training-modes`` (``workload/
 training.py``), or of the user's model on the training file the spec names (``workload/
 model_training.py``), their arrays saved beside the mode's stages; ``--no-workload``: the steps
@@ -131,11 +133,19 @@ def _model_run(spec: dict, mode: str) -> dict[str, np.ndarray]:
     tf_runtime.quiet()
     from envaudit.workload.assets import load_probe_jpeg
     from envaudit.workload.probes import run_probes
-    from envaudit.workload.user_model import LoadedModel, run_model
+    from envaudit.workload.user_model import LoadedModel, RunsModel, run_model
 
     with np.load(spec["inputs"], allow_pickle=False) as npz:
         stored = {name: npz[name] for name in npz.files}
-    model = LoadedModel(Path(spec["path"]), spec["kind"], spec["signature"])
+    from envaudit.usermodel.spec import CONVERTED_MODES
+
+    loaded = LoadedModel(Path(spec["path"]), spec["kind"], spec["signature"])
+    if mode in CONVERTED_MODES:
+        from envaudit.workload.user_tflite import ConvertedUserModel
+
+        model: RunsModel = ConvertedUserModel(loaded, mode, spec["sha256"])
+    else:
+        model = loaded
     if spec["input_kind"] == "images":
         encoded = [stored[f"image.{i}"].tobytes() for i in range(len(spec["files"]))]
         feeds: dict = {"images": (spec["files"], encoded)}

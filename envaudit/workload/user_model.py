@@ -24,15 +24,19 @@ line saying what the model expects. Images are decoded here (TensorFlow's decode
 of the environment under test) and recorded as the model's ``input`` arrays. A run's arrays carry
 their roles (input, layer, output) as data from where they are made; their names in a bundle are
 spelled from the role by ``spec.array_name`` and never parsed back.
+
+``run_model`` runs any ``RunsModel``: the model as loaded here, or the same model converted for a
+tflite mode (``user_tflite.ConvertedUserModel``), which is fed in the same batches
+(``fed_in_batches``) so both give arrays of one shape under one name.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -73,6 +77,7 @@ class LoadedModel:
     """A model loaded once; ``run`` feeds it and returns its outputs by name."""
 
     def __init__(self, path: Path, kind: ModelKind, signature: str | None) -> None:
+        self.path = path
         self.kind = kind
         self.signature = signature if kind == "saved_model" else None
         start = time.perf_counter()
@@ -181,18 +186,17 @@ class LoadedModel:
             raise EnvauditError(f"the inputs hold different numbers of examples"
                                 f" ({', '.join(map(str, sorted(counts)))}); give each the same")
 
+    @property
+    def device(self) -> str:
+        """Where the layers are computed: where TensorFlow places ops by default."""
+        return devices.default()
+
     def run(self, feeds: Mapping[str, np.ndarray],
             layers: Sequence[str] | None = None) -> ModelArrays:
         """The model's outputs and the outputs of ``layers`` (all that can be recorded when
         None), fed in the model's fixed batch size when it has one."""
-        self.check_feeds(feeds)
-        chosen = self.layers if layers is None else tuple(layers)
-        size = self.batch_size()
-        count = next(iter(feeds.values())).shape[0] if next(iter(feeds.values())).ndim else 1
-        with silenced_stderr():
-            parts = [(self._call(chunk, chosen), real)
-                     for chunk, real in batches(feeds, size, count)]
-        return joined(parts, size)
+        return fed_in_batches(self, feeds, self.layers if layers is None else tuple(layers),
+                              self._call)
 
     def _call(self, feeds: Mapping[str, np.ndarray], layers: Sequence[str]) -> ModelArrays:
         """One batch through the model: its layers, then its outputs."""
@@ -219,12 +223,22 @@ class LoadedModel:
         self.output_devices = {k: devices.of(v) for k, v in result.items()}
         return {k: v.numpy() for k, v in result.items()}
 
-    def _layers(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]
-                ) -> dict[str, np.ndarray]:
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model as loaded (a Keras model only)."""
+        return self._model
+
+    def layer_model(self, names: Sequence[str]) -> Any:
+        """A Keras model over the same inputs whose outputs are the named layers' outputs, by
+        layer name (a Keras model only)."""
         import keras
 
+        return keras.Model(self._model.inputs, {n: self._layer_tensors[n] for n in names})
+
+    def _layers(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]
+                ) -> dict[str, np.ndarray]:
         model = self._model
-        probe = keras.Model(model.inputs, [self._layer_tensors[n] for n in names])
+        probe = self.layer_model(names)
         x = (tf.constant(next(iter(feeds.values()))) if len(feeds) == 1
              else {k: tf.constant(v) for k, v in feeds.items()})
         call = (probe if model.run_eagerly else
@@ -234,8 +248,7 @@ class LoadedModel:
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise EnvauditError(f"the model's layers failed on these inputs: {_first(exc)}") \
                 from None
-        values = result if isinstance(result, (list, tuple)) else [result]
-        return {n: np.asarray(v) for n, v in zip(names, values)}
+        return {n: np.asarray(result[n]) for n in names}
 
     @staticmethod
     def _predict(model: Any, feeds: Mapping[str, np.ndarray],
@@ -250,6 +263,43 @@ class LoadedModel:
         if isinstance(result, (list, tuple)):
             return {k: np.asarray(v) for k, v in zip(names, result)}
         return {names[0]: np.asarray(result)}
+
+
+class RunsModel(Protocol):
+    """What ``run_model`` runs: a model fed by input name that returns its layers and outputs
+    by name (``LoadedModel``, ``user_tflite.ConvertedUserModel``)."""
+
+    mode: str  # the execution mode its arrays were computed in
+    load_seconds: float
+    output_devices: dict[str, str]  # output -> device, where known
+    inputs: Mapping[str, TensorSpec]
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def layers(self) -> tuple[str, ...]: ...
+
+    @property
+    def layer_problem(self) -> str | None: ...
+
+    def batch_size(self) -> int | None: ...
+
+    def run(self, feeds: Mapping[str, np.ndarray],
+            layers: Sequence[str] | None = None) -> ModelArrays: ...
+
+
+def fed_in_batches(model: LoadedModel, feeds: Mapping[str, np.ndarray], layers: tuple[str, ...],
+                   call: Callable[[Mapping[str, np.ndarray], Sequence[str]], ModelArrays]
+                   ) -> ModelArrays:
+    """``call`` on ``feeds`` checked against ``model``'s inputs and cut into its fixed batch
+    size when it has one, each batch's layers and outputs joined back."""
+    model.check_feeds(feeds)
+    size = model.batch_size()
+    count = next(iter(feeds.values())).shape[0] if next(iter(feeds.values())).ndim else 1
+    with silenced_stderr():
+        parts = [(call(chunk, layers), real) for chunk, real in batches(feeds, size, count)]
+    return joined(parts, size)
 
 
 def _layer_outputs(model: Any) -> dict[str, Any]:
@@ -314,7 +364,7 @@ def image_feed(decoded: np.ndarray, spec: TensorSpec) -> np.ndarray:
                         " uint8 or float pixels only: pass an .npz of arrays instead")
 
 
-def image_input(model: LoadedModel) -> tuple[str, TensorSpec]:
+def image_input(model: RunsModel) -> tuple[str, TensorSpec]:
     """The one input images are fed as."""
     if len(model.inputs) != 1:
         shown = "; ".join(f"{k}: {v.describe()}" for k, v in model.inputs.items())
@@ -323,7 +373,7 @@ def image_input(model: LoadedModel) -> tuple[str, TensorSpec]:
     return next(iter(model.inputs.items()))
 
 
-def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes]] | None = None,
+def run_model(model: RunsModel, *, images: tuple[Sequence[str], Sequence[bytes]] | None = None,
               arrays: Mapping[str, np.ndarray] | None = None,
               layers: Sequence[str] | None = None) -> UserModelRun:
     """One run on ``images`` (names, encoded bytes) or ``arrays`` (input name -> array): the
@@ -354,14 +404,14 @@ def run_model(model: LoadedModel, *, images: tuple[Sequence[str], Sequence[bytes
     return _assembled(model, results, per_image, start)
 
 
-def _assembled(model: LoadedModel, results: Sequence[Mapping[tuple[ArrayRole, str], np.ndarray]],
+def _assembled(model: RunsModel, results: Sequence[Mapping[tuple[ArrayRole, str], np.ndarray]],
                per_image: bool, start: float) -> UserModelRun:
     """The run's arrays named as a bundle stores them, with their roles and devices: one per
     array, or, images run one at a time, one per array and image (array by array)."""
     stages: dict[str, np.ndarray] = {}
     roles: dict[str, ArrayRole] = {}
     placed_on: dict[str, str] = {}
-    default = devices.default()
+    default = model.device
     for role, name in results[0]:
         names = [array_name(role, name)] if not per_image else [
             per_image_name(array_name(role, name), i) for i in range(len(results))]
