@@ -150,17 +150,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def goldens(models: dict[str, Path]) -> dict[str, Path]:
-    """Each model recorded with ``--modes tflite`` on the PNG images (both at once)."""
+def recorded(models: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+    """Each model recorded with ``--modes tflite`` on the PNG images (both at once): the
+    golden's path and what ``record`` said."""
     paths = {kind: models["folder"] / f"golden-{kind}" for kind in ("keras", "saved_model")}
     started = {kind: _started("record", "--model", str(models[kind]), "--inputs",
                               str(models["images"]), "--golden", str(path), "--modes", "tflite",
                               "--no-history")
                for kind, path in paths.items()}
-    for proc in started.values():
-        code, _out, err = _finished(proc)
+    said = {}
+    for kind, proc in started.items():
+        code, out, err = _finished(proc)
         assert code == 0, err
-    return paths
+        said[kind] = out + err
+    return {kind: (path, said[kind]) for kind, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def goldens(recorded: dict[str, tuple[Path, str]]) -> dict[str, Path]:
+    return {kind: path for kind, (path, _said) in recorded.items()}
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +189,9 @@ def checks(goldens: dict[str, Path]) -> dict[str, tuple[int, dict, str]]:
     return done
 
 
-def test_a_keras_model_recorded_in_tflite_mode_keeps_its_runtime_and_its_layers(goldens):
-    manifest = json.loads((goldens["keras"] / "manifest.json").read_text())
+def test_a_keras_model_recorded_in_tflite_mode_keeps_its_runtime_and_its_layers(recorded):
+    golden, said = recorded["keras"]
+    manifest = json.loads((golden / "manifest.json").read_text())
     model, runtime = manifest["workload"]["model"], manifest["runtimes"]["tflite"]
     assert model["mode"] == "tflite" and manifest["modes"] == ["tflite"]
     assert model["outputs"] == ["detection_boxes", "detection_classes", "detection_scores"]
@@ -190,6 +199,8 @@ def test_a_keras_model_recorded_in_tflite_mode_keeps_its_runtime_and_its_layers(
     assert runtime["kernels"] == "xnnpack" and runtime["optimization"] == "none"
     assert len(runtime["flatbuffer_sha256"]) == 64 and runtime["flatbuffer_bytes"] > 1000
     assert runtime["select_tf_ops"] is False
+    # record measured the converted model against the model run natively, as a check does
+    assert "conversion gap: tflite against graph: " in said
 
 
 def test_a_keras_model_in_tflite_mode_is_identical_with_its_conversion_gap(checks):

@@ -213,7 +213,8 @@ class OwnModel:
         mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
                           boxes or EMPTY_DETECTIONS)
         ran: ModelRun = run.native
-        self.gaps = (self._gap(ran),) if ran.native is not None else ()
+        self.gaps = ((conversion_gap(self.info, ran.native, ran.run, ran.runtime),)
+                     if ran.native is not None else ())
         self.runtimes = runtime_checks(self.bundle.runtimes,
                                        {self.info.mode: ran.runtime} if ran.runtime else {},
                                        self.modes)
@@ -224,17 +225,6 @@ class OwnModel:
             stages += steps
             self.trained += [trained] if trained else []
         return stages, (mode,)
-
-    def _gap(self, ran: ModelRun) -> ConversionGap:
-        """The converted model against the model run natively in the same run: array by array
-        (inputs, layers, outputs), its detections matched image by image."""
-        assert ran.native is not None
-        names = self.info.detections
-        detections = (detections_of(names, outputs_by_image(self.info, ran.native.stages)),
-                      detections_of(names, outputs_by_image(self.info, ran.run.stages))
-                      ) if names else None
-        return measure(self.info.mode, ran.native.mode, ran.native.stages, ran.run.stages,
-                       detections=detections, roles=self.info.roles(), runtime=ran.runtime)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
         witness = precision_witness(probes)
@@ -286,6 +276,19 @@ class OwnModel:
                            "inputs": inputs.hexdigest(),
                            **({"training": [self.training.steps, self.training.settings]}
                               if self.training else {})})
+
+
+def conversion_gap(info: ModelInfo, native: UserModelRun, converted: UserModelRun,
+                   runtime: Mapping[str, Any] | None) -> ConversionGap:
+    """The model converted for ``info.mode`` against the model run natively on the same inputs
+    in the same process: array by array (inputs, layers, outputs), its detections matched image
+    by image (``info.detections``)."""
+    names = info.detections
+    detections = (detections_of(names, outputs_by_image(info, native.stages)),
+                  detections_of(names, outputs_by_image(info, converted.stages))
+                  ) if names else None
+    return measure(info.mode, native.mode, native.stages, converted.stages,
+                   detections=detections, roles=info.roles(), runtime=runtime)
 
 
 def _feeds(bundle: GoldenBundle, info: ModelInfo) -> dict[str, object]:

@@ -52,8 +52,9 @@ from envaudit.workload.training_spec import DEFAULT_STEPS, MAX_STEPS
 from envaudit.workload.types import keyed_devices
 
 if TYPE_CHECKING:  # TensorFlow is imported only once a recording runs the model
+    from envaudit.compare.conversion import ConversionGap
     from envaudit.workload.model_training import ModelSteps
-    from envaudit.workload.user_model import UserModelRun
+    from envaudit.workload.user_model import LoadedModel, UserModelRun
     from envaudit.workload.user_tflite import ConvertedUserModel
 
 
@@ -266,11 +267,28 @@ def _run(model: Path, kind: ModelKind, signature: str | None, images: ImageFiles
     by_image = outputs_by_image(seen, run.stages)
     for outputs in by_image:
         _require_recordable(outputs)
-    names = _detection_names(detections, by_image)
+    seen = replace(seen, detections=_detection_names(detections, by_image))
     if not run.layers and runner.layer_problem:
         note(f"the check will compare the model's outputs only: no layer output can be recorded"
              f" ({runner.layer_problem})")
-    return run, replace(seen, detections=names), converted.record() if converted else None
+    if converted is None:
+        return run, seen, None
+    note(f"conversion gap: {_conversion_gap(loaded, run, seen, images, arrays).words}")
+    return run, seen, converted.record()
+
+
+def _conversion_gap(loaded: LoadedModel, converted: UserModelRun, info: ModelInfo,
+                    images: ImageFiles | None, arrays: dict[str, np.ndarray] | None
+                    ) -> ConversionGap:
+    """The converted model's run against the model run as it loads on the same inputs, as a
+    check measures it (the same layers, detections matched image by image)."""
+    from envaudit.pipeline.own_model import conversion_gap
+    from envaudit.workload.user_model import run_model
+
+    native = run_model(loaded, layers=converted.layers,
+                       **({"images": (images.names, images.encoded)} if images is not None
+                          else {"arrays": arrays}))
+    return conversion_gap(info, native, converted, None)
 
 
 def _fingerprint(model: Path, redact: bool) -> tuple[Fingerprint, str]:
