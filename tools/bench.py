@@ -21,6 +21,8 @@ Budgets (from the issues), on a 2-core machine:
 - the HTML page of a check that moved: <= 0.5 s after the check's compute, <= 2 MiB;
 - a second ``envaudit check --bisect`` of one golden: <= 1.5 x a plain check (issue 11; the
   first bisection of one package group is reported, ``tools/bench_bisect.py``);
+- the tflite mode (``tools/bench_tflite.py``): a check with it beside the default modes <= 1.5 x
+  one without, once its conversion is cached;
 - confirmation (``tools/bench_confirm.py``): a check with one confirmed cause <= 2 x the same
   check with ``--no-confirm``; against a golden recorded on another CPU, where nothing can be
   put back, <= 1.5 x.
@@ -258,6 +260,9 @@ def main() -> int:
     from bench_confirm import main as bench_confirmation
 
     bench_confirmation([str(max(3, runs // 2))])
+    from bench_tflite import main as bench_tflite
+
+    bench_tflite([str(max(3, runs // 2))])
     return 0
 
 

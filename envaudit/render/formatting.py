@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from envaudit import modes
 from envaudit.render.palette import status_words
 from envaudit.spelling import (  # noqa: F401  (one spelling, used through here too)
     MODEL_KIND_WORDS,
@@ -58,6 +59,9 @@ def model_run(model: ModelInfo, code: Callable[[str], str] = str) -> str:
     float32[?, 100, 100, 3]"."""
     how = ("model.predict" if model.signature is None
            else f"serving signature '{model.signature}'")
+    if model.mode in modes.names() and modes.get(model.mode).converted:
+        how = ("the Keras model" if model.signature is None else how) + \
+            " converted by TFLiteConverter"
     if model.input_kind == "images" and model.image_feed:
         spec = model.inputs.get(model.image_feed)
         n = len(model.image_files)

@@ -27,7 +27,9 @@ Imports TensorFlow: only ever imported by the workload.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import time
 import warnings
@@ -104,12 +106,17 @@ def _convert(make: Callable[[], Any], optimization: str | None, select_tf_ops: b
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if optimization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    try:
-        with silenced_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    # The failure is caught inside the silence: ``silenced_stderr`` replays what the converter
+    # logged when its body raises, and a first try without the select-TF ops is expected to fail
+    # for a model that needs them. Keras's export prints where it saved the model on stdout.
+    with silenced_stderr(), warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
             return bytes(converter.convert())
-    except Exception as exc:  # noqa: BLE001 -- the converter raises many kinds; all say why
-        raise ConversionFailed(_first_line(exc)) from None
+        except Exception as exc:  # noqa: BLE001 -- the converter raises many kinds; all say why
+            failure = _first_line(exc)
+    raise ConversionFailed(failure)
 
 
 def _cached(key: str) -> tuple[bytes, bool] | None:

@@ -29,8 +29,6 @@ Imports TensorFlow: only ever imported by the workload.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import time
@@ -146,8 +144,7 @@ class ConvertedUserModel:
                                self.native.signature, part, shapes])
         settings = from_environment()
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # Keras's export says where it saved
-                conversion = convert(make, identity, OPTIMIZATION[self.mode])
+            conversion = convert(make, identity, OPTIMIZATION[self.mode])
         except ConversionFailed as exc:
             raise EnvauditError(f"{self.mode} mode cannot convert the model here: {exc}") \
                 from None
