@@ -47,7 +47,8 @@ def diff(a: Fingerprint, b: Fingerprint) -> tuple[Change, ...]:
 def run_workload(assets: Assets | None = None,
                  modes: Sequence[str] | None = None) -> WorkloadResult:
     """Run the golden detection workload once in this process, in each execution mode of
-    ``modes`` (default: every registered mode, ``envaudit.modes.names()``; imports TensorFlow)."""
+    ``modes`` (default: eager, graph and xla, ``envaudit.modes.recorded_by_default()``; imports
+    TensorFlow)."""
     from envaudit.workload import run_workload as _run
 
     return _run(assets, modes)

@@ -251,7 +251,8 @@ def recorded(monkeypatch) -> list[tuple[Path, bool, bool]]:
 
     def fake_record(path: Path, *, force: bool, redact: bool, progress,
                     tf32: str = "default", steps: int | None = None,
-                    training_modes: tuple[str, ...] | None = None) -> SimpleNamespace:
+                    training_modes: tuple[str, ...] | None = None,
+                    modes: tuple[str, ...] | None = None, note=None) -> SimpleNamespace:
         calls.append((path, force, redact))
         progress("writing")
         return SimpleNamespace(path=Path("/b/golden"), array_count=53)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli_env, run_cli
+from render_child import every_format
 from rich.console import Console
 from test_json_docs import section, undocumented
 from test_render_check import make_result
@@ -38,29 +37,6 @@ from envaudit.runtimes import RuntimeCheck
 CONVERTED = ("tflite", "tflite-float16")
 FLOAT16_WORDS = "loses precision (expected: its weights are stored in float16)"
 SAME_MODEL = "the converter wrote the golden's model, byte for byte"
-# Run in a fresh process with the reference kernels: check (plain, then --strict) and render each
-# format with the registry's writers, as the CLI would.
-CHILD = """
-import sys
-from pathlib import Path
-from rich.console import Console
-from envaudit.pipeline.compose import check
-from envaudit.render import formats
-
-out = Path(sys.argv[2])
-for label, strict in (("plain", False), ("strict", True)):
-    result = check(golden=sys.argv[1], confirm=False, strict=strict)
-    for fmt in formats.choices("check"):
-        writer = formats.writer("check", fmt)
-        if fmt == "text":
-            console = Console(width=140, no_color=True, record=True, file=open("/dev/null", "w"))
-            console.print(writer.render(result))
-            text = console.export_text()
-        else:
-            text = writer.render(result)
-        (out / f"{label}.{fmt}").write_text(text)
-    (out / f"{label}.exit").write_text(str(result.exit_code))
-"""
 
 
 def text_of(result, verbose: bool = False) -> str:
@@ -99,11 +75,7 @@ def same(golden: Path):
 def kernels_moved(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Every format of the golden checked with LiteRT's reference kernels, plain and strict."""
     out = tmp_path_factory.mktemp("reference-kernels")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(golden), str(out)],
-                          env=cli_env(ENVAUDIT_TFLITE_KERNELS="reference"), capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    written = {p.name: p.read_text() for p in out.iterdir()}
+    written = every_format(golden, out, cli_env(ENVAUDIT_TFLITE_KERNELS="reference"))
     if not set(CONVERTED) & set(json.loads(written["plain.json"])["moved_modes"]):
         pytest.skip("LiteRT's reference kernels move no converted mode on this machine")
     return written

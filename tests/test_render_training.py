@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import cli_env
+from render_child import every_format
 from rich.console import Console
 from test_render_check import make_result
 
@@ -37,29 +36,6 @@ from envaudit.render import check_html, check_junit, check_md, check_text
 from envaudit.result import CanaryInfo
 
 FORMATS = ("text", "md", "html", "junit", "json")
-# Run in a fresh process with one intra-op thread: check (plain, then --strict) and render each
-# format with the registry's writers, as the CLI would.
-CHILD = """
-import json, sys
-from pathlib import Path
-from rich.console import Console
-from envaudit.pipeline.compose import check
-from envaudit.render import formats
-
-out = Path(sys.argv[2])
-for label, strict in (("plain", False), ("strict", True)):
-    result = check(golden=sys.argv[1], confirm=False, strict=strict)
-    for fmt in formats.choices("check"):
-        writer = formats.writer("check", fmt)
-        if fmt == "text":
-            console = Console(width=140, no_color=True, record=True, file=open("/dev/null", "w"))
-            console.print(writer.render(result))
-            text = console.export_text()
-        else:
-            text = writer.render(result)
-        (out / f"{label}.{fmt}").write_text(text)
-    (out / f"{label}.exit").write_text(str(result.exit_code))
-"""
 
 
 def text_of(result) -> str:
@@ -72,11 +48,7 @@ def text_of(result) -> str:
 def one_thread(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Every format of the golden checked with TF_NUM_INTRAOP_THREADS=1, plain and strict."""
     out = tmp_path_factory.mktemp("one-thread")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(golden_bundle), str(out)],
-                          env=cli_env(TF_NUM_INTRAOP_THREADS="1"), capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    written = {p.name: p.read_text() for p in out.iterdir()}
+    written = every_format(golden_bundle, out, cli_env(TF_NUM_INTRAOP_THREADS="1"))
     training = json.loads(written["plain.json"])["training"]
     if all(m["first_moved_step"] is None for m in training["modes"]):
         pytest.skip("one intra-op thread moves no training step on this machine")

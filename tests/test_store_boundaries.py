@@ -709,14 +709,17 @@ def test_any_json_value_in_a_manifest_field_loads_only_if_valid(pristine, field,
         assert FIELDS[field](value), (field, value)
 
 
+MODES_ORDER = ("'modes' must list recorded modes in the order eager, graph, xla, tflite,"
+               " tflite-float16, tflite-dynamic-range, onnx")
+
+
 @pytest.mark.parametrize(("edit", "expected"), [
-    (_set("modes", value=[]), "'modes' must list recorded modes in the order eager, graph, xla"),
+    (_set("modes", value=[]), MODES_ORDER),
     (_set("modes", value=["graph", "eager"]),
-     "'modes' must list recorded modes in the order eager, graph, xla"),
+     MODES_ORDER),
     (_set("modes", value=["turbo"]),
-     "'modes' must list recorded modes in the order eager, graph, xla"),
-    (_set("modes", value="eager"), "'modes' must list recorded modes in the order eager, graph,"
-                                   " xla"),
+     MODES_ORDER),
+    (_set("modes", value="eager"), MODES_ORDER),
     (_set("not_run", value={"eager": "no"}), "'not_run' must map modes that did not run to the"
                                              " reason"),
     (_set("not_run", value={"xla": 5}), "'not_run' must map modes that did not run to the reason"),

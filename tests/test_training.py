@@ -141,7 +141,8 @@ def test_a_golden_without_training_is_checked_without(tmp_path):
 @pytest.mark.parametrize("args, said", [
     (("--steps", "1001"), "--steps must be from 0 (no training) to 1000"),
     (("--steps", "-1"), "--steps"),
-    (("--training-modes", "tflite"), "--training-modes"),
+    (("--training-modes", "trt"), "--training-modes"),
+    (("--training-modes", "tflite"), "training has no mode tflite; choose from eager, graph, xla"),
 ])
 def test_impossible_training_is_refused_in_one_line(tmp_path, args, said):
     proc = run_cli("record", "--golden", str(tmp_path / "x"), "--no-history", *args)

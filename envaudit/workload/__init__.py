@@ -36,10 +36,11 @@ def detections_from_nms(nms: np.ndarray) -> Detections:
 
 def run_workload(assets: Assets | None = None,
                  modes: Sequence[str] | None = None) -> WorkloadResult:
-    """Run the whole golden workload once in this process, in each of ``modes`` (default: every
-    registered mode, ``envaudit.modes.names()``, read now; imports TensorFlow). A mode this
-    TensorFlow cannot run is listed in ``not_run`` with the reason."""
-    requested = registry.names() if modes is None else modes
+    """Run the whole golden workload once in this process, in each of ``modes`` (default: the
+    modes a recording records unless told, ``envaudit.modes.recorded_by_default()``, read now;
+    imports TensorFlow). A mode this TensorFlow cannot run is listed in ``not_run`` with the
+    reason."""
+    requested = registry.recorded_by_default() if modes is None else modes
     unknown = registry.unknown(requested)
     if unknown:
         raise EnvauditError(f"unknown mode {', '.join(unknown)}; choose from"
