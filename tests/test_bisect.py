@@ -79,6 +79,21 @@ def test_the_tensorflow_release_is_confirmed_and_the_rest_ruled_out():
                                                   "unchanged"]
 
 
+def test_a_half_of_one_group_is_judged_by_its_own_trial_never_tried_twice():
+    """Three groups (an extra runtime installed beside, as the onnx extra's onnxruntime): the
+    first half is TensorFlow alone; its trial gave the golden bits back, so it is confirmed by
+    that trial and the other half ruled out, with no second environment for TensorFlow alone."""
+    golden = {k: v for k, v in GOLDEN.items() if k not in ("scipy", "jax")}
+    current = {k: v for k, v in CURRENT.items() if k not in ("scipy", "jax")}
+    lab = Lab(lambda p: p.get("tensorflow-cpu") == "2.20.0")
+    result = run(lab, golden=golden, current={**current, "onnxruntime": "1.32.0"})
+    assert [t.label for t in result.trials] == ["the whole golden package set",
+                                                "tensorflow restored"]
+    assert result.confirmed == ("tensorflow",)
+    assert set(result.ruled_out) == {"numpy", "onnxruntime"}
+    assert len(lab.built) == 2
+
+
 def test_restoring_everything_changes_nothing_rules_every_group_out_at_once():
     lab = Lab(lambda p: False)
     result = run(lab)

@@ -150,11 +150,14 @@ def _narrow(bench: _Bench, groups: Sequence[PackageGroup], confirmed: list[str],
     if tried.outcome == "unchanged":
         ruled_out += [g.name for g in left]
         _narrow(bench, right, confirmed, ruled_out)
-    elif tried.outcome == "reproduced":
+        return
+    if tried.outcome == "reproduced":
         ruled_out += [g.name for g in right]
-        _narrow(bench, left, confirmed, ruled_out)
+    if len(left) == 1:  # that trial was the group alone: judged, never tried twice
+        _judge(left[0], tried, confirmed, ruled_out)
     else:
         _narrow(bench, left, confirmed, ruled_out)
+    if tried.outcome != "reproduced":
         _narrow(bench, right, confirmed, ruled_out)
 
 
