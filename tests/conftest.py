@@ -99,11 +99,34 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
 
 @pytest.fixture(scope="session")
 def golden_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle recorded in this environment with default settings (one TF subprocess)."""
+    """A bundle recorded in this environment with default settings but no training steps (one
+    TF subprocess): most checks test the inference, and each check of a bundle with steps trains
+    them again for about a second."""
     path = tmp_path_factory.mktemp("golden") / "default"
+    proc = run_cli("record", "--golden", str(path), "--steps", "0")
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle recorded in this environment with default settings, its three training steps
+    included (what ``envaudit record`` writes): for the tests of training."""
+    path = tmp_path_factory.mktemp("golden") / "trained"
     proc = run_cli("record", "--golden", str(path))
     assert proc.returncode == 0, proc.stderr
     return path
+
+
+@pytest.fixture(scope="session")
+def tflite_golden(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A bundle with graph, tflite and tflite-float16 (no training steps), and what record said
+    on stderr (the conversion gaps)."""
+    path = tmp_path_factory.mktemp("tflite") / "golden"
+    proc = run_cli("record", "--golden", str(path), "--modes", "graph,tflite",
+                   "--tflite-optimize", "float16", "--steps", "0", "--no-history")
+    assert proc.returncode == 0, proc.stderr
+    return path, proc.stderr
 
 
 @pytest.fixture(scope="session")

@@ -169,11 +169,11 @@ def test_what_each_kind_of_change_can_reach(path, category, reach_kinds):
 # --- devices in bundles -------------------------------------------------------------------------
 
 
-def test_a_recorded_bundle_keeps_the_device_of_every_array(golden_bundle):
+def test_a_recorded_bundle_keeps_the_device_of_every_array(trained_bundle):
     from envaudit.store import load_bundle
     from envaudit.workload.types import keyed_arrays
 
-    bundle = load_bundle(golden_bundle)
+    bundle = load_bundle(trained_bundle)
     keys = keyed_arrays(bundle.stages_by_mode, bundle.probes)
     steps = keyed_arrays(bundle.training, {})  # the training steps' arrays too
     assert steps and set(bundle.devices) == set(keys) | set(steps)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_env, run_cli
+from conftest import cli_env
 from render_child import every_format
 from rich.console import Console
 from test_json_docs import section, undocumented
@@ -53,12 +53,8 @@ def strict_json(text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("converted") / "golden"
-    proc = run_cli("record", "--golden", str(path), "--modes", "graph,tflite",
-                   "--tflite-optimize", "float16", "--steps", "0", "--no-history")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return path
+def golden(tflite_golden: tuple[Path, str]) -> Path:
+    return tflite_golden[0]
 
 
 @pytest.fixture(scope="module")

@@ -45,10 +45,10 @@ def text_of(result) -> str:
 
 
 @pytest.fixture(scope="module")
-def one_thread(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def one_thread(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Every format of the golden checked with TF_NUM_INTRAOP_THREADS=1, plain and strict."""
     out = tmp_path_factory.mktemp("one-thread")
-    written = every_format(golden_bundle, out, cli_env(TF_NUM_INTRAOP_THREADS="1"))
+    written = every_format(trained_bundle, out, cli_env(TF_NUM_INTRAOP_THREADS="1"))
     training = json.loads(written["plain.json"])["training"]
     if all(m["first_moved_step"] is None for m in training["modes"]):
         pytest.skip("one intra-op thread moves no training step on this machine")
@@ -56,11 +56,11 @@ def one_thread(golden_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def identical(golden_bundle: Path):
+def identical(trained_bundle: Path):
     """The golden checked in this process, in the environment that recorded it."""
     from envaudit.pipeline.compose import check
 
-    return check(golden=str(golden_bundle), confirm=False)
+    return check(golden=str(trained_bundle), confirm=False)
 
 
 # --- identical -------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The canary in the tflite modes: converted here, run by LiteRT, checked like any mode.
 
 One recording (graph, tflite and tflite with float16 weights; no training steps, which are not
-what is tested here) is shared by the module. What is checked against it: the converted model is
-bit-identical run to run in fresh processes; its conversion gap against graph mode is reported with
-real numbers, the float16 model's as expected precision loss; LiteRT's kernels are a setting a
-check names and confirms (the reference kernels move every tflite stage from the first convolution
-on, measured with the runtime itself first); the conversion is cached and a damaged cache entry is
-converted again; a bad kernels value or a forged runtime record is refused in one line.
+what is tested here) is shared with the render tests (``conftest.tflite_golden``). What is
+checked against it: the converted model is bit-identical run to run in fresh processes; its
+conversion gap against graph mode is reported with real numbers, the float16 model's as expected
+precision loss; LiteRT's kernels are a setting a check names and confirms (the reference kernels
+move every tflite stage from the first convolution on, measured with the runtime itself first);
+the conversion is cached and a damaged cache entry is converted again; a bad kernels value or a
+forged runtime record is refused in one line.
 """
 
 from __future__ import annotations
@@ -19,18 +20,6 @@ import pytest
 from conftest import cli_env, run_cli
 
 from envaudit import store
-
-MODES = "graph,tflite"
-
-
-@pytest.fixture(scope="module")
-def tflite_golden(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A bundle with graph, tflite and tflite-float16, and what record said on stderr."""
-    path = tmp_path_factory.mktemp("tflite") / "golden"
-    proc = run_cli("record", "--golden", str(path), "--modes", MODES, "--tflite-optimize",
-                   "float16", "--steps", "0", "--no-history")
-    assert proc.returncode == 0, proc.stderr
-    return path, proc.stderr
 
 
 def _check(golden: Path, *extra: str, **env: str | None) -> tuple[int, dict]:

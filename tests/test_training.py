@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +32,8 @@ from envaudit.workload import training_spec as spec
 MIB = 2**20
 
 
-def test_a_golden_records_three_training_steps_in_eager_and_graph_by_default(golden_bundle):
-    bundle = store.load_bundle(golden_bundle)
+def test_a_golden_records_three_training_steps_in_eager_and_graph_by_default(trained_bundle):
+    bundle = store.load_bundle(trained_bundle)
     assert bundle.training_steps == 3
     assert bundle.manifest["training"] == {"steps": 3, "modes": ["eager", "graph"],
                                            "settings": spec.SETTINGS}
@@ -41,12 +42,12 @@ def test_a_golden_records_three_training_steps_in_eager_and_graph_by_default(gol
         assert spec.validate("golden", arrays, 3) is None
         assert list(arrays)[:3] == ["step1.batch", "step1.loss", "step1.grad.stem.conv"]
         assert arrays["step1.loss"].shape == () and 0 < float(arrays["step1.loss"]) < 10
-    size = sum(f.stat().st_size for f in golden_bundle.iterdir())
+    size = sum(f.stat().st_size for f in trained_bundle.iterdir())
     assert size < 16 * MIB, f"the bundle is {size / MIB:.1f} MiB"
 
 
-def test_the_steps_learn_and_move_every_weight(golden_bundle):
-    eager = store.load_bundle(golden_bundle).training["eager"]
+def test_the_steps_learn_and_move_every_weight(trained_bundle):
+    eager = store.load_bundle(trained_bundle).training["eager"]
     from envaudit.workload.assets import load_assets
 
     shipped = load_assets().weights
@@ -54,13 +55,29 @@ def test_the_steps_learn_and_move_every_weight(golden_bundle):
         after = eager[spec.key(3, "var", variable)]
         assert not np.array_equal(after, shipped[variable]), variable
     # the same seeded augmentation in both modes: the batch is the input pipeline's, not the mode's
-    graph = store.load_bundle(golden_bundle).training["graph"]
+    graph = store.load_bundle(trained_bundle).training["graph"]
     assert np.array_equal(eager["step2.batch"], graph["step2.batch"])
     assert not np.array_equal(eager["step1.batch"], eager["step2.batch"])
 
 
-def test_a_check_trains_the_same_steps_bit_for_bit(check_same):
-    for code, result in check_same:
+@pytest.fixture(scope="module")
+def trained_check(trained_bundle: Path) -> tuple[int, dict]:
+    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json")
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def trained_knob_moved(trained_bundle: Path, moving_knob) -> tuple[int, dict]:
+    """A check with the moving knob set against the trained bundle, confirming."""
+    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json",
+                   env=cli_env(**moving_knob.env))
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_a_check_trains_the_same_steps_bit_for_bit(trained_check):
+    for code, result in (trained_check,):
         training = result["training"]
         assert code == 0 and result["verdict"] == "identical"
         assert [m["mode"] for m in training["modes"]] == ["eager", "graph"]
@@ -74,8 +91,8 @@ def test_a_check_trains_the_same_steps_bit_for_bit(check_same):
         assert "stage/eager/step3.var.stem.conv" in result["array_digests"]
 
 
-def test_the_moving_knob_moves_training_and_is_confirmed_there(check_knob_moved, moving_knob):
-    code, result = check_knob_moved
+def test_the_moving_knob_moves_training_and_is_confirmed_there(trained_knob_moved, moving_knob):
+    code, result = trained_knob_moved
     moved = [m for m in result["training"]["modes"] if m["first_moved_step"] is not None]
     if not moved:
         pytest.skip(f"{moving_knob.name}={moving_knob.value} moves no training step on this"
@@ -90,8 +107,8 @@ def test_the_moving_knob_moves_training_and_is_confirmed_there(check_knob_moved,
     assert top["confidence"] == "confirmed" and moving_knob.name in top["change"]
 
 
-def test_one_thread_per_op_moves_only_training_here_and_is_confirmed(golden_bundle):
-    proc = run_cli("check", "--golden", str(golden_bundle), "--format", "json", "--no-history",
+def test_one_thread_per_op_moves_only_training_here_and_is_confirmed(trained_bundle):
+    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json", "--no-history",
                    env=cli_env(TF_NUM_INTRAOP_THREADS="1"))
     assert proc.returncode in (0, 1), proc.stderr
     result = json.loads(proc.stdout)
@@ -111,8 +128,8 @@ def test_one_thread_per_op_moves_only_training_here_and_is_confirmed(golden_bund
     assert top["confidence"] == "confirmed"
 
 
-def test_repeat_runs_training_in_fresh_processes_and_finds_it_deterministic(golden_bundle):
-    proc = run_cli("check", "--golden", str(golden_bundle), "--format", "json", "--no-history",
+def test_repeat_runs_training_in_fresh_processes_and_finds_it_deterministic(trained_bundle):
+    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json", "--no-history",
                    "--no-confirm", "--repeat", "3")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -152,7 +169,7 @@ def test_impossible_training_is_refused_in_one_line(tmp_path, args, said):
     assert not (tmp_path / "x").exists()
 
 
-def test_a_tampered_training_entry_is_refused_before_tensorflow(golden_bundle, tmp_path):
+def test_a_tampered_training_entry_is_refused_before_tensorflow(trained_bundle, tmp_path):
     import shutil
 
     for index, (edit, said) in enumerate([
@@ -161,7 +178,7 @@ def test_a_tampered_training_entry_is_refused_before_tensorflow(golden_bundle, t
         (lambda m: m["training"].__setitem__("steps", 2), "2 training steps"),
     ]):
         copy = tmp_path / f"copy{index}"
-        shutil.copytree(golden_bundle, copy)
+        shutil.copytree(trained_bundle, copy)
         reseal(copy, edit)
         proc = run_cli("check", "--golden", str(copy), "--no-history")
         assert proc.returncode == 2, proc.stderr
@@ -242,14 +259,14 @@ def test_known_gpu_kernels_are_suspected_by_the_part_and_weight_that_moved():
     assert suspected("grad", "unknown.weight", "GPU:0") == ()
 
 
-def test_processes_that_differ_are_located_and_op_determinism_is_tried(golden_bundle):
+def test_processes_that_differ_are_located_and_op_determinism_is_tried(trained_bundle):
     """The report of training that differed between processes, on arrays of the golden made to
     differ at one gradient as a GPU's atomics would: the first step and array, the kernel
     suspected there, and op determinism's re-run in two real fresh processes (the canary's steps
     are deterministic on a CPU, so there they agree: what the report calls the fix)."""
     from envaudit.pipeline.training import _determinism
 
-    golden = store.load_bundle(golden_bundle).training
+    golden = store.load_bundle(trained_bundle).training
     other = {m: dict(a) for m, a in golden.items()}
     name = spec.key(2, "grad", "head_block2/cls_b")
     other["eager"][name] = np.nextafter(other["eager"][name], np.float32(np.inf))
