@@ -133,7 +133,7 @@ def tflite_golden(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def tf32_off_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle recorded with ``--tf32 off`` in this environment (one TF subprocess)."""
     path = tmp_path_factory.mktemp("golden") / "tf32-off"
-    proc = run_cli("record", "--golden", str(path), "--tf32", "off")
+    proc = run_cli("record", "--golden", str(path), "--tf32", "off", "--steps", "0")
     assert proc.returncode == 0, proc.stderr
     return path
 

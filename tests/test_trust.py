@@ -539,7 +539,7 @@ def shared_outputs(tmp_path_factory) -> dict[str, str]:
         assert proc.returncode in (0, 1), proc.stderr
         return proc.stdout
 
-    run("record", "--golden", str(bundle))
+    run("record", "--golden", str(bundle), "--steps", "0")  # training arrays hold no text
     outputs["manifest.json"] = (bundle / "manifest.json").read_text()
     for fmt in ("text", "json", "md", "junit"):
         outputs[f"check {fmt}"] = run("check", "--golden", str(bundle), "--no-confirm",
@@ -551,7 +551,7 @@ def shared_outputs(tmp_path_factory) -> dict[str, str]:
     # A bundle kept unredacted on its own machine, checked from another host: both host names
     # appear in the change table, and both must be hidden there.
     raw = home / "raw-bundle"
-    run("record", "--golden", str(raw), "--no-redact")
+    run("record", "--golden", str(raw), "--no-redact", "--steps", "0")
     outputs["raw manifest.json"] = (raw / "manifest.json").read_text()
     outputs["check from another host"] = run("check", "--golden", str(raw), "--no-confirm",
                                              host="other-host-4242")
