@@ -189,9 +189,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def check_knob_moved(golden_bundle: Path, moving_knob: Knob) -> tuple[int, dict]:
-    """A check with the moving knob set against the default-settings bundle, confirming."""
-    proc = run_cli("check", "--golden", str(golden_bundle), "--format", "json",
+def check_knob_moved(trained_bundle: Path, moving_knob: Knob) -> tuple[int, dict]:
+    """A check with the moving knob set against the default-settings bundle (its training steps
+    included: the knob moves them too), confirming."""
+    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json",
                    env=cli_env(**moving_knob.env))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)

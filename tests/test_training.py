@@ -67,15 +67,6 @@ def trained_check(trained_bundle: Path) -> tuple[int, dict]:
     return proc.returncode, json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="module")
-def trained_knob_moved(trained_bundle: Path, moving_knob) -> tuple[int, dict]:
-    """A check with the moving knob set against the trained bundle, confirming."""
-    proc = run_cli("check", "--golden", str(trained_bundle), "--format", "json",
-                   env=cli_env(**moving_knob.env))
-    assert proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
-
-
 def test_a_check_trains_the_same_steps_bit_for_bit(trained_check):
     for code, result in (trained_check,):
         training = result["training"]
@@ -91,8 +82,8 @@ def test_a_check_trains_the_same_steps_bit_for_bit(trained_check):
         assert "stage/eager/step3.var.stem.conv" in result["array_digests"]
 
 
-def test_the_moving_knob_moves_training_and_is_confirmed_there(trained_knob_moved, moving_knob):
-    code, result = trained_knob_moved
+def test_the_moving_knob_moves_training_and_is_confirmed_there(check_knob_moved, moving_knob):
+    code, result = check_knob_moved
     moved = [m for m in result["training"]["modes"] if m["first_moved_step"] is not None]
     if not moved:
         pytest.skip(f"{moving_knob.name}={moving_knob.value} moves no training step on this"
@@ -141,10 +132,8 @@ def test_repeat_runs_training_in_fresh_processes_and_finds_it_deterministic(trai
     assert result["nondeterminism"]["deterministic"] is True
 
 
-def test_a_golden_without_training_is_checked_without(tmp_path):
-    path = tmp_path / "no-training"
-    proc = run_cli("record", "--golden", str(path), "--steps", "0", "--no-history")
-    assert proc.returncode == 0, proc.stderr
+def test_a_golden_without_training_is_checked_without(golden_bundle):
+    path = golden_bundle  # recorded with --steps 0
     bundle = store.load_bundle(path)
     assert bundle.training_steps == 0 and "training" not in bundle.manifest
     assert not any(f.name.startswith("training.") for f in path.iterdir())
