@@ -33,7 +33,6 @@ from envaudit.compare.types import DetectionDiff, TensorComparison, Verdict
 from envaudit.compare.verdict import classify
 from envaudit.workload.types import Detections
 
-GapStatus = Verdict  # identical, equivalent, drift, precision_loss
 ACCEPTED = ("identical", "rounding")
 
 
@@ -43,7 +42,7 @@ class ConversionGap:
 
     mode: str  # the converted mode ("tflite")
     reference: str  # the mode it is measured against ("graph")
-    status: GapStatus  # the arrays and detections together, by the check's own rules
+    status: Verdict  # the arrays and detections together, by the check's own rules
     arrays: tuple[TensorComparison, ...]  # reference as "golden", converted as "current"
     detections: DetectionDiff | None  # the converted detections matched to the reference's
     expected: str | None = None  # the precision the mode gives up on purpose, in words

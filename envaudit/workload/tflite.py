@@ -46,8 +46,8 @@ from envaudit.workload import conversion_cache
 from envaudit.workload.tf_runtime import silenced_stderr
 
 # The optimization each tflite mode converts with (None: a plain float32 conversion).
-OPTIMIZATION: dict[str, str | None] = {registry.TFLITE: None, registry.TFLITE_FLOAT16: "float16",
-                                       registry.TFLITE_DYNAMIC_RANGE: "dynamic-range"}
+OPTIMIZATION: dict[str, str | None] = {
+    registry.TFLITE: None, **{mode: name for name, mode in registry.TFLITE_OPTIMIZATIONS.items()}}
 # Bumped when how envaudit drives the converter changes, so older cached flatbuffers are not used.
 RECIPE = 1
 MAX_FLATBUFFER_BYTES = 512 * 2**20
