@@ -16,6 +16,7 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -523,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"envaudit: error: {_one_line(str(exc))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
+        # the interrupt is answered: a second one during teardown (TensorFlow's libraries
+        # unloading) would otherwise end the process by the signal instead of exit 130
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _say("envaudit: interrupted")
         return 130
     except Exception as exc:
