@@ -16,13 +16,12 @@ import contextlib
 import errno
 import io
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envaudit import cli_parser, tflite_settings
+from envaudit import cli_parser, interrupt, tflite_settings
 from envaudit.cli_parser import _path, _positive_int  # noqa: F401  (tests use them from here)
 from envaudit.errors import EnvauditError
 from envaudit.render.escape import TerminalSafe, for_document, for_terminal
@@ -62,6 +61,7 @@ def _emit(output: Any, out_path: str | None) -> None:
     """Print a str or rich renderable to stdout, or write it to ``out_path`` as plain text."""
     # Every renderer escapes a stranger's strings for its format (render/escape.py); this is the
     # net under one that forgot: no control character but a line break leaves envaudit.
+    interrupt.stop_if_heard()  # no report for a command the user interrupted
     if isinstance(output, str):
         output = for_document(output)
     if out_path:
@@ -519,17 +519,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
-        return args.handler(args)
+        with interrupt.listening():
+            code = args.handler(args)
+            interrupt.stop_if_heard()  # a Ctrl-C some library swallowed still ends the command
+            return code
     except EnvauditError as exc:
         _say(f"envaudit: error: {_one_line(str(exc))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        # the interrupt is answered: a second one during teardown (TensorFlow's libraries
-        # unloading) would otherwise end the process by the signal instead of exit 130
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if argv is None:  # the process itself, about to exit: see interrupt.answered
+            interrupt.answered()
         _say("envaudit: interrupted")
         return 130
     except Exception as exc:
+        if interrupt.heard():  # what a library made of the Ctrl-C it caught
+            _say("envaudit: interrupted")
+            return 130
         # A bug in envaudit, not something the user did: one line to report, no traceback
         # unless asked for, and never an exit code a pipeline could read as a verdict.
         if os.environ.get("ENVAUDIT_DEBUG", "") not in ("", "0"):

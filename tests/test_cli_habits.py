@@ -246,6 +246,36 @@ def test_ctrl_c_during_a_check_prints_one_line(golden_bundle):
     assert (proc.returncode, out, err) == (130, "", "envaudit: interrupted\n")
 
 
+def _swallowing_capture(real):
+    """A fingerprint capture that meets a Ctrl-C and swallows it, as a library's bare ``except:``
+    or a ``__del__`` run during TensorFlow's import does, then goes on as if nothing happened."""
+    def capture():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:  # noqa: BLE001 -- the library's habit under test
+            pass
+        return real()
+    return capture
+
+
+@pytest.mark.parametrize("swallowed_as", ["nothing", "an error"])
+def test_a_ctrl_c_a_library_swallowed_still_ends_the_command(monkeypatch, capsys, swallowed_as):
+    import envaudit.fingerprint as fingerprint
+
+    capture = _swallowing_capture(fingerprint.capture)
+    if swallowed_as == "an error":
+        def capture_then_fail():
+            capture()
+            raise RuntimeError("the library turned the interrupt into this")
+        monkeypatch.setattr(fingerprint, "capture", capture_then_fail)
+    else:
+        monkeypatch.setattr(fingerprint, "capture", capture)
+    assert cli.main(["fingerprint", "--format", "json"]) == 130
+    assert capsys.readouterr() == ("", "envaudit: interrupted\n")  # no report for it
+    # an in-process caller gets its Ctrl-C back as Python handles it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_tensorflow_chatter_stays_silent_while_another_thread_still_runs_silenced(capfd):
     """The probes compile in one thread while the user's model runs in another, each silenced:
     the first to finish must not hand fd 2 back to the terminal under the other."""
