@@ -259,6 +259,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _say(f"envaudit: note: {_one_line(note)}")
     if _history_on(args):
         result = _remember_check(result, "bisect" if args.bisect else "check")
+    return _check_out(result, args)
+
+
+def _check_out(result: Any, args: argparse.Namespace) -> int:
+    """A check's result written as asked (redacted unless --no-redact); its exit code."""
     if not args.no_redact:
         from envaudit.redact_result import shareable
 
@@ -272,6 +277,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _emit(renderer.headline(result) if args.quiet else
               renderer.render(result, verbose=args.verbose), args.output)
     return _checked(result, args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from envaudit.pipeline.offline import compare
+
+    return _check_out(compare(args.a, args.b, strict=args.strict), args)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from envaudit import config
+
+    _emit(config.describe(config.effective(args), args.format), args.output)
+    _written(args, "configuration")
+    return EXIT_OK
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from envaudit.completion import script
+
+    _emit(script(args.shell, build_parser()), None)
+    return EXIT_OK
 
 
 def _checked(result: Any, args: argparse.Namespace) -> int:
@@ -481,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fingerprint": _cmd_fingerprint, "diff": _cmd_diff, "report": _cmd_report,
         "record": _cmd_record, "check": _cmd_check, "bisect": _cmd_bisect,
         "fleet check": _cmd_fleet_check, "fleet fingerprint": _cmd_fleet_fingerprint,
-        "history": _cmd_history, "cache clear": _cmd_cache_clear})
+        "history": _cmd_history, "cache clear": _cmd_cache_clear, "compare": _cmd_compare,
+        "config": _cmd_config, "completion": _cmd_completion})
 
 
 def _tolerant_streams() -> None:

@@ -103,6 +103,27 @@ _COMMANDS: dict[str, tuple[str, Sequence[str], str]] = {
         ("envaudit history", "envaudit history --all --since 2026-01-01", "envaudit history"
          " show"),
         _EXIT_DONE),
+    "compare": (
+        "Compare two recorded results offline, running nothing: two golden bundles (e.g. one\n"
+        "recorded on the GPU box, one on the CPU box) with the statuses, first divergence,\n"
+        "detections and fingerprint diff of a check, A taken as the golden; or two check JSON\n"
+        "files ('envaudit check --format json'), compared by their arrays' digests.\n"
+        "Causes are ranked, never confirmed: nothing can be re-run offline.",
+        ("envaudit compare golden/gpu-box golden/cpu-box",
+         "envaudit compare before.json after.json --format md -o compare.md"),
+        _EXIT_CHECK),
+    "config": (
+        "The effective configuration: each setting, its value and where it came from (a flag\n"
+        "wins over envaudit.toml, which wins over [tool.envaudit] in pyproject.toml, found\n"
+        "from the current folder upwards; then envaudit's default).",
+        ("envaudit config", "envaudit config --format json"),
+        _EXIT_DONE),
+    "completion": (
+        "A shell completion script for envaudit's commands, options and paths. Load it in\n"
+        "your shell's start-up file: for bash, eval \"$(envaudit completion bash)\" in ~/.bashrc;\n"
+        "for fish, save it as ~/.config/fish/completions/envaudit.fish.",
+        ("envaudit completion bash", "envaudit completion fish"),
+        _EXIT_DONE),
     "cache": (
         "The environments 'envaudit bisect' builds with uv, kept to be reused.",
         ("envaudit cache clear",),

@@ -213,6 +213,28 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     # pragma: no mutate end
 
     # pragma: no mutate start
+    p = _command(sub, "compare", "compare two recorded bundles or check JSONs, offline")
+    p.add_argument("a", metavar="A", type=_path,
+                   help="golden bundle folder or check JSON file: the reference")
+    p.add_argument("b", metavar="B", type=_path,
+                   help="golden bundle folder or check JSON file: compared with A")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
+    p.add_argument("--format", choices=choices("check"), default="text", help="default: text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
+    p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
+    p.set_defaults(handler=handlers["compare"])
+
+    p = _command(sub, "config", "the effective configuration and where each value came from")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
+    p.set_defaults(handler=handlers["config"])
+
+    p = _command(sub, "completion", "a shell completion script: bash, zsh or fish")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    p.set_defaults(handler=handlers["completion"])
+    # pragma: no mutate end
+
+    # pragma: no mutate start
     p = _command(sub, "cache", "the environments --bisect builds")
     cache = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=Parser,
                              required=True)

@@ -1,0 +1,1 @@
+"""envaudit's pytest plugin (entry point ``pytest11``): being written."""
