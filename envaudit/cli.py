@@ -288,7 +288,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     from envaudit import config
 
-    _emit(config.describe(config.effective(args), args.format), args.output)
+    _emit(config.describe(config.effective(), args.format), args.output)
     _written(args, "configuration")
     return EXIT_OK
 
@@ -534,16 +534,32 @@ def _say(line: str) -> None:
             sys.stderr.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    _tolerant_streams()
+def configured(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed, each option it left out taken from the configuration file where
+    that sets it (``envaudit.config``: a flag wins, then the file, then the default). A usage
+    error exits 2 (argparse); a mistake in the file raises ``EnvauditError``."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # refused by the (sub)command they were given to, which names its own help
         getattr(args, "parser", parser).unknown(extras)
     args.quiet = getattr(args, "quiet", False)
     args.verbose = getattr(args, "verbose", False)
+    if getattr(args, "handler", None):
+        from envaudit import config
+
+        config.apply(args, parser, lambda: cli_parser.given(build_parser(), argv))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
+    try:
+        args = configured(argv)
+    except EnvauditError as exc:
+        _say(f"envaudit: error: {_one_line(str(exc))}")
+        return EXIT_ERROR
     if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return EXIT_ERROR
     try:
         with interrupt.listening():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from envaudit.cli_help import Formatter, Parser, described
@@ -30,6 +30,18 @@ _OUTPUT = "write to FILE instead of stdout (one summary line goes to stderr)"
 HISTORY_SHOWN = 20  # runs 'envaudit history' lists without --limit or --all
 _NO_HISTORY = ("do not append this run to the history ($XDG_DATA_HOME/envaudit/history.sqlite;"
                " ENVAUDIT_HISTORY=off does the same)")
+# A switch a configuration file can turn (envaudit.config) needs a flag that turns it back, or a
+# file's 'redact = false' could not be undone for one report: switch -> its opposite, and help.
+_OPPOSITES = {
+    "--no-redact": ("--redact", "redact (the default): undoes redact = false from a"
+                                " configuration file"),
+    "--no-history": ("--history", "append this run to the history (the default): undoes"
+                                  " history = false from a configuration file"),
+    "--no-confirm": ("--confirm", "run the confirmation re-runs (the default): undoes"
+                                  " confirm = false from a configuration file"),
+    "--strict": ("--no-strict", "exit 1 only on a finding (the default): undoes strict = true"
+                                " from a configuration file"),
+}
 
 
 def build_parser(handlers: Mapping[str, Handler]) -> Parser:
@@ -242,7 +254,50 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
                                      " cached in them", "cache clear")
     # pragma: no mutate end
     clear.set_defaults(handler=handlers["cache clear"])
+    _opposites(parser)
     return parser
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by the words that name it ("check", "fleet check"), in the order of
+    the grammar; groups of commands ("fleet", "cache") are not commands."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for word, sub in action.choices.items():
+                inner = commands(sub)
+                found.update({f"{word} {k}": q for k, q in inner.items()} if inner else
+                             {word: sub})
+    return found
+
+
+def given(fresh: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
+    """The destinations the command line ``argv`` set itself, however its options were
+    abbreviated: ``argv`` parsed again by ``fresh`` with every default taken out, so only what was
+    typed lands in the namespace. ``fresh`` is spent (a parser built for this call alone)."""
+    for p in _tree(fresh):
+        p._defaults.clear()  # set_defaults: the handler, bisect's fixed values
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+    namespace, _ = fresh.parse_known_args(argv)
+    return set(vars(namespace))
+
+
+def _tree(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every parser below it, groups of commands included."""
+    below = [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+             for sub in action.choices.values()]
+    return [parser, *(q for sub in below for q in _tree(sub))]
+
+
+def _opposites(parser: argparse.ArgumentParser) -> None:
+    """Beside each configurable switch, the flag that turns it back (``_OPPOSITES``)."""
+    for p in commands(parser).values():
+        for switch, (opposite, words) in _OPPOSITES.items():
+            action = p._option_string_actions.get(switch)
+            if action is not None:
+                p.add_argument(opposite, dest=action.dest, action="store_false",
+                               default=argparse.SUPPRESS, help=words)
 
 
 def _command(sub: Any, name: str, summary: str, key: str | None = None) -> Parser:
