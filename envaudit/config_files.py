@@ -70,7 +70,7 @@ def search(start: Path) -> Found:
         own, pyproject = folder / ENVAUDIT_TOML, folder / PYPROJECT
         if own.exists():
             source = Source(own, in_pyproject=False)
-            passed = ((pyproject, f"not read: {ENVAUDIT_TOML} in the same folder wins"),) \
+            passed = ((pyproject, f"{ENVAUDIT_TOML} in the same folder wins"),) \
                 if pyproject.exists() else ()
             return Found(folder, source, _document(source), passed)
         if pyproject.exists():
