@@ -12,6 +12,7 @@ from envaudit.compare.conversion import ConversionGap
 from envaudit.compare.training import TrainingReport
 from envaudit.compare.types import (
     DetectionDiff,
+    DigestComparison,
     FirstDivergence,
     ModeResult,
     Nondeterminism,
@@ -30,7 +31,8 @@ from envaudit.usermodel.spec import ModelInfo
 SCHEMA = "envaudit.check/2"
 
 __all__ = ["SCHEMA", "VERDICTS", "CanaryInfo", "CheckResult", "FirstDivergence", "ModeResult",
-           "ModelCheckInfo", "Nondeterminism", "StageReplay", "SubjectInfo"]
+           "ModelCheckInfo", "Nondeterminism", "OfflineComparison", "StageReplay",
+           "SubjectInfo"]
 
 
 EMPTY_DETECTIONS = DetectionDiff(0, 0, 0, 0, 0, 0, 0.0, None, 0.0, (), 0.0)
@@ -71,6 +73,28 @@ class ModelCheckInfo:
 
 
 SubjectInfo = CanaryInfo | ModelCheckInfo
+
+# What ``envaudit compare`` compared: two golden bundles (every array, as a check compares them)
+# or two check JSONs (their arrays' digests only).
+OfflineInputs = Literal["bundles", "check_json"]
+
+
+@dataclass(frozen=True)
+class OfflineComparison:
+    """The result compares two recordings offline (``envaudit compare``): A, the golden, with B.
+    Nothing ran: no stage was replayed alone, so which later stages changed by themselves is not
+    known; no cause was re-run, so causes are likely or possible, never confirmed; between two
+    check JSONs only digests are compared, so a difference has no size. ``said`` puts that in
+    sentences, decided once (``pipeline/offline.py``); every format shows them."""
+
+    inputs: OfflineInputs
+    current_path: str  # B (A is the result's ``golden_path``)
+    left_out: tuple[str, ...]  # what only one side recorded, not compared, a phrase each
+    said: tuple[str, ...]  # what the comparison could and could not tell, a sentence each
+    # Whether the environment changes between A and B are known: from two bundles' fingerprints,
+    # or from two check JSONs of the same golden (what each changed against it).
+    fingerprints_compared: bool = True
+    digests: DigestComparison | None = None  # two check JSONs: their arrays by digest
 
 
 @dataclass(frozen=True)
@@ -120,6 +144,9 @@ class CheckResult:
     # and for renderers that show them; not part of the JSON, which carries their ids.
     golden_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})
     current_fingerprint: Fingerprint | None = field(default=None, metadata={"json": False})
+    # Two recordings compared offline (``envaudit compare``), or None for a check; in the JSON
+    # only when present.
+    offline: OfflineComparison | None = None
 
     def by_mode(self) -> list[tuple[str | None, list[TensorComparison],
                                     FirstDivergence | None, str | None]]:
@@ -149,6 +176,8 @@ class CheckResult:
         fields["stages"] = plain(self.pipeline_stages)
         golden = {"path": fields.pop("golden_path"),
                   "fingerprint_id": fields.pop("golden_fingerprint_id")}
+        if fields["offline"] is None:  # a check's JSON: its schema as it always was
+            del fields["offline"]
         # The subject's fields stand where they always stood: "workload" says which subject.
         flat = {}
         for key, value in fields.items():

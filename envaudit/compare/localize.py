@@ -2,7 +2,9 @@
 
 ``first_divergence``: the first stage (pipeline order) that is not bit-identical, and, from a
 stage-isolated replay (each differing stage fed the golden outputs of the stages it reads, run
-here), which stages changed by themselves and which only carry an earlier change.
+here), which stages changed by themselves and which only carry an earlier change. Without a
+replay (a user model's layers, a training step, two recordings compared offline) only the first
+stage is known: which later ones changed by themselves is left empty, never guessed.
 ``nondeterminism``: whether repeated runs in this one environment differ among themselves, and by
 how much; the spread becomes the noise floor of the comparison. Pure NumPy: the replay itself is
 run by the workload, which the caller passes in as arrays.
@@ -19,24 +21,27 @@ from envaudit.compare.types import FirstDivergence, Nondeterminism, StageReplay,
 
 
 def first_divergence(stages: Sequence[TensorComparison], golden: Mapping[str, np.ndarray],
-                     replayed: Mapping[str, np.ndarray]) -> FirstDivergence | None:
+                     replayed: Mapping[str, np.ndarray] | None) -> FirstDivergence | None:
     """The first non-identical stage and each differing stage's replay (None: all identical).
-    ``replayed`` holds, for every differing stage, its output on the golden inputs."""
+    ``replayed`` holds, for every differing stage, its output on the golden inputs; None: nothing
+    was replayed (``replay`` and ``changed_stages`` are empty)."""
     differing = [s for s in stages if not s.identical]
     if not differing:
         return None
-    replays = []
-    for s in differing:
-        out, reference = replayed[s.name], golden[s.name]
-        same = bit_identical(out, reference)
-        delta = 0.0 if same or out.shape != reference.shape else _max_abs(out, reference)
-        replays.append(StageReplay(stage=s.name, identical=same, max_abs=delta))
+    replays = ([] if replayed is None else
+               [_replay(s.name, replayed[s.name], golden[s.name]) for s in differing])
     return FirstDivergence(
         stage=differing[0].name,
         index=[s.name for s in stages].index(differing[0].name),
         replay=tuple(replays),
         changed_stages=tuple(r.stage for r in replays if not r.identical),
     )
+
+
+def _replay(stage: str, out: np.ndarray, reference: np.ndarray) -> StageReplay:
+    same = bit_identical(out, reference)
+    delta = 0.0 if same or out.shape != reference.shape else _max_abs(out, reference)
+    return StageReplay(stage=stage, identical=same, max_abs=delta)
 
 
 def nondeterminism(runs: Sequence[Mapping[str, np.ndarray]]) -> Nondeterminism:

@@ -317,3 +317,54 @@ class Nondeterminism:
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+
+@dataclass(frozen=True)
+class DigestGroup:
+    """The arrays of one execution mode, or the probes, compared by digest."""
+
+    name: str  # the mode ("eager", ...) or "probes"
+    compared: int  # arrays both runs computed
+    differing: int  # of those, not bit-identical
+    first: str | None  # the first that differs, in the order the golden run computed them
+
+
+@dataclass(frozen=True)
+class DigestComparison:
+    """Two runs' arrays compared by the digests two check JSONs hold (``digests.py``): equal
+    digests, equal bits. A digest says nothing of by how much two arrays differ, so no array here
+    has a magnitude, a status or an error growth."""
+
+    identical: int  # arrays both runs computed, bit-identical
+    # Arrays both computed that differ, by ``keyed_arrays`` key: the stages mode by mode
+    # (registry order), each mode's in the order the golden run computed them, then the probes.
+    differing: tuple[str, ...]
+    only_golden: tuple[str, ...]  # arrays only the golden run (A) computed: not compared
+    only_current: tuple[str, ...]  # arrays only B computed: not compared
+    groups: tuple[DigestGroup, ...]  # the same, mode by mode, then the probes
+    golden_verdict: Verdict  # each check's own verdict against the golden it checked
+    current_verdict: Verdict
+    same_golden: bool  # both checks read the same golden bundle (its manifest's checksum)
+    # The size of a difference is known only where A's check was bit-identical to the golden B
+    # checked too and neither side computed an array the other did not: then A's arrays are that
+    # golden's bits, and B's own check measured B against them.
+    magnitude_known: bool
+
+    @property
+    def verdict(self) -> Verdict:
+        """``identical`` when no array both runs computed differs; B's own verdict where the
+        size of the difference is known; else ``drift``: a difference that nothing offline can
+        show to be rounding noise."""
+        if not self.differing:
+            return "identical"
+        if self.magnitude_known and self.current_verdict != "identical":
+            return self.current_verdict
+        return "drift"
+
+    def fails_gate(self, strict: bool = False) -> bool:
+        """Whether the differing arrays fail a comparison: its verdict is a finding, or,
+        ``strict``, any array differs."""
+        return self.verdict in FINDINGS or (strict and bool(self.differing))
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)

@@ -50,6 +50,10 @@ from envaudit.workload.types import SCORE_THRESHOLD, Candidates
 
 # Per golden image, in batch order: the normalized boxes [K, 4] and classes [K] rendered into it.
 GroundTruth = tuple[list[np.ndarray], list[np.ndarray]]
+# What runs stages alone on golden inputs in one mode (``workload.replay_stages``).
+Replay = Callable[..., dict[str, np.ndarray]]
+# The float64 reference of a run's arrays, for the run that decoded the given pixels.
+TwinOf = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
 
 class Canary:
@@ -108,14 +112,13 @@ class Canary:
 
     def compare(self, run: SubjectRun, spread: float
                 ) -> tuple[tuple[TensorComparison, ...], tuple[ModeResult, ...]]:
-        from envaudit.workload import replay_stages
-
         stages: list[TensorComparison] = []
         modes: list[ModeResult] = []
         self.trained = []
+        replay = self.replay()
         for mode in self.modes:
             compared, result = _check_mode(mode, self.bundle, self.assets, run, spread,
-                                           replay_stages, self.truth)
+                                           replay, self.current_twin, self.truth)
             if self.training and mode in self.training.modes and result.verdict is not None:
                 steps, trained = self.training.compare(mode, run.stages.get(mode), spread)
                 result = with_steps(result, compared, steps)
@@ -124,9 +127,19 @@ class Canary:
             stages += compared
             modes.append(result)
         self.gaps = [gap for mode in self.modes
-                     if (gap := _conversion_gap(mode, self.bundle, self.assets, run)) is not None]
+                     if (gap := _conversion_gap(mode, run, self.current_twin)) is not None]
         self.runtimes = runtime_checks(self.bundle.runtimes, run.native.runtimes, self.modes)
         return tuple(stages), tuple(modes)
+
+    def replay(self) -> Replay | None:
+        """What replays a differing stage alone on golden inputs (None: nothing is replayed)."""
+        from envaudit.workload import replay_stages
+
+        return replay_stages
+
+    def current_twin(self, decoded: np.ndarray) -> Mapping[str, np.ndarray]:
+        """The float64 reference of a run here that decoded ``decoded``."""
+        return current_twin(self.bundle, self.assets, decoded)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
         return CanaryInfo(training=self.training.report(self.trained) if self.training else None,
@@ -200,10 +213,11 @@ def _checked_modes(bundle: GoldenBundle, requested: Sequence[str] | None) -> tup
 
 
 def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun,
-                spread: float, replay: Callable[..., dict[str, np.ndarray]],
+                spread: float, replay: Replay | None, twin: TwinOf,
                 truth: GroundTruth | None = None
                 ) -> tuple[tuple[TensorComparison, ...], ModeResult]:
-    """One mode's stages compared, localized by replay in that mode, its detections matched."""
+    """One mode's stages compared, localized by replay in that mode (``replay`` None: not
+    replayed), its detections matched; ``twin``: the float64 reference of a run's arrays."""
     golden = bundle.stages_by_mode[mode]
     current = run.native.runs.get(mode)
     if current is None:
@@ -212,7 +226,7 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
         return stages, ModeResult(mode, None, None, None, reason)
     stages = compare_arrays(
         "stage", golden, current.stages, spread=spread, mode=mode,
-        references=current_twin(bundle, assets, current.stages["decode"]),
+        references=twin(current.stages["decode"]),
         golden_references=current_twin(bundle, assets, golden["decode"]))
     golden_candidates = Candidates(boxes=golden["boxes"], scores=golden["scores"])
     noise = max(decision_noise(golden_candidates, current.candidates), spread)
@@ -223,15 +237,15 @@ def _check_mode(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
                                   golden_candidates=golden_candidates, mode=mode,
                                   score_threshold=SCORE_THRESHOLD, missed=missed)
     differing = [s.name for s in stages if not s.identical]
-    first = localize.first_divergence(
-        stages, golden, replay(assets, golden, differing, mode=mode) if differing else {})
+    replayed = (None if replay is None else
+                replay(assets, golden, differing, mode=mode) if differing else {})
+    first = localize.first_divergence(stages, golden, replayed)
     return stages, ModeResult(mode, classify(stages, (), detections), first, detections)
 
 
-def _conversion_gap(mode: str, bundle: GoldenBundle, assets: Assets, run: SubjectRun
-                    ) -> ConversionGap | None:
+def _conversion_gap(mode: str, run: SubjectRun, twin: TwinOf) -> ConversionGap | None:
     """A converted mode that ran against the graph mode of the same run (None: not a converted
-    mode, or one of the two did not run)."""
+    mode, or one of the two did not run); ``twin``: the float64 reference of the run's arrays."""
     if not registry.get(mode).converted:
         return None
     runs = run.native.runs
@@ -239,7 +253,7 @@ def _conversion_gap(mode: str, bundle: GoldenBundle, assets: Assets, run: Subjec
     if reference is None or converted is None:
         return None
     return measure(mode, registry.CONVERTED_FROM, reference.stages, converted.stages,
-                   twin=current_twin(bundle, assets, reference.stages["decode"]),
+                   twin=twin(reference.stages["decode"]),
                    detections=(reference.detections, converted.detections),
                    score_threshold=SCORE_THRESHOLD, runtime=run.native.runtimes.get(mode))
 

@@ -7,6 +7,11 @@ ranking, confirmation re-runs, bisection). Every step after the subject's own ru
 written once, here, for every subject. It returns a ``CheckResult`` and prints nothing. The golden
 bundle and everything the subject needs are verified before TensorFlow is imported, so bad input
 fails in milliseconds.
+
+``envaudit compare`` (``offline.py``) uses the same steps on two recordings: its subject's run is
+golden bundle B's recorded arrays (``compare_runs``, ``environment_changes``, ``build_result``),
+and two check JSONs compared by digest are made a result here too (``digest_result``). Every
+``CheckResult`` is constructed in ``_made``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from envaudit.compare import localize
+from envaudit.compare import digests, localize
 from envaudit.compare.probes import compare_probes
 from envaudit.compare.tensors import digest, placed
 from envaudit.compare.types import (
     DEFAULT_GROWTH_TARGET,
     DetectionDiff,
+    DigestComparison,
     FirstDivergence,
     ModeResult,
     Nondeterminism,
@@ -33,7 +40,7 @@ from envaudit.fingerprint.types import Change, Fingerprint
 from envaudit.pipeline.explain import Explanation, explain
 from envaudit.pipeline.subject import CheckOptions, Subject, SubjectRun
 from envaudit.provenance import RecordedElsewhere
-from envaudit.result import EMPTY_DETECTIONS, CheckResult
+from envaudit.result import EMPTY_DETECTIONS, CheckResult, OfflineComparison
 from envaudit.store import GoldenBundle, load_bundle, resolve_golden
 from envaudit.tf32 import (
     Tf32Check,
@@ -45,6 +52,9 @@ from envaudit.tf32 import (
 )
 from envaudit.usermodel.spec import DetectionNames, Tolerances
 from envaudit.workload import tf32_switch
+
+if TYPE_CHECKING:
+    from envaudit.pipeline.check_json import CheckRecord
 
 __all__ = ["check", "CheckResult", "open_subject"]
 
@@ -94,19 +104,19 @@ def check(
         # the arrays are compared (the replays under the same TF32 switch).
         captured = pool.submit(capture)
         progress("comparing")
-        found = _compare(subject, runs)
+        found = compare_runs(subject, runs)
         switch = tf32_switch.reading()
         fingerprint = captured.result()
     found = replace(found, tf32=compare_tf32(subject.bundle.tf32, decide(
         tf32, *switch, runs[0].devices.values(), fingerprint_capabilities(fingerprint))))
-    changes, elsewhere = _changes(subject, fingerprint)
+    changes, elsewhere = environment_changes(subject, fingerprint)
     compared = time.perf_counter()
     explanation = explain(subject, found, changes, fingerprint, options, progress)
     finished = time.perf_counter()
     timings = {**runs[0].timings, "workload": ran - started, "compare": compared - ran,
                "confirm": finished - compared, "total": finished - started}
-    return _result(subject, found, explanation, _Environment(fingerprint, changes, elsewhere),
-                   options, timings)
+    return build_result(subject, found, explanation,
+                        Environment(fingerprint, changes, elsewhere), options, timings)
 
 
 def open_subject(bundle: GoldenBundle, options: CheckOptions) -> Subject:
@@ -168,7 +178,7 @@ class Found:
         return (changed or moved or ran[0]).detections
 
 
-def _compare(subject: Subject, runs: Sequence[SubjectRun]) -> Found:
+def compare_runs(subject: Subject, runs: Sequence[SubjectRun]) -> Found:
     """The first run against the golden: its spread over the repeats, the subject's own arrays
     mode by mode, the canary probes; each mode judged on its own, the probes on their own."""
     nondeterminism = (localize.nondeterminism([r.keyed() for r in runs])
@@ -183,34 +193,40 @@ def _compare(subject: Subject, runs: Sequence[SubjectRun]) -> Found:
     return Found(run, stages, probes, modes, verdict, nondeterminism)
 
 
-def _changes(subject: Subject, fingerprint: Fingerprint
+def environment_changes(subject: Subject, fingerprint: Fingerprint, redacted: bool = False
              ) -> tuple[tuple[Change, ...], RecordedElsewhere | None]:
     """This environment as the golden's was recorded (redacted alike when it was), what changed,
-    and whether the golden came from elsewhere."""
+    and whether the golden came from elsewhere. ``redacted``: ``fingerprint`` was itself stored
+    redacted (a bundle compared offline), so the golden's is redacted alike for the diff."""
     from envaudit.fingerprint import diff
     from envaudit.fingerprint.redact import like
 
     bundle = subject.bundle
     seen = like(bundle.fingerprint, bool(bundle.manifest.get("redacted")), fingerprint)
-    return tuple(diff(bundle.fingerprint, seen)), subject.provenance(seen)
+    golden = like(fingerprint, redacted, bundle.fingerprint)
+    return tuple(diff(golden, seen)), subject.provenance(seen)
 
 
 @dataclass(frozen=True)
-class _Environment:
+class Environment:
+    """The environment compared with the golden's: its fingerprint, what changed, and whether
+    the golden came from other hardware or another build."""
+
     fingerprint: Fingerprint
     changes: tuple[Change, ...]
     elsewhere: RecordedElsewhere | None
 
 
-def _result(subject: Subject, found: Found, explained: Explanation, env: _Environment,
-            options: CheckOptions, timings: dict[str, float]) -> CheckResult:
-    """The one place a ``CheckResult`` is built."""
+def build_result(subject: Subject, found: Found, explained: Explanation, env: Environment,
+                 options: CheckOptions, timings: dict[str, float],
+                 offline: OfflineComparison | None = None) -> CheckResult:
+    """The one place a ``CheckResult`` is built from a subject's comparison: a check's, or two
+    recordings' compared offline (``offline``: what that comparison could not do)."""
     bundle, first, causes = subject.bundle, found.first_divergence, explained.causes
     info = subject.describe(found.probes)
     top = f"{causes[0].change} ({causes[0].label})" if causes else None
-    return CheckResult(
-        verdict=found.verdict,
-        exit_code=exit_code(found.verdict, options.strict),
+    return _made(
+        found.verdict, options, offline,
         headline=subject.headline(found.verdict, found.stages, found.probes, found.modes, info,
                                   found.detections, first.stage if first else None, top),
         golden_path=str(bundle.path),
@@ -230,8 +246,6 @@ def _result(subject: Subject, found: Found, explained: Explanation, env: _Enviro
         nondeterminism=found.nondeterminism,
         confirmation_ran=bool(explained.reruns),
         reruns=explained.reruns,
-        confirmation_skipped=not options.confirm and found.verdict != "identical",
-        strict=options.strict,
         modes=found.modes,
         moved_modes=found.moved_modes,
         golden_schema=bundle.schema,
@@ -243,3 +257,45 @@ def _result(subject: Subject, found: Found, explained: Explanation, env: _Enviro
         current_fingerprint=env.fingerprint,
         timings=timings,
     )
+
+
+def digest_result(golden: CheckRecord, current: CheckRecord, compared: DigestComparison,
+                  changes: tuple[Change, ...], offline: OfflineComparison, *, strict: bool,
+                  seconds: float) -> CheckResult:
+    """The ``CheckResult`` of two check JSONs compared by digest (``check_json.py``): A's run is
+    the golden, B's the current one. No array was compared by value, so it holds no stages,
+    probes, detections or causes; its verdict is what digests support
+    (``DigestComparison.verdict``)."""
+    first = digests.first_divergence(compared, golden.digests)
+    moved = digests.moved_modes(compared)
+    return _made(
+        compared.verdict, CheckOptions(strict=strict, confirm=False), offline,
+        headline=digests.headline(compared, first, moved),
+        golden_path=golden.path,
+        golden_fingerprint_id=golden.fingerprint_id,
+        current_fingerprint_id=current.fingerprint_id,
+        fingerprint_changes=changes,
+        stages=(),
+        probes=(),
+        changed_probe_families=(),
+        first_divergence=first,
+        detections=EMPTY_DETECTIONS,
+        causes=(),
+        nondeterminism=None,
+        confirmation_ran=False,
+        moved_modes=moved,
+        array_digests=dict(current.digests),
+        timings={"compare": seconds, "total": seconds},
+    )
+
+
+def _made(verdict: Verdict, options: CheckOptions, offline: OfflineComparison | None,
+          **fields: Any) -> CheckResult:
+    """The one construction of a ``CheckResult``, for a subject's comparison and for two checks
+    compared by digest: the exit code follows from the verdict and --strict, and confirmation
+    counts as skipped only where it could have run (--no-confirm on a check that moved; offline,
+    nothing can be re-run)."""
+    return CheckResult(verdict=verdict, exit_code=exit_code(verdict, options.strict),
+                       strict=options.strict, offline=offline,
+                       confirmation_skipped=(not options.confirm and verdict != "identical"
+                                             and offline is None), **fields)

@@ -36,12 +36,12 @@ import numpy as np
 
 from envaudit.compare.conversion import ConversionGap, measure
 from envaudit.compare.detections import match_detections
+from envaudit.compare.localize import first_divergence
 from envaudit.compare.noise import EQUIVALENT_MAX_REL_ULPS
 from envaudit.compare.tensors import compare_arrays, tolerated
 from envaudit.compare.training import TrainingMode
 from envaudit.compare.types import (
     DetectionDiff,
-    FirstDivergence,
     ModeResult,
     PrecisionWitness,
     TensorComparison,
@@ -72,7 +72,7 @@ class ModelRun:
     """One run of the model here (``SubjectRun.native``): in its recorded mode, and, in a
     converted mode, the model run natively beside it and what converted and ran it."""
 
-    run: UserModelRun
+    run: UserModelRun | None  # None: a recorded run, compared offline (``pipeline/recorded.py``)
     native: UserModelRun | None = None  # the first run of a converted mode only
     runtime: Mapping[str, Any] | None = None  # ``ConvertedModel.record()``
 
@@ -97,7 +97,7 @@ class OwnModel:
             info = replace(info, detections=options.detections)
         self.bundle = bundle
         self.info = info
-        self.path = locate(info, options.model)
+        self.path = self.model_path(info, options.model)
         self.feeds = _feeds(bundle, info)
         self.modes = (info.mode,)
         self.stages = golden  # the model's own arrays: inputs, layers, outputs
@@ -210,8 +210,10 @@ class OwnModel:
                                   detections_of(names, outputs_by_image(self.info, current)),
                                   noise=spread, mode=self.info.mode)
                  if names else None)
-        mode = ModeResult(self.info.mode, classify(stages, (), boxes), _first_divergence(stages),
-                          boxes or EMPTY_DETECTIONS)
+        # a model's layers are not replayed one by one: which later arrays changed by
+        # themselves is not known
+        mode = ModeResult(self.info.mode, classify(stages, (), boxes),
+                          first_divergence(stages, golden, None), boxes or EMPTY_DETECTIONS)
         ran: ModelRun = run.native
         self.gaps = ((conversion_gap(self.info, ran.native, ran.run, ran.runtime),)
                      if ran.native is not None else ())
@@ -225,6 +227,11 @@ class OwnModel:
             stages += steps
             self.trained += [trained] if trained else []
         return stages, (mode,)
+
+    def model_path(self, info: ModelInfo, given: str | None) -> Path:
+        """The model a run loads: ``given`` or the recorded path, proven to be the recorded
+        model by its SHA-256 (``usermodel.golden.locate``)."""
+        return locate(info, given)
 
     def describe(self, probes: Sequence[TensorComparison]) -> SubjectInfo:
         witness = precision_witness(probes)
@@ -312,21 +319,6 @@ def _compare_stages(golden: Mapping[str, np.ndarray], current: Mapping[str, np.n
                           tolerance.atol, tolerance.describe())
         compared.append(c)
     return tuple(compared)
-
-
-def _first_divergence(stages: Sequence[TensorComparison]) -> FirstDivergence | None:
-    """The first array, inputs then layers then outputs, that is not bit-identical. A user
-    model's layers are not replayed one by one, so which of the later ones changed by themselves
-    is not known (``changed_stages`` is empty)."""
-    differing = [s for s in stages if not s.identical]
-    if not differing:
-        return None
-    return FirstDivergence(
-        stage=differing[0].name,
-        index=[s.name for s in stages].index(differing[0].name),
-        replay=(),
-        changed_stages=(),
-    )
 
 
 def _child_spec(folder: Path, path: Path, info: ModelInfo, feeds: Mapping[str, object],
