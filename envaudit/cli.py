@@ -554,15 +554,11 @@ def configured(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
     try:
-        args = configured(argv)
-    except EnvauditError as exc:
-        _say(f"envaudit: error: {_one_line(str(exc))}")
-        return EXIT_ERROR
-    if not getattr(args, "handler", None):
-        build_parser().print_help(sys.stderr)
-        return EXIT_ERROR
-    try:
         with interrupt.listening():
+            args = configured(argv)
+            if not getattr(args, "handler", None):
+                build_parser().print_help(sys.stderr)
+                return EXIT_ERROR
             code = args.handler(args)
             interrupt.stop_if_heard()  # a Ctrl-C some library swallowed still ends the command
             return code

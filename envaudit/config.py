@@ -79,7 +79,7 @@ def apply(args: argparse.Namespace, grammar: argparse.ArgumentParser,
     settable = {k.name: a for k in KEYS if (a := option(k, name, parser)) is not None}
     if not settable:
         return  # no file is read for this command
-    found = search(start or Path.cwd())
+    found = search(start or _here())
     values = _values(found, grammar)
     chosen = [k for k in values if k in settable]
     if not chosen:
@@ -101,12 +101,12 @@ def value(key: str, start: Path | None = None) -> object | None:
     file with a mistake; ``ValueError`` for a key envaudit does not have."""
     if key not in BY_NAME:
         raise ValueError(f"envaudit has no configuration key {key!r}; keys: {', '.join(BY_NAME)}")
-    return _values(search(start or Path.cwd()), _grammar()).get(key)
+    return _values(search(start or _here()), _grammar()).get(key)
 
 
 def effective(start: Path | None = None) -> Effective:
     """Every key's effective value in ``start`` (default: the current folder), and its source."""
-    start = start or Path.cwd()
+    start = start or _here()
     grammar = _grammar()
     found = search(start)
     values = _values(found, grammar)
@@ -129,6 +129,16 @@ def describe(effective: Effective, fmt: str) -> str:
     from envaudit.render import config_json, config_text
 
     return (config_json if fmt == "json" else config_text).render(effective)
+
+
+def _here() -> Path:
+    """The current folder, where the search for a configuration starts."""
+    try:
+        return Path.cwd()
+    except OSError as exc:  # removed while a shell was still in it
+        raise EnvauditError(f"cannot look for envaudit.toml or pyproject.toml from the current"
+                            f" folder ({exc.strerror or exc}); cd into an existing folder")\
+            from None
 
 
 # --- checking a file ------------------------------------------------------------------------

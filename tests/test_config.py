@@ -343,3 +343,11 @@ def test_the_documentations_table_names_every_key_its_flag_and_the_commands_it_s
         assert flag.strip() == f"`{key.flag}`"
         shown = {word for word in re.findall(r"`([a-z ]+)`", reach) if word in commands}
         assert shown == {n for n, p in commands.items() if option(key, n, p)}, key.name
+
+
+def test_a_removed_current_folder_is_one_line(project, capsys):
+    gone = project / "gone"
+    gone.mkdir()
+    os.chdir(gone)
+    gone.rmdir()
+    assert "cd into an existing folder" in refused(capsys, ["check"])
