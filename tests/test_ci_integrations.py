@@ -356,7 +356,7 @@ def test_a_corrupt_golden_is_envaudits_own_error_in_the_summary(tmp_path):
 
 @pytest.mark.parametrize("inputs, said", [
     ({"args": "$(touch pwned) `touch pwned` ; touch pwned"}, "unexpected argument '$(touch'"),
-    ({"modes": "eager;touch pwned"}, "--modes"),
+    ({"modes": "eager;touch pwned"}, "'eager;touch pwned' is not a list of modes"),
     ({"strict": "$(touch pwned)"}, "the input 'strict' is '$(touch pwned)'"),
 ])
 def test_hostile_inputs_are_words_never_code(tmp_path, golden_bundle, inputs, said):
