@@ -248,6 +248,7 @@ def hostile_parser(spellable: bool) -> argparse.ArgumentParser:
     if not spellable:
         command.add_argument("--x$(touch pwned)", action="store_true", help=HOSTILE_HELP)
     sub.add_parser("it's$(touch pwned)", help=HOSTILE_HELP)
+    sub.add_parser("line\ntouch pwned", help="a name that would end a comment")
     return parser
 
 
@@ -263,6 +264,12 @@ def test_bash_offers_hostile_words_as_literal_words_and_runs_none(tmp_path):
     assert [shlex.split(f) for f in flags] == [["--x$(touch pwned)"]]
     assert [shlex.split(c) for c in commands] == [["it's$(touch pwned)"]]
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_a_command_named_in_a_comment_stays_on_its_line(shell):
+    text = script(shell, hostile_parser(spellable=True))
+    assert "# envaudit line\\ntouch pwned\n" in text  # the line break escaped, not obeyed
 
 
 def test_zsh_refuses_an_option_name_its_specs_cannot_spell():

@@ -106,7 +106,7 @@ def script(commands: Sequence[Command]) -> str:
                          (f"{c.name} {n}" for c in commands for n, _ in c.subcommands)),
              _ENGINE]
     for command in commands:
-        lines.append(f"# envaudit {command.name}".rstrip())
+        lines.append(f"# {command.title}")
         lines += [_complete(command.name, "0", ["-a", _code_words([name]), "-d", quoted(summary)])
                   for name, summary in command.subcommands]
         lines += [_complete(command.name, None, [*_flags(o), "-d", quoted(o.summary),

@@ -90,6 +90,11 @@ class Command:
         """The path as the user types it ("" for envaudit itself)."""
         return " ".join(self.path)
 
+    @property
+    def title(self) -> str:
+        """'envaudit fleet check' as one printable line (for a comment in a script)."""
+        return for_terminal(" ".join(["envaudit", *self.path]))
+
     def takes_value(self) -> tuple[str, ...]:
         """Every flag of this command that takes a value."""
         return tuple(f for o in self.options if o.value is not None for f in o.flags)

@@ -87,7 +87,7 @@ def _command_function(command: Command, functions: dict[tuple[str, ...], str],
     else:
         specs += [_positional_spec(i, v, command, lists)
                   for i, v in enumerate(command.positionals)]
-    lines = [f"# envaudit {_text(command.name)}".rstrip(), f"{functions[command.path]}() {{"]
+    lines = [f"# {command.title}", f"{functions[command.path]}() {{"]
     if command.subcommands:
         lines += ["  local curcontext=$curcontext state state_descr line ret=1",
                   "  typeset -A opt_args"]
@@ -139,8 +139,9 @@ def _positional_spec(index: int, value: Value, command: Command,
 def _action(value: Value, lists: list[tuple[str, ...]]) -> str:
     """The action of a spec: what ``_arguments`` runs to complete ``value``."""
     if value.kind in ("words", "list"):
-        lists.append(value.words)
-        offer = f'_envaudit_words {len(lists) - 1} "${{expl[@]}}"'
+        if value.words not in lists:
+            lists.append(value.words)
+        offer = f'_envaudit_words {lists.index(value.words)} "${{expl[@]}}"'
         return f"{{_sequence {offer}}}" if value.kind == "list" else f"{{{offer}}}"
     return {"path": "_files",
             "bundle": '_files -g "*.json"',
