@@ -234,6 +234,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from envaudit.pipeline.compose import check
     from envaudit.usermodel.spec import parse_detections, parse_tolerances
 
+    _reports_apart(args)
     tflite_settings.apply(args.tflite_kernels, args.tflite_threads)
     golden = args.golden
     if getattr(args, "name", None) is not None:
@@ -268,18 +269,44 @@ def _check_out(result: Any, args: argparse.Namespace) -> int:
         from envaudit.redact_result import shareable
 
         result = shareable(result)
-    from envaudit.render.formats import writer
-
-    renderer = writer("check", args.format)
-    if args.format != "text":
-        _emit(renderer.render(result), args.output)
-    else:
-        _emit(renderer.headline(result) if args.quiet else
-              renderer.render(result, verbose=args.verbose), args.output)
+    _emit(_check_report(result, args.format, args.quiet, args.verbose), args.output)
+    for fmt, path in args.also or ():
+        _emit(_check_report(result, fmt, False, args.verbose), path)
     return _checked(result, args)
 
 
+def _check_report(result: Any, fmt: str, quiet: bool, verbose: bool) -> Any:
+    """The result in one format: a str, or a rich renderable for text."""
+    from envaudit.render.formats import writer
+
+    renderer = writer("check", fmt)
+    if fmt != "text":
+        return renderer.render(result)
+    return renderer.headline(result) if quiet else renderer.render(result, verbose=verbose)
+
+
+def _reports_apart(args: argparse.Namespace) -> None:
+    """Each ``--also`` report in a file of its own, apart from ``-o``'s, said before the run (a
+    check takes minutes): stdout is for ``-o`` or the default alone."""
+    from envaudit.output import is_stdout
+
+    named = [path for _fmt, path in args.also or ()]
+    for path in named:
+        if is_stdout(path):
+            raise EnvauditError(f"--also writes to a file, not to {path}; -o {path} (or no -o)"
+                                " is the report on stdout")
+    if args.output:
+        named.append(args.output)
+    seen: set[str] = set()
+    for path in named:
+        if os.path.abspath(path) in seen:
+            raise EnvauditError(f"{path} is named twice among -o and --also; give each report"
+                                " its own file")
+        seen.add(os.path.abspath(path))
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    _reports_apart(args)
     from envaudit.pipeline.offline import compare
 
     return _check_out(compare(args.a, args.b, strict=args.strict), args)
@@ -301,8 +328,16 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
 
 def _checked(result: Any, args: argparse.Namespace) -> int:
+    """The exit code, after one line on stderr naming the verdict and the files written."""
+    from envaudit.output import is_stdout
+
     strict = " (--strict)" if result.strict else ""
-    _written(args, f"{result.verdict.replace('_', ' ')} (exit {result.exit_code}{strict}); report")
+    what = f"{result.verdict.replace('_', ' ')} (exit {result.exit_code}{strict})"
+    files = [path for path in [args.output, *(p for _f, p in args.also or ())]
+             if path and not is_stdout(path)]
+    if files and not args.quiet:
+        reports = "report" if len(files) == 1 else "reports"
+        _say(f"envaudit: {what}; {reports} written to {_one_line(', '.join(files))}")
     return result.exit_code
 
 

@@ -27,6 +27,8 @@ _NO_REDACT = "show host and user names, home paths and GPU ids (secrets stay hid
 _VERBOSE = ("more detail: every environment change in the text table of check and diff,"
             " build details included")
 _OUTPUT = "write to FILE instead of stdout (one summary line goes to stderr)"
+_ALSO = ("also write the same result in FORMAT to FILE, e.g. --also html=report.html; repeat for"
+         " several (one run, every report)")
 HISTORY_SHOWN = 20  # runs 'envaudit history' lists without --limit or --all
 _NO_HISTORY = ("do not append this run to the history ($XDG_DATA_HOME/envaudit/history.sqlite;"
                " ENVAUDIT_HISTORY=off does the same)")
@@ -233,6 +235,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.add_argument("--strict", action="store_true", help="exit 1 on any non-identical result")
     p.add_argument("--format", choices=choices("check"), default="text", help="default: text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
+    p.add_argument("--also", action="append", type=_also, metavar="FORMAT=FILE", help=_ALSO)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.set_defaults(handler=handlers["compare"])
 
@@ -351,9 +354,19 @@ def _check_output(p: argparse.ArgumentParser) -> None:
                    help="default: text; html: one self-contained page with charts and the boxes"
                         " on the images")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
+    p.add_argument("--also", action="append", type=_also, metavar="FORMAT=FILE", help=_ALSO)
     p.add_argument("--no-redact", action="store_true", help=_NO_REDACT)
     p.add_argument("--no-history", action="store_true", help=_NO_HISTORY)
     # pragma: no mutate end
+
+
+def _also(text: str) -> tuple[str, str]:
+    """``--also FORMAT=FILE``: one more report of the same result, in a file."""
+    fmt, sep, path = text.partition("=")
+    if not sep or fmt not in choices("check"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not FORMAT=FILE with FORMAT one of"
+                                         f" {', '.join(choices('check'))}")
+    return fmt, _path(path)
 
 
 def _whole_number(text: str, least: int) -> int:

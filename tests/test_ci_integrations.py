@@ -25,11 +25,12 @@ import re
 import shlex
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, run_cli
 from jsonschema import Draft202012Validator
 from test_check_md_size import drifted_canary
 
@@ -163,8 +164,8 @@ def commands_in(script: str) -> list[str]:
 
 def pattern_of(command: str) -> re.Pattern[str]:
     """A command of a script as a pattern a documented command matches: ``"$X"`` stands for one
-    word, ``"$@"`` or ``"${xs[@]}"`` for any number, ``-o`` for ``--output``; redirections are
-    left out."""
+    word (``html="$X"`` for ``html=`` and a word), ``"$@"`` or ``"${xs[@]}"`` for any number,
+    ``-o`` for ``--output``; redirections are left out."""
     words = shlex.split(command)
     parts, skip = [re.escape(words[0])], False
     for word in words[1:]:
@@ -173,8 +174,10 @@ def pattern_of(command: str) -> re.Pattern[str]:
             continue
         if word == "$@" or re.fullmatch(r"\$\{\w+\[@\]\}", word):
             parts.append(r"(?:\s+\S+)*")
-        elif word.startswith("$"):
-            parts.append(r"\s+\S+")
+        elif "$" in word:
+            pieces = re.split(r"(\$\{?\w+\}?)", word)
+            parts.append(r"\s+" + "".join(r"\S+" if piece.startswith("$") else re.escape(piece)
+                                          for piece in pieces))
         elif word in ("-o", "--output"):
             parts.append(r"\s+(?:-o|--output)")
         else:
@@ -222,6 +225,9 @@ def test_the_command_patterns_tell_a_shown_command_from_another():
                              " --output r")
     assert not pattern.fullmatch("envaudit check --golden g --format json -o r.md")
     assert not pattern.fullmatch("envaudit check --format md -o r.md")
+    pattern = pattern_of('envaudit check -o "$m" --also html="$r"')
+    assert pattern.fullmatch("envaudit check -o m.md --also html=r.html")
+    assert not pattern.fullmatch("envaudit check -o m.md --also junit=r.html")
 
 
 # --- the job summary's size ----------------------------------------------------------------------
@@ -301,18 +307,22 @@ def test_the_action_checks_once_writes_the_summary_and_gates_on_the_exit_code(
     out = runner.outputs["check"]
     assert out["exit-code"] in ("0", "1"), check.stderr
     assert out["verdict"] == ("identical" if out["exit-code"] == "0" else "drift")
-    report = Path(out["report"])
-    assert report.is_file() and out["report"].endswith(".md")
+    report, markdown, junit = (Path(out[name]) for name in ("report", "markdown", "junit"))
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    suite = ET.parse(junit).getroot()  # the same run's verdict in every report
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert (properties["verdict"], properties["exit_code"]) == (out["verdict"], out["exit-code"])
     summary = runner.run(SUMMARY)
     assert summary.returncode == 0, summary.stderr
     written = runner.summary.read_text(encoding="utf-8")
-    assert written == report.read_text(encoding="utf-8")
+    assert written == markdown.read_text(encoding="utf-8")
     assert written.startswith("## envaudit check: ") and out["verdict"] in written.split("\n")[0]
     assert f"- exit code: {out['exit-code']}" in written and "### Environment" in written
     assert runner.run(GATE).returncode == int(out["exit-code"])
-    # the upload step sends the file the check wrote, whatever the verdict
-    upload = steps(runner.action)["Upload the report"]
-    assert EXPRESSION.sub(lambda m: runner.value(m.group(1)), upload["with"]["path"]) == str(report)
+    # the upload step sends the files the check wrote, whatever the verdict
+    upload = steps(runner.action)["Upload the reports"]
+    sent = EXPRESSION.sub(lambda m: runner.value(m.group(1)), upload["with"]["path"])
+    assert sent.split() == [str(report), str(markdown), str(junit)]
     assert upload["if"].startswith("always()")
 
 
@@ -373,7 +383,7 @@ def test_a_report_larger_than_a_summary_is_cut_at_a_line_with_its_details_closed
                       encoding="utf-8")
     assert report.stat().st_size > JOB_SUMMARY_LIMIT
     runner = Runner(tmp_path, {})
-    runner.outputs["check"] = {"report": str(report)}
+    runner.outputs["check"] = {"markdown": str(report)}
     assert runner.run(SUMMARY).returncode == 0
     written = runner.summary.read_bytes()
     assert len(written) <= JOB_SUMMARY_LIMIT
@@ -423,6 +433,24 @@ def test_the_install_step_refuses_in_one_line(tmp_path, inputs, said):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+# --- one check, several reports (--also) ---------------------------------------------------------
+
+@pytest.mark.parametrize("command", [("check", "--golden", "nowhere"), ("compare", "a", "b")])
+@pytest.mark.parametrize("options, said", [
+    (("--also", "pdf=r.pdf"), "'pdf=r.pdf' is not FORMAT=FILE with FORMAT one of text, json, md,"
+                              " junit, html"),
+    (("--also", "html="), "argument --also: is empty"),
+    (("-o", "r.md", "--also", "html=./r.md"), "r.md is named twice among -o and --also"),
+    (("--also", "md=r.md", "--also", "html=r.md"), "r.md is named twice among -o and --also"),
+    (("--also", "md=-"), "--also writes to a file, not to -; -o - (or no -o) is the report on"),
+])
+def test_also_is_refused_in_one_line_before_anything_runs(command, options, said):
+    # before the golden ('nowhere') or the files compared are even looked at
+    proc = run_cli(*command, *options)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 # --- the GitLab template's shell -----------------------------------------------------------------
 
 def run_gitlab(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -461,7 +489,8 @@ def test_the_gitlab_job_installs_and_checks_with_each_variable_one_word(tmp_path
     check = (tmp_path / "args.envaudit").read_text(encoding="utf-8").splitlines()
     assert check == ["check", "--golden", "golden ci", "--strict", "--modes", "eager,graph",
                      "--no-confirm", "$(touch", "pwned)", "*", "--format", "junit", "-o",
-                     "envaudit-junit.xml"]
+                     "envaudit-junit.xml", "--also", "html=envaudit-report.html", "--also",
+                     "md=envaudit-report.md"]
     assert not list(tmp_path.rglob("pwned"))
 
 
