@@ -34,6 +34,7 @@ from moving_knob import Decision, Knob
 from moving_knob import probe as probe_moving_knob
 
 ROOT = Path(__file__).resolve().parents[1]
+collect_ignore = ["plugin_project"]  # a project of its own, run by test_pytest_plugin.py
 KEPT = ("OPENBLAS_", "LD_")
 # Removed beside the recorded variables: every TF_ and XLA_ name (Terraform's TF_CLI_CONFIG_FILE
 # and TF_VAR_* share TensorFlow's prefix), envaudit's own settings (where history goes, debug
