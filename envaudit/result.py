@@ -167,6 +167,18 @@ class CheckResult:
     def training(self) -> TrainingReport | None:
         return self.subject.training
 
+    @property
+    def command(self) -> str:
+        """The command whose result this is, as a report's title names it: "check", or
+        "compare" for two recordings compared offline."""
+        return "check" if self.offline is None else "compare"
+
+    @property
+    def digests_only(self) -> bool:
+        """Two check JSONs compared by digest: no array was compared by value, so the result
+        has no stages, probes, detections or causes to show."""
+        return self.offline is not None and self.offline.digests is not None
+
     def to_dict(self) -> dict[str, Any]:
         """The check JSON (docs/json.md): this result's fields, with the golden's path
         and id grouped; the whole fingerprints stay out (their ids are in)."""

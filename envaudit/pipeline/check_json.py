@@ -82,8 +82,8 @@ def compare_checks(a: str, b: str, *, strict: bool) -> CheckResult:
 def _said(a: CheckRecord, b: CheckRecord, compared: DigestComparison, changes_known: bool,
           left_out: tuple[str, ...]) -> tuple[str, ...]:
     """What two check JSONs could and could not tell, one sentence each."""
-    said = [f"compared offline by digest: the arrays check B ({b.path}) computed, against those"
-            f" check A ({a.path}) computed; equal digests are equal bits"]
+    said = [f"A is check JSON {a.path}, B is check JSON {b.path}: the arrays their runs"
+            " computed are compared by digest (equal digests, equal bits)"]
     if compared.same_golden:
         said.append(f"both checked the same golden ({a.golden_path}): A's check found"
                     f" {_words(a.verdict)}, B's {_words(b.verdict)}")
@@ -92,8 +92,7 @@ def _said(a: CheckRecord, b: CheckRecord, compared: DigestComparison, changes_kn
                     f" A's check found {_words(a.verdict)} against its golden, B's"
                     f" {_words(b.verdict)} against its own")
     if compared.differing and not compared.magnitude_known:
-        said.append("differs; by how much needs the arrays, not their digests: record a golden"
-                    " bundle in each environment ('envaudit record') and compare the two bundles")
+        said.append(_how_much(compared, a, b))
     if compared.differing:
         said.append("not replayed and no cause ranked: digests show where the two runs differ,"
                     " not how")
@@ -107,6 +106,16 @@ def _said(a: CheckRecord, b: CheckRecord, compared: DigestComparison, changes_kn
     if left_out:
         said.append(f"not compared (only one check computed them): {'; '.join(left_out)}")
     return tuple(said)
+
+
+def _how_much(compared: DigestComparison, a: CheckRecord, b: CheckRecord) -> str:
+    """Where the size of a difference can be found, when digests cannot give it."""
+    if compared.same_golden and b.verdict == "identical" and not compared.only_current:
+        return (f"differs; B's check was bit-identical to the golden both checked, so A's own"
+                f" check measured the same difference the other way round ({_words(a.verdict)});"
+                " compare them in the other order for its verdict")
+    return ("differs; by how much needs the arrays, not their digests: record a golden bundle in"
+            " each environment ('envaudit record') and compare the two bundles")
 
 
 def _left_out(keys: tuple[str, ...], side: str) -> list[str]:

@@ -174,8 +174,8 @@ def _ranked(subject: Subject, found: Found, changes: tuple[Change, ...]) -> Expl
 def _said(golden: GoldenBundle, recorded: GoldenBundle, found: Found,
           left_out: tuple[str, ...]) -> tuple[str, ...]:
     """What this comparison could and could not tell, one sentence each."""
-    said = [f"compared offline: the arrays golden bundle B ({recorded.path}) recorded, against"
-            f" golden bundle A ({golden.path}); nothing was run here"]
+    said = [f"A is golden bundle {golden.path}, the golden; B is golden bundle {recorded.path},"
+            " whose recorded arrays stand for the run a check would make"]
     elsewhere = recorded_elsewhere(golden.fingerprint, recorded.fingerprint)
     if elsewhere is not None:
         said.append(f"A and B were recorded on different machines or builds"

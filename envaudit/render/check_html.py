@@ -67,6 +67,9 @@ max-width:100%;height:auto}
 
 def render(result: CheckResult) -> str:
     """The check result as one self-contained HTML document."""
+    if result.digests_only:  # two check JSONs: no array was compared by value
+        parts = [*_head(result), *_digests(result), *_fingerprint(result), "</body></html>"]
+        return for_document("\n".join(parts) + "\n")
     from envaudit.render import charts  # matplotlib: only when a page is actually rendered
 
     parts = [*_head(result), *_causes(result), *html_pictures.mode_sections(result, charts),
@@ -85,14 +88,14 @@ def _head(result: CheckResult) -> list[str]:
     color = VERDICT_COLOR.get(result.verdict, "#444")
     words = result.verdict.replace("_", " ")
     lines = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>envaudit check: {_e(words)}</title>", f"<style>{STYLE}</style>",
-             "</head><body>",
-             f'<h1>envaudit check: <span class="verdict" style="background:{color}">'
+             f"<title>envaudit {result.command}: {_e(words)}</title>",
+             f"<style>{STYLE}</style>", "</head><body>",
+             f'<h1>envaudit {result.command}: <span class="verdict" style="background:{color}">'
              f"{_e(words)}</span></h1>", *_elsewhere(result),
              f'<p id="headline">{_e(result.headline)}</p>', "<ul>",
              f"<li>golden: <code>{_e(result.golden_path)}</code> (fingerprint "
              f"<code>{_e(result.golden_fingerprint_id[:12])}</code>)</li>",
-             f"<li>current fingerprint: <code>{_e(result.current_fingerprint_id[:12])}</code></li>",
+             _current(result),
              f"<li>exit code: {result.exit_code}{' (--strict)' if result.strict else ''}</li>"]
     m = result.subject.model
     if m is not None:
@@ -105,7 +108,37 @@ def _head(result: CheckResult) -> list[str]:
     if result.subject.witness is not None:
         lines.append(f"<p>{_e(witness_sentence(result.subject.witness))}</p>")
     lines += [f'<p class="note">{_e(n)}</p>' for n in result.notes]
-    return lines
+    return lines + _offline(result)
+
+
+def _current(result: CheckResult) -> str:
+    """What the golden was compared with: this run's fingerprint, or B compared offline."""
+    fingerprint = f"<code>{_e(result.current_fingerprint_id[:12])}</code>"
+    if result.offline is None:
+        return f"<li>current fingerprint: {fingerprint}</li>"
+    return (f"<li>B: <code>{_e(result.offline.current_path)}</code> (fingerprint"
+            f" {fingerprint})</li>")
+
+
+def _offline(result: CheckResult) -> list[str]:
+    """Two recordings compared offline: what that could and could not tell (decided with the
+    data, ``OfflineComparison.said``)."""
+    if result.offline is None:
+        return []
+    return ['<h2 id="offline">Compared offline (nothing ran here)</h2>', "<ul>",
+            *(f"<li>{_e(sentence)}</li>" for sentence in result.offline.said), "</ul>"]
+
+
+def _digests(result: CheckResult) -> list[str]:
+    """Two check JSONs: their arrays by digest, mode by mode (no sizes: digests have none)."""
+    digests = result.offline.digests if result.offline else None
+    if digests is None:
+        return []
+    return ['<h2 id="digests">Arrays by digest</h2>',
+            '<p class="note">Equal digests, equal bits; a digest has no size.</p>',
+            *_table(["arrays", "compared", "differ", "first that differs"],
+                    [[g.name, str(g.compared), str(g.differing), g.first or "—"]
+                     for g in digests.groups])]
 
 
 def _elsewhere(result: CheckResult) -> list[str]:
@@ -148,7 +181,10 @@ def _causes(result: CheckResult) -> list[str]:
         if b.failure:
             lines.append(f"<p>no environment could be built: {_e(b.failure)}</p>")
     nd = result.nondeterminism
-    if nd is not None and nd.runs > 1:
+    if result.offline is not None:
+        lines.append('<p class="note">Nondeterminism: not measured (compared offline: nothing'
+                     " ran).</p>")
+    elif nd is not None and nd.runs > 1:
         text = (f"none; {nd.runs} runs were bit-identical" if nd.deterministic else
                 f"{nd.runs} runs differ in {', '.join(nd.differing_arrays)} (spread up to "
                 f"{number(nd.max_spread)})")
@@ -235,7 +271,9 @@ def _fingerprint(result: CheckResult) -> list[str]:
     changes = result.fingerprint_changes
     lines = ['<h2 id="environment">Environment</h2>', *_summary(result.current_fingerprint),
              "<h3>Changes from the golden</h3>"]
-    if not changes:
+    if result.offline is not None and not result.offline.fingerprints_compared:
+        lines.append("<p>The changes between A and B are not known (see above).</p>")
+    elif not changes:
         lines.append("<p>No fingerprint changes.</p>")
     else:
         numerics = sum(1 for c in changes if c.numerics)

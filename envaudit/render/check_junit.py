@@ -75,6 +75,10 @@ def render(result: CheckResult) -> str:
     if result.recorded_elsewhere is not None:
         ET.SubElement(props, "property", name="recorded_elsewhere",
                       value=result.recorded_elsewhere.line)
+    if result.offline is not None:
+        for name, value in (("compared_with", result.offline.current_path),
+                            ("compared_offline", "; ".join(result.offline.said))):
+            ET.SubElement(props, "property", name=name, value=value)
     m = result.subject.model
     if m is not None:
         for name, value in (("workload", result.subject.kind), ("model", model_identity(m)),
@@ -82,13 +86,15 @@ def render(result: CheckResult) -> str:
                             ("basis", result.subject.basis)):
             ET.SubElement(props, "property", name=name, value=value)
     noun = "stage" if m is None else "array"
+    _digest_cases(suite, result)
     for stage in result.pipeline_stages:
         _stage_case(suite, stage, result.strict, bool(result.modes), noun)
     _training_cases(suite, result)
     _conversion_cases(suite, result)
-    if m is None or m.detections is not None:
-        _detections_case(suite, result)
-    _probes_case(suite, result)
+    if not result.digests_only:  # two check JSONs hold no detections or probes by value
+        if m is None or m.detections is not None:
+            _detections_case(suite, result)
+        _probes_case(suite, result)
     _causes_case(suite, result)
     _witness_case(suite, result)
     if result.recorded_elsewhere is not None:  # after the cases, where the schema puts it
@@ -104,6 +110,29 @@ def render(result: CheckResult) -> str:
     # byte in a path), cannot be XML: replaced in the serialized document, where nothing is missed.
     body = for_xml(ET.tostring(suite, encoding="unicode"))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _digest_cases(suite: ET.Element, result: CheckResult) -> None:
+    """Two check JSONs: one case per mode and one for the probes (classname
+    ``envaudit.digests``), failing where arrays differ and the comparison fails its gate
+    (``DigestComparison.fails_gate``); a digest has no size, so the message says only how many
+    differ and which first."""
+    digests = result.offline.digests if result.offline else None
+    if digests is None:
+        return
+    for g in digests.groups:
+        case = ET.SubElement(suite, "testcase", classname="envaudit.digests", name=g.name,
+                             time="0")
+        if not g.differing:
+            continue
+        what = f"{g.differing} of {g.compared} arrays differ by digest, first '{g.first}'; " + (
+            f"B's own check measured them: {digests.current_verdict.replace('_', ' ')}"
+            if digests.magnitude_known else "by how much needs the arrays")
+        if digests.fails_gate(result.strict):
+            ET.SubElement(case, "failure", message=what,
+                          type="drift" if digests.fails_gate() else "not_identical").text = what
+        else:
+            ET.SubElement(case, "system-out").text = what
 
 
 def _stage_case(suite: ET.Element, s: TensorComparison, strict: bool, modes: bool,

@@ -80,21 +80,24 @@ def render(result: CheckResult) -> str:
 def _document(result: CheckResult, compact: bool) -> str:
     """The whole report; ``compact`` lists only what differs, ``MAX_ROWS`` per table."""
     lines = [
-        f"## envaudit check: {_md(TITLES.get(result.verdict, result.verdict))}",
+        f"## envaudit {result.command}: {_md(TITLES.get(result.verdict, result.verdict))}",
         "",
         *_elsewhere(result),
         _md(result.headline),
         "",
         f"- golden: {_code(result.golden_path)} (fingerprint "
         f"{_code(result.golden_fingerprint_id[:12])})",
-        f"- current fingerprint: {_code(result.current_fingerprint_id[:12])}",
+        _current(result),
         *_since(result),
         f"- exit code: {result.exit_code}{' (--strict)' if result.strict else ''}",
         *_model(result),
         "",
+        *_offline(result),
     ]
     lines += _summary(result)
     lines += _fingerprint(result, compact)
+    if result.digests_only:
+        return for_document("\n".join([*lines, *_digests(result)]).rstrip("\n") + "\n")
     lines += _stages(result, compact)
     lines += training_md.section(result, FOLD_ROWS)
     lines += conversion_md.section(result, compact)
@@ -104,6 +107,34 @@ def _document(result: CheckResult, compact: bool) -> str:
     lines += _causes(result)
     lines += _nondeterminism(result)
     return for_document("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _current(result: CheckResult) -> str:
+    """What the golden was compared with: this run's fingerprint, or B compared offline."""
+    fingerprint = _code(result.current_fingerprint_id[:12])
+    if result.offline is None:
+        return f"- current fingerprint: {fingerprint}"
+    return f"- B: {_code(result.offline.current_path)} (fingerprint {fingerprint})"
+
+
+def _offline(result: CheckResult) -> list[str]:
+    """Two recordings compared offline: what that could and could not tell, decided with the
+    data (``OfflineComparison.said``)."""
+    if result.offline is None:
+        return []
+    return ["### Compared offline (nothing ran here)", "",
+            *(f"- {_md(sentence)}" for sentence in result.offline.said), ""]
+
+
+def _digests(result: CheckResult) -> list[str]:
+    """Two check JSONs: their arrays by digest, mode by mode (no sizes: digests have none)."""
+    digests = result.offline.digests if result.offline else None
+    if digests is None:
+        return []
+    rows = [[g.name, str(g.compared), str(g.differing), _code(g.first) if g.first else "—"]
+            for g in digests.groups]
+    return ["### Arrays by digest", "", "Equal digests, equal bits; a digest has no size.", "",
+            *_table(["arrays", "compared", "differ", "first that differs"], rows), ""]
 
 
 def _elsewhere(result: CheckResult) -> list[str]:
@@ -139,13 +170,17 @@ def _summary(result: CheckResult) -> list[str]:
     result's current fingerprint, redacted with the result)."""
     if result.current_fingerprint is None:
         return []
-    return ["### Environment", "", *summary_lines(summarize(result.current_fingerprint)), ""]
+    title = "### Environment" if result.offline is None else "### Environment of B"
+    return [title, "", *summary_lines(summarize(result.current_fingerprint)), ""]
 
 
 def _fingerprint(result: CheckResult, compact: bool) -> list[str]:
     """The environment changes grouped by origin; each group's minutiae (decided with the data)
     in a collapsed ``<details>`` block, so the page stays short and still holds every change."""
     changes = result.fingerprint_changes
+    if result.offline is not None and not result.offline.fingerprints_compared:
+        return ["### Environment", "", "The changes between A and B are not known (see above).",
+                ""]
     if not changes:
         head = [] if result.current_fingerprint is not None else ["### Environment", ""]
         return [*head, "No fingerprint changes.", ""]
@@ -221,6 +256,9 @@ def _stages(result: CheckResult, compact: bool) -> list[str]:
             if fd.replay:
                 lines.append(f"Replayed alone on golden inputs: changed by themselves: {own}; "
                              f"only carry an earlier change: {carried}.")
+            elif result.offline is not None:
+                lines.append("Not replayed: compared offline, so which later stages changed by"
+                             " themselves is not known.")
             lines.append("")
     return lines
 
@@ -337,7 +375,9 @@ def _causes(result: CheckResult) -> list[str]:
 
 def _nondeterminism(result: CheckResult) -> list[str]:
     nd = result.nondeterminism
-    if nd is None or nd.runs <= 1:
+    if result.offline is not None:
+        text = "not measured (compared offline: nothing ran)."
+    elif nd is None or nd.runs <= 1:
         text = "not measured (use `--repeat N`)."
     elif nd.deterministic:
         text = f"none; {nd.runs} runs were bit-identical to each other."

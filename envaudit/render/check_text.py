@@ -74,8 +74,11 @@ def render(result: CheckResult, verbose: bool = False) -> Group:
     """The whole report as one rich renderable; ``verbose`` lists every environment change, build
     details included."""
     parts: list[Any] = [*_elsewhere(result), _headline(result), _where(result),
-                        *_since(result), *_tf32(result), *_model(result), Text()]
+                        *_offline(result), *_since(result), *_tf32(result), *_model(result),
+                        Text()]
     parts += _fingerprint(result, verbose)
+    if result.digests_only:
+        return Group(*parts, *_digests(result))
     parts += _stages(result.stages, result)
     parts += training_section(result)
     parts += conversion_section(result, verbose)
@@ -121,10 +124,36 @@ def _headline(result: CheckResult) -> Text:
 
 def _where(result: CheckResult) -> Text:
     strict = " (--strict)" if result.strict else ""
+    current = (f"current fingerprint {result.current_fingerprint_id[:12]}"
+               if result.offline is None else
+               f"B {result.offline.current_path} (fingerprint"
+               f" {result.current_fingerprint_id[:12]})")
     text = (f"golden {result.golden_path} (fingerprint {result.golden_fingerprint_id[:12]}), "
-            f"current fingerprint {result.current_fingerprint_id[:12]}; exit {result.exit_code}"
-            f"{strict}")
+            f"{current}; exit {result.exit_code}{strict}")
     return _t(text, style="dim")
+
+
+def _offline(result: CheckResult) -> list[Any]:
+    """Two recordings compared offline: what that could and could not tell (decided with the
+    data, ``OfflineComparison.said``)."""
+    if result.offline is None:
+        return []
+    return [_t("Compared offline (nothing ran here):", style="bold"),
+            *(_t(f"  • {sentence}") for sentence in result.offline.said)]
+
+
+def _digests(result: CheckResult) -> list[Any]:
+    """Two check JSONs: their arrays by digest, mode by mode (no sizes: digests have none)."""
+    digests = result.offline.digests if result.offline else None
+    if digests is None:
+        return []
+    table = _table("Arrays by digest (equal digests, equal bits)", "arrays", "compared",
+                   "differ", "first that differs")
+    for g in digests.groups:
+        table.add_row(_t(g.name), _t(str(g.compared)),
+                      _t(str(g.differing), style="yellow" if g.differing else None),
+                      _t(g.first or "—"))
+    return [table, Text()]
 
 
 def _since(result: CheckResult) -> list[Any]:
@@ -154,6 +183,9 @@ def _model(result: CheckResult) -> list[Any]:
 def _fingerprint(result: CheckResult, verbose: bool) -> list[Any]:
     """The environment changes grouped by origin (the grouping and folding come with the data)."""
     changes = shown_changes(result.fingerprint_changes, verbose)
+    if result.offline is not None and not result.offline.fingerprints_compared:
+        return [_t("Environment: the changes between A and B are not known (see above)."),
+                Text()]
     if not changes:
         volatile = volatile_phrase(result.fingerprint_changes)
         return [_t(f"Environment: no fingerprint changes{f' ({volatile})' if volatile else ''}."),
@@ -201,6 +233,9 @@ def _stages(stages: Sequence[TensorComparison], result: CheckResult) -> list[Any
                 if carried:
                     line += f"; {', '.join(carried)} only carry the earlier change"
                 parts.append(_t(line + "."))
+            elif result.offline is not None:
+                parts.append(_t("Not replayed: compared offline, so which later stages changed"
+                                " by themselves is not known.", style="dim"))
         parts.append(Text())
     return parts
 
@@ -348,6 +383,8 @@ def _cannot_affect(result: CheckResult) -> list[Any]:
 
 def _nondeterminism(result: CheckResult) -> Text:
     nd = result.nondeterminism
+    if result.offline is not None:
+        return _t("Nondeterminism: not measured (compared offline: nothing ran).", style="dim")
     if nd is None or nd.runs <= 1:
         return _t("Nondeterminism: not measured (use --repeat N).", style="dim")
     if nd.deterministic:
