@@ -79,7 +79,6 @@ class Command:
     of its positional arguments in order, the last repeated when ``repeats_last``."""
 
     path: tuple[str, ...]
-    summary: str
     options: tuple[Option, ...]
     subcommands: tuple[tuple[str, str], ...]
     positionals: tuple[Value, ...]
@@ -102,7 +101,7 @@ class Command:
 
 def commands(parser: argparse.ArgumentParser) -> tuple[Command, ...]:
     """Every command of ``parser``, envaudit itself first, each before its subcommands."""
-    return tuple(_walk(parser, (), ""))
+    return tuple(_walk(parser, ()))
 
 
 def one_line(text: str | None) -> str:
@@ -114,8 +113,7 @@ def one_line(text: str | None) -> str:
     return line
 
 
-def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
-          summary: str) -> Iterator[Command]:
+def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[Command]:
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     summaries = {c.dest: c.help for s in subparsers for c in s._choices_actions}
     children = [(name, child) for s in subparsers for name, child in s.choices.items()]
@@ -125,7 +123,6 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
     last = positionals[-1] if positionals else None
     yield Command(
         path=path,
-        summary=one_line(summary),
         options=tuple(_option(parser, a) for a in parser._actions if a.option_strings),
         subcommands=tuple((name, one_line(summaries.get(name))) for name, _ in children),
         positionals=tuple(slots),
@@ -133,7 +130,7 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
         and len(_metavar_words(last)) == 1,
     )
     for name, child in children:
-        yield from _walk(child, (*path, name), summaries.get(name) or "")
+        yield from _walk(child, (*path, name))
 
 
 def _option(parser: argparse.ArgumentParser, action: argparse.Action) -> Option:
