@@ -314,8 +314,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from envaudit import config
+    from envaudit.render.formats import writer
 
-    _emit(config.describe(config.effective(), args.format), args.output)
+    _emit(writer("config", args.format).render(config.effective()), args.output)
     _written(args, "configuration")
     return EXIT_OK
 

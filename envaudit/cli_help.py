@@ -113,15 +113,17 @@ _COMMANDS: dict[str, tuple[str, Sequence[str], str]] = {
          "envaudit compare before.json after.json --format md -o compare.md"),
         _EXIT_CHECK),
     "config": (
-        "The effective configuration: each setting, its value and where it came from (a flag\n"
-        "wins over envaudit.toml, which wins over [tool.envaudit] in pyproject.toml, found\n"
-        "from the current folder upwards; then envaudit's default).",
+        "The effective configuration: each setting, its value and where it came from. A flag\n"
+        "wins over the configuration file, which wins over envaudit's default. The file is\n"
+        "envaudit.toml, else [tool.envaudit] in pyproject.toml (never both), in the nearest\n"
+        "folder from the current one upwards that holds either, a pyproject.toml or .git.",
         ("envaudit config", "envaudit config --format json"),
         _EXIT_DONE),
     "completion": (
         "A shell completion script for envaudit's commands, options and paths. Load it in\n"
         "your shell's start-up file: for bash, eval \"$(envaudit completion bash)\" in ~/.bashrc;\n"
-        "for fish, save it as ~/.config/fish/completions/envaudit.fish.",
+        "for zsh, save it as _envaudit in a folder on $fpath; for fish, save it as\n"
+        "~/.config/fish/completions/envaudit.fish (see docs/completion.md).",
         ("envaudit completion bash", "envaudit completion fish"),
         _EXIT_DONE),
     "cache": (

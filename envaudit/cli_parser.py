@@ -240,7 +240,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> Parser:
     p.set_defaults(handler=handlers["compare"])
 
     p = _command(sub, "config", "the effective configuration and where each value came from")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument("--format", choices=choices("config"), default="text", help="default: text")
     p.add_argument("-o", "--output", metavar="FILE", type=_path, help=_OUTPUT)
     p.set_defaults(handler=handlers["config"])
 

@@ -8,7 +8,7 @@ mutually exclusive pair (``--name``) sets aside the file's value for the other (
 
 - ``apply(args, grammar, typed)``: the parsed command line completed from the file (``cli.main``).
 - ``value(key, start)``: one key's configured value, or None (the pytest plugin's golden).
-- ``effective(start)`` and ``describe(effective, fmt)``: what ``envaudit config`` shows.
+- ``effective(start)``: what ``envaudit config`` shows (``render/config_text``, ``config_json``).
 
 Constraints the next editor must keep:
 - Standard library only: ``apply`` runs before every command. A command that has none of the
@@ -122,13 +122,6 @@ def effective(start: Path | None = None) -> Effective:
         sources.insert(0, SourceFile(str(found.source.path), found.source.kind, True, ""))
     return Effective(str(start.absolute()), None if found.folder is None else str(found.folder),
                      tuple(sources), tuple(settings))
-
-
-def describe(effective: Effective, fmt: str) -> str:
-    """``envaudit config`` in ``fmt``: text (an aligned table) or json."""
-    from envaudit.render import config_json, config_text
-
-    return (config_json if fmt == "json" else config_text).render(effective)
 
 
 def _here() -> Path:

@@ -23,6 +23,7 @@ FORMATS: dict[str, dict[str, str]] = {
                           "html": "fleet_html"},
     # A history format renders the runs on record (render) and one run (render_run).
     "history": {"text": "history_text", "json": "history_json"},
+    "config": {"text": "config_text", "json": "config_json"},
 }
 
 
