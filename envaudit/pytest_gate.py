@@ -95,6 +95,11 @@ class GateOptions:
     record: bool  # --envaudit-record
     started: float  # when the session began (the controller's clock under xdist), epoch seconds
 
+    @classmethod
+    def of(cls, config: pytest.Config, started: float) -> GateOptions:
+        """The options of ``config``'s session."""
+        return cls(session_golden(config), bool(config.getoption("envaudit_record")), started)
+
 
 class Gate:
     """The session's envaudit calls in one pytest process, and what they found."""
@@ -196,12 +201,36 @@ class Gate:
                 self.entries.append(entry)
 
 
+def session_golden(config: pytest.Config) -> Path | None:
+    """The golden of a call without ``golden=``: --envaudit-golden (from the folder pytest was
+    started in) > ini envaudit_golden (from the ini file's folder) > envaudit's configuration
+    (``envaudit.toml`` or ``[tool.envaudit]`` found from the root folder up) > None: envaudit's
+    own default (``store.resolve_golden``; a recording goes where ``envaudit record`` writes)."""
+    given = config.getoption("envaudit_golden")
+    if given:
+        return within(config.invocation_params.dir, given)
+    ini = config.getini("envaudit_golden")
+    if ini:
+        return within(config.inipath.parent if config.inipath else config.rootpath, str(ini))
+    from envaudit import config as settings
+
+    value_of = getattr(settings, "value", None)  # None: an envaudit.config being written
+    value = None if value_of is None else value_of("golden", config.rootpath)
+    return None if value is None else within(config.rootpath, str(value))
+
+
 def _under(folder: Path, path: str | os.PathLike[str] | None) -> Path | None:
     """``path`` as given to ``envaudit_check``: a relative one is taken from the test file's
     folder, so a test finds its golden and model from any working folder."""
     if path is None:
         return None
-    return folder / Path(os.fspath(path)).expanduser()
+    return within(folder, path)
+
+
+def within(folder: Path, path: str | os.PathLike[str]) -> Path:
+    """``path`` (``~`` expanded) taken from ``folder`` when relative, with ``..`` folded away
+    (as shown and as used)."""
+    return Path(os.path.normpath(folder / Path(os.fspath(path)).expanduser()))
 
 
 def _tolerances(value: Tolerances | str | Sequence[str] | None) -> Tolerances | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -104,37 +103,6 @@ def _gate(config: pytest.Config) -> Gate:
     if gate is None:
         from envaudit.pytest_gate import Gate, GateOptions
 
-        options = GateOptions(golden=_session_golden(config),
-                              record=bool(config.getoption("envaudit_record")),
-                              started=config.stash.get(_STARTED, time.time()))
+        options = GateOptions.of(config, config.stash.get(_STARTED, time.time()))
         gate = config.stash[_GATE] = Gate(options, getattr(config, "workeroutput", None))
     return gate
-
-
-def _session_golden(config: pytest.Config) -> Path | None:
-    """The golden of a call without ``golden=``: --envaudit-golden (from the folder pytest was
-    started in) > ini envaudit_golden (from the ini file's folder) > envaudit's configuration
-    (``envaudit.toml`` or ``[tool.envaudit]`` found from the root folder up) > None, envaudit's
-    own default."""
-    given = config.getoption("envaudit_golden")
-    if given:
-        return config.invocation_params.dir / Path(given).expanduser()
-    ini = config.getini("envaudit_golden")
-    if ini:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return base / Path(str(ini)).expanduser()
-    return _configured_golden(config.rootpath)
-
-
-def _configured_golden(root: Path) -> Path | None:
-    """The golden envaudit's configuration names (``envaudit.config.value``), or None."""
-    from envaudit import config as settings
-
-    try:
-        value = settings.value("golden", root)
-    except AttributeError:  # envaudit.config without value() (being written)
-        return None
-    if value is None:
-        return None
-    path = Path(str(value)).expanduser()
-    return path if path.is_absolute() else root / path

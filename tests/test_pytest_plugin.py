@@ -239,3 +239,21 @@ def test_an_entry_is_the_same_after_the_trip_from_a_worker():
     entry = GateEntry("t.py::test_x", "/goldens/canary", "equivalent", False, True,
                       fingerprint_id="fp-1", environment=(("TensorFlow", "2.21.0"),))
     assert GateEntry.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
+
+
+def test_the_session_golden_is_the_option_else_the_ini_else_the_configuration(tmp_path):
+    """Where envaudit_check() looks, by precedence; each golden is missing, so each session fails
+    in milliseconds (before TensorFlow), naming the golden it looked for."""
+    (tmp_path / "pyproject.toml").write_text('[tool.envaudit]\ngolden = "from-config"\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:randomly -p no:cacheprovider\n")
+    (tmp_path / "test_gate.py").write_text("def test_gate(envaudit_check):\n"
+                                           "    envaudit_check()\n")
+    sessions = {"from-config": (), "from-ini": ("-o", "envaudit_golden=from-ini"),
+                "from-option": ("-o", "envaudit_golden=from-ini",
+                                f"--envaudit-golden={tmp_path / 'from-option'}")}
+    for expected, args in sessions.items():
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *args], cwd=tmp_path,
+                              env=cli_env(PYTHONDONTWRITEBYTECODE="1"), capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert proc.returncode == 1, proc.stdout
+        assert f"envaudit: no golden bundle at {tmp_path / expected};" in proc.stdout, proc.stdout
