@@ -4,9 +4,9 @@ Two golden bundles are compared the way ``envaudit check`` compares a run with i
 bundle recorded with the moving knob set, compared with the default-settings bundle, gives the
 verdict, the first divergence and the statuses that checking that change against the same golden
 gave (``check_knob_moved``). It does this without TensorFlow and without replaying or re-running
-anything, and every format says so. Two check JSONs are compared by their arrays' digests. A
-tampered bundle, a JSON that is not a check's, and a bundle beside a JSON are each refused with
-one line.
+anything, and every format says so. Two bundles of a user's model are compared without the model.
+Two check JSONs are compared by their arrays' digests. A tampered bundle, a JSON that is not a
+check's, and a bundle beside a JSON are each refused with one line.
 
 Cost: one TensorFlow subprocess (the knob bundle, shared by the module) and two envaudit
 subprocesses that import no TensorFlow; everything else runs in this process.
@@ -22,9 +22,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import cli_env, run_cli
-from forge import forge_elsewhere
+from forge import forge_elsewhere, one_ulp_up
 from test_store import flip_byte
 
 from envaudit import cli, store
@@ -33,6 +34,10 @@ from envaudit.errors import EnvauditError
 from envaudit.pipeline.offline import compare
 from envaudit.redact_result import shareable
 from envaudit.render.formats import writer
+from envaudit.usermodel import WORKLOAD_ID as USER_MODEL
+from envaudit.usermodel import WORKLOAD_VERSION as USER_MODEL_VERSION
+from envaudit.usermodel.golden import witness_probes
+from envaudit.usermodel.spec import ModelInfo, TensorSpec
 from envaudit.workload.types import keyed_arrays
 
 pytestmark = pytest.mark.slow
@@ -193,6 +198,46 @@ def test_bundles_of_another_workload_cannot_be_compared(trained_bundle, golden_b
         probes=source.probes, twin=source.twin)
     with pytest.raises(EnvauditError, match="A and B cannot be compared: .* v0"):
         compare(str(trained_bundle), str(older), strict=False)
+
+
+# A user model that exists only as its golden bundles: offline, the model is never looked for.
+MODEL = ModelInfo(kind="keras", path="/models/not-on-this-machine.keras", sha256="0c" * 32,
+                  files=1, size=100, signature=None, inputs={"x": TensorSpec("float32", (None, 4))},
+                  outputs=("y",), layers=("dense",), detections=None, mode="graph",
+                  input_kind="arrays")
+
+
+def model_bundle(target: Path, canary: Path, arrays: dict, x: np.ndarray) -> Path:
+    """A golden bundle of ``MODEL`` as 'envaudit record --model' writes one, its arrays given
+    (the canary probes that run beside a model in graph mode taken from ``canary``)."""
+    model, inputs = MODEL.to_manifest()
+    source = store.load_bundle(canary)
+    return store.write_bundle(
+        target, fingerprint=source.fingerprint, images=(), stages={"graph": arrays},
+        workload={"id": USER_MODEL, "version": USER_MODEL_VERSION, "model": model,
+                  "inputs": inputs, "timings": {"load_s": 0.1, "run_s": 0.1, "total_s": 0.2}},
+        probes={k: v for k, v in source.probes.items() if k in witness_probes("graph")},
+        inputs={"x": x})
+
+
+def test_two_bundles_of_one_model_are_compared_without_the_model(golden_bundle, tmp_path):
+    rng = np.random.default_rng(7)
+    layer = rng.standard_normal((2, 8)).astype(np.float32)
+    output = rng.standard_normal((2, 3)).astype(np.float32)
+    x = np.ones((2, 4), np.float32)
+    a = model_bundle(tmp_path / "a", golden_bundle, {"layer.dense": layer, "output.y": output}, x)
+    moved = {"layer.dense": layer, "output.y": one_ulp_up(output)}
+    b = model_bundle(tmp_path / "b", golden_bundle, moved, x)
+    result = compare(str(a), str(b), strict=False)
+    assert (result.verdict, result.subject.kind) == ("equivalent", "user-model")
+    assert result.first_divergence.stage == "output.y"
+    assert [(s.name, s.status) for s in result.stages] == [("layer.dense", "identical"),
+                                                          ("output.y", "rounding")]
+    other = model_bundle(tmp_path / "other", golden_bundle, moved, np.zeros_like(x))
+    with pytest.raises(EnvauditError, match="cannot be compared: A and B ran the model on other"):
+        compare(str(a), str(other), strict=False)
+    with pytest.raises(EnvauditError, match="A recorded a model of your own, B envaudit's"):
+        compare(str(a), str(golden_bundle), strict=False)
 
 
 # --- two check JSONs: by digest --------------------------------------------------------------

@@ -8,6 +8,10 @@ divergent stage localized by replaying stages alone on golden inputs; detections
 When the golden recorded training steps (by default it does), they run and are compared too
 (``training.TrainingSteps``): their arrays join each mode's, with the role ``step``, and come
 after the pipeline's in a first divergence.
+
+Two hooks let ``envaudit compare`` use this same comparison on a recorded run (``recorded.py``):
+``replay`` (what replays a stage alone; None: nothing is, and the first divergence says only where)
+and ``current_twin`` (the float64 reference of the run's arrays).
 """
 
 from __future__ import annotations
