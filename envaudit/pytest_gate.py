@@ -139,11 +139,11 @@ class Gate:
         import envaudit
         from envaudit.redact_result import shareable
         from envaudit.render import pytest_text
-        from envaudit.store import read_manifest, resolve_golden
+        from envaudit.store import load_bundle, resolve_golden
 
         path = resolve_golden(target)
-        try:
-            read_manifest(path)  # a missing or corrupt golden is said before TensorFlow starts
+        try:  # a missing or corrupt golden, said with how to record one (the check reads it
+            load_bundle(path)  # again: a tenth of a second for the canary's)
         except EnvauditError as exc:
             raise EnvauditError(f"{exc}; {RECORD_HINT}") from None
         result = envaudit.check(golden=str(path), strict=strict, modes=modes, confirm=confirm,
@@ -204,8 +204,9 @@ class Gate:
 def session_golden(config: pytest.Config) -> Path | None:
     """The golden of a call without ``golden=``: --envaudit-golden (from the folder pytest was
     started in) > ini envaudit_golden (from the ini file's folder) > envaudit's configuration
-    (``envaudit.toml`` or ``[tool.envaudit]`` found from the root folder up) > None: envaudit's
-    own default (``store.resolve_golden``; a recording goes where ``envaudit record`` writes)."""
+    (``envaudit.toml`` or ``[tool.envaudit]`` found from the root folder up: its ``golden``, else
+    its ``name``) > None: envaudit's own default (``store.resolve_golden``; a recording goes where
+    ``envaudit record`` writes)."""
     given = config.getoption("envaudit_golden")
     if given:
         return within(config.invocation_params.dir, given)
@@ -215,8 +216,14 @@ def session_golden(config: pytest.Config) -> Path | None:
     from envaudit import config as settings
 
     value_of = getattr(settings, "value", None)  # None: an envaudit.config being written
-    value = None if value_of is None else value_of("golden", config.rootpath)
-    return None if value is None else within(config.rootpath, str(value))
+    if value_of is None:
+        return None
+    golden, name = value_of("golden", config.rootpath), value_of("name", config.rootpath)
+    if golden is not None:
+        return within(config.rootpath, str(golden))
+    from envaudit.store import default_bundle_path
+
+    return None if name is None else default_bundle_path(str(name))
 
 
 def _under(folder: Path, path: str | os.PathLike[str] | None) -> Path | None:
