@@ -296,7 +296,7 @@ def _recorded_since(path: Path, started: float) -> bool:
         return False
     if created.tzinfo is None:
         created = created.replace(tzinfo=timezone.utc)
-    return created.timestamp() >= int(started)
+    return created.timestamp() >= started
 
 
 def _recorded_fingerprint(path: Path) -> Any:
@@ -308,8 +308,9 @@ def _recorded_fingerprint(path: Path) -> Any:
 def _record_bundle(path: Path, model: Path | None, inputs: Path | None,
                    detections: DetectionNames | None, modes: Sequence[str] | None) -> Any:
     """Record the golden at ``path`` again (or for the first time), as it was recorded: the
-    canary in the modes and with the training steps the existing golden holds, or the user's
-    model (``model``, ``inputs``) in the mode and signature it was recorded with."""
+    canary in the modes it holds (a new one: the default modes) and any ``modes`` the test asks
+    for, with the training steps it holds (a new one: the default steps); or the user's model
+    (``model``, ``inputs``) in the mode and with the signature it was recorded with."""
     from envaudit.store import is_user_model, read_manifest
 
     try:
@@ -318,19 +319,25 @@ def _record_bundle(path: Path, model: Path | None, inputs: Path | None,
         manifest = {}  # none there yet, or unreadable: recorded afresh (force still refuses
         #                 to replace a folder envaudit did not write)
     if model is not None or (manifest and is_user_model(manifest)):
-        return _record_model(path, manifest, model, inputs, detections)
+        previous = manifest if manifest and is_user_model(manifest) else {}
+        return _record_model(path, previous, model, inputs, detections)
+    from envaudit import modes as registry
     from envaudit.record import record
     from envaudit.workload import training_spec
 
-    kept = [*manifest.get("modes", ()), *manifest.get("not_run", {})] if manifest else modes
+    # A golden other tests may check too: never fewer modes than it had, or than the default.
+    held = ([*(manifest.get("modes") or (registry.DEFAULT,)), *manifest.get("not_run", {})]
+            if manifest else registry.recorded_by_default())  # schema 1 held eager alone
     steps = training_spec.entry_steps(manifest) if manifest else None
     trained = training_spec.entry_modes(manifest) if manifest else ()
-    return record(path, force=True, modes=kept or None, steps=steps,
-                  training_modes=trained or None)
+    return record(path, force=True, modes=registry.in_order([*held, *(modes or ())]),
+                  steps=steps, training_modes=trained or None)
 
 
 def _record_model(path: Path, manifest: Mapping[str, Any], model: Path | None,
                   inputs: Path | None, detections: DetectionNames | None) -> Any:
+    """Record the user's model at ``path``, as ``manifest`` (the model golden there, or {})
+    recorded it."""
     from envaudit import modes as registry
     from envaudit.usermodel.record import record_model
     from envaudit.usermodel.spec import ModelInfo
