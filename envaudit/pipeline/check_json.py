@@ -39,6 +39,7 @@ _HOW = "pass a file written by 'envaudit check --format json -o FILE'"
 _DIGEST = re.compile(r"[0-9a-f]{32,64}")  # ``tensors.digest``: a short SHA-256
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,1000}")  # an array's name: printable, bounded
 _ID = re.compile(r"[A-Za-z0-9_.:-]{0,200}")
+_PATH = re.compile(r".{1,4096}", re.DOTALL)  # shown, never opened: any characters, bounded
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class CheckRecord:
     golden_sha256: str  # which golden it checked ("" where the JSON does not say)
     fingerprint_id: str  # its own run's
     changes: tuple[Change, ...]  # against its golden
-    digests: Mapping[str, str]  # ``keyed_arrays`` key -> SHA-256 of the array's bytes
+    digests: Mapping[str, str]  # ``keyed_arrays`` key -> ``tensors.digest`` of the array
 
 
 def compare_checks(a: str, b: str, *, strict: bool) -> CheckResult:
@@ -160,7 +161,10 @@ def read_check(path: str) -> CheckRecord:
         raise EnvauditError(f"{path} is the output of 'envaudit compare', not of a check; {_HOW}")
     try:
         return _record(path, data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        raise EnvauditError(f"{path} is not a check JSON envaudit can read (it has no"
+                            f" {str(exc.args[0])[:40]!r}); {_HOW}") from None
+    except (TypeError, ValueError) as exc:
         raise EnvauditError(f"{path} is not a check JSON envaudit can read ({exc}); {_HOW}"
                             ) from None
 
@@ -172,7 +176,7 @@ def _record(path: str, data: Mapping[str, Any]) -> CheckRecord:
     return CheckRecord(
         path=path, verdict=_choice(data, "verdict", VERDICTS),
         workload=_choice(data, "workload", ("canary", "user-model")), model_sha256=sha,
-        golden_path=_typed(golden, "path", str),
+        golden_path=_matching(golden, "path", _PATH),
         golden_sha256=_matching(data, "golden_sha256", re.compile(r"([0-9a-f]{64})?")),
         fingerprint_id=_matching(data, "current_fingerprint_id", _ID),
         changes=tuple(_change(c) for c in _typed(data, "fingerprint_changes", list)),
@@ -180,7 +184,8 @@ def _record(path: str, data: Mapping[str, Any]) -> CheckRecord:
 
 
 def _digests(digests: Mapping[str, Any]) -> dict[str, str]:
-    """Every key a ``keyed_arrays`` key of a mode this envaudit knows, every value a SHA-256."""
+    """Every key a ``keyed_arrays`` key of a mode this envaudit knows, every value an array
+    digest (``tensors.digest``)."""
     for key, value in digests.items():
         kind, _, rest = key.partition("/")
         mode, _, name = rest.partition("/")
