@@ -26,7 +26,10 @@ from envaudit.result import CheckResult
 _VOCABULARY = frozenset({"verdict", "kind", "category", "confidence", "dtype", "timings",
                          "status", "origin", "mode", "moved_modes", "golden_schema", "workload",
                          "input_kind", "sha256", "array_digests", "outcome",
-                         "kinds", "advice", "option", "effective"})
+                         "kinds", "advice", "option", "effective",
+                         # envaudit compare's fixed words and the array keys of its digests
+                         "inputs", "golden_verdict", "current_verdict", "differing",
+                         "only_golden", "only_current"})
 
 
 def redact_result(result: CheckResult, redactor: Redactor) -> CheckResult:

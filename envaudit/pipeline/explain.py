@@ -19,6 +19,7 @@ from envaudit.attribute import reach
 from envaudit.attribute.bisect import Bisection, apply_bisection, bisection_note, run_bisection
 from envaudit.attribute.confirm import Experiment, run_experiments
 from envaudit.attribute.rank import rank_causes
+from envaudit.attribute.reach import DeviceEvidence
 from envaudit.attribute.trials import confirm_causes
 from envaudit.attribute.types import Cause, Unreachable
 from envaudit.fingerprint.types import Change, Fingerprint
@@ -47,16 +48,9 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
     ``options`` allow (nothing to explain when everything is identical)."""
     if found.verdict == "identical":
         return Explanation()
-    bundle, first = subject.bundle, found.first_divergence
-    devices = reach.evidence(list(found.differing), bundle.fingerprint)
-    # TF32 is no fingerprint field: where it can explain lost precision on a GPU, it is ranked
-    # and confirmed as a change of its own (``tf32.suspected``).
-    suspects = (*changes, *filter(None, [suspected(found.tf32, found.differing)]))
+    bundle = subject.bundle
+    causes, suspects, devices = ranked(subject, found, changes)
     tf32_args = child_arguments(options.tf32)  # every child computes under the same switch
-    causes = rank_causes(suspects, found.families, first.stage if first else None,
-                         first.changed_stages if first else (), found.verdict == "precision_loss",
-                         moved_modes=found.moved_modes, checked_modes=subject.modes,
-                         devices=devices)
     ran = found.moved_modes or tuple(m for m in subject.modes if m in found.run.stages)[:1]
     golden_arrays = keyed_arrays({m: subject.golden[m] for m in ran}, bundle.probes)
     bisection = None
@@ -82,6 +76,23 @@ def explain(subject: Subject, found: Found, changes: Sequence[Change], fingerpri
     return Explanation(tuple(causes), tuple(reach.unreachable(changes, devices)), bisection,
                        (*reruns, *([SECOND_PROCESS] if second else [])),
                        tuple(filter(None, [bisection_note(bisection), second])))
+
+
+def ranked(subject: Subject, found: Found, changes: Sequence[Change]
+           ) -> tuple[list[Cause], tuple[Change, ...], DeviceEvidence | None]:
+    """The causes of what ``found`` shows ranked from the evidence alone ("likely" or
+    "possible"), the suspects they were ranked from, and where the arrays that moved were
+    computed: what a check confirms next, and all that ``envaudit compare`` says offline."""
+    first = found.first_divergence
+    devices = reach.evidence(list(found.differing), subject.bundle.fingerprint)
+    # TF32 is no fingerprint field: where it can explain lost precision on a GPU, it is ranked
+    # and confirmed as a change of its own (``tf32.suspected``).
+    suspects = (*changes, *filter(None, [suspected(found.tf32, found.differing)]))
+    causes = rank_causes(suspects, found.families, first.stage if first else None,
+                         first.changed_stages if first else (), found.verdict == "precision_loss",
+                         moved_modes=found.moved_modes, checked_modes=subject.modes,
+                         devices=devices)
+    return causes, suspects, devices
 
 
 def another_process(golden_arrays: Mapping[str, np.ndarray], modes: Sequence[str],

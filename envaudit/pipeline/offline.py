@@ -26,7 +26,6 @@ from pathlib import Path
 
 from envaudit import modes as registry
 from envaudit.attribute import reach
-from envaudit.attribute.rank import rank_causes
 from envaudit.errors import EnvauditError
 from envaudit.fingerprint.types import Change
 from envaudit.pipeline.compose import (
@@ -36,7 +35,7 @@ from envaudit.pipeline.compose import (
     compare_runs,
     environment_changes,
 )
-from envaudit.pipeline.explain import Explanation
+from envaudit.pipeline.explain import Explanation, ranked
 from envaudit.pipeline.recorded import (
     RecordedCanary,
     RecordedModel,
@@ -47,7 +46,7 @@ from envaudit.pipeline.subject import CheckOptions, Subject
 from envaudit.provenance import recorded_elsewhere
 from envaudit.result import CheckResult, OfflineComparison
 from envaudit.store import MANIFEST, GoldenBundle, load_bundle
-from envaudit.tf32 import Tf32Check, Tf32State, compare_tf32, suspected
+from envaudit.tf32 import Tf32Check, Tf32State, compare_tf32
 
 _WHAT = "pass two golden bundle folders ('envaudit record') or two check JSON files"
 NOT_REPLAYED = ("not replayed: compared offline, no stage was run alone on golden inputs, so which"
@@ -158,16 +157,11 @@ def _tf32(golden: GoldenBundle, recorded: GoldenBundle) -> Tf32Check | None:
 
 
 def _ranked(subject: Subject, found: Found, changes: tuple[Change, ...]) -> Explanation:
-    """The causes of what ``found`` shows, ranked as a check ranks them (``explain.explain``
-    before its re-runs), and the changes that cannot reach what moved; nothing confirmed."""
+    """The causes of what ``found`` shows, ranked as a check ranks them (``explain.ranked``),
+    and the changes that cannot reach what moved; nothing confirmed."""
     if found.verdict == "identical":
         return Explanation()
-    first = found.first_divergence
-    devices = reach.evidence(list(found.differing), subject.bundle.fingerprint)
-    suspects = (*changes, *filter(None, [suspected(found.tf32, found.differing)]))
-    causes = rank_causes(suspects, found.families, first.stage if first else None, (),
-                         found.verdict == "precision_loss", moved_modes=found.moved_modes,
-                         checked_modes=subject.modes, devices=devices)
+    causes, _suspects, devices = ranked(subject, found, changes)
     return Explanation(tuple(causes), tuple(reach.unreachable(changes, devices)))
 
 
