@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 check: $(STAMP)
 	$(BIN)/envaudit check --golden golden/reference
 
+# Two workers (pytest-xdist): the suite is mostly TensorFlow subprocesses, which leave a core idle.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py

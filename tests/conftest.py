@@ -182,11 +182,35 @@ def moving_knob(knob_decision: Decision) -> Knob:
     return decision.knob
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+# The summary lines of the decisions made by pytest-xdist's workers, gathered on the controller.
+_WORKER_KNOB_LINES: list[str] = []
+
+
+def _knob_lines() -> list[str]:
+    lines = []
     for decision in _KNOB_DECISION:
         knob = decision.knob
         chosen = f"{knob.name}={knob.value}" if knob else "none"
-        terminalreporter.write_line(f"moving knob on this machine: {chosen} ({decision.reason})")
+        lines.append(f"moving knob on this machine: {chosen} ({decision.reason})")
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)  # set on an xdist worker
+    if workeroutput is not None:
+        workeroutput["knob_lines"] = _knob_lines()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    for line in getattr(node, "workeroutput", {}).get("knob_lines", []):
+        if line not in _WORKER_KNOB_LINES:
+            _WORKER_KNOB_LINES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in dict.fromkeys([*_knob_lines(), *_WORKER_KNOB_LINES]):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
