@@ -18,7 +18,7 @@ and the reason is given (``left_out``). Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class _Recorded:
     recorded: Any  # B, opened as a golden by the same subject class
     modes: tuple[str, ...]
     training: Any
+    # B's recording in the form the subject's own comparison reads (each subject defines it)
+    native_run: Callable[[], Any]
 
     def run(self, repeat: int, progress: Progress) -> list[SubjectRun]:
         bundle = self.recorded.bundle
@@ -49,10 +51,6 @@ class _Recorded:
         return [SubjectRun(stages={m: self.recorded.golden[m] for m in self.modes},
                            probes=bundle.probes, devices=bundle.devices,
                            native=self.native_run())]
-
-    def native_run(self) -> Any:
-        """B's recording in the form the subject's own comparison reads."""
-        raise NotImplementedError
 
     def replay(self) -> Replay | None:
         return None
