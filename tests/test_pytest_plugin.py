@@ -257,3 +257,30 @@ def test_the_session_golden_is_the_option_else_the_ini_else_the_configuration(tm
                               text=True, timeout=120, check=False)
         assert proc.returncode == 1, proc.stdout
         assert f"envaudit: no golden bundle at {tmp_path / expected};" in proc.stdout, proc.stdout
+
+
+def test_a_drift_verdict_fails_the_default_gate_with_its_headline(tmp_path, golden_bundle):
+    """Where no setting makes the canary drift on this CPU (the knob moves it by rounding, so the
+    gate above is strict), the default gate's decision is tested on a drift result: the check
+    itself is stood in for by a finished result with changed detections, nothing else is."""
+    tests = Path(__file__).resolve().parent
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:randomly"
+                                         " -p no:cacheprovider\n")
+    (tmp_path / "conftest.py").write_text(
+        "import envaudit\n"
+        "from test_render_check import make_result\n\n"
+        "envaudit.check = lambda **_: make_result(changed_detections=True)\n")
+    (tmp_path / "test_gate.py").write_text("def test_gate(envaudit_check):\n"
+                                           "    envaudit_check()\n")
+    session = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", f"--envaudit-golden={golden_bundle}"],
+        cwd=tmp_path, env=cli_env(PYTHONPATH=str(tests), PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True, text=True, timeout=120, check=False)
+    assert session.returncode == 1, session.stdout + session.stderr
+    failure = [line for line in session.stdout.split("_ test_gate _", 1)[1].splitlines()[1:]
+               if line]
+    assert failure[0].startswith("▲ Drift: "), session.stdout
+    assert failure[0].endswith("; cause: env.TF_ENABLE_ONEDNN_OPTS: unset -> '0' (confirmed).")
+    assert failure[1].endswith(": exit 1")
+    assert "test_gate.py::test_gate: golden " in session.stdout  # the session's summary
+    assert session.stdout.count(": drift, failed") == 1
