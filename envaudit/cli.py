@@ -583,7 +583,10 @@ def configured(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if getattr(args, "handler", None):
         from envaudit import config
 
-        config.apply(args, parser, lambda: cli_parser.given(build_parser(), argv))
+        unredacted = config.apply(args, parser, lambda: cli_parser.given(build_parser(), argv))
+        if unredacted and not args.quiet:
+            _say(f"envaudit: note: redaction is off (redact = false in {_one_line(unredacted)});"
+                 " --redact turns it back on")
     return args
 
 

@@ -68,24 +68,27 @@ class Effective:
 
 
 def apply(args: argparse.Namespace, grammar: argparse.ArgumentParser,
-          typed: Callable[[], set[str]], start: Path | None = None) -> None:
+          typed: Callable[[], set[str]], start: Path | None = None) -> str | None:
     """Set on ``args`` (parsed by ``grammar``) each option that the configuration file sets and
     the command line left out. ``typed()`` answers which destinations the command line set; it is
-    asked only when the file sets something for this command."""
+    asked only when the file sets something for this command. Returns the file that turned
+    redaction off for this command (None: it did not), for the command line to say so: a
+    project's file must not make a shared report show host and user names unnoticed."""
     command = _command_of(args, grammar)
     if command is None:
-        return
+        return None
     name, parser = command
     settable = {k.name: a for k in KEYS if (a := option(k, name, parser)) is not None}
     if not settable:
-        return  # no file is read for this command
+        return None  # no file is read for this command
     found = search(start or _here())
     values = _values(found, grammar)
     chosen = [k for k in values if k in settable]
     if not chosen:
-        return
+        return None
     explicit = typed()
     set_aside = _beside(parser, explicit)
+    unredacted = None
     for key_name in chosen:
         action = settable[key_name]
         if action.dest in explicit or action.dest in set_aside:
@@ -93,6 +96,9 @@ def apply(args: argparse.Namespace, grammar: argparse.ArgumentParser,
         key = BY_NAME[key_name]
         # Checked again for this command's option: its choices may be its own.
         setattr(args, action.dest, key.flip(_checked(key, found, action, for_command=name)))
+        if key_name == "redact" and getattr(args, action.dest) and found.source is not None:
+            unredacted = found.source.label
+    return unredacted
 
 
 def value(key: str, start: Path | None = None) -> object | None:

@@ -351,3 +351,16 @@ def test_a_removed_current_folder_is_one_line(project, capsys):
     os.chdir(gone)
     gone.rmdir()
     assert "cd into an existing folder" in refused(capsys, ["check"])
+
+
+def test_a_file_that_turns_redaction_off_is_said_unless_a_flag_turns_it_back(project, capsys):
+    """A project's file must not make a report meant to be shared show host and user names
+    unnoticed: the command says where redaction was turned off, once, on stderr."""
+    path = write(project, "envaudit.toml", "redact = false")
+    assert cli.configured(["diff", "a", "b"]).no_redact is True
+    err = capsys.readouterr().err
+    assert err == (f"envaudit: note: redaction is off (redact = false in envaudit.toml ({path}));"
+                   " --redact turns it back on\n")
+    assert cli.configured(["diff", "a", "b", "--redact"]).no_redact is False
+    assert cli.configured(["-q", "diff", "a", "b"]).no_redact is True
+    assert capsys.readouterr().err == ""
